@@ -1,0 +1,83 @@
+//! The [`Agent`] trait: what a user implements. Mirrors the `handler` interface in
+//! `wit/handler.wit`.
+
+use arrow_array::RecordBatch;
+use serde::de::DeserializeOwned;
+
+use crate::AgentError;
+
+/// User code that turns record batches into record batches.
+///
+/// One value of the implementing type lives in each agent instance. The host calls
+/// [`Agent::init`] once, then [`Agent::process`] for each batch routed to the instance, never
+/// concurrently. If the instance traps (a panic, an out-of-memory, a deadline), the host discards
+/// it and starts a fresh one with `init`.
+pub trait Agent: Sized + 'static {
+    /// Builds the agent from its `config` table in the pipeline file.
+    fn init(config: Config) -> Result<Self, AgentError>;
+
+    /// Handles one `batch` that arrived on input `port` (the order of the agent's inputs in the
+    /// pipeline, from 0), emitting any number of batches through `out`.
+    fn process(
+        &mut self,
+        port: u32,
+        batch: RecordBatch,
+        out: &mut Emitter,
+    ) -> Result<(), AgentError>;
+}
+
+/// An agent's configuration: the `config` table of its entry in the pipeline file, as JSON.
+#[derive(Debug, Clone)]
+pub struct Config {
+    json: String,
+}
+
+impl Config {
+    /// Wraps a JSON configuration string.
+    pub fn new(json: impl Into<String>) -> Self {
+        Config { json: json.into() }
+    }
+
+    /// The configuration as the JSON text the host passed (`{}` when the pipeline gives none).
+    pub fn as_str(&self) -> &str {
+        &self.json
+    }
+
+    /// Deserializes the configuration into `T`. The error names the field that did not fit and
+    /// where, so the user can fix the pipeline file.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, AgentError> {
+        serde_json::from_str(&self.json).map_err(|e| {
+            AgentError::invalid_config(format!("invalid agent config {}: {e}", self.json))
+        })
+    }
+}
+
+/// Collects the batches an agent emits while handling one call.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    pub(crate) batches: Vec<(u32, RecordBatch)>,
+}
+
+impl Emitter {
+    /// Emits `batch` on the main output (port 0).
+    pub fn emit(&mut self, batch: RecordBatch) {
+        self.emit_to(0, batch);
+    }
+
+    /// Emits `batch` on output `port`, for agents with side outputs. Empty batches are dropped.
+    pub fn emit_to(&mut self, port: u32, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.batches.push((port, batch));
+        }
+    }
+
+    /// How many batches have been emitted so far in this call.
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether nothing has been emitted so far in this call.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}

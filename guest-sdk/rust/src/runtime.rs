@@ -1,0 +1,134 @@
+//! Glue between the generated bindings and an [`Agent`]: per-port IPC framing and the one agent
+//! value of the instance. Used by [`export_agent!`](crate::export_agent); not part of the API.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::ipc::{BatchDecoder, BatchEncoder};
+use crate::wit::sabot::agent::types::{AgentError as WitError, Output};
+use crate::{Agent, AgentError, Config, Emitter};
+
+/// Everything one instance keeps between calls.
+pub struct Slot<A> {
+    agent: Option<A>,
+    inputs: HashMap<u32, BatchDecoder>,
+    outputs: HashMap<u32, BatchEncoder>,
+}
+
+impl<A> Default for Slot<A> {
+    fn default() -> Self {
+        Slot {
+            agent: None,
+            inputs: HashMap::new(),
+            outputs: HashMap::new(),
+        }
+    }
+}
+
+/// The `sabot-sdk` custom section: the SDK version that built this component, read by
+/// `sabot inspect`.
+#[used]
+#[unsafe(link_section = "sabot-sdk")]
+static SDK_VERSION: [u8; crate::VERSION.len()] = {
+    let mut out = [0u8; crate::VERSION.len()];
+    let src = crate::VERSION.as_bytes();
+    let mut i = 0;
+    while i < src.len() {
+        out[i] = src[i];
+        i += 1;
+    }
+    out
+};
+
+/// `handler.init`.
+pub fn init<A: Agent>(slot: &RefCell<Slot<A>>, config: String) -> Result<(), WitError> {
+    // Keeps the version section in the linked component: the linker only keeps what is reachable.
+    core::hint::black_box(&SDK_VERSION);
+    let agent = A::init(Config::new(config)).map_err(WitError::from)?;
+    let mut slot = slot.borrow_mut();
+    *slot = Slot::default();
+    slot.agent = Some(agent);
+    Ok(())
+}
+
+/// `handler.process`.
+pub fn process<A: Agent>(
+    slot: &RefCell<Slot<A>>,
+    port: u32,
+    bytes: Vec<u8>,
+) -> Result<Vec<Output>, WitError> {
+    let mut slot = slot.borrow_mut();
+    let Slot {
+        agent,
+        inputs,
+        outputs,
+    } = &mut *slot;
+    let agent = agent
+        .as_mut()
+        .ok_or_else(|| WitError::from(AgentError::internal("process called before init")))?;
+    let batch = inputs.entry(port).or_default().decode(bytes).map_err(|e| {
+        WitError::from(AgentError::internal(format!(
+            "the host sent a batch on port {port} that does not decode: {e}"
+        )))
+    })?;
+    let mut out = Emitter::default();
+    agent
+        .process(port, batch, &mut out)
+        .map_err(WitError::from)?;
+    out.batches
+        .into_iter()
+        .map(|(port, batch)| {
+            let batch_bytes = outputs
+                .entry(port)
+                .or_default()
+                .encode(&batch)
+                .map_err(|e| {
+                    WitError::from(AgentError::internal(format!(
+                        "cannot encode an output batch for port {port}: {e}"
+                    )))
+                })?;
+            Ok(Output {
+                port,
+                batch: batch_bytes,
+            })
+        })
+        .collect()
+}
+
+/// Exports `$agent`, a type implementing [`Agent`](crate::Agent), as this component's agent.
+///
+/// Use it once per crate, at the top level of the `cdylib` that becomes the component.
+#[macro_export]
+macro_rules! export_agent {
+    ($agent:ty) => {
+        const _: () = {
+            struct __SabotComponent;
+
+            ::std::thread_local! {
+                static __SABOT_SLOT: ::core::cell::RefCell<$crate::runtime::Slot<$agent>> =
+                    ::core::cell::RefCell::new(::core::default::Default::default());
+            }
+
+            impl $crate::wit::exports::sabot::agent::handler::Guest for __SabotComponent {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), $crate::wit::sabot::agent::types::AgentError>
+                {
+                    __SABOT_SLOT.with(|slot| $crate::runtime::init::<$agent>(slot, config))
+                }
+
+                fn process(
+                    port: u32,
+                    batch: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::wit::sabot::agent::types::Output>,
+                    $crate::wit::sabot::agent::types::AgentError,
+                > {
+                    __SABOT_SLOT.with(|slot| $crate::runtime::process::<$agent>(slot, port, batch))
+                }
+            }
+
+            $crate::wit::__export_agent_world!(__SabotComponent with_types_in $crate::wit);
+        };
+    };
+}

@@ -1,0 +1,159 @@
+//! `cargo bench -p sabot-host --bench throughput`: Sabot's foundation benchmarks. Every figure is
+//! printed beside a baseline measured in the same run, as a ratio. Nothing here is asserted.
+//!
+//! 1. The same filter logic (`sabot-expr`) native in-process vs as the built-in Wasm `filter`
+//!    agent, with Arrow IPC both ways, on 8192-row batches.
+//! 2. generator → filter agent → blackhole, events/s, beside generator → blackhole.
+//! 3. Module start: compile (cold) vs load from the compile cache (warm).
+//!
+//! `SABOT_BENCH_EVENTS` sets the pipeline size (default 5 000 000).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use sabot_host::connectors::Source;
+use sabot_host::connectors::generator::GeneratorSpec;
+use sabot_host::wasm::{
+    AgentInstance, AgentMetrics, CompileCache, Limits, ModuleSource, Tags, WasmRuntime,
+};
+use sabot_host::{Pipeline, PipelineSpec, RunOptions};
+
+const PREDICATE: &str = "amount > 1000 AND country <> 'KP'";
+const BATCH: usize = 8192;
+
+fn batches(count: usize) -> Vec<RecordBatch> {
+    let spec: GeneratorSpec =
+        toml::from_str(&format!("count = {}\nfraud_rate = 0.01", count * BATCH)).unwrap();
+    let mut generator = spec.open(BATCH);
+    std::iter::from_fn(|| generator.next_batch().unwrap()).collect()
+}
+
+/// Best of `rounds` timings of `f` over all batches, as rows/s.
+fn rows_per_sec(
+    rounds: usize,
+    input: &[RecordBatch],
+    mut f: impl FnMut(&RecordBatch) -> usize,
+) -> (f64, usize) {
+    let rows: usize = input.iter().map(RecordBatch::num_rows).sum();
+    let mut best = Duration::MAX;
+    let mut kept = 0;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        kept = input.iter().map(&mut f).sum();
+        best = best.min(started.elapsed());
+    }
+    (rows as f64 / best.as_secs_f64(), kept)
+}
+
+fn main() {
+    let events: u64 = std::env::var("SABOT_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
+
+    println!("# Sabot foundation benchmarks ({BATCH}-row batches)\n");
+
+    // 3. Cold vs warm start of the filter operator.
+    let started = Instant::now();
+    let module = runtime
+        .load(&ModuleSource::Builtin("filter".into()))
+        .unwrap();
+    let cold = started.elapsed();
+    let warm_runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
+    let started = Instant::now();
+    let warm_module = warm_runtime
+        .load(&ModuleSource::Builtin("filter".into()))
+        .unwrap();
+    let warm = started.elapsed();
+    println!(
+        "## Module start (builtin:filter, {:.1} MiB component)\n",
+        module.size as f64 / (1 << 20) as f64
+    );
+    println!("| start | time | |");
+    println!("|---|---|---|");
+    println!(
+        "| cold (compile, {:?}) | {:.1} ms | 1.00× |",
+        module.cache,
+        cold.as_secs_f64() * 1e3
+    );
+    println!(
+        "| warm (compile cache, {:?}) | {:.1} ms | {:.1}× faster |\n",
+        warm_module.cache,
+        warm.as_secs_f64() * 1e3,
+        cold.as_secs_f64() / warm.as_secs_f64()
+    );
+
+    // 1. Native vs Wasm filter.
+    let input = batches(120);
+    let predicate = sabot_expr::Predicate::parse(PREDICATE).unwrap();
+    let (native, native_kept) =
+        rows_per_sec(5, &input, |b| predicate.filter(b).unwrap().num_rows());
+    let config = serde_json::json!({ "where": PREDICATE }).to_string();
+    let mut instance = AgentInstance::start(
+        runtime.clone(),
+        module.clone(),
+        config,
+        Limits::default(),
+        Tags::default(),
+        Arc::new(AgentMetrics::default()),
+    )
+    .unwrap();
+    let (wasm, wasm_kept) = rows_per_sec(5, &input, |b| {
+        instance
+            .process(0, b)
+            .unwrap()
+            .iter()
+            .map(|(_, o)| o.num_rows())
+            .sum()
+    });
+    assert_eq!(native_kept, wasm_kept, "native and Wasm filters disagree");
+    println!(
+        "## Filter `{PREDICATE}` ({} rows, best of 5)\n",
+        input.len() * BATCH
+    );
+    println!("| implementation | rows/s | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| native, in-process (baseline) | {:.2} M | 1.00× |",
+        native / 1e6
+    );
+    println!(
+        "| Wasm agent, IPC both ways | {:.2} M | {:.2}× |\n",
+        wasm / 1e6,
+        wasm / native
+    );
+
+    // 2. Whole pipelines.
+    let run = |agent: bool| {
+        let text = if agent {
+            format!(
+                "edges = [\"gen -> f -> out\"]\n[pipeline]\nbatch_size = {BATCH}\n[sources.gen]\ntype = \"generator\"\ncount = {events}\n[agents.f]\nmodule = \"builtin:filter\"\nconfig = {{ where = \"{PREDICATE}\" }}\n[sinks.out]\ntype = \"blackhole\"\n"
+            )
+        } else {
+            format!(
+                "edges = [\"gen -> out\"]\n[pipeline]\nbatch_size = {BATCH}\n[sources.gen]\ntype = \"generator\"\ncount = {events}\n[sinks.out]\ntype = \"blackhole\"\n"
+            )
+        };
+        let spec = PipelineSpec::parse(&text, std::path::Path::new("bench.toml")).unwrap();
+        let pipeline = Pipeline::new(spec, runtime.clone()).unwrap();
+        let summary = pipeline.run(RunOptions::default()).unwrap();
+        summary.events_in as f64 / summary.elapsed.as_secs_f64()
+    };
+    let baseline = run(false);
+    let with_agent = run(true);
+    println!("## Pipeline, {events} events\n");
+    println!("| pipeline | events/s | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| generator → blackhole (baseline) | {:.2} M | 1.00× |",
+        baseline / 1e6
+    );
+    println!(
+        "| generator → filter agent (Wasm) → blackhole | {:.2} M | {:.2}× |",
+        with_agent / 1e6,
+        with_agent / baseline
+    );
+}

@@ -1,0 +1,312 @@
+//! The `sabot` command line: `run`, `validate`, `inspect`.
+//!
+//! Exit codes: 0 success; 1 the pipeline failed while running; 2 the pipeline or a module is
+//! invalid (nothing ran); 130 stopped by Ctrl-C (after flushing all output).
+
+mod progress;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::PipelineSpec;
+use crate::dataflow::{NodeKind, RunStats};
+use crate::wasm::{CompileCache, ModuleSource, WasmRuntime};
+use crate::{Error, Pipeline, RunOptions, RunSummary};
+
+/// Sabot: stream processing with sandboxed WebAssembly agents over Arrow batches.
+#[derive(Debug, Parser)]
+#[command(name = "sabot", version, about, long_about = None)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter such as `sabot=debug`.
+    #[arg(long, global = true, env = "SABOT_LOG", default_value = "warn")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A `sabot` subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline file until its input ends or Ctrl-C.
+    Run {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Use another module for an agent: `--module rules=path/to/rules.wasm`.
+        #[arg(long = "module", value_name = "AGENT=MODULE")]
+        modules: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// Never print the live progress line.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check a pipeline file and its modules without running it.
+    Validate {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Use another module for an agent: `--module rules=path/to/rules.wasm`.
+        #[arg(long = "module", value_name = "AGENT=MODULE")]
+        modules: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Describe a module: world, imports, exports, size, SDK version.
+    Inspect {
+        /// The component file.
+        module: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+}
+
+/// Where compiled components are cached.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    /// Directory of the compiled-component cache (default: $SABOT_CACHE_DIR, else
+    /// ~/.cache/sabot/components).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every module afresh and cache nothing.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    fn cache(&self) -> CompileCache {
+        if self.no_cache {
+            CompileCache::new(None)
+        } else {
+            CompileCache::new(self.cache_dir.clone().or_else(CompileCache::default_dir))
+        }
+    }
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|e| {
+        eprintln!(
+            "sabot: --log-level {:?} is not a valid level or filter ({e}); using warn",
+            cli.log_level
+        );
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<ExitCode, Error> {
+    match command {
+        Command::Run {
+            pipeline,
+            modules,
+            cache,
+            no_progress,
+        } => {
+            let pipeline = load(&pipeline, &modules, &cache)?;
+            run(&pipeline, !no_progress && std::io::stderr().is_terminal())
+        }
+        Command::Validate {
+            pipeline: path,
+            modules,
+            cache,
+        } => {
+            let pipeline = load(&path, &modules, &cache)?;
+            let spec = pipeline.spec();
+            let instances: usize = spec.agents.values().map(|a| a.parallelism).sum();
+            eprintln!(
+                "{}: valid — pipeline `{}`: {} source(s), {} agent(s) ({} instance(s)), {} sink(s), {} edge(s)",
+                path.display(),
+                spec.name,
+                spec.sources.len(),
+                spec.agents.len(),
+                instances,
+                spec.sinks.len(),
+                spec.edges.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect {
+            module,
+            json,
+            cache,
+        } => {
+            let bytes =
+                std::fs::read(&module).map_err(|source| crate::wasm::ModuleError::Read {
+                    module: module.display().to_string(),
+                    source,
+                })?;
+            let runtime = WasmRuntime::new(cache.cache())?;
+            let info =
+                crate::wasm::inspect::inspect(&runtime, &module.display().to_string(), &bytes);
+            let mut out = String::new();
+            if json {
+                out = serde_json::to_string_pretty(&info)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                out.push('\n');
+            } else {
+                use std::fmt::Write;
+                let _ = writeln!(out, "module:   {}", module.display());
+                let _ = writeln!(out, "kind:     {}", info.kind);
+                let _ = writeln!(out, "size:     {} bytes", info.size);
+                let _ = writeln!(out, "sha256:   {}", info.sha256);
+                let _ = writeln!(
+                    out,
+                    "world:    {}",
+                    info.world.as_deref().unwrap_or("(not a Sabot agent)")
+                );
+                let _ = writeln!(
+                    out,
+                    "sdk:      {}",
+                    info.sdk_version.as_deref().map_or(
+                        "(unknown: not built with sabot-sdk for Rust)".to_owned(),
+                        |v| format!("sabot-sdk {v}")
+                    )
+                );
+                let _ = writeln!(out, "imports:");
+                for i in &info.imports {
+                    let _ = writeln!(out, "  {i}");
+                }
+                let _ = writeln!(out, "exports:");
+                for e in &info.exports {
+                    let _ = writeln!(out, "  {e}");
+                }
+                if let Some(problem) = &info.problem {
+                    let _ = writeln!(out, "problem:  {problem}");
+                }
+            }
+            print_stdout(&out);
+            Ok(if info.problem.is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn load(
+    path: &std::path::Path,
+    overrides: &[String],
+    cache: &CacheArgs,
+) -> Result<Pipeline, Error> {
+    let mut spec = PipelineSpec::load(path)?;
+    for arg in overrides {
+        let Some((agent, module)) = arg.split_once('=') else {
+            return Err(Error::Config(crate::config::ConfigError::Invalid {
+                file: path.to_owned(),
+                location: format!("--module {arg}"),
+                message: "expected AGENT=MODULE, e.g. --module rules=target/wasm32-wasip2/release/rules.wasm".into(),
+            }));
+        };
+        let source = match module.strip_prefix("builtin:") {
+            Some(b) => ModuleSource::Builtin(b.to_owned()),
+            None => ModuleSource::Path(PathBuf::from(module)),
+        };
+        spec.override_module(agent, source)?;
+    }
+    let runtime = WasmRuntime::new(cache.cache())?;
+    Pipeline::new(spec, runtime)
+}
+
+fn run(pipeline: &Pipeline, show_progress: bool) -> Result<ExitCode, Error> {
+    let spec = pipeline.spec();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsabot: second interrupt, exiting without flushing");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nsabot: stopping: finishing in-flight batches and flushing output (Ctrl-C again to exit at once)"
+        );
+    });
+    if let Err(e) = installed {
+        tracing::warn!(error = %e, "cannot install the Ctrl-C handler; Ctrl-C will stop without flushing");
+    }
+    let stats = Arc::new(RunStats::new(
+        spec.sources
+            .keys()
+            .map(|n| (n.as_str(), NodeKind::Source))
+            .chain(spec.agents.keys().map(|n| (n.as_str(), NodeKind::Agent)))
+            .chain(spec.sinks.keys().map(|n| (n.as_str(), NodeKind::Sink))),
+    ));
+    let progress = show_progress.then(|| progress::Progress::start(stats.clone()));
+    let result = pipeline.run(RunOptions {
+        stop: stop.clone(),
+        stats: Some(stats),
+    });
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let summary = result?;
+    eprintln!("{}", summary_line(&summary));
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The one-line summary printed at the end of a run.
+pub fn summary_line(s: &RunSummary) -> String {
+    let secs = s.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        s.events_in as f64 / secs
+    } else {
+        0.0
+    };
+    let mut line = format!(
+        "sabot: pipeline `{}` {} in {:.2} s: {} events in ({}/s), {} out",
+        s.pipeline,
+        if s.interrupted { "stopped" } else { "finished" },
+        secs,
+        progress::grouped(s.events_in),
+        progress::si(rate),
+        progress::grouped(s.events_out),
+    );
+    if s.failed_batches > 0 {
+        line.push_str(&format!(
+            ", {} batch(es) failed and skipped or dead-lettered",
+            s.failed_batches
+        ));
+    }
+    if s.dead_letters > 0 {
+        line.push_str(&format!(", {} dead letter(s)", s.dead_letters));
+    }
+    let restarts: u64 = s
+        .stats
+        .nodes
+        .values()
+        .map(|n| n.restarts.load(Ordering::Relaxed))
+        .sum();
+    if restarts > 0 {
+        line.push_str(&format!(", {restarts} instance restart(s)"));
+    }
+    line
+}

@@ -1,0 +1,778 @@
+//! The pipeline file: a TOML document with `[pipeline]` settings, `[sources.NAME]`,
+//! `[agents.NAME]` and `[sinks.NAME]` tables, and `edges`.
+//!
+//! ```toml
+//! [pipeline]
+//! name = "fraud-detection"
+//! batch_size = 8192
+//!
+//! [sources.transactions]
+//! type = "generator"
+//! count = 1_000_000
+//!
+//! [agents.rules]
+//! module = "fraud_rules.wasm"     # relative to this file, or builtin:filter / builtin:project
+//! parallelism = 2
+//! key = "card_id"
+//! config = { over_limit_factor = 1.5 }
+//!
+//! [sinks.alerts]
+//! type = "stdout"
+//!
+//! edges = ["transactions -> rules -> alerts"]
+//! ```
+//!
+//! Loading validates everything that can be checked before running; every error names the file,
+//! the table and field, and what was expected.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::connectors::{OnError, SinkSpec, SourceSpec};
+use crate::wasm::{Limits, ModuleSource};
+
+/// Why a pipeline file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{}: cannot read the pipeline file: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the pipeline schema.
+    #[error("{}: {message}", file.display())]
+    Parse { file: PathBuf, message: String },
+    /// A value is out of range or refers to something that does not exist.
+    #[error("{}: {location}: {message}", file.display())]
+    Invalid {
+        file: PathBuf,
+        location: String,
+        message: String,
+    },
+}
+
+/// `[pipeline]`: run-wide settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    name: Option<String>,
+    batch_size: Option<usize>,
+    channel_capacity: Option<usize>,
+    dead_letter: Option<PathBuf>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    deadline_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    max_output_mb: Option<u64>,
+}
+
+impl RawLimits {
+    fn over(self, base: Limits) -> Limits {
+        Limits {
+            deadline_ms: self.deadline_ms.unwrap_or(base.deadline_ms),
+            memory_mb: self.memory_mb.unwrap_or(base.memory_mb),
+            max_output_mb: self.max_output_mb.unwrap_or(base.max_output_mb),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    module: String,
+    #[serde(default = "one")]
+    parallelism: usize,
+    key: Option<String>,
+    config: Option<toml::Value>,
+    #[serde(default)]
+    on_error: OnError,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    #[serde(default)]
+    pipeline: RawSettings,
+    #[serde(default)]
+    sources: IndexMap<String, SourceSpec>,
+    #[serde(default)]
+    agents: IndexMap<String, RawAgent>,
+    #[serde(default)]
+    sinks: IndexMap<String, SinkSpec>,
+    #[serde(default)]
+    edges: Vec<String>,
+}
+
+/// An agent of a validated pipeline.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// Where the component comes from.
+    pub module: ModuleSource,
+    /// How many instances run in parallel.
+    pub parallelism: usize,
+    /// The column whose value decides which instance a row goes to.
+    pub key: Option<String>,
+    /// The configuration passed to `init`: the `config` table as JSON, or a string as it is.
+    pub config: String,
+    /// What to do with a batch the agent refuses or traps on.
+    pub on_error: OnError,
+    /// Sandbox limits of each instance.
+    pub limits: Limits,
+}
+
+/// A connection from an output port of a source or agent to an agent or sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub from: String,
+    /// The output port of `from` (always 0 for a source).
+    pub from_port: u32,
+    pub to: String,
+    /// The input port of `to`: the order in which its distinct inputs first appear in `edges`.
+    pub to_port: u32,
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// The file it was loaded from (for messages), if any.
+    pub file: PathBuf,
+    pub name: String,
+    /// Rows per batch that sources produce.
+    pub batch_size: usize,
+    /// Batches buffered on each edge before the producer waits.
+    pub channel_capacity: usize,
+    /// Where dead letters go.
+    pub dead_letter: Option<PathBuf>,
+    pub sources: IndexMap<String, SourceSpec>,
+    pub agents: IndexMap<String, AgentSpec>,
+    pub sinks: IndexMap<String, SinkSpec>,
+    pub edges: Vec<Edge>,
+}
+
+/// The default rows per source batch.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+/// The default batches buffered per edge.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
+/// The most instances an agent may have.
+pub const MAX_PARALLELISM: usize = 256;
+
+impl PipelineSpec {
+    /// Loads and validates the pipeline file at `path`. Relative paths in it are relative to the
+    /// file's directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let file = path.as_ref().to_owned();
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates pipeline text; `file` names it in messages and its directory anchors
+    /// relative paths.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let raw: RawPipeline = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Validator { file, base }.validate(raw)
+    }
+
+    /// Replaces the module of agent `agent` (as `--module NAME=PATH` does on the command line).
+    pub fn override_module(
+        &mut self,
+        agent: &str,
+        module: ModuleSource,
+    ) -> Result<(), ConfigError> {
+        let known = self.agents.keys().cloned().collect::<Vec<_>>().join(", ");
+        let spec = self
+            .agents
+            .get_mut(agent)
+            .ok_or_else(|| ConfigError::Invalid {
+                file: self.file.clone(),
+                location: format!("--module {agent}=…"),
+                message: format!("the pipeline has no agent `{agent}` (agents: {known})"),
+            })?;
+        if let ModuleSource::Path(p) = &module
+            && !p.is_file()
+        {
+            return Err(ConfigError::Invalid {
+                file: self.file.clone(),
+                location: format!("--module {agent}=…"),
+                message: format!("no such module file: {}", p.display()),
+            });
+        }
+        spec.module = module;
+        Ok(())
+    }
+
+    /// The inputs of `node` (agent or sink), as `(from, from_port, to_port)`.
+    pub fn inputs_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
+        self.edges.iter().filter(move |e| e.to == node)
+    }
+
+    /// The edges leaving `node`.
+    pub fn outputs_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
+        self.edges.iter().filter(move |e| e.from == node)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, location: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn validate(&self, raw: RawPipeline) -> Result<PipelineSpec, ConfigError> {
+        let settings = &raw.pipeline;
+        let name = match &settings.name {
+            Some(n) => {
+                check_name(n).map_err(|m| self.invalid("[pipeline] field `name`", m))?;
+                n.clone()
+            }
+            None => self
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "pipeline".into()),
+        };
+        let batch_size = settings.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        if !(1..=1 << 20).contains(&batch_size) {
+            return Err(self.invalid(
+                "[pipeline] field `batch_size`",
+                format!("expected rows per batch from 1 to 1048576, got {batch_size}"),
+            ));
+        }
+        let channel_capacity = settings
+            .channel_capacity
+            .unwrap_or(DEFAULT_CHANNEL_CAPACITY);
+        if !(1..=1024).contains(&channel_capacity) {
+            return Err(self.invalid(
+                "[pipeline] field `channel_capacity`",
+                format!("expected batches per edge from 1 to 1024, got {channel_capacity}"),
+            ));
+        }
+        let base_limits = settings.limits.over(Limits::default());
+        self.check_limits("[pipeline.limits]", base_limits)?;
+        let dead_letter = settings.dead_letter.as_deref().map(|p| self.resolve(p));
+
+        if raw.sources.is_empty() {
+            return Err(self.invalid("[sources]", "a pipeline needs at least one source, e.g. [sources.input] with type = \"generator\""));
+        }
+        if raw.sinks.is_empty() {
+            return Err(self.invalid(
+                "[sinks]",
+                "a pipeline needs at least one sink, e.g. [sinks.out] with type = \"stdout\"",
+            ));
+        }
+
+        // Names are unique across sources, agents and sinks.
+        let mut kinds: HashMap<&str, &str> = HashMap::new();
+        let tables = [
+            ("sources", raw.sources.keys().collect::<Vec<_>>()),
+            ("agents", raw.agents.keys().collect()),
+            ("sinks", raw.sinks.keys().collect()),
+        ];
+        for (table, names) in &tables {
+            for name in names {
+                check_name(name).map_err(|m| self.invalid(format!("[{table}.{name}]"), m))?;
+                if let Some(other) = kinds.insert(name.as_str(), table) {
+                    return Err(self.invalid(
+                        format!("[{table}.{name}]"),
+                        format!("the name `{name}` is already used in [{other}]; names must be unique across sources, agents and sinks"),
+                    ));
+                }
+            }
+        }
+
+        let mut sources = raw.sources.clone();
+        for (name, spec) in sources.iter_mut() {
+            let check = match spec {
+                SourceSpec::Generator(g) => g.validate(),
+                SourceSpec::File(f) => {
+                    f.path = self.resolve(&f.path);
+                    if f.on_error == OnError::DeadLetter && dead_letter.is_none() {
+                        Err(("on_error".into(), "\"dead-letter\" needs a dead-letter file: set dead_letter = \"PATH\" in [pipeline]".into()))
+                    } else {
+                        f.validate()
+                    }
+                }
+            };
+            check.map_err(|(field, m)| {
+                self.invalid(format!("[sources.{name}] field `{field}`"), m)
+            })?;
+        }
+
+        let mut agents = IndexMap::new();
+        for (name, a) in &raw.agents {
+            let at = |field: &str| format!("[agents.{name}] field `{field}`");
+            if a.module.trim().is_empty() {
+                return Err(self.invalid(
+                    at("module"),
+                    "expected a path to a .wasm component or builtin:NAME",
+                ));
+            }
+            let module = crate::wasm::resolve(self.base, &a.module);
+            match &module {
+                ModuleSource::Path(p) if !p.is_file() => {
+                    return Err(self.invalid(at("module"), format!("no such module file: {} (build the agent first, e.g. cargo build --release --target wasm32-wasip2)", p.display())));
+                }
+                ModuleSource::Builtin(b) if crate::wasm::builtin::bytes(b).is_none() => {
+                    return Err(self.invalid(
+                        at("module"),
+                        format!(
+                            "there is no built-in operator `{b}` (built-ins: {})",
+                            crate::wasm::builtin::names().join(", ")
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if !(1..=MAX_PARALLELISM).contains(&a.parallelism) {
+                return Err(self.invalid(
+                    at("parallelism"),
+                    format!(
+                        "expected 1 to {MAX_PARALLELISM} instances, got {}",
+                        a.parallelism
+                    ),
+                ));
+            }
+            if let Some(key) = &a.key
+                && key.trim().is_empty()
+            {
+                return Err(self.invalid(at("key"), "expected a column name"));
+            }
+            if a.on_error == OnError::DeadLetter && dead_letter.is_none() {
+                return Err(self.invalid(at("on_error"), "\"dead-letter\" needs a dead-letter file: set dead_letter = \"PATH\" in [pipeline]"));
+            }
+            let limits = a.limits.over(base_limits);
+            self.check_limits(&format!("[agents.{name}.limits]"), limits)?;
+            let config = match &a.config {
+                None => "{}".to_owned(),
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(v @ toml::Value::Table(_)) => serde_json::to_string(v).map_err(|e| {
+                    self.invalid(at("config"), format!("cannot be expressed as JSON: {e}"))
+                })?,
+                Some(other) => {
+                    return Err(self.invalid(
+                        at("config"),
+                        format!("expected a table or a string, got {}", other.type_str()),
+                    ));
+                }
+            };
+            agents.insert(
+                name.clone(),
+                AgentSpec {
+                    module,
+                    parallelism: a.parallelism,
+                    key: a.key.clone(),
+                    config,
+                    on_error: a.on_error,
+                    limits,
+                },
+            );
+        }
+
+        let mut sinks = raw.sinks.clone();
+        for (name, spec) in sinks.iter_mut() {
+            let check = match spec {
+                SinkSpec::File(f) => {
+                    f.path = self.resolve(&f.path);
+                    f.validate()
+                }
+                SinkSpec::Stdout(s) => s.validate(),
+                SinkSpec::Blackhole(_) => Ok(()),
+            };
+            check
+                .map_err(|(field, m)| self.invalid(format!("[sinks.{name}] field `{field}`"), m))?;
+        }
+
+        let edges = self.edges(&raw.edges, &kinds)?;
+        self.check_graph(&edges, &kinds)?;
+
+        Ok(PipelineSpec {
+            file: self.file.to_owned(),
+            name,
+            batch_size,
+            channel_capacity,
+            dead_letter,
+            sources,
+            agents,
+            sinks,
+            edges,
+        })
+    }
+
+    fn check_limits(&self, table: &str, limits: Limits) -> Result<(), ConfigError> {
+        if limits.deadline_ms == 0 || limits.deadline_ms > 3_600_000 {
+            return Err(self.invalid(
+                format!("{table} field `deadline_ms`"),
+                format!("expected 1 to 3600000 ms, got {}", limits.deadline_ms),
+            ));
+        }
+        if limits.memory_mb == 0 || limits.memory_mb > 4096 {
+            return Err(self.invalid(
+                format!("{table} field `memory_mb`"),
+                format!("expected 1 to 4096 MiB, got {}", limits.memory_mb),
+            ));
+        }
+        if limits.max_output_mb == 0 || limits.max_output_mb > 4096 {
+            return Err(self.invalid(
+                format!("{table} field `max_output_mb`"),
+                format!("expected 1 to 4096 MiB, got {}", limits.max_output_mb),
+            ));
+        }
+        Ok(())
+    }
+
+    fn edges(
+        &self,
+        chains: &[String],
+        kinds: &HashMap<&str, &str>,
+    ) -> Result<Vec<Edge>, ConfigError> {
+        let known = || {
+            let mut names: Vec<_> = kinds.keys().copied().collect();
+            names.sort_unstable();
+            names.join(", ")
+        };
+        let mut edges: Vec<Edge> = Vec::new();
+        let mut input_ports: HashMap<String, Vec<(String, u32)>> = HashMap::new();
+        for (i, chain) in chains.iter().enumerate() {
+            let at = format!("edges[{i}] ({chain:?})");
+            let hops: Vec<&str> = chain.split("->").map(str::trim).collect();
+            if hops.len() < 2 || hops.iter().any(|h| h.is_empty()) {
+                return Err(self.invalid(at, "expected \"from -> to\", optionally chained (\"a -> b -> c\"); `agent:N` picks an agent's output port N"));
+            }
+            for pair in hops.windows(2) {
+                let (from, from_port) = match pair[0].split_once(':') {
+                    Some((n, p)) => (
+                        n.trim(),
+                        p.trim().parse::<u32>().map_err(|_| {
+                            self.invalid(
+                                &at,
+                                format!(
+                                    "`{}`: the output port after `:` must be a number",
+                                    pair[0]
+                                ),
+                            )
+                        })?,
+                    ),
+                    None => (pair[0], 0),
+                };
+                let to = pair[1];
+                if to.contains(':') {
+                    return Err(self.invalid(
+                        &at,
+                        format!(
+                            "`{to}`: ports are chosen on the sending side only (`agent:N -> next`)"
+                        ),
+                    ));
+                }
+                match kinds.get(from) {
+                    None => {
+                        return Err(self
+                            .invalid(&at, format!("unknown node `{from}` (nodes: {})", known())));
+                    }
+                    Some(&"sinks") => {
+                        return Err(
+                            self.invalid(&at, format!("`{from}` is a sink: sinks have no outputs"))
+                        );
+                    }
+                    Some(&"sources") if from_port != 0 => {
+                        return Err(self.invalid(
+                            &at,
+                            format!("`{from}` is a source: sources have one output, port 0"),
+                        ));
+                    }
+                    _ => {}
+                }
+                match kinds.get(to) {
+                    None => {
+                        return Err(
+                            self.invalid(&at, format!("unknown node `{to}` (nodes: {})", known()))
+                        );
+                    }
+                    Some(&"sources") => {
+                        return Err(self
+                            .invalid(&at, format!("`{to}` is a source: sources have no inputs")));
+                    }
+                    _ => {}
+                }
+                if edges
+                    .iter()
+                    .any(|e| e.from == from && e.from_port == from_port && e.to == to)
+                {
+                    return Err(
+                        self.invalid(&at, format!("the edge {from} -> {to} is declared twice"))
+                    );
+                }
+                let ports = input_ports.entry(to.to_owned()).or_default();
+                let to_port = match ports.iter().position(|(f, p)| f == from && *p == from_port) {
+                    Some(i) => i as u32,
+                    None => {
+                        ports.push((from.to_owned(), from_port));
+                        (ports.len() - 1) as u32
+                    }
+                };
+                edges.push(Edge {
+                    from: from.to_owned(),
+                    from_port,
+                    to: to.to_owned(),
+                    to_port,
+                });
+            }
+        }
+        Ok(edges)
+    }
+
+    fn check_graph(&self, edges: &[Edge], kinds: &HashMap<&str, &str>) -> Result<(), ConfigError> {
+        let mut names: Vec<(&str, &str)> = kinds.iter().map(|(n, k)| (*n, *k)).collect();
+        names.sort_unstable();
+        for (name, kind) in &names {
+            let has_in = edges.iter().any(|e| e.to == *name);
+            let has_out = edges.iter().any(|e| e.from == *name);
+            match *kind {
+                "sources" if !has_out => {
+                    return Err(self.invalid(format!("[sources.{name}]"), format!("the source feeds nothing: add an edge such as \"{name} -> …\" to `edges`")));
+                }
+                "agents" if !has_in => {
+                    return Err(self.invalid(
+                        format!("[agents.{name}]"),
+                        format!(
+                            "the agent has no input: add an edge such as \"… -> {name}\" to `edges`"
+                        ),
+                    ));
+                }
+                "sinks" if !has_in => {
+                    return Err(self.invalid(
+                        format!("[sinks.{name}]"),
+                        format!(
+                            "the sink has no input: add an edge such as \"… -> {name}\" to `edges`"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        // No cycles: repeatedly remove nodes with no remaining inputs.
+        let mut remaining: BTreeSet<&str> = names.iter().map(|(n, _)| *n).collect();
+        loop {
+            let ready: Vec<&str> = remaining
+                .iter()
+                .copied()
+                .filter(|n| {
+                    !edges
+                        .iter()
+                        .any(|e| e.to == *n && remaining.contains(e.from.as_str()))
+                })
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for n in ready {
+                remaining.remove(n);
+            }
+        }
+        if !remaining.is_empty() {
+            let cycle: Vec<&str> = remaining.into_iter().collect();
+            return Err(self.invalid(
+                "edges",
+                format!(
+                    "the edges form a cycle through {}; a pipeline must be a DAG",
+                    cycle.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Node and pipeline names: a letter, then letters, digits, `_` or `-`.
+fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name {name:?}: expected a letter, then letters, digits, `_` or `-` (at most 64)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PipelineSpec, String> {
+        PipelineSpec::parse(text, Path::new("/nowhere/p.toml")).map_err(|e| e.to_string())
+    }
+
+    const SOURCE: &str = "[sources.gen]\ntype = \"generator\"\ncount = 10\n";
+    const SINK: &str = "[sinks.out]\ntype = \"blackhole\"\n";
+
+    #[test]
+    fn a_minimal_pipeline_parses_with_defaults() {
+        let p = parse(&format!("edges = [\"gen -> out\"]\n{SOURCE}{SINK}")).unwrap();
+        assert_eq!(p.name, "p");
+        assert_eq!(p.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(
+            p.edges,
+            vec![Edge {
+                from: "gen".into(),
+                from_port: 0,
+                to: "out".into(),
+                to_port: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn chains_expand_into_edges_and_ports_follow_declaration_order() {
+        let text = format!(
+            "edges = [\"gen -> f -> out\", \"gen2 -> f\", \"f:1 -> out\"]\n{SOURCE}[sources.gen2]\ntype = \"generator\"\n[agents.f]\nmodule = \"builtin:filter\"\nconfig = {{ where = \"true\" }}\n{SINK}"
+        );
+        let p = parse(&text).unwrap();
+        let ports: Vec<_> = p
+            .edges
+            .iter()
+            .map(|e| (e.from.as_str(), e.from_port, e.to.as_str(), e.to_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                ("gen", 0, "f", 0),
+                ("f", 0, "out", 0),
+                ("gen2", 0, "f", 1),
+                ("f", 1, "out", 1)
+            ]
+        );
+        assert_eq!(p.agents["f"].config, r#"{"where":"true"}"#);
+    }
+
+    #[test]
+    fn errors_name_the_file_table_and_field() {
+        let err = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline]\nbatch_size = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "/nowhere/p.toml: [pipeline] field `batch_size`: expected rows per batch from 1 to 1048576, got 0"
+        );
+
+        let err = parse(&format!("edges = [\"gen -> out\"]\n{SINK}[sources.gen]\ntype = \"generator\"\nfraud_rate = 2.0\n")).unwrap_err();
+        assert!(
+            err.contains("[sources.gen] field `fraud_rate`: expected a probability"),
+            "{err}"
+        );
+
+        let err = parse(&format!("edges = [\"gen -> a -> out\"]\n{SOURCE}{SINK}[agents.a]\nmodule = \"builtin:filter\"\nparallelism = 0\n")).unwrap_err();
+        assert!(
+            err.contains("[agents.a] field `parallelism`: expected 1 to 256 instances, got 0"),
+            "{err}"
+        );
+
+        let err = parse(&format!(
+            "edges = [\"gen -> a -> out\"]\n{SOURCE}{SINK}[agents.a]\nmodule = \"missing.wasm\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("[agents.a] field `module`: no such module file: /nowhere/missing.wasm"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_refused_with_their_location() {
+        let err = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[sinks.bad]\ntype = \"kafak\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("unknown variant `kafak`"), "{err}");
+        assert!(err.contains("line"), "{err}");
+        let err = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SINK}[sources.gen]\ntype = \"generator\"\ncuont = 5\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("unknown field `cuont`"), "{err}");
+        let err = parse("this is not toml").unwrap_err();
+        assert!(
+            err.starts_with("/nowhere/p.toml: TOML parse error at line 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn graph_mistakes_are_explained() {
+        let err = parse(&format!("edges = [\"gen -> nope\"]\n{SOURCE}{SINK}")).unwrap_err();
+        assert!(
+            err.contains("unknown node `nope` (nodes: gen, out)"),
+            "{err}"
+        );
+        let err = parse(&format!("edges = []\n{SOURCE}{SINK}")).unwrap_err();
+        assert!(
+            err.contains("[sources.gen]: the source feeds nothing"),
+            "{err}"
+        );
+        let err = parse(&format!("edges = [\"out -> gen\"]\n{SOURCE}{SINK}")).unwrap_err();
+        assert!(err.contains("`out` is a sink"), "{err}");
+        let cyc = format!(
+            "edges = [\"gen -> a -> b -> a\", \"b -> out\"]\n{SOURCE}{SINK}[agents.a]\nmodule = \"builtin:filter\"\n[agents.b]\nmodule = \"builtin:filter\"\n"
+        );
+        let err = parse(&cyc).unwrap_err();
+        assert!(err.contains("cycle through a, b"), "{err}");
+        let err = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SOURCE}[sinks.gen]\ntype = \"blackhole\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("duplicate key") || err.contains("already used"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dead_letter_policy_needs_a_dead_letter_file() {
+        let err = parse(&format!("edges = [\"gen -> a -> out\"]\n{SOURCE}{SINK}[agents.a]\nmodule = \"builtin:filter\"\non_error = \"dead-letter\"\n")).unwrap_err();
+        assert!(err.contains("[agents.a] field `on_error`"), "{err}");
+    }
+}

@@ -1,0 +1,393 @@
+//! The built-in transaction generator: card transactions with injected, labelled fraud.
+//!
+//! Every transaction is legitimate unless the generator injects fraud (with probability
+//! `fraud_rate`), in which case the `fraud` column names the pattern:
+//!
+//! | `fraud` | what was injected |
+//! |---|---|
+//! | `over_limit` | an amount 2–6 × the card's limit (legitimate amounts never exceed it) |
+//! | `blacklisted_merchant` | a merchant from `blacklisted_merchants` (never used otherwise) |
+//! | `high_risk_country` | a country from `high_risk_countries` (never used otherwise) |
+//!
+//! The output is a pure function of the settings and `seed`: two runs produce the same events.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{
+    Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+
+use super::{ConnectorError, Source};
+
+/// `type = "generator"` in a pipeline's `[sources.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSpec {
+    /// How many transactions to produce; endless (until Ctrl-C) when absent.
+    pub count: Option<u64>,
+    /// Transactions per second; `0` (the default) produces as fast as the pipeline consumes.
+    #[serde(default)]
+    pub rate: f64,
+    /// Seed of the pseudo-random sequence.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Probability that a transaction is fraudulent.
+    #[serde(default = "default_fraud_rate")]
+    pub fraud_rate: f64,
+    /// How many distinct cards transact.
+    #[serde(default = "default_cards")]
+    pub cards: u64,
+    /// How many distinct (legitimate) merchants there are.
+    #[serde(default = "default_merchants")]
+    pub merchants: u64,
+    /// Merchants that only fraudulent transactions use.
+    #[serde(default = "default_blacklist")]
+    pub blacklisted_merchants: Vec<String>,
+    /// Countries that only fraudulent transactions come from.
+    #[serde(default = "default_high_risk")]
+    pub high_risk_countries: Vec<String>,
+    /// Event time of the first transaction, in milliseconds since the Unix epoch
+    /// (default 2026-01-01T00:00:00Z).
+    #[serde(default = "default_start")]
+    pub start_time_ms: i64,
+    /// Event-time spacing between consecutive transactions, in milliseconds.
+    #[serde(default = "default_interval")]
+    pub interval_ms: i64,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_fraud_rate() -> f64 {
+    0.01
+}
+fn default_cards() -> u64 {
+    10_000
+}
+fn default_merchants() -> u64 {
+    1_000
+}
+fn default_blacklist() -> Vec<String> {
+    ["m99001", "m99002", "m99003"].map(String::from).to_vec()
+}
+fn default_high_risk() -> Vec<String> {
+    ["KP", "IR", "SY"].map(String::from).to_vec()
+}
+fn default_start() -> i64 {
+    1_767_225_600_000
+}
+fn default_interval() -> i64 {
+    1
+}
+
+/// Countries legitimate transactions come from.
+const COUNTRIES: [&str; 15] = [
+    "US", "GB", "FR", "DE", "ES", "IT", "NL", "SE", "JP", "CA", "AU", "BR", "IN", "MX", "PL",
+];
+
+impl GeneratorSpec {
+    /// Checks the settings; the message names the offending field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !(0.0..=1.0).contains(&self.fraud_rate) {
+            return Err((
+                "fraud_rate".into(),
+                format!(
+                    "expected a probability between 0 and 1, got {}",
+                    self.fraud_rate
+                ),
+            ));
+        }
+        if !(self.rate.is_finite() && self.rate >= 0.0) {
+            return Err((
+                "rate".into(),
+                format!(
+                    "expected events per second ≥ 0 (0 = unlimited), got {}",
+                    self.rate
+                ),
+            ));
+        }
+        if self.cards == 0 {
+            return Err(("cards".into(), "expected at least 1 card".into()));
+        }
+        if self.merchants == 0 {
+            return Err(("merchants".into(), "expected at least 1 merchant".into()));
+        }
+        if self.blacklisted_merchants.is_empty() {
+            return Err((
+                "blacklisted_merchants".into(),
+                "expected at least one merchant".into(),
+            ));
+        }
+        if self.high_risk_countries.is_empty() {
+            return Err((
+                "high_risk_countries".into(),
+                "expected at least one country".into(),
+            ));
+        }
+        if self.interval_ms < 0 {
+            return Err((
+                "interval_ms".into(),
+                format!("expected ≥ 0, got {}", self.interval_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The schema of the generated batches.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("txn_id", DataType::Int64, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("card_id", DataType::Int64, false),
+            Field::new("amount", DataType::Float64, false),
+            Field::new("card_limit", DataType::Float64, false),
+            Field::new("merchant_id", DataType::Utf8, false),
+            Field::new("country", DataType::Utf8, false),
+            Field::new("fraud", DataType::Utf8, true),
+        ]))
+    }
+
+    /// A generator producing `batch_size` rows per batch.
+    pub fn open(&self, batch_size: usize) -> Generator {
+        Generator {
+            merchant_names: (0..self.merchants).map(|m| format!("m{m:05}")).collect(),
+            spec: self.clone(),
+            batch_size,
+            rng: fastrand::Rng::with_seed(self.seed),
+            produced: 0,
+            started: None,
+            schema: Self::schema(),
+        }
+    }
+}
+
+/// A running transaction generator.
+#[derive(Debug)]
+pub struct Generator {
+    spec: GeneratorSpec,
+    batch_size: usize,
+    rng: fastrand::Rng,
+    produced: u64,
+    started: Option<Instant>,
+    merchant_names: Vec<String>,
+    schema: SchemaRef,
+}
+
+/// The credit limit of a card: a fixed function of its id, from 500 to 10 000.
+pub fn card_limit(card: i64) -> f64 {
+    500.0 * (1 + (card.unsigned_abs().wrapping_mul(2_654_435_761) % 20)) as f64
+}
+
+impl Generator {
+    fn pace(&mut self) {
+        if self.spec.rate <= 0.0 {
+            return;
+        }
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let due = started + Duration::from_secs_f64(self.produced as f64 / self.spec.rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
+impl Source for Generator {
+    fn schema(&self) -> Option<SchemaRef> {
+        Some(self.schema.clone())
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+        let remaining = match self.spec.count {
+            Some(count) => count.saturating_sub(self.produced),
+            None => u64::MAX,
+        };
+        if remaining == 0 {
+            return Ok(None);
+        }
+        let rows = remaining.min(self.batch_size as u64) as usize;
+        self.pace();
+
+        let spec = &self.spec;
+        let rng = &mut self.rng;
+        let mut txn_id = Int64Builder::with_capacity(rows);
+        let mut ts = TimestampMillisecondBuilder::with_capacity(rows);
+        let mut card_id = Int64Builder::with_capacity(rows);
+        let mut amount = Float64Builder::with_capacity(rows);
+        let mut limit = Float64Builder::with_capacity(rows);
+        let mut merchant = StringBuilder::with_capacity(rows, rows * 6);
+        let mut country = StringBuilder::with_capacity(rows, rows * 2);
+        let mut fraud = StringBuilder::with_capacity(rows, rows / 10);
+
+        for i in 0..rows as u64 {
+            let id = (self.produced + i) as i64;
+            let card = rng.u64(0..spec.cards) as i64;
+            let card_max = card_limit(card);
+            let home = COUNTRIES[(card as usize) % COUNTRIES.len()];
+            let travelling = rng.u8(0..100) < 5;
+            let mut amt = (rng.f64() * rng.f64() * card_max * 80.0).round() / 100.0 + 0.01;
+            let mut merch = self.merchant_names[rng.usize(0..self.merchant_names.len())].as_str();
+            let mut ctry = if travelling {
+                COUNTRIES[rng.usize(0..COUNTRIES.len())]
+            } else {
+                home
+            };
+            let mut label = None;
+            if spec.fraud_rate > 0.0 && rng.f64() < spec.fraud_rate {
+                match rng.u8(0..3) {
+                    0 => {
+                        amt = (card_max * (2.0 + 4.0 * rng.f64()) * 100.0).round() / 100.0;
+                        label = Some("over_limit");
+                    }
+                    1 => {
+                        let list = &spec.blacklisted_merchants;
+                        merch = list[rng.usize(0..list.len())].as_str();
+                        label = Some("blacklisted_merchant");
+                    }
+                    _ => {
+                        let list = &spec.high_risk_countries;
+                        ctry = list[rng.usize(0..list.len())].as_str();
+                        label = Some("high_risk_country");
+                    }
+                }
+            }
+            txn_id.append_value(id);
+            ts.append_value(spec.start_time_ms + id * spec.interval_ms);
+            card_id.append_value(card);
+            amount.append_value(amt);
+            limit.append_value(card_max);
+            merchant.append_value(merch);
+            country.append_value(ctry);
+            fraud.append_option(label);
+        }
+        self.produced += rows as u64;
+
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(txn_id.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(card_id.finish()),
+            Arc::new(amount.finish()),
+            Arc::new(limit.finish()),
+            Arc::new(merchant.finish()),
+            Arc::new(country.finish()),
+            Arc::new(fraud.finish()),
+        ];
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| ConnectorError::Internal(format!("generator built an invalid batch: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, Float64Array, StringArray};
+
+    fn spec(count: u64, fraud_rate: f64) -> GeneratorSpec {
+        toml::from_str(&format!("count = {count}\nfraud_rate = {fraud_rate}")).unwrap()
+    }
+
+    fn drain(mut g: Generator) -> Vec<RecordBatch> {
+        std::iter::from_fn(|| g.next_batch().unwrap()).collect()
+    }
+
+    #[test]
+    fn bounded_generator_produces_exactly_count_rows_in_batches() {
+        let batches = drain(spec(10_000, 0.01).open(4096));
+        let sizes: Vec<_> = batches.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, vec![4096, 4096, 1808]);
+    }
+
+    #[test]
+    fn same_seed_gives_same_events() {
+        assert_eq!(
+            drain(spec(5000, 0.1).open(1000)),
+            drain(spec(5000, 0.1).open(1000))
+        );
+    }
+
+    #[test]
+    fn injected_fraud_is_labelled_and_legitimate_traffic_never_matches_the_rules() {
+        let s = spec(50_000, 0.02);
+        let mut labelled = 0;
+        for batch in drain(s.open(8192)) {
+            let amount = batch
+                .column(3)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap();
+            let limit = batch
+                .column(4)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap();
+            let merchant = batch
+                .column(5)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let country = batch
+                .column(6)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let fraud = batch
+                .column(7)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            for i in 0..batch.num_rows() {
+                let over = amount.value(i) > limit.value(i);
+                let black = s
+                    .blacklisted_merchants
+                    .iter()
+                    .any(|m| m == merchant.value(i));
+                let risky = s.high_risk_countries.iter().any(|c| c == country.value(i));
+                let expected = if over {
+                    Some("over_limit")
+                } else if black {
+                    Some("blacklisted_merchant")
+                } else if risky {
+                    Some("high_risk_country")
+                } else {
+                    None
+                };
+                assert_eq!(
+                    fraud.is_valid(i).then(|| fraud.value(i)),
+                    expected,
+                    "row {i}"
+                );
+                labelled += usize::from(fraud.is_valid(i));
+            }
+        }
+        // 2 % of 50 000 is 1 000; the binomial spread is about ±31.
+        assert!(
+            (850..1150).contains(&labelled),
+            "{labelled} frauds labelled"
+        );
+    }
+
+    #[test]
+    fn rate_limit_paces_production() {
+        let mut s = spec(300, 0.0);
+        s.rate = 1000.0;
+        let started = Instant::now();
+        let batches = drain(s.open(100));
+        assert_eq!(batches.len(), 3);
+        // Three batches at 1000 events/s: the third is due at 200 ms.
+        assert!(started.elapsed() >= Duration::from_millis(190));
+    }
+
+    #[test]
+    fn invalid_settings_name_the_field() {
+        assert_eq!(spec(1, 1.5).validate().unwrap_err().0, "fraud_rate");
+    }
+}

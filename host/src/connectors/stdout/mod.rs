@@ -1,0 +1,89 @@
+//! The stdout sink: JSON Lines (default) or CSV on standard output, written as batches arrive.
+
+use std::io::Write;
+
+use arrow_array::RecordBatch;
+use serde::Deserialize;
+
+use super::{ConnectorError, Format, Sink};
+
+/// `type = "stdout"` in a `[sinks.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSpec {
+    /// `jsonl` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<Format>,
+}
+
+/// Writes batches to standard output.
+#[derive(Debug)]
+pub struct Stdout {
+    name: String,
+    format: Format,
+    header_written: bool,
+}
+
+impl StdoutSpec {
+    /// Checks the settings: stdout takes text formats only.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match self.format {
+            Some(Format::Arrow) => Err((
+                "format".into(),
+                "stdout writes text: expected \"jsonl\" or \"csv\" (use a file sink for Arrow IPC)"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the sink named `name`.
+    pub fn open(&self, name: &str) -> Stdout {
+        Stdout {
+            name: name.to_owned(),
+            format: self.format.unwrap_or(Format::Jsonl),
+            header_written: false,
+        }
+    }
+}
+
+impl Sink for Stdout {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        let mut bytes = Vec::new();
+        let result = match self.format {
+            Format::Csv => {
+                let mut w = arrow_csv::WriterBuilder::new()
+                    .with_header(!self.header_written)
+                    .build(&mut bytes);
+                self.header_written = true;
+                w.write(batch)
+            }
+            _ => {
+                let mut w = arrow_json::LineDelimitedWriter::new(&mut bytes);
+                w.write(batch).and_then(|()| w.finish())
+            }
+        };
+        result.map_err(|e| ConnectorError::Write {
+            sink: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes).map_err(|e| ConnectorError::Write {
+            sink: self.name.clone(),
+            message: format!("writing to standard output: {e}"),
+        })
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), ConnectorError> {
+        std::io::stdout()
+            .flush()
+            .map_err(|e| ConnectorError::Write {
+                sink: self.name.clone(),
+                message: format!("flushing standard output: {e}"),
+            })
+    }
+
+    fn abort(self: Box<Self>) {
+        let _ = std::io::stdout().flush();
+    }
+}

@@ -1,0 +1,61 @@
+//! The host's one error type: what went wrong, and whose fault it is.
+
+use crate::config::ConfigError;
+use crate::connectors::ConnectorError;
+use crate::wasm::{AgentFailure, ModuleError};
+
+/// Whose fault an error is, which tells the user where to look and whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The pipeline file, a module, or the agent code: fix and re-run.
+    User,
+    /// A system outside Sabot (a file, the disk): may succeed when retried.
+    External,
+    /// A bug in Sabot.
+    Internal,
+}
+
+/// Everything that can stop a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A module could not be loaded, compiled, or does not implement the agent world.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// An agent failed (trapped, errored, exceeded a limit) and the pipeline's policy is `fail`.
+    #[error("agent `{agent}` (instance {instance}): {failure}")]
+    Agent {
+        agent: String,
+        instance: usize,
+        #[source]
+        failure: AgentFailure,
+    },
+    /// A source or sink failed.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// A bug in Sabot.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whose fault this error is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Config(_) | Error::Module(_) | Error::Agent { .. } => Fault::User,
+            Error::Connector(e) => e.fault(),
+            Error::Internal(_) => Fault::Internal,
+        }
+    }
+
+    /// The process exit code for this error: 2 when the pipeline could not start because of
+    /// its definition, 1 when it failed while running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Module(_) => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! # sabot-host: the Sabot runtime
+//!
+//! Sabot runs *agents* — user code compiled to WebAssembly components — over streams of Arrow
+//! record batches. The host owns everything that must be fast and trustworthy; agents see only
+//! batches and the interfaces declared in `wit/`.
+//!
+//! ## The map
+//!
+//! ```text
+//!   connectors::Source ──► dataflow (router: fan-out, key partitioning) ──► agent tasks ──► … ──► connectors::Sink
+//!   (generator, file)        bounded channels, one thread per task          wasm::AgentInstance     (stdout, file, blackhole)
+//! ```
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | the pipeline file (TOML): parsing, validation with errors that name file, table and field |
+//! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`), the sandbox (deadline, memory cap, output cap), module inspection |
+//! | [`dataflow`] | building the task graph from a pipeline and running it: threads, bounded channels with backpressure, hash partitioning on a key column, graceful shutdown, run statistics |
+//! | [`connectors`] | sources and sinks, one folder per system, and the row-level bad-input policy |
+//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect` |
+//!
+//! The same name is used on both sides of the WIT boundary: `wit/log.wit` ↔ [`wasm::log`] ↔
+//! `sabot_sdk::log`.
+//!
+//! ## Running a pipeline from Rust
+//!
+//! ```no_run
+//! use sabot_host::{Pipeline, RunOptions};
+//!
+//! let pipeline = Pipeline::load("examples/fraud-detection/pipeline.toml")?;
+//! let summary = pipeline.run(RunOptions::default())?;
+//! println!("{} events in, {} out", summary.events_in, summary.events_out);
+//! # Ok::<(), sabot_host::Error>(())
+//! ```
+//!
+//! ## Threads
+//!
+//! Wasm runs on dedicated task threads, never on an async I/O thread: each source, each agent
+//! instance and each sink is one thread, connected by bounded channels, so a slow sink slows its
+//! sources instead of growing memory.
+
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod dataflow;
+mod error;
+pub mod wasm;
+
+pub use config::PipelineSpec;
+pub use dataflow::{Pipeline, RunOptions, RunSummary};
+pub use error::{Error, Fault};

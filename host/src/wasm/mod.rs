@@ -1,0 +1,362 @@
+//! Running agents: wasmtime with the component model, sandboxed.
+//!
+//! - [`WasmRuntime`]: one engine per process, with epoch interruption driven by a ticker thread,
+//!   the [`cache::CompileCache`], and the one [`Linker`] that offers the agent world's imports.
+//! - [`AgentModule`]: a loaded, compiled and type-checked component.
+//! - [`AgentInstance`]: one sandboxed instance with its limits: a deadline per call, a memory cap,
+//!   an output cap. A trapped instance is discarded and the next call gets a fresh one.
+//! - One file per imported WIT interface: [`log`], [`metrics`]. WASI is linked with nothing
+//!   granted: no preopened directories, no sockets, no environment; standard output and error are
+//!   captured ([`capture`]).
+
+mod bindings;
+pub mod builtin;
+pub mod cache;
+pub mod capture;
+pub mod inspect;
+mod instance;
+pub mod log;
+pub mod metrics;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use cache::{CacheOutcome, CompileCache};
+pub use instance::{AgentFailure, AgentInstance, Emitted};
+pub use metrics::AgentMetrics;
+
+/// The world every agent implements.
+pub const WORLD: &str = "sabot:agent/agent@0.1.0";
+/// The interface every agent exports.
+pub const HANDLER: &str = "sabot:agent/handler@0.1.0";
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-instance sandbox limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Longest a single call (`init`, one `process`) may run, in milliseconds.
+    pub deadline_ms: u64,
+    /// Most linear memory an instance may hold, in MiB.
+    pub memory_mb: u64,
+    /// Most output bytes (Arrow IPC) one call may return, in MiB.
+    pub max_output_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline_ms: 2_000,
+            memory_mb: 256,
+            max_output_mb: 64,
+        }
+    }
+}
+
+/// Names an instance in logs and errors.
+#[derive(Debug, Clone, Default)]
+pub struct Tags {
+    pub pipeline: String,
+    pub agent: String,
+    pub instance: usize,
+}
+
+/// Where a module's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModuleSource {
+    /// A `.wasm` component file.
+    Path(PathBuf),
+    /// One of the operators shipped inside the `sabot` binary (`builtin:NAME`).
+    Builtin(String),
+}
+
+impl std::fmt::Display for ModuleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModuleSource::Path(p) => write!(f, "{}", p.display()),
+            ModuleSource::Builtin(name) => write!(f, "builtin:{name}"),
+        }
+    }
+}
+
+/// Why a module could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The file cannot be read.
+    #[error("module {module} cannot be read: {source}")]
+    Read {
+        module: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `builtin:NAME` names no built-in operator.
+    #[error("there is no built-in operator `{name}` (built-ins: {available})")]
+    UnknownBuiltin { name: String, available: String },
+    /// A core Wasm module where a component is needed.
+    #[error(
+        "module {module} is a core WebAssembly module, not a component: build the agent for the wasm32-wasip2 target (cargo build --release --target wasm32-wasip2)"
+    )]
+    NotAComponent { module: String },
+    /// Not WebAssembly, or invalid.
+    #[error("module {module} is not a valid WebAssembly component: {message}")]
+    Invalid { module: String, message: String },
+    /// A valid component that does not implement the agent world.
+    #[error(
+        "module {module} does not implement the {WORLD} world: {message} (build agents with sabot-sdk's export_agent!)"
+    )]
+    WrongWorld { module: String, message: String },
+    /// The engine could not be created.
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// The store data of one instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    tags: Arc<Tags>,
+    metrics: Arc<AgentMetrics>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps an instance's memory and remembers whether the cap was hit, so an out-of-memory trap
+/// can be reported as such.
+struct MemoryLimiter {
+    max_bytes: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The engine, linker and compile cache shared by every agent of a process.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: CompileCache,
+}
+
+impl std::fmt::Debug for WasmRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmRuntime")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmRuntime {
+    /// Creates the engine (epoch interruption on, optimising compiler) and starts its ticker.
+    pub fn new(cache: CompileCache) -> Result<Arc<Self>, ModuleError> {
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| ModuleError::Engine(e.to_string()))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| ModuleError::Engine(e.to_string()))?;
+        log::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
+        metrics::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("sabot-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| ModuleError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+
+        Ok(Arc::new(WasmRuntime {
+            engine,
+            linker,
+            cache,
+        }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads, compiles (or loads from the cache) and type-checks a module.
+    pub fn load(&self, source: &ModuleSource) -> Result<Arc<AgentModule>, ModuleError> {
+        let name = source.to_string();
+        let bytes = match source {
+            ModuleSource::Path(path) => std::fs::read(path).map_err(|e| ModuleError::Read {
+                module: name.clone(),
+                source: e,
+            })?,
+            ModuleSource::Builtin(op) => builtin::bytes(op)
+                .ok_or_else(|| ModuleError::UnknownBuiltin {
+                    name: op.clone(),
+                    available: builtin::names().join(", "),
+                })?
+                .to_vec(),
+        };
+        self.load_bytes(&name, &bytes)
+    }
+
+    /// Compiles (or loads from the cache) and type-checks a module from its bytes; `name` is used
+    /// in messages.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Arc<AgentModule>, ModuleError> {
+        let _span = tracing::info_span!("wasm.load", module = %name).entered();
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            return Err(ModuleError::NotAComponent {
+                module: name.to_owned(),
+            });
+        }
+        if !wasmparser::Parser::is_component(bytes) {
+            return Err(ModuleError::Invalid {
+                module: name.to_owned(),
+                message: "the file does not start with the WebAssembly component header".into(),
+            });
+        }
+        let hash = cache::sha256_hex(bytes);
+        let started = Instant::now();
+        let (component, outcome) = self
+            .cache
+            .load_or_compile(&self.engine, bytes, &hash)
+            .map_err(|e| ModuleError::Invalid {
+                module: name.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        let load_time = started.elapsed();
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleError::WrongWorld {
+                module: name.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        let pre = bindings::AgentPre::new(pre).map_err(|e| ModuleError::WrongWorld {
+            module: name.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        tracing::debug!(module = %name, sha256 = %hash, cache = ?outcome, ms = load_time.as_millis() as u64, "module ready");
+        Ok(Arc::new(AgentModule {
+            name: name.to_owned(),
+            sha256: hash,
+            size: bytes.len(),
+            cache: outcome,
+            load_time,
+            pre,
+        }))
+    }
+
+    fn host_state(
+        &self,
+        limits: &Limits,
+        tags: Arc<Tags>,
+        metrics: Arc<AgentMetrics>,
+    ) -> (HostState, capture::Capture) {
+        let stdout = capture::Capture::new("stdout", tags.clone());
+        let stderr = capture::Capture::new("stderr", tags.clone());
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.stdout(stdout)
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                max_bytes: usize::try_from(limits.memory_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+                hit: false,
+            },
+            tags,
+            metrics,
+        };
+        (state, stderr)
+    }
+}
+
+/// A compiled component that implements the agent world.
+pub struct AgentModule {
+    /// The module's name in messages: its path, or `builtin:NAME`.
+    pub name: String,
+    /// The sha256 of its bytes, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: usize,
+    /// Whether it came from the compile cache.
+    pub cache: CacheOutcome,
+    /// How long compiling (or loading from the cache) took.
+    pub load_time: Duration,
+    pre: bindings::AgentPre<HostState>,
+}
+
+impl std::fmt::Debug for AgentModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentModule")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Resolves a module path relative to `base`.
+pub fn resolve(base: &Path, module: &str) -> ModuleSource {
+    match module.strip_prefix("builtin:") {
+        Some(name) => ModuleSource::Builtin(name.to_owned()),
+        None => ModuleSource::Path(base.join(module)),
+    }
+}

@@ -1,0 +1,140 @@
+//! The `sabot` binary: exit codes, messages, the summary line.
+
+use sabot_test_artifacts::{FRAUD_RULES, MISBEHAVE};
+
+use crate::support::{Scratch, lit, sabot, stderr, stdout};
+
+#[test]
+fn version_is_printed() {
+    let out = sabot(&["--version"], std::path::Path::new("."));
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("sabot {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn run_prints_output_and_a_one_line_summary() {
+    let s = Scratch::new();
+    s.write(
+        "p.toml",
+        &format!(
+            "edges = [\"gen -> m -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 50\n[agents.m]\nmodule = {}\n[sinks.out]\ntype = \"stdout\"\n",
+            lit(MISBEHAVE)
+        ),
+    );
+    let out = sabot(&["run", "p.toml"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 50);
+    let err = stderr(&out);
+    let summary: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("sabot: pipeline"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{err}");
+    assert!(
+        summary[0].contains("finished")
+            && summary[0].contains("50 events in")
+            && summary[0].contains("50 out"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_invalid_pipeline_exits_2_naming_file_table_and_field() {
+    let s = Scratch::new();
+    s.write("p.toml", "edges = [\"gen -> out\"]\n[sources.gen]\ntype = \"generator\"\nrate = -5\n[sinks.out]\ntype = \"stdout\"\n");
+    for command in ["validate", "run"] {
+        let out = sabot(&[command, "p.toml"], s.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("p.toml: [sources.gen] field `rate`: expected events per second"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty());
+    }
+}
+
+#[test]
+fn a_failing_agent_exits_1_with_the_agent_named() {
+    let s = Scratch::new();
+    s.write(
+        "p.toml",
+        &format!(
+            "edges = [\"gen -> m -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 50\n[agents.m]\nmodule = {}\nconfig = {{ mode = \"panic\" }}\n[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+            lit(MISBEHAVE)
+        ),
+    );
+    let out = sabot(&["run", "p.toml"], s.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: agent `m` (instance 0): trapped"),
+        "{err}"
+    );
+    assert!(err.contains("misbehave was told to panic"), "{err}");
+    assert!(!s.path("out.jsonl").exists());
+}
+
+#[test]
+fn module_overrides_are_checked() {
+    let s = Scratch::new();
+    s.write("p.toml", "edges = [\"gen -> m -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 5\n[agents.m]\nmodule = \"builtin:filter\"\nconfig = { where = \"true\" }\n[sinks.out]\ntype = \"blackhole\"\n");
+    let out = sabot(
+        &["validate", "p.toml", "--module", "nope=x.wasm"],
+        s.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the pipeline has no agent `nope` (agents: m)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sabot(
+        &["validate", "p.toml", "--module", &format!("m={MISBEHAVE}")],
+        s.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("valid"), "{}", stderr(&out));
+}
+
+#[test]
+fn inspect_describes_an_agent() {
+    let out = sabot(&["inspect", FRAUD_RULES], std::path::Path::new("."));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("kind:     component"), "{text}");
+    assert!(text.contains("world:    sabot:agent/agent@0.1.0"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "sdk:      sabot-sdk {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    assert!(text.contains("sabot:agent/handler@0.1.0"), "{text}");
+    assert!(text.contains("sabot:agent/log@0.1.0"), "{text}");
+
+    let json = sabot(
+        &["inspect", "--json", FRAUD_RULES],
+        std::path::Path::new("."),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(info["world"], "sabot:agent/agent@0.1.0");
+}
+
+#[test]
+fn inspect_explains_why_a_module_is_not_an_agent() {
+    let s = Scratch::new();
+    std::fs::write(s.path("core.wasm"), wat::parse_str("(module)").unwrap()).unwrap();
+    let out = sabot(&["inspect", "core.wasm"], s.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(text.contains("kind:     core module"), "{text}");
+    assert!(
+        text.contains("problem:") && text.contains("wasm32-wasip2"),
+        "{text}"
+    );
+}

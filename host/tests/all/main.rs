@@ -1,0 +1,8 @@
+//! Sabot's integration tests: one binary, one module per area. Guest components are built from
+//! source by `sabot-test-artifacts`.
+
+mod cli;
+mod files;
+mod golden;
+mod sandbox;
+mod support;

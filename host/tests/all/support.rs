@@ -1,0 +1,104 @@
+//! Helpers: pipelines written to temporary directories, run in-process or with the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, OnceLock};
+
+use sabot_host::wasm::{CompileCache, WasmRuntime};
+use sabot_host::{Error, Pipeline, PipelineSpec, RunOptions, RunSummary};
+
+/// One runtime for the whole test binary, with a compile cache in the target directory so
+/// repeated runs do not recompile the guests.
+pub fn runtime() -> Arc<WasmRuntime> {
+    static RUNTIME: OnceLock<Arc<WasmRuntime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| WasmRuntime::new(CompileCache::new(Some(cache_dir()))).expect("engine"))
+        .clone()
+}
+
+pub fn cache_dir() -> PathBuf {
+    Path::new(sabot_test_artifacts::MISBEHAVE)
+        .parent()
+        .expect("artifact dir")
+        .join("sabot-test-cache")
+}
+
+/// A scratch directory holding a pipeline file.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+
+    /// Writes `pipeline.toml` and loads it.
+    pub fn pipeline(&self, toml: &str) -> Result<Pipeline, Error> {
+        let path = self.write("pipeline.toml", toml);
+        let spec = PipelineSpec::load(&path)?;
+        Pipeline::new(spec, runtime())
+    }
+
+    /// Writes, loads and runs `pipeline.toml`.
+    pub fn run(&self, toml: &str) -> Result<RunSummary, Error> {
+        self.pipeline(toml)?.run(RunOptions::default())
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"))
+    }
+
+    /// The names of the files in the scratch directory.
+    pub fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// A TOML string literal for a path.
+pub fn lit(path: &str) -> String {
+    format!("{path:?}")
+}
+
+/// The lines of `text`, sorted: outputs of parallel instances are compared as multisets.
+pub fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// Runs the real `sabot` binary.
+pub fn sabot(args: &[&str], cwd: &Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sabot"))
+        .args(args)
+        .current_dir(cwd)
+        .env("SABOT_CACHE_DIR", cache_dir())
+        .env_remove("SABOT_LOG")
+        .output()
+        .expect("run sabot")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
