@@ -91,10 +91,16 @@ impl CompileCache {
         };
         let entry = dir.join(format!("{hash}-{}.cwasm", engine_key(engine)));
         if entry.is_file() {
-            // SAFETY: the file was written by `Component::serialize` of this same engine
-            // configuration (the key covers it) into a directory only this user writes; a file
-            // that fails validation is removed and recompiled below.
-            match unsafe { Component::deserialize_file(engine, &entry) } {
+            // Read into memory rather than mapping the file: a mapped file changed by another
+            // process under us would fault the host.
+            let loaded = std::fs::read(&entry).map_err(wasmtime::Error::from).and_then(|bytes| {
+                // SAFETY: the bytes were written by `Component::serialize` of this same engine
+                // configuration (the key covers it) into a directory only this user writes;
+                // wasmtime checks the header and the engine compatibility before using them, and
+                // a file that fails is removed and recompiled below.
+                unsafe { Component::deserialize(engine, &bytes) }
+            });
+            match loaded {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
                 Err(e) => {
                     tracing::warn!(path = %entry.display(), error = %e, "discarding an unreadable compile-cache entry");
@@ -125,10 +131,9 @@ fn store(entry: &Path, component: &Component) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// A temporary file name no other writer (thread or process) uses.
 fn tempfile_in(dir: &Path) -> std::io::Result<PathBuf> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    Ok(dir.join(format!(".tmp-{}-{nanos}", std::process::id())))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(dir.join(format!(".tmp-{}-{n}", std::process::id())))
 }

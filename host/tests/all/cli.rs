@@ -115,7 +115,7 @@ fn inspect_describes_an_agent() {
         "{text}"
     );
     assert!(text.contains("sabot:agent/handler@0.1.0"), "{text}");
-    assert!(text.contains("sabot:agent/log@0.1.0"), "{text}");
+    assert!(text.contains("sabot:agent/types@0.1.0"), "{text}");
 
     let json = sabot(
         &["inspect", "--json", FRAUD_RULES],

@@ -214,7 +214,7 @@ fn a_component_of_another_world_is_refused_naming_what_is_missing() {
     assert!(message.contains("sabot:agent/handler@0.1.0"), "{message}");
 
     let wants_http =
-        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
+        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func)))))"#)
             .unwrap();
     let err = runtime()
         .load_bytes("http.wasm", &wants_http)
@@ -324,6 +324,7 @@ fn a_second_load_of_a_module_comes_from_the_compile_cache() {
     let second = warm.load(&ModuleSource::Path(MISBEHAVE.into())).unwrap();
     assert_eq!(second.cache, CacheOutcome::Hit);
     assert_eq!(first.sha256, second.sha256);
+    drop((first, second, cold, warm));
 
     // A corrupt entry is discarded and recompiled, not trusted.
     for entry in std::fs::read_dir(dir.path()).unwrap() {

@@ -12,6 +12,9 @@
 //! - `bad-config`: refuses its config;
 //! - `log`: logs a line and bumps a counter for each batch, then passes it on.
 
+// Natively (`cargo test --workspace`) nothing exports the agent, so its types look unused.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use std::sync::Arc;
 
 use sabot_sdk::arrow::array::{ArrayRef, BinaryArray};
@@ -142,5 +145,6 @@ mod component {
         }
     }
 
+    #[cfg(target_arch = "wasm32")]
     sabot_sdk::wit::__export_agent_world!(Component with_types_in sabot_sdk::wit);
 }
