@@ -8,6 +8,11 @@
 //!
 //! `SABOT_BENCH_EVENTS` sets the pipeline size (default 5 000 000).
 
+#![expect(
+    clippy::print_stdout,
+    reason = "a benchmark reports its table on standard output"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -131,7 +131,7 @@ macro_rules! export_agent {
             // Only a Wasm build exports the component's functions; natively (unit tests of an
             // agent, `cargo test --workspace`) the agent is plain Rust.
             #[cfg(target_arch = "wasm32")]
-            $crate::wit::__export_agent_world!(__SabotComponent with_types_in $crate::wit);
+    $crate::wit::__export_agent_world!(__SabotComponent with_types_in $crate::wit);
         };
     };
 }

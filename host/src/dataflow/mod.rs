@@ -41,6 +41,11 @@ struct Message {
     batch: RecordBatch,
 }
 
+/// The channel feeding one agent instance or sink.
+type Inbox = (Sender<Message>, Receiver<Message>);
+/// A sink's thread: it hands the sink back, to be committed or aborted once every task is done.
+type SinkThread = JoinHandle<Result<Box<dyn Sink>, Error>>;
+
 /// How to run a pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -141,8 +146,7 @@ impl Pipeline {
         });
 
         // One channel per agent instance and per sink.
-        let mut inboxes: HashMap<String, Vec<(Sender<Message>, Receiver<Message>)>> =
-            HashMap::new();
+        let mut inboxes: HashMap<String, Vec<Inbox>> = HashMap::new();
         for (name, agent) in &spec.agents {
             let inputs = spec.inputs_of(name).count().max(1);
             inboxes.insert(
@@ -180,7 +184,7 @@ impl Pipeline {
         };
 
         let mut workers: Vec<(String, JoinHandle<Result<(), Error>>)> = Vec::new();
-        let mut sink_threads: Vec<(String, JoinHandle<Result<Box<dyn Sink>, Error>>)> = Vec::new();
+        let mut sink_threads: Vec<(String, SinkThread)> = Vec::new();
         let mut agent_metrics = HashMap::new();
 
         // Sinks first, so their inboxes drain as soon as data flows.

@@ -93,13 +93,15 @@ impl CompileCache {
         if entry.is_file() {
             // Read into memory rather than mapping the file: a mapped file changed by another
             // process under us would fault the host.
-            let loaded = std::fs::read(&entry).map_err(wasmtime::Error::from).and_then(|bytes| {
-                // SAFETY: the bytes were written by `Component::serialize` of this same engine
-                // configuration (the key covers it) into a directory only this user writes;
-                // wasmtime checks the header and the engine compatibility before using them, and
-                // a file that fails is removed and recompiled below.
-                unsafe { Component::deserialize(engine, &bytes) }
-            });
+            let loaded = std::fs::read(&entry)
+                .map_err(wasmtime::Error::from)
+                .and_then(|bytes| {
+                    // SAFETY: the bytes were written by `Component::serialize` of this same engine
+                    // configuration (the key covers it) into a directory only this user writes;
+                    // wasmtime checks the header and the engine compatibility before using them, and
+                    // a file that fails is removed and recompiled below.
+                    unsafe { Component::deserialize(engine, &bytes) }
+                });
             match loaded {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
                 Err(e) => {

@@ -135,7 +135,7 @@ pub struct Projection {
 #[derive(Debug, Clone)]
 enum Item {
     Wildcard,
-    Expr { name: String, expr: Expr },
+    Expr { name: String, expr: Box<Expr> },
 }
 
 impl Projection {
@@ -158,11 +158,11 @@ impl Projection {
                 SelectItem::Wildcard(_) => Ok(Item::Wildcard),
                 SelectItem::UnnamedExpr(expr) => Ok(Item::Expr {
                     name: default_name(&expr),
-                    expr,
+                    expr: Box::new(expr),
                 }),
                 SelectItem::ExprWithAlias { expr, alias } => Ok(Item::Expr {
                     name: alias.value,
-                    expr,
+                    expr: Box::new(expr),
                 }),
                 other => Err(ExprError::Unsupported {
                     text: text.to_owned(),

@@ -22,6 +22,9 @@ pub struct Stdout {
     name: String,
     format: Format,
     header_written: bool,
+    /// The reader went away (`sabot run … | head`): the rest of the output is dropped, and the
+    /// pipeline goes on so that its other sinks still complete.
+    closed: bool,
 }
 
 impl StdoutSpec {
@@ -43,12 +46,16 @@ impl StdoutSpec {
             name: name.to_owned(),
             format: self.format.unwrap_or(Format::Jsonl),
             header_written: false,
+            closed: false,
         }
     }
 }
 
 impl Sink for Stdout {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        if self.closed {
+            return Ok(());
+        }
         let mut bytes = Vec::new();
         let result = match self.format {
             Format::Csv => {
@@ -68,13 +75,24 @@ impl Sink for Stdout {
             message: e.to_string(),
         })?;
         let mut out = std::io::stdout().lock();
-        out.write_all(&bytes).map_err(|e| ConnectorError::Write {
-            sink: self.name.clone(),
-            message: format!("writing to standard output: {e}"),
-        })
+        match out.write_all(&bytes) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::warn!(sink = %self.name, "standard output was closed by its reader; dropping the rest of this sink's output");
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(ConnectorError::Write {
+                sink: self.name.clone(),
+                message: format!("writing to standard output: {e}"),
+            }),
+        }
     }
 
     fn commit(self: Box<Self>) -> Result<(), ConnectorError> {
+        if self.closed {
+            return Ok(());
+        }
         std::io::stdout()
             .flush()
             .map_err(|e| ConnectorError::Write {
