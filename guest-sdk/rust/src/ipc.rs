@@ -10,9 +10,13 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use std::collections::HashMap;
+
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::Buffer;
-use arrow_ipc::reader::StreamDecoder;
+use arrow_data::UnsafeFlag;
+use arrow_ipc::MessageHeader;
+use arrow_ipc::reader::{RecordBatchDecoder, read_dictionary_impl};
 use arrow_ipc::writer::StreamEncoder;
 use arrow_schema::{ArrowError, SchemaRef};
 
@@ -73,26 +77,57 @@ impl BatchEncoder {
     }
 }
 
-/// Decodes the batches received on one port, remembering the schema between batches.
+/// Decodes the batches received on one port, remembering the schema (and dictionaries) between
+/// batches.
+///
+/// By default every decoded array is fully validated (offsets, UTF-8, lengths): the host decodes
+/// what an untrusted agent returns this way. [`BatchDecoder::new_trusted`] skips validation, for
+/// an agent decoding what the host sends it.
 #[derive(Debug, Default)]
 pub struct BatchDecoder {
-    decoder: Option<StreamDecoder>,
+    schema: Option<SchemaRef>,
+    dictionaries: HashMap<i64, ArrayRef>,
+    trusted: bool,
 }
 
 impl BatchDecoder {
-    /// A new decoder: the first message it sees must be a schema.
+    /// A validating decoder: the first message it sees must be a schema.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A decoder that does not validate the arrays it decodes.
+    ///
+    /// # Safety
+    ///
+    /// Every byte string given to [`BatchDecoder::decode`] must come from a [`BatchEncoder`]
+    /// encoding valid record batches: invalid arrays that skip validation cause undefined
+    /// behaviour when read.
+    pub unsafe fn new_trusted() -> Self {
+        BatchDecoder {
+            trusted: true,
+            ..Self::default()
+        }
+    }
+
     /// Forgets the schema received so far.
     pub fn reset(&mut self) {
-        self.decoder = None;
+        self.schema = None;
+        self.dictionaries.clear();
     }
 
     /// The schema of the stream, once one has been received.
     pub fn schema(&self) -> Option<SchemaRef> {
-        self.decoder.as_ref().and_then(StreamDecoder::schema)
+        self.schema.clone()
+    }
+
+    fn skip_validation(&self) -> UnsafeFlag {
+        let mut flag = UnsafeFlag::new();
+        if self.trusted {
+            // SAFETY: `trusted` is only set by `new_trusted`, whose caller vouches for the data.
+            unsafe { flag.set(true) };
+        }
+        flag
     }
 
     /// Decodes exactly one record batch from `bytes`, which must hold an optional schema message,
@@ -100,44 +135,117 @@ impl BatchDecoder {
     ///
     /// The batch's buffers point into `bytes` without a copy where they are suitably aligned.
     pub fn decode(&mut self, bytes: Vec<u8>) -> Result<RecordBatch, ArrowError> {
-        if bytes.is_empty() {
-            return Err(ArrowError::IpcError(
-                "an IPC batch was empty (0 bytes)".into(),
-            ));
+        let result = self.decode_messages(Buffer::from(bytes));
+        if result.is_err() {
+            // After a bad message the stream state is unknown: the next batch must start afresh.
+            self.reset();
         }
-        if starts_with_schema(&bytes)? || self.decoder.is_none() {
-            self.decoder = Some(StreamDecoder::new());
+        result
+    }
+
+    fn decode_messages(&mut self, buf: Buffer) -> Result<RecordBatch, ArrowError> {
+        if buf.is_empty() {
+            return Err(ArrowError::IpcError("an IPC batch was empty (0 bytes)".into()));
         }
-        let decoder = self.decoder.as_mut().expect("decoder set above");
-        let mut buffer = Buffer::from(bytes);
-        let total = buffer.len();
-        let batch = decoder.decode(&mut buffer);
-        let batch = match batch {
-            Ok(Some(batch)) => batch,
-            Ok(None) => {
-                // The decoder saw a partial message; the next call must start from a clean state.
-                self.decoder = None;
-                return Err(ArrowError::IpcError(format!(
-                    "IPC bytes ended before a complete record batch ({total} bytes given)"
-                )));
+        let mut at = 0;
+        while at < buf.len() {
+            let (meta_start, meta_len) = message_header(&buf, at)?;
+            let message = arrow_ipc::root_as_message(&buf[meta_start..meta_start + meta_len])
+                .map_err(|e| ArrowError::IpcError(format!("not an Arrow IPC message at byte {at}: {e}")))?;
+            let body_start = meta_start + meta_len;
+            let body_len = usize::try_from(message.bodyLength())
+                .ok()
+                .filter(|len| body_start.checked_add(*len).is_some_and(|end| end <= buf.len()))
+                .ok_or_else(|| {
+                    ArrowError::IpcError(format!(
+                        "a message body of {} bytes runs past the end of the {} bytes given",
+                        message.bodyLength(),
+                        buf.len()
+                    ))
+                })?;
+            let body = buf.slice_with_length(body_start, body_len);
+            at = body_start + body_len;
+            let version = message.version();
+            match message.header_type() {
+                MessageHeader::Schema => {
+                    let schema = message
+                        .header_as_schema()
+                        .ok_or_else(|| ArrowError::IpcError("a schema message without a schema".into()))?;
+                    self.schema = Some(Arc::new(arrow_ipc::convert::try_fb_to_schema(schema)?));
+                    self.dictionaries.clear();
+                }
+                MessageHeader::DictionaryBatch => {
+                    let schema = self.schema.clone().ok_or_else(missing_schema)?;
+                    let dictionary = message
+                        .header_as_dictionary_batch()
+                        .ok_or_else(|| ArrowError::IpcError("a dictionary message without a dictionary".into()))?;
+                    let skip_validation = self.skip_validation();
+                    read_dictionary_impl(
+                        &body,
+                        dictionary,
+                        &schema,
+                        &mut self.dictionaries,
+                        &version,
+                        false,
+                        skip_validation,
+                    )?;
+                }
+                MessageHeader::RecordBatch => {
+                    let schema = self.schema.clone().ok_or_else(missing_schema)?;
+                    let header = message
+                        .header_as_record_batch()
+                        .ok_or_else(|| ArrowError::IpcError("a record batch message without a batch".into()))?;
+                    let batch = RecordBatchDecoder::try_new(&body, header, schema, &self.dictionaries, &version)?
+                        .with_skip_validation(self.skip_validation())
+                        .read_record_batch()?;
+                    if at != buf.len() {
+                        return Err(ArrowError::IpcError(format!(
+                            "{} unexpected bytes after the record batch (expected exactly one batch)",
+                            buf.len() - at
+                        )));
+                    }
+                    return Ok(batch);
+                }
+                other => {
+                    return Err(ArrowError::IpcError(format!(
+                        "unexpected IPC message type {other:?} (expected schema, dictionary or record batch)"
+                    )));
+                }
             }
-            Err(e) => {
-                self.decoder = None;
-                return Err(e);
-            }
-        };
-        if !buffer.is_empty() {
-            let trailing = buffer.len();
-            self.decoder = None;
-            return Err(ArrowError::IpcError(format!(
-                "{trailing} unexpected bytes after the record batch (expected exactly one batch)"
-            )));
         }
-        Ok(batch)
+        Err(ArrowError::IpcError(format!(
+            "IPC bytes ended before a complete record batch ({} bytes given)",
+            buf.len()
+        )))
     }
 }
 
+fn missing_schema() -> ArrowError {
+    ArrowError::IpcError("a batch arrived before its schema (expected the schema message first)".into())
+}
+
+/// The start and length of the flatbuffer metadata of the message at `at`.
+fn message_header(buf: &[u8], at: usize) -> Result<(usize, usize), ArrowError> {
+    let word = |i: usize| {
+        buf.get(i..i + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| truncated(buf.len()))
+    };
+    let (len, meta_start) = match word(at)? {
+        0xffff_ffff => (word(at + 4)? as usize, at + 8),
+        len => (len as usize, at + 4),
+    };
+    if len == 0 {
+        return Err(ArrowError::IpcError("an end-of-stream marker where a message was expected".into()));
+    }
+    if meta_start.checked_add(len).is_none_or(|end| end > buf.len()) {
+        return Err(truncated(buf.len()));
+    }
+    Ok((meta_start, len))
+}
+
 /// Whether the first IPC message in `bytes` is a schema message.
+#[cfg(test)]
 fn starts_with_schema(bytes: &[u8]) -> Result<bool, ArrowError> {
     let (len_at, meta_at) = match bytes.get(0..4) {
         Some([0xff, 0xff, 0xff, 0xff]) => (4, 8),
@@ -153,7 +261,7 @@ fn starts_with_schema(bytes: &[u8]) -> Result<bool, ArrowError> {
         .ok_or_else(|| truncated(bytes.len()))?;
     let message = arrow_ipc::root_as_message(meta)
         .map_err(|e| ArrowError::IpcError(format!("not an Arrow IPC message: {e}")))?;
-    Ok(message.header_type() == arrow_ipc::MessageHeader::Schema)
+    Ok(message.header_type() == MessageHeader::Schema)
 }
 
 fn truncated(len: usize) -> ArrowError {
@@ -214,6 +322,40 @@ mod tests {
         assert!(err.contains("unexpected bytes"), "{err}");
         // The decoder recovers once a schema arrives again.
         assert_eq!(dec.decode(good).unwrap(), batch(&[1, 2, 3]));
+    }
+
+    #[test]
+    fn dictionary_columns_round_trip() {
+        use arrow_array::{Array, DictionaryArray};
+        use arrow_array::types::Int32Type;
+        let dict: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("d", dict.data_type().clone(), false)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(dict)]).unwrap();
+        let mut enc = BatchEncoder::new();
+        let mut dec = BatchDecoder::new();
+        assert_eq!(dec.decode(enc.encode(&batch).unwrap()).unwrap(), batch);
+        assert_eq!(dec.decode(enc.encode(&batch).unwrap()).unwrap(), batch);
+    }
+
+    #[test]
+    fn a_trusted_decoder_reads_what_the_encoder_wrote() {
+        let mut enc = BatchEncoder::new();
+        // SAFETY: the bytes come from a BatchEncoder of valid batches.
+        let mut dec = unsafe { BatchDecoder::new_trusted() };
+        assert_eq!(dec.decode(enc.encode(&batch(&[1, 2])).unwrap()).unwrap(), batch(&[1, 2]));
+        assert_eq!(dec.decode(enc.encode(&batch(&[3])).unwrap()).unwrap(), batch(&[3]));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_by_the_validating_decoder() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+        let strings = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["héllo"]))]).unwrap();
+        let mut bytes = BatchEncoder::new().encode(&strings).unwrap();
+        // Corrupt the first byte of the 'é' in the body: no longer UTF-8.
+        let at = bytes.windows(2).rposition(|w| w == "é".as_bytes()).unwrap();
+        bytes[at] = 0xff;
+        let err = BatchDecoder::new().decode(bytes).unwrap_err().to_string();
+        assert!(err.to_lowercase().contains("utf"), "{err}");
     }
 
     #[test]
