@@ -143,7 +143,9 @@ fn main() {
         decoder.decode(bytes.clone()).unwrap();
     }
     let decode = (input.len() * BATCH) as f64 / started.elapsed().as_secs_f64();
-    let passthrough_module = runtime.load(&ModuleSource::Path(sabot_test_artifacts::MISBEHAVE.into())).unwrap();
+    let passthrough_module = runtime
+        .load(&ModuleSource::Path(sabot_test_artifacts::MISBEHAVE.into()))
+        .unwrap();
     let mut passthrough = AgentInstance::start(
         runtime.clone(),
         passthrough_module,
@@ -153,13 +155,30 @@ fn main() {
         Arc::new(AgentMetrics::default()),
     )
     .unwrap();
-    let (pass, _) = rows_per_sec(5, &input, |b| passthrough.process(0, b).unwrap()[0].1.num_rows());
-    println!("## Where the time goes ({} bytes of IPC per batch)\n", encoded[1].len());
+    let (pass, _) = rows_per_sec(5, &input, |b| {
+        passthrough.process(0, b).unwrap()[0].1.num_rows()
+    });
+    println!(
+        "## Where the time goes ({} bytes of IPC per batch)\n",
+        encoded[1].len()
+    );
     println!("| step | rows/s | ratio to native filter |");
     println!("|---|---|---|");
-    println!("| host: encode a batch as IPC | {:.2} M | {:.2}× |", encode / 1e6, encode / native);
-    println!("| host: decode + validate a batch | {:.2} M | {:.2}× |", decode / 1e6, decode / native);
-    println!("| Wasm pass-through agent (all crossing costs, no compute) | {:.2} M | {:.2}× |\n", pass / 1e6, pass / native);
+    println!(
+        "| host: encode a batch as IPC | {:.2} M | {:.2}× |",
+        encode / 1e6,
+        encode / native
+    );
+    println!(
+        "| host: decode + validate a batch | {:.2} M | {:.2}× |",
+        decode / 1e6,
+        decode / native
+    );
+    println!(
+        "| Wasm pass-through agent (all crossing costs, no compute) | {:.2} M | {:.2}× |\n",
+        pass / 1e6,
+        pass / native
+    );
 
     // 2. Whole pipelines.
     let run = |agent: bool| {

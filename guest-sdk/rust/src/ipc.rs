@@ -145,17 +145,25 @@ impl BatchDecoder {
 
     fn decode_messages(&mut self, buf: Buffer) -> Result<RecordBatch, ArrowError> {
         if buf.is_empty() {
-            return Err(ArrowError::IpcError("an IPC batch was empty (0 bytes)".into()));
+            return Err(ArrowError::IpcError(
+                "an IPC batch was empty (0 bytes)".into(),
+            ));
         }
         let mut at = 0;
         while at < buf.len() {
             let (meta_start, meta_len) = message_header(&buf, at)?;
             let message = arrow_ipc::root_as_message(&buf[meta_start..meta_start + meta_len])
-                .map_err(|e| ArrowError::IpcError(format!("not an Arrow IPC message at byte {at}: {e}")))?;
+                .map_err(|e| {
+                    ArrowError::IpcError(format!("not an Arrow IPC message at byte {at}: {e}"))
+                })?;
             let body_start = meta_start + meta_len;
             let body_len = usize::try_from(message.bodyLength())
                 .ok()
-                .filter(|len| body_start.checked_add(*len).is_some_and(|end| end <= buf.len()))
+                .filter(|len| {
+                    body_start
+                        .checked_add(*len)
+                        .is_some_and(|end| end <= buf.len())
+                })
                 .ok_or_else(|| {
                     ArrowError::IpcError(format!(
                         "a message body of {} bytes runs past the end of the {} bytes given",
@@ -168,17 +176,17 @@ impl BatchDecoder {
             let version = message.version();
             match message.header_type() {
                 MessageHeader::Schema => {
-                    let schema = message
-                        .header_as_schema()
-                        .ok_or_else(|| ArrowError::IpcError("a schema message without a schema".into()))?;
+                    let schema = message.header_as_schema().ok_or_else(|| {
+                        ArrowError::IpcError("a schema message without a schema".into())
+                    })?;
                     self.schema = Some(Arc::new(arrow_ipc::convert::try_fb_to_schema(schema)?));
                     self.dictionaries.clear();
                 }
                 MessageHeader::DictionaryBatch => {
                     let schema = self.schema.clone().ok_or_else(missing_schema)?;
-                    let dictionary = message
-                        .header_as_dictionary_batch()
-                        .ok_or_else(|| ArrowError::IpcError("a dictionary message without a dictionary".into()))?;
+                    let dictionary = message.header_as_dictionary_batch().ok_or_else(|| {
+                        ArrowError::IpcError("a dictionary message without a dictionary".into())
+                    })?;
                     let skip_validation = self.skip_validation();
                     read_dictionary_impl(
                         &body,
@@ -192,12 +200,18 @@ impl BatchDecoder {
                 }
                 MessageHeader::RecordBatch => {
                     let schema = self.schema.clone().ok_or_else(missing_schema)?;
-                    let header = message
-                        .header_as_record_batch()
-                        .ok_or_else(|| ArrowError::IpcError("a record batch message without a batch".into()))?;
-                    let batch = RecordBatchDecoder::try_new(&body, header, schema, &self.dictionaries, &version)?
-                        .with_skip_validation(self.skip_validation())
-                        .read_record_batch()?;
+                    let header = message.header_as_record_batch().ok_or_else(|| {
+                        ArrowError::IpcError("a record batch message without a batch".into())
+                    })?;
+                    let batch = RecordBatchDecoder::try_new(
+                        &body,
+                        header,
+                        schema,
+                        &self.dictionaries,
+                        &version,
+                    )?
+                    .with_skip_validation(self.skip_validation())
+                    .read_record_batch()?;
                     if at != buf.len() {
                         return Err(ArrowError::IpcError(format!(
                             "{} unexpected bytes after the record batch (expected exactly one batch)",
@@ -221,7 +235,9 @@ impl BatchDecoder {
 }
 
 fn missing_schema() -> ArrowError {
-    ArrowError::IpcError("a batch arrived before its schema (expected the schema message first)".into())
+    ArrowError::IpcError(
+        "a batch arrived before its schema (expected the schema message first)".into(),
+    )
 }
 
 /// The start and length of the flatbuffer metadata of the message at `at`.
@@ -236,9 +252,14 @@ fn message_header(buf: &[u8], at: usize) -> Result<(usize, usize), ArrowError> {
         len => (len as usize, at + 4),
     };
     if len == 0 {
-        return Err(ArrowError::IpcError("an end-of-stream marker where a message was expected".into()));
+        return Err(ArrowError::IpcError(
+            "an end-of-stream marker where a message was expected".into(),
+        ));
     }
-    if meta_start.checked_add(len).is_none_or(|end| end > buf.len()) {
+    if meta_start
+        .checked_add(len)
+        .is_none_or(|end| end > buf.len())
+    {
         return Err(truncated(buf.len()));
     }
     Ok((meta_start, len))
@@ -326,10 +347,14 @@ mod tests {
 
     #[test]
     fn dictionary_columns_round_trip() {
-        use arrow_array::{Array, DictionaryArray};
         use arrow_array::types::Int32Type;
+        use arrow_array::{Array, DictionaryArray};
         let dict: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
-        let schema = Arc::new(Schema::new(vec![Field::new("d", dict.data_type().clone(), false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "d",
+            dict.data_type().clone(),
+            false,
+        )]));
         let batch = RecordBatch::try_new(schema, vec![Arc::new(dict)]).unwrap();
         let mut enc = BatchEncoder::new();
         let mut dec = BatchDecoder::new();
@@ -342,14 +367,21 @@ mod tests {
         let mut enc = BatchEncoder::new();
         // SAFETY: the bytes come from a BatchEncoder of valid batches.
         let mut dec = unsafe { BatchDecoder::new_trusted() };
-        assert_eq!(dec.decode(enc.encode(&batch(&[1, 2])).unwrap()).unwrap(), batch(&[1, 2]));
-        assert_eq!(dec.decode(enc.encode(&batch(&[3])).unwrap()).unwrap(), batch(&[3]));
+        assert_eq!(
+            dec.decode(enc.encode(&batch(&[1, 2])).unwrap()).unwrap(),
+            batch(&[1, 2])
+        );
+        assert_eq!(
+            dec.decode(enc.encode(&batch(&[3])).unwrap()).unwrap(),
+            batch(&[3])
+        );
     }
 
     #[test]
     fn invalid_utf8_is_refused_by_the_validating_decoder() {
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
-        let strings = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["héllo"]))]).unwrap();
+        let strings =
+            RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["héllo"]))]).unwrap();
         let mut bytes = BatchEncoder::new().encode(&strings).unwrap();
         // Corrupt the first byte of the 'é' in the body: no longer UTF-8.
         let at = bytes.windows(2).rposition(|w| w == "é".as_bytes()).unwrap();

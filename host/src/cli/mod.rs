@@ -122,8 +122,14 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             cache,
             no_progress,
         } => {
+            // Before loading: a Ctrl-C while modules compile stops cleanly too.
+            let stop = on_ctrl_c();
             let pipeline = load(&pipeline, &modules, &cache)?;
-            run(&pipeline, !no_progress && std::io::stderr().is_terminal())
+            run(
+                &pipeline,
+                stop,
+                !no_progress && std::io::stderr().is_terminal(),
+            )
         }
         Command::Validate {
             pipeline: path,
@@ -233,8 +239,8 @@ fn load(
     Pipeline::new(spec, runtime)
 }
 
-fn run(pipeline: &Pipeline, show_progress: bool) -> Result<ExitCode, Error> {
-    let spec = pipeline.spec();
+/// Installs the Ctrl-C handler: the first press asks for a graceful stop, the second exits.
+fn on_ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = stop.clone();
     let installed = ctrlc::set_handler(move || {
@@ -249,6 +255,11 @@ fn run(pipeline: &Pipeline, show_progress: bool) -> Result<ExitCode, Error> {
     if let Err(e) = installed {
         tracing::warn!(error = %e, "cannot install the Ctrl-C handler; Ctrl-C will stop without flushing");
     }
+    stop
+}
+
+fn run(pipeline: &Pipeline, stop: Arc<AtomicBool>, show_progress: bool) -> Result<ExitCode, Error> {
+    let spec = pipeline.spec();
     let stats = Arc::new(RunStats::new(
         spec.sources
             .keys()

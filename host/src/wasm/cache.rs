@@ -21,6 +21,8 @@ pub enum CacheOutcome {
     Miss,
     /// Compiled now; no cache is configured (or it could not be written).
     Disabled,
+    /// Already compiled by this process.
+    Reused,
 }
 
 /// The compile cache: a directory of `.cwasm` files.

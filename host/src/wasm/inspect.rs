@@ -44,13 +44,20 @@ pub fn inspect(runtime: &WasmRuntime, name: &str, bytes: &[u8]) -> ModuleInfo {
         exports: Vec::new(),
         sdk_version: sdk_version(bytes),
     };
-    match runtime.load_bytes(name, bytes) {
-        Ok(_) => info.world = Some(WORLD.into()),
-        Err(e) => info.problem = Some(e.to_string()),
-    }
-    if info.kind == "component"
-        && let Ok(component) = wasmtime::component::Component::new(runtime.engine(), bytes)
-    {
+    let component = match runtime.load_bytes(name, bytes) {
+        Ok(module) => {
+            info.world = Some(WORLD.into());
+            Some(module.component.clone())
+        }
+        Err(e) => {
+            info.problem = Some(e.to_string());
+            // A component of another world still has imports and exports worth showing.
+            (info.kind == "component")
+                .then(|| wasmtime::component::Component::new(runtime.engine(), bytes).ok())
+                .flatten()
+        }
+    };
+    if let Some(component) = component {
         let ty = component.component_type();
         info.imports = ty
             .imports(runtime.engine())

@@ -18,12 +18,13 @@ mod instance;
 pub mod log;
 pub mod metrics;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -172,6 +173,9 @@ pub struct WasmRuntime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: CompileCache,
+    /// Components compiled by this process, by sha256: loading a module twice (two agents, two
+    /// pipelines, concurrent loads) compiles it once.
+    compiled: Mutex<HashMap<String, Arc<Mutex<Option<Component>>>>>,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -214,6 +218,7 @@ impl WasmRuntime {
             engine,
             linker,
             cache,
+            compiled: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -257,13 +262,30 @@ impl WasmRuntime {
         }
         let hash = cache::sha256_hex(bytes);
         let started = Instant::now();
-        let (component, outcome) = self
-            .cache
-            .load_or_compile(&self.engine, bytes, &hash)
-            .map_err(|e| ModuleError::Invalid {
-                module: name.to_owned(),
-                message: format!("{e:#}"),
-            })?;
+        let slot = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(hash.clone())
+            .or_default()
+            .clone();
+        // Concurrent loads of the same module wait here for the first one to compile it.
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let (component, outcome) = match &*slot {
+            Some(component) => (component.clone(), CacheOutcome::Reused),
+            None => {
+                let (component, outcome) = self
+                    .cache
+                    .load_or_compile(&self.engine, bytes, &hash)
+                    .map_err(|e| ModuleError::Invalid {
+                    module: name.to_owned(),
+                    message: format!("{e:#}"),
+                })?;
+                *slot = Some(component.clone());
+                (component, outcome)
+            }
+        };
+        drop(slot);
         let load_time = started.elapsed();
         let pre = self
             .linker
@@ -283,6 +305,7 @@ impl WasmRuntime {
             size: bytes.len(),
             cache: outcome,
             load_time,
+            component,
             pre,
         }))
     }
@@ -328,6 +351,7 @@ pub struct AgentModule {
     pub cache: CacheOutcome,
     /// How long compiling (or loading from the cache) took.
     pub load_time: Duration,
+    component: Component,
     pre: bindings::AgentPre<HostState>,
 }
 

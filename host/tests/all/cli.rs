@@ -184,8 +184,16 @@ fn ctrl_c_stops_an_endless_run_and_flushes_everything_in_flight() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until events flow (the agent is compiled or loaded, the generator paces at 20k/s).
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Wait until events reach the sink's partial file: the run is under way.
+    let partial = s.path(".out.jsonl.sabot-partial");
+    let waited = std::time::Instant::now();
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(120),
+            "no output after 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
