@@ -18,19 +18,28 @@ pub const KEY_GROUPS: u32 = 4096;
 
 /// The key group of each row of `column`. Nulls hash as an empty key.
 pub fn key_groups(column: &ArrayRef) -> Result<Vec<u32>, String> {
-    let group = |bytes: &[u8]| (xxh3_64(bytes) % u64::from(KEY_GROUPS)) as u32;
+    /// The key group of each row: nulls hash as an empty key, others as `hash(row)`.
+    fn groups(
+        len: usize,
+        is_null: impl Fn(usize) -> bool,
+        hash: impl Fn(usize) -> u64,
+    ) -> Vec<u32> {
+        let empty = xxh3_64(&[]);
+        (0..len)
+            .map(|i| {
+                let h = if is_null(i) { empty } else { hash(i) };
+                (h % u64::from(KEY_GROUPS)) as u32
+            })
+            .collect()
+    }
     macro_rules! primitive {
         ($t:ty) => {{
             let a = column.as_primitive::<$t>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        group(&[])
-                    } else {
-                        group(&a.value(i).to_le_bytes())
-                    }
-                })
-                .collect()
+            groups(
+                a.len(),
+                |i| a.is_null(i),
+                |i| xxh3_64(&a.value(i).to_le_bytes()),
+            )
         }};
     }
     Ok(match column.data_type() {
@@ -45,39 +54,23 @@ pub fn key_groups(column: &ArrayRef) -> Result<Vec<u32>, String> {
         DataType::Date32 => primitive!(Date32Type),
         DataType::Utf8 => {
             let a = column.as_string::<i32>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        group(&[])
-                    } else {
-                        group(a.value(i).as_bytes())
-                    }
-                })
-                .collect()
+            groups(
+                a.len(),
+                |i| a.is_null(i),
+                |i| xxh3_64(a.value(i).as_bytes()),
+            )
         }
         DataType::LargeUtf8 => {
             let a = column.as_string::<i64>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        group(&[])
-                    } else {
-                        group(a.value(i).as_bytes())
-                    }
-                })
-                .collect()
+            groups(
+                a.len(),
+                |i| a.is_null(i),
+                |i| xxh3_64(a.value(i).as_bytes()),
+            )
         }
         DataType::Binary => {
             let a = column.as_binary::<i32>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        group(&[])
-                    } else {
-                        group(a.value(i))
-                    }
-                })
-                .collect()
+            groups(a.len(), |i| a.is_null(i), |i| xxh3_64(a.value(i)))
         }
         other => {
             return Err(format!(

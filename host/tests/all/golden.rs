@@ -78,63 +78,52 @@ fn fraud_detection_example_flags_exactly_the_injected_fraud() {
     );
 }
 
+/// trades.csv -> filter (notional >= 10 000, lit venues) -> project(`select`) -> out.jsonl
+fn trades_pipeline(select: &str) -> String {
+    let data = sabot_test_artifacts::workspace().join("tests/data/trades.csv");
+    format!(
+        r#"
+edges = ["trades -> big -> shape -> out"]
+[sources.trades]
+type = "file"
+path = {data:?}
+schema = {{ trade_id = "int64", symbol = "string", qty = "int64", price = "float64", venue = "string" }}
+
+[agents.big]
+module = "builtin:filter"
+config = {{ where = "qty * price >= 10000 AND venue <> 'DARK'" }}
+
+[agents.shape]
+module = "builtin:project"
+config = {{ select = {select} }}
+
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+"#
+    )
+}
+
 #[test]
 fn builtin_filter_and_project_need_no_code() {
     let s = Scratch::new();
-    let data = sabot_test_artifacts::workspace().join("tests/data/trades.csv");
     let summary = s
-        .run(&format!(
-            r#"
-edges = ["trades -> big -> shape -> out"]
-[sources.trades]
-type = "file"
-path = {data:?}
-schema = {{ trade_id = "int64", symbol = "string", qty = "int64", price = "float64", venue = "string" }}
-
-[agents.big]
-module = "builtin:filter"
-config = {{ where = "qty * price >= 10000 AND venue <> 'DARK'" }}
-
-[agents.shape]
-module = "builtin:project"
-config = {{ select = ["trade_id", "symbol", "qty * price AS notional", "lower_venue_is_lit"] }}
-
-[sinks.out]
-type = "file"
-path = "out.jsonl"
-"#
-        ))
-        .unwrap_err()
-        .to_string();
-    // A select item naming no column is an input error from the operator, naming the column.
-    assert!(
-        summary.contains("unknown column `lower_venue_is_lit`"),
-        "{summary}"
-    );
-
-    let summary = s
-        .run(&format!(
-            r#"
-edges = ["trades -> big -> shape -> out"]
-[sources.trades]
-type = "file"
-path = {data:?}
-schema = {{ trade_id = "int64", symbol = "string", qty = "int64", price = "float64", venue = "string" }}
-
-[agents.big]
-module = "builtin:filter"
-config = {{ where = "qty * price >= 10000 AND venue <> 'DARK'" }}
-
-[agents.shape]
-module = "builtin:project"
-config = {{ select = ["trade_id", "symbol", "qty * price AS notional"] }}
-
-[sinks.out]
-type = "file"
-path = "out.jsonl"
-"#
+        .run(&trades_pipeline(
+            r#"["trade_id", "symbol", "qty * price AS notional"]"#,
         ))
         .unwrap();
     assert_eq!(summary.events_in, 12);
     check_golden("big-lit-trades.jsonl", &s.read("out.jsonl"));
+}
+
+#[test]
+fn an_operator_expression_naming_a_missing_column_fails_naming_it() {
+    let s = Scratch::new();
+    let err = s
+        .run(&trades_pipeline(r#"["trade_id", "lower_venue_is_lit"]"#))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("agent `shape`"), "{err}");
+    assert!(err.contains("unknown column `lower_venue_is_lit`"), "{err}");
+    assert!(!s.path("out.jsonl").exists());
 }
