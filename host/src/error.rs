@@ -32,6 +32,9 @@ pub enum Error {
         #[source]
         failure: AgentFailure,
     },
+    /// Data does not fit the pipeline: a keyed agent's input lacks its key column, say.
+    #[error("{0}")]
+    Data(String),
     /// A source or sink failed.
     #[error(transparent)]
     Connector(#[from] ConnectorError),
@@ -44,7 +47,9 @@ impl Error {
     /// Whose fault this error is.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::Config(_) | Error::Module(_) | Error::Agent { .. } => Fault::User,
+            Error::Config(_) | Error::Module(_) | Error::Agent { .. } | Error::Data(_) => {
+                Fault::User
+            }
             Error::Connector(e) => e.fault(),
             Error::Internal(_) => Fault::Internal,
         }

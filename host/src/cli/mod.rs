@@ -220,7 +220,7 @@ fn load(
     overrides: &[String],
     cache: &CacheArgs,
 ) -> Result<Pipeline, Error> {
-    let mut spec = PipelineSpec::load(path)?;
+    let mut modules = Vec::new();
     for arg in overrides {
         let Some((agent, module)) = arg.split_once('=') else {
             return Err(Error::Config(crate::config::ConfigError::Invalid {
@@ -233,8 +233,9 @@ fn load(
             Some(b) => ModuleSource::Builtin(b.to_owned()),
             None => ModuleSource::Path(PathBuf::from(module)),
         };
-        spec.override_module(agent, source)?;
+        modules.push((agent.to_owned(), source));
     }
+    let spec = PipelineSpec::load_with_modules(path, &modules)?;
     let runtime = WasmRuntime::new(cache.cache())?;
     Pipeline::new(spec, runtime)
 }

@@ -176,17 +176,36 @@ impl PipelineSpec {
     /// Loads and validates the pipeline file at `path`. Relative paths in it are relative to the
     /// file's directory.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::load_with_modules(path, &[])
+    }
+
+    /// Like [`PipelineSpec::load`], with the modules of some agents replaced (what
+    /// `--module AGENT=FILE` does on the command line): the file's own module for those agents
+    /// need not exist.
+    pub fn load_with_modules(
+        path: impl AsRef<Path>,
+        modules: &[(String, ModuleSource)],
+    ) -> Result<Self, ConfigError> {
         let file = path.as_ref().to_owned();
         let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
             file: file.clone(),
             source,
         })?;
-        Self::parse(&text, &file)
+        Self::parse_with_modules(&text, &file, modules)
     }
 
     /// Parses and validates pipeline text; `file` names it in messages and its directory anchors
     /// relative paths.
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        Self::parse_with_modules(text, file, &[])
+    }
+
+    /// Like [`PipelineSpec::parse`], with the modules of some agents replaced.
+    pub fn parse_with_modules(
+        text: &str,
+        file: &Path,
+        modules: &[(String, ModuleSource)],
+    ) -> Result<Self, ConfigError> {
         let raw: RawPipeline = toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_owned(),
             message: e.to_string().trim_end().to_owned(),
@@ -195,35 +214,12 @@ impl PipelineSpec {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Validator { file, base }.validate(raw)
-    }
-
-    /// Replaces the module of agent `agent` (as `--module NAME=PATH` does on the command line).
-    pub fn override_module(
-        &mut self,
-        agent: &str,
-        module: ModuleSource,
-    ) -> Result<(), ConfigError> {
-        let known = self.agents.keys().cloned().collect::<Vec<_>>().join(", ");
-        let spec = self
-            .agents
-            .get_mut(agent)
-            .ok_or_else(|| ConfigError::Invalid {
-                file: self.file.clone(),
-                location: format!("--module {agent}=…"),
-                message: format!("the pipeline has no agent `{agent}` (agents: {known})"),
-            })?;
-        if let ModuleSource::Path(p) = &module
-            && !p.is_file()
-        {
-            return Err(ConfigError::Invalid {
-                file: self.file.clone(),
-                location: format!("--module {agent}=…"),
-                message: format!("no such module file: {}", p.display()),
-            });
+        Validator {
+            file,
+            base,
+            modules,
         }
-        spec.module = module;
-        Ok(())
+        .validate(raw)
     }
 
     /// The inputs of `node` (agent or sink), as `(from, from_port, to_port)`.
@@ -240,6 +236,8 @@ impl PipelineSpec {
 struct Validator<'a> {
     file: &'a Path,
     base: &'a Path,
+    /// Modules given instead of the file's, by agent.
+    modules: &'a [(String, ModuleSource)],
 }
 
 impl Validator<'_> {
@@ -340,22 +338,39 @@ impl Validator<'_> {
         }
 
         let mut agents = IndexMap::new();
+        for (agent, _) in self.modules {
+            if !raw.agents.contains_key(agent) {
+                let known = raw.agents.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(self.invalid(
+                    format!("--module {agent}=…"),
+                    format!("the pipeline has no agent `{agent}` (agents: {known})"),
+                ));
+            }
+        }
         for (name, a) in &raw.agents {
             let at = |field: &str| format!("[agents.{name}] field `{field}`");
-            if a.module.trim().is_empty() {
+            let replaced = self.modules.iter().find(|(agent, _)| agent == name);
+            let at_module = match replaced {
+                Some(_) => format!("--module {name}=…"),
+                None => at("module"),
+            };
+            if replaced.is_none() && a.module.trim().is_empty() {
                 return Err(self.invalid(
                     at("module"),
                     "expected a path to a .wasm component or builtin:NAME",
                 ));
             }
-            let module = crate::wasm::resolve(self.base, &a.module);
+            let module = match replaced {
+                Some((_, module)) => module.clone(),
+                None => crate::wasm::resolve(self.base, &a.module),
+            };
             match &module {
                 ModuleSource::Path(p) if !p.is_file() => {
-                    return Err(self.invalid(at("module"), format!("no such module file: {} (build the agent first, e.g. cargo build --release --target wasm32-wasip2)", p.display())));
+                    return Err(self.invalid(at_module.clone(), format!("no such module file: {} (build the agent first, e.g. cargo build --release --target wasm32-wasip2)", p.display())));
                 }
                 ModuleSource::Builtin(b) if crate::wasm::builtin::bytes(b).is_none() => {
                     return Err(self.invalid(
-                        at("module"),
+                        at_module.clone(),
                         format!(
                             "there is no built-in operator `{b}` (built-ins: {})",
                             crate::wasm::builtin::names().join(", ")

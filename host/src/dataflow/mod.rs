@@ -369,7 +369,7 @@ impl Router {
                 (_, 1) => deliver(&route.targets[0], batch.clone())?,
                 (Some(key), n) => {
                     let parts = split(batch, key, n).map_err(|m| {
-                        RouteError::Partition(Error::Internal(format!(
+                        RouteError::Partition(Error::Data(format!(
                             "the input of keyed agent `{}` from `{}` {m}",
                             route.to, self.node
                         )))

@@ -221,3 +221,21 @@ fn ctrl_c_stops_an_endless_run_and_flushes_everything_in_flight() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_module_override_stands_in_for_a_module_that_was_never_built() {
+    let s = Scratch::new();
+    s.write("p.toml", "edges = [\"gen -> m -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 5\n[agents.m]\nmodule = \"not-built-yet.wasm\"\n[sinks.out]\ntype = \"blackhole\"\n");
+    let out = sabot(&["validate", "p.toml"], s.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("[agents.m] field `module`: no such module file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sabot(
+        &["run", "p.toml", "--module", &format!("m={MISBEHAVE}")],
+        s.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

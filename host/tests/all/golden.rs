@@ -48,11 +48,12 @@ fn sinks_to_files(spec: &mut PipelineSpec, scratch: &Scratch) {
 #[test]
 fn fraud_detection_example_flags_exactly_the_injected_fraud() {
     let workspace = sabot_test_artifacts::workspace();
-    let mut spec =
-        PipelineSpec::load(workspace.join("examples/fraud-detection/pipeline.toml")).unwrap();
-    spec.override_module(
-        "rules",
-        ModuleSource::Path(sabot_test_artifacts::FRAUD_RULES.into()),
+    let mut spec = PipelineSpec::load_with_modules(
+        workspace.join("examples/fraud-detection/pipeline.toml"),
+        &[(
+            "rules".to_owned(),
+            ModuleSource::Path(sabot_test_artifacts::FRAUD_RULES.into()),
+        )],
     )
     .unwrap();
     let scratch = Scratch::new();

@@ -339,3 +339,19 @@ fn a_second_load_of_a_module_comes_from_the_compile_cache() {
         CacheOutcome::Miss
     );
 }
+
+#[test]
+fn a_keyed_agent_whose_input_lacks_the_key_column_fails_naming_it() {
+    let s = Scratch::new();
+    let err = s
+        .run(&pipeline("pass", "parallelism = 2\nkey = \"card\"", ""))
+        .unwrap_err();
+    assert!(matches!(err, Error::Data(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("keyed agent `m` from `gen` has no key column `card`"),
+        "{message}"
+    );
+    assert!(message.contains("card_id"), "{message}");
+    assert_nothing_written(&s);
+}
