@@ -15,7 +15,7 @@ fn main() {
         ("project", "sabot-op-project", "operators/project"),
     ];
     let packages: Vec<(&str, &str)> = operators.iter().map(|(_, p, d)| (*p, *d)).collect();
-    let paths = build_guests(&workspace, &packages);
+    let paths = build_guests(&workspace, "..", &packages);
     let mut code = String::from(
         "/// (name, component bytes) of each built-in operator.\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
     );

@@ -104,6 +104,7 @@ fn main() {
         Limits::default(),
         Tags::default(),
         Arc::new(AgentMetrics::default()),
+        sabot_host::state::StateScope::standalone("bench"),
     )
     .unwrap();
     let (wasm, wasm_kept) = rows_per_sec(5, &input, |b| {
@@ -153,6 +154,7 @@ fn main() {
         Limits::default(),
         Tags::default(),
         Arc::new(AgentMetrics::default()),
+        sabot_host::state::StateScope::standalone("bench"),
     )
     .unwrap();
     let (pass, _) = rows_per_sec(5, &input, |b| {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Builds `packages` (name, directory relative to `workspace`) and returns each package's
-/// component path, in order.
-fn build_guests(workspace: &Path, packages: &[(&str, &str)]) -> Vec<PathBuf> {
+/// component path, in order. `to_workspace` is the workspace root relative to the calling
+/// package (`..` for `host/`).
+fn build_guests(workspace: &Path, to_workspace: &str, packages: &[(&str, &str)]) -> Vec<PathBuf> {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out; guests get their own target dir
     // beside it, so the nested cargo never waits on the lock the outer one holds.
@@ -18,14 +19,19 @@ fn build_guests(workspace: &Path, packages: &[(&str, &str)]) -> Vec<PathBuf> {
         .unwrap_or_else(|| out_dir.join("guest-target"));
     let guest_target = target_root.join("guests");
 
-    for dir in ["wit", "guest-sdk/rust/src", "guest-sdk/rust/Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
-    }
+    // Paths relative to the package: two checkouts sharing one target directory (a CI clone and a
+    // developer's tree) must each watch their own sources, which absolute paths would not do.
+    let mut watched: Vec<String> = ["wit", "guest-sdk/rust/src", "guest-sdk/rust/Cargo.toml", "Cargo.lock", ".cargo/config.toml", "operators/expr/src"]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     for (_, dir) in packages {
-        println!("cargo:rerun-if-changed={}", workspace.join(dir).join("src").display());
-        println!("cargo:rerun-if-changed={}", workspace.join(dir).join("Cargo.toml").display());
+        watched.push(format!("{dir}/src"));
+        watched.push(format!("{dir}/Cargo.toml"));
     }
-    println!("cargo:rerun-if-changed={}", workspace.join("operators/expr/src").display());
+    for path in watched {
+        println!("cargo:rerun-if-changed={to_workspace}/{path}");
+    }
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);

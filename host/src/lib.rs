@@ -14,9 +14,10 @@
 //! | module | concern |
 //! |---|---|
 //! | [`config`] | the pipeline file (TOML): parsing, validation with errors that name file, table and field |
-//! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`), the sandbox (deadline, memory cap, output cap), module inspection |
+//! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`, `state`), the sandbox (deadline, memory cap, output cap), module inspection |
 //! | [`dataflow`] | building the task graph from a pipeline and running it: threads, bounded channels with backpressure, hash partitioning on a key column, graceful shutdown, run statistics |
 //! | [`connectors`] | sources and sinks, one folder per system, and the row-level bad-input policy |
+//! | [`state`] | keyed state: backends, the key layout, and the scope that confines an instance to its key groups |
 //! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect` |
 //!
 //! The same name is used on both sides of the WIT boundary: `wit/log.wit` ↔ [`wasm::log`] ↔
@@ -44,6 +45,7 @@ pub mod config;
 pub mod connectors;
 pub mod dataflow;
 mod error;
+pub mod state;
 pub mod wasm;
 
 pub use config::PipelineSpec;

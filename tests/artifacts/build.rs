@@ -26,7 +26,7 @@ fn main() {
         ("PROJECT", "sabot-op-project", "operators/project"),
     ];
     let packages: Vec<(&str, &str)> = guests.iter().map(|(_, p, d)| (*p, *d)).collect();
-    let paths = build_guests(&workspace, &packages);
+    let paths = build_guests(&workspace, "../..", &packages);
     let mut code = String::new();
     for ((constant, package, _), path) in guests.iter().zip(&paths) {
         code.push_str(&format!(

@@ -59,9 +59,11 @@
 //! }
 //! ```
 //!
-//! Host services are plain functions: [`log`] writes structured log lines that the host tags with
-//! the pipeline and agent, and [`metrics`] records counters, gauges and histograms (call them per
-//! batch, not per row: each call crosses the sandbox boundary).
+//! Host services are plain functions and types: [`log`] writes structured log lines that the host
+//! tags with the pipeline and agent, [`metrics`] records counters, gauges and histograms, and
+//! [`state`] keeps keyed state in the host (`ValueState`, `MapState`, `ListState`,
+//! `ReducingState`, `AggregatingState`). Each call crosses the sandbox boundary: call per batch,
+//! not per row.
 
 pub mod ipc;
 
@@ -76,6 +78,8 @@ pub mod metrics;
 #[cfg(feature = "guest")]
 #[doc(hidden)]
 pub mod runtime;
+#[cfg(feature = "guest")]
+pub mod state;
 
 #[cfg(feature = "guest")]
 pub use agent::{Agent, Config, Emitter};

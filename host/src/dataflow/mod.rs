@@ -23,13 +23,14 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-pub use partition::{KEY_GROUPS, instance_of, key_groups, split};
+pub use partition::{KEY_GROUPS, instance_of, key_group, key_groups, split};
 pub use stats::{NodeKind, NodeStats, RunStats};
 
 use crate::Error;
 use crate::config::{AgentSpec, PipelineSpec};
 use crate::connectors::ConnectorError;
 use crate::connectors::{self, DeadLetters, OnError, Sink, SinkSpec, Source, SourceSpec};
+use crate::state::{MemoryBackend, StateBackend, StateScope};
 use crate::wasm::{
     AgentInstance, AgentMetrics, AgentModule, CompileCache, ModuleSource, Tags, WasmRuntime,
 };
@@ -204,6 +205,7 @@ impl Pipeline {
         for (name, agent) in &spec.agents {
             let module = self.modules[name].clone();
             let metrics = Arc::new(AgentMetrics::default());
+            let backend: Arc<dyn StateBackend> = Arc::new(MemoryBackend::default());
             agent_metrics.insert(name.clone(), metrics.clone());
             for (i, (_, rx)) in inboxes[name].iter().enumerate() {
                 let task = AgentTask {
@@ -219,6 +221,13 @@ impl Pipeline {
                     node: stats.node(name),
                     control: control.clone(),
                     dead_letters: dead_letters.clone(),
+                    state: StateScope::new(
+                        backend.clone(),
+                        name,
+                        i,
+                        agent.parallelism,
+                        agent.key.is_some(),
+                    ),
                 };
                 let handle = std::thread::Builder::new()
                     .name(format!("agent-{name}-{i}"))
@@ -469,6 +478,7 @@ struct AgentTask {
     node: Arc<NodeStats>,
     control: Arc<Control>,
     dead_letters: Arc<DeadLetters>,
+    state: StateScope,
 }
 
 impl AgentTask {
@@ -491,6 +501,7 @@ impl AgentTask {
                 instance: self.instance,
             },
             self.metrics.clone(),
+            self.state.clone(),
         )
         .map_err(agent_error)?;
         let mut restarts = 0;

@@ -80,6 +80,11 @@ pub fn key_groups(column: &ArrayRef) -> Result<Vec<u32>, String> {
     })
 }
 
+/// The key group of a key's bytes (as [`key_groups`] computes for a column's values).
+pub fn key_group(key: &[u8]) -> u32 {
+    (xxh3_64(key) % u64::from(KEY_GROUPS)) as u32
+}
+
 /// The instance (of `parallelism`) that owns key group `group`.
 pub fn instance_of(group: u32, parallelism: usize) -> usize {
     (group as usize * parallelism) / KEY_GROUPS as usize

@@ -11,6 +11,7 @@ use wasmtime::Store;
 use super::bindings::{self, Agent};
 use super::capture::Capture;
 use super::{AgentMetrics, AgentModule, EPOCH_TICK, HostState, Limits, Tags, WasmRuntime};
+use crate::state::StateScope;
 
 /// A batch an agent emitted, decoded, with its output port.
 pub type Emitted = (u32, RecordBatch);
@@ -76,6 +77,7 @@ pub struct AgentInstance {
     limits: Limits,
     tags: Arc<Tags>,
     metrics: Arc<AgentMetrics>,
+    state: StateScope,
     live: Option<Live>,
     to_guest: HashMap<u32, BatchEncoder>,
     from_guest: HashMap<u32, BatchDecoder>,
@@ -101,6 +103,7 @@ impl AgentInstance {
         limits: Limits,
         tags: Tags,
         metrics: Arc<AgentMetrics>,
+        state: StateScope,
     ) -> Result<Self, AgentFailure> {
         let mut instance = AgentInstance {
             runtime,
@@ -109,6 +112,7 @@ impl AgentInstance {
             limits,
             tags: Arc::new(tags),
             metrics,
+            state,
             live: None,
             to_guest: HashMap::new(),
             from_guest: HashMap::new(),
@@ -134,9 +138,12 @@ impl AgentInstance {
 
     fn instantiate(&mut self) -> Result<(), AgentFailure> {
         let _span = tracing::debug_span!("wasm.instantiate", agent = %self.tags.agent, instance = self.tags.instance).entered();
-        let (state, stderr) =
-            self.runtime
-                .host_state(&self.limits, self.tags.clone(), self.metrics.clone());
+        let (state, stderr) = self.runtime.host_state(
+            &self.limits,
+            self.tags.clone(),
+            self.metrics.clone(),
+            self.state.clone(),
+        );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();

@@ -17,6 +17,7 @@ pub mod inspect;
 mod instance;
 pub mod log;
 pub mod metrics;
+pub mod state;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,7 @@ pub struct HostState {
     limiter: MemoryLimiter,
     tags: Arc<Tags>,
     metrics: Arc<AgentMetrics>,
+    state: crate::state::StateScope,
 }
 
 impl WasiView for HostState {
@@ -201,6 +203,7 @@ impl WasmRuntime {
             .map_err(|e| ModuleError::Engine(e.to_string()))?;
         log::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
         metrics::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
+        state::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -315,6 +318,7 @@ impl WasmRuntime {
         limits: &Limits,
         tags: Arc<Tags>,
         metrics: Arc<AgentMetrics>,
+        state: crate::state::StateScope,
     ) -> (HostState, capture::Capture) {
         let stdout = capture::Capture::new("stdout", tags.clone());
         let stderr = capture::Capture::new("stderr", tags.clone());
@@ -324,7 +328,7 @@ impl WasmRuntime {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        let state = HostState {
+        let host = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
@@ -334,8 +338,9 @@ impl WasmRuntime {
             },
             tags,
             metrics,
+            state,
         };
-        (state, stderr)
+        (host, stderr)
     }
 }
 

@@ -5,4 +5,5 @@ mod cli;
 mod files;
 mod golden;
 mod sandbox;
+mod state;
 mod support;

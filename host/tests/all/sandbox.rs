@@ -96,6 +96,7 @@ fn an_infinite_loop_is_stopped_within_twice_the_deadline() {
         limits,
         Tags::default(),
         std::sync::Arc::new(AgentMetrics::default()),
+        sabot_host::state::StateScope::standalone("m"),
     )
     .unwrap();
     let batch = sabot_host::connectors::generator::GeneratorSpec::schema();

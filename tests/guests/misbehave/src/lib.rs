@@ -10,7 +10,12 @@
 //! - `huge-output`: emits one batch of `bytes` bytes;
 //! - `bad-ipc`: returns bytes that are not Arrow IPC (bypassing the SDK's encoder);
 //! - `bad-config`: refuses its config;
-//! - `log`: logs a line and bumps a counter for each batch, then passes it on.
+//! - `log`: logs a line and bumps a counter for each batch, then passes it on;
+//! - `state`: keeps, per `card_id`, a count (`ValueState`), an amount sum (`ReducingState`), a
+//!   mean (`AggregatingState`), distinct merchants (`MapState`) and amounts (`ListState`), and
+//!   emits one row per card of the batch with the values after it;
+//!   (with `count`: traps before touching state after `count` batches per instance);
+//! - `steal`: reads state for keys 0..64 whatever its input, which other instances own.
 
 // Natively (`cargo test --workspace`) nothing exports the agent, so its types look unused.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -100,6 +105,19 @@ impl Agent for Misbehave {
                 );
                 out.emit(batch);
             }
+            "state" => {
+                // With `count`, a fresh instance handles `count` batches, then traps on the next
+                // before touching state: the host's state must outlive the instance.
+                if self.settings.count > 0 && self.seen > self.settings.count {
+                    panic!("misbehave traps after {} batches", self.settings.count);
+                }
+                out.emit(self.keep_state(&batch)?)
+            }
+            "steal" => {
+                let keys: Vec<i64> = (0..64).collect();
+                sabot_sdk::state::ValueState::<u64>::new("seen").get_many(&keys)?;
+                out.emit(batch);
+            }
             other => {
                 return Err(AgentError::invalid_config(format!(
                     "unknown mode {other:?} (expected pass, error, panic, trap-after, loop, bomb, \
@@ -108,6 +126,118 @@ impl Agent for Misbehave {
             }
         }
         Ok(())
+    }
+}
+
+/// Sum and count, for a running mean.
+struct Mean;
+
+impl sabot_sdk::state::Aggregator<f64, (f64, u64), f64> for Mean {
+    fn create(&self) -> (f64, u64) {
+        (0.0, 0)
+    }
+    fn add(&self, acc: &mut (f64, u64), input: f64) {
+        acc.0 += input;
+        acc.1 += 1;
+    }
+    fn result(&self, acc: &(f64, u64)) -> f64 {
+        acc.0 / acc.1 as f64
+    }
+}
+
+impl Misbehave {
+    fn keep_state(&self, batch: &RecordBatch) -> Result<RecordBatch, AgentError> {
+        use sabot_sdk::arrow::array::{Array, Float64Array, Int64Array, StringArray, UInt64Array};
+        use sabot_sdk::state::{AggregatingState, ListState, MapState, ReducingState, ValueState};
+        let cards = batch
+            .column_by_name("card_id")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or_else(|| AgentError::invalid_input("state mode needs an Int64 card_id"))?;
+        let amounts = batch
+            .column_by_name("amount")
+            .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+            .ok_or_else(|| AgentError::invalid_input("state mode needs a Float64 amount"))?;
+        let merchants = batch
+            .column_by_name("merchant_id")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| AgentError::invalid_input("state mode needs a Utf8 merchant_id"))?;
+
+        let seen: ReducingState<u64> = ReducingState::new("seen", |a, b| a + b);
+        let sums: ReducingState<f64> = ReducingState::new("sum", |a, b| a + b);
+        let means = AggregatingState::new("mean", Mean);
+        let distinct: MapState<String, u64> = MapState::new("merchants");
+        let amounts_list: ListState<f64> = ListState::new("amounts");
+        let last_card: ValueState<i64> = ValueState::new("last");
+
+        let counts = seen.add_many(cards.values().iter().map(|c| (*c, 1u64)).collect())?;
+        let totals = sums.add_many(
+            cards
+                .values()
+                .iter()
+                .zip(amounts.values().iter())
+                .map(|(c, a)| (*c, *a))
+                .collect(),
+        )?;
+        let avgs = means.add_many(
+            cards
+                .values()
+                .iter()
+                .zip(amounts.values().iter())
+                .map(|(c, a)| (*c, *a))
+                .collect(),
+        )?;
+        amounts_list.add_many(
+            cards
+                .values()
+                .iter()
+                .zip(amounts.values().iter())
+                .map(|(c, a)| (*c, *a))
+                .collect(),
+        )?;
+        for i in 0..batch.num_rows() {
+            let card = cards.value(i);
+            let merchant = merchants.value(i).to_owned();
+            let n = distinct.get(&card, &merchant)?.unwrap_or(0);
+            distinct.put(&card, &merchant, &(n + 1))?;
+        }
+        last_card.set_many(&counts.iter().map(|(c, _)| (*c, *c)).collect::<Vec<_>>())?;
+
+        let mut out_cards = Vec::new();
+        let mut out_seen = Vec::new();
+        let mut out_sum = Vec::new();
+        let mut out_mean = Vec::new();
+        let mut out_merchants = Vec::new();
+        let mut out_list = Vec::new();
+        for (((card, n), (_, sum)), (_, mean)) in counts.iter().zip(&totals).zip(&avgs) {
+            if last_card.get(card)? != Some(*card) {
+                return Err(AgentError::internal("ValueState lost a write"));
+            }
+            out_cards.push(*card);
+            out_seen.push(*n);
+            out_sum.push(*sum);
+            out_mean.push(*mean);
+            out_merchants.push(distinct.entries(card)?.len() as u64);
+            out_list.push(amounts_list.get(card)?.len() as u64);
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card_id", DataType::Int64, false),
+            Field::new("seen", DataType::UInt64, false),
+            Field::new("sum", DataType::Float64, false),
+            Field::new("mean", DataType::Float64, false),
+            Field::new("merchants", DataType::UInt64, false),
+            Field::new("amounts", DataType::UInt64, false),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(out_cards)),
+                Arc::new(UInt64Array::from(out_seen)),
+                Arc::new(Float64Array::from(out_sum)),
+                Arc::new(Float64Array::from(out_mean)),
+                Arc::new(UInt64Array::from(out_merchants)),
+                Arc::new(UInt64Array::from(out_list)),
+            ],
+        )?)
     }
 }
 

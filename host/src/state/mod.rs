@@ -1,0 +1,328 @@
+//! Keyed state: the backends that keep agents' state, the key layout they share, and the scope
+//! that confines an instance to the key groups it owns.
+//!
+//! An entry of store `s`, key `k` and sub-key `u`, in key group `g`, is kept under
+//! `[g: u16 BE][len(s): u8][s][len(k): u32 BE][k][u]`. Key groups come first so that the state of a
+//! range of key groups (what an instance owns, what a rescaled instance takes over) is one
+//! contiguous range of the backend.
+
+mod memory;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+pub use memory::MemoryBackend;
+
+use crate::dataflow::{KEY_GROUPS, instance_of, key_group};
+
+/// Key-value pairs in key order, as scans return them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+/// An entry's `(key, sub-key)`.
+pub type EntryKey = (Vec<u8>, Vec<u8>);
+
+/// Why a backend operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// A store of ordered byte keys and values.
+pub trait StateBackend: Send + Sync + std::fmt::Debug {
+    /// The values of `keys`, in order.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError>;
+    /// Applies writes in order: `Some` puts, `None` deletes.
+    fn write(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), BackendError>;
+    /// The entries whose keys start with `prefix` and sort after `after` (when given), in key
+    /// order, at most `limit`.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, BackendError>;
+}
+
+/// The longest store name.
+pub const MAX_STORE_NAME: usize = 255;
+/// The longest key or sub-key.
+pub const MAX_KEY: usize = 64 * 1024;
+/// The largest value.
+pub const MAX_VALUE: usize = 64 << 20;
+
+/// The backend key of an entry (see the module docs).
+pub fn entry_key(store: &str, group: u32, key: &[u8], sub: &[u8]) -> Vec<u8> {
+    let mut out = key_prefix(store, group, key);
+    out.extend_from_slice(sub);
+    out
+}
+
+/// The backend key prefix of every entry of `key` in `store`.
+pub fn key_prefix(store: &str, group: u32, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 1 + store.len() + 4 + key.len());
+    out.extend_from_slice(&(group as u16).to_be_bytes());
+    out.push(store.len() as u8);
+    out.extend_from_slice(store.as_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// Why an agent's state call was refused: what `state-error` carries to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NotOwned(String),
+    TooLarge(String),
+    Backend(String),
+}
+
+/// An instance's view of its agent's state: the backend, and the key groups it owns.
+#[derive(Debug, Clone)]
+pub struct StateScope {
+    backend: Arc<dyn StateBackend>,
+    agent: String,
+    instance: usize,
+    parallelism: usize,
+    keyed: bool,
+    owned: Range<u32>,
+}
+
+/// The key groups instance `instance` of `parallelism` owns.
+pub fn owned_key_groups(instance: usize, parallelism: usize) -> Range<u32> {
+    let start = (0..KEY_GROUPS)
+        .find(|g| instance_of(*g, parallelism) == instance)
+        .unwrap_or(KEY_GROUPS);
+    let end = (start..KEY_GROUPS)
+        .find(|g| instance_of(*g, parallelism) != instance)
+        .unwrap_or(KEY_GROUPS);
+    start..end
+}
+
+impl StateScope {
+    /// The scope of instance `instance` of agent `agent` (`parallelism` instances, `keyed` when
+    /// its input is partitioned by a key column).
+    pub fn new(
+        backend: Arc<dyn StateBackend>,
+        agent: &str,
+        instance: usize,
+        parallelism: usize,
+        keyed: bool,
+    ) -> Self {
+        StateScope {
+            backend,
+            agent: agent.to_owned(),
+            instance,
+            parallelism,
+            keyed,
+            owned: owned_key_groups(instance, parallelism),
+        }
+    }
+
+    /// The scope of a lone instance with its own memory state: for tests, benchmarks and tools
+    /// that run one instance outside a pipeline.
+    pub fn standalone(agent: &str) -> Self {
+        Self::new(Arc::new(MemoryBackend::default()), agent, 0, 1, false)
+    }
+
+    fn group(&self, key: &[u8]) -> Result<u32, Refusal> {
+        if key.len() > MAX_KEY {
+            return Err(Refusal::TooLarge(format!(
+                "a key of {} bytes is over the limit of {MAX_KEY}",
+                key.len()
+            )));
+        }
+        if !self.keyed && self.parallelism > 1 {
+            return Err(Refusal::NotOwned(format!(
+                "agent `{}` runs {} instances without a `key`: keyed state needs the agent's input partitioned by a key column, so that each key lives in one instance",
+                self.agent, self.parallelism
+            )));
+        }
+        let group = key_group(key);
+        if !self.owned.contains(&group) {
+            return Err(Refusal::NotOwned(format!(
+                "key {} is in key group {group}, which instance {} owns; instance {} of agent `{}` owns key groups {}..{}: use the value of the agent's key column from the rows it is given",
+                String::from_utf8(key.to_vec()).unwrap_or_else(|_| format!("{key:?}")),
+                instance_of(group, self.parallelism),
+                self.instance,
+                self.agent,
+                self.owned.start,
+                self.owned.end
+            )));
+        }
+        Ok(group)
+    }
+
+    fn check_store(store: &str) -> Result<(), Refusal> {
+        if store.is_empty() || store.len() > MAX_STORE_NAME {
+            return Err(Refusal::TooLarge(format!(
+                "a store name must be 1 to {MAX_STORE_NAME} bytes, got {}",
+                store.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn backend_error(e: BackendError) -> Refusal {
+        Refusal::Backend(e.0)
+    }
+
+    /// `get-many`.
+    pub fn get_many(
+        &self,
+        store: &str,
+        keys: &[EntryKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, Refusal> {
+        Self::check_store(store)?;
+        let keys = keys
+            .iter()
+            .map(|(key, sub)| Ok(entry_key(store, self.group(key)?, key, sub)))
+            .collect::<Result<Vec<_>, Refusal>>()?;
+        self.backend.get_many(&keys).map_err(Self::backend_error)
+    }
+
+    /// `put-many` (values) and `delete-many` (`None`s).
+    pub fn write(
+        &self,
+        store: &str,
+        writes: Vec<(EntryKey, Option<Vec<u8>>)>,
+    ) -> Result<(), Refusal> {
+        Self::check_store(store)?;
+        let writes = writes
+            .into_iter()
+            .map(|((key, sub), value)| {
+                if let Some(v) = &value
+                    && v.len() > MAX_VALUE
+                {
+                    return Err(Refusal::TooLarge(format!(
+                        "a value of {} bytes is over the limit of {MAX_VALUE}",
+                        v.len()
+                    )));
+                }
+                Ok((entry_key(store, self.group(&key)?, &key, &sub), value))
+            })
+            .collect::<Result<Vec<_>, Refusal>>()?;
+        self.backend.write(writes).map_err(Self::backend_error)
+    }
+
+    /// `scan`: sub-keys and values under `key`.
+    pub fn scan(
+        &self,
+        store: &str,
+        key: &[u8],
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Entries, Refusal> {
+        Self::check_store(store)?;
+        let base = key_prefix(store, self.group(key)?, key);
+        let mut full = base.clone();
+        full.extend_from_slice(prefix);
+        let after = after.map(|a| {
+            let mut k = base.clone();
+            k.extend_from_slice(a);
+            k
+        });
+        let entries = self
+            .backend
+            .scan(&full, after.as_deref(), limit.min(64 * 1024) as usize)
+            .map_err(Self::backend_error)?;
+        Ok(entries
+            .into_iter()
+            .map(|(k, v)| (k[base.len()..].to_vec(), v))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(instance: usize, parallelism: usize) -> StateScope {
+        StateScope::new(
+            Arc::new(MemoryBackend::default()),
+            "a",
+            instance,
+            parallelism,
+            true,
+        )
+    }
+
+    #[test]
+    fn key_group_ranges_cover_every_group_once() {
+        for p in [1, 2, 3, 7, 256] {
+            let mut next = 0;
+            for i in 0..p {
+                let r = owned_key_groups(i, p);
+                assert_eq!(r.start, next);
+                next = r.end;
+            }
+            assert_eq!(next, KEY_GROUPS);
+        }
+    }
+
+    #[test]
+    fn an_instance_reads_what_it_wrote_and_scans_in_sub_key_order() {
+        let s = scope(0, 1);
+        let k = 42i64.to_le_bytes().to_vec();
+        s.write(
+            "m",
+            vec![
+                ((k.clone(), b"b".to_vec()), Some(b"2".to_vec())),
+                ((k.clone(), b"a".to_vec()), Some(b"1".to_vec())),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.get_many(
+                "m",
+                &[(k.clone(), b"a".to_vec()), (k.clone(), b"z".to_vec())]
+            )
+            .unwrap(),
+            vec![Some(b"1".to_vec()), None]
+        );
+        let all = s.scan("m", &k, b"", None, 10).unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ]
+        );
+        assert_eq!(
+            s.scan("m", &k, b"", Some(b"a"), 10).unwrap(),
+            vec![(b"b".to_vec(), b"2".to_vec())]
+        );
+        s.write("m", vec![((k.clone(), b"a".to_vec()), None)])
+            .unwrap();
+        assert_eq!(s.scan("m", &k, b"", None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn keys_of_other_instances_are_refused_naming_the_owner() {
+        let key = 7i64.to_le_bytes().to_vec();
+        let owner = instance_of(key_group(&key), 4);
+        let other = (owner + 1) % 4;
+        assert!(
+            scope(owner, 4)
+                .get_many("v", &[(key.clone(), vec![])])
+                .is_ok()
+        );
+        match scope(other, 4).get_many("v", &[(key, vec![])]) {
+            Err(Refusal::NotOwned(m)) => {
+                assert!(m.contains(&format!("which instance {owner} owns")), "{m}")
+            }
+            other => panic!("expected NotOwned, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stores_do_not_see_each_other() {
+        let s = scope(0, 1);
+        let k = b"card".to_vec();
+        s.write("x", vec![((k.clone(), vec![]), Some(b"1".to_vec()))])
+            .unwrap();
+        assert_eq!(s.get_many("y", &[(k.clone(), vec![])]).unwrap(), vec![None]);
+        assert!(matches!(
+            s.get_many("", &[(k, vec![])]),
+            Err(Refusal::TooLarge(_))
+        ));
+    }
+}
