@@ -38,6 +38,9 @@ pub enum Error {
     /// A source or sink failed.
     #[error(transparent)]
     Connector(#[from] ConnectorError),
+    /// The state backend failed.
+    #[error("state backend: {0}")]
+    State(#[from] crate::state::BackendError),
     /// A bug in Sabot.
     #[error("internal error: {0}")]
     Internal(String),
@@ -51,6 +54,7 @@ impl Error {
                 Fault::User
             }
             Error::Connector(e) => e.fault(),
+            Error::State(_) => Fault::External,
             Error::Internal(_) => Fault::Internal,
         }
     }

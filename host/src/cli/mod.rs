@@ -45,6 +45,9 @@ pub enum Command {
         /// Never print the live progress line.
         #[arg(long)]
         no_progress: bool,
+        /// Keep the run's data (RocksDB state) under DIR instead of a temporary directory.
+        #[arg(long, value_name = "DIR", env = "SABOT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Check a pipeline file and its modules without running it.
     Validate {
@@ -121,6 +124,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             modules,
             cache,
             no_progress,
+            data_dir,
         } => {
             // Before loading: a Ctrl-C while modules compile stops cleanly too.
             let stop = on_ctrl_c();
@@ -128,6 +132,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             run(
                 &pipeline,
                 stop,
+                data_dir,
                 !no_progress && std::io::stderr().is_terminal(),
             )
         }
@@ -259,7 +264,12 @@ fn on_ctrl_c() -> Arc<AtomicBool> {
     stop
 }
 
-fn run(pipeline: &Pipeline, stop: Arc<AtomicBool>, show_progress: bool) -> Result<ExitCode, Error> {
+fn run(
+    pipeline: &Pipeline,
+    stop: Arc<AtomicBool>,
+    data_dir: Option<PathBuf>,
+    show_progress: bool,
+) -> Result<ExitCode, Error> {
     let spec = pipeline.spec();
     let stats = Arc::new(RunStats::new(
         spec.sources
@@ -272,6 +282,7 @@ fn run(pipeline: &Pipeline, stop: Arc<AtomicBool>, show_progress: bool) -> Resul
     let result = pipeline.run(RunOptions {
         stop: stop.clone(),
         stats: Some(stats),
+        data_dir,
     });
     if let Some(p) = progress {
         p.finish();

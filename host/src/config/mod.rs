@@ -32,6 +32,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::connectors::{OnError, SinkSpec, SourceSpec};
+use crate::state::BackendKind;
 use crate::wasm::{Limits, ModuleSource};
 
 /// Why a pipeline file was refused.
@@ -64,6 +65,8 @@ struct RawSettings {
     batch_size: Option<usize>,
     channel_capacity: Option<usize>,
     dead_letter: Option<PathBuf>,
+    #[serde(default)]
+    state: BackendKind,
     #[serde(default)]
     limits: RawLimits,
 }
@@ -159,6 +162,8 @@ pub struct PipelineSpec {
     pub channel_capacity: usize,
     /// Where dead letters go.
     pub dead_letter: Option<PathBuf>,
+    /// Where agents' keyed state is kept.
+    pub state: BackendKind,
     pub sources: IndexMap<String, SourceSpec>,
     pub agents: IndexMap<String, AgentSpec>,
     pub sinks: IndexMap<String, SinkSpec>,
@@ -447,6 +452,7 @@ impl Validator<'_> {
             batch_size,
             channel_capacity,
             dead_letter,
+            state: settings.state,
             sources,
             agents,
             sinks,
@@ -781,6 +787,23 @@ mod tests {
         .unwrap_err();
         assert!(
             err.contains("duplicate key") || err.contains("already used"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_state_backend_is_chosen_per_pipeline() {
+        let p = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline]\nstate = \"rocksdb\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.state, BackendKind::Rocksdb);
+        let err = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline]\nstate = \"redis\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("unknown variant `redis`, expected `memory` or `rocksdb`"),
             "{err}"
         );
     }

@@ -30,7 +30,7 @@ use crate::Error;
 use crate::config::{AgentSpec, PipelineSpec};
 use crate::connectors::ConnectorError;
 use crate::connectors::{self, DeadLetters, OnError, Sink, SinkSpec, Source, SourceSpec};
-use crate::state::{MemoryBackend, StateBackend, StateScope};
+use crate::state::{BackendKind, MemoryBackend, RocksBackend, StateBackend, StateScope};
 use crate::wasm::{
     AgentInstance, AgentMetrics, AgentModule, CompileCache, ModuleSource, Tags, WasmRuntime,
 };
@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Where to publish live counters; a fresh one is made when `None`.
     pub stats: Option<Arc<RunStats>>,
+    /// Where the run keeps its data (RocksDB state under `state/AGENT`); a temporary directory,
+    /// removed at the end, when `None`.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The outcome of a successful run.
@@ -187,6 +190,7 @@ impl Pipeline {
         let mut workers: Vec<(String, JoinHandle<Result<(), Error>>)> = Vec::new();
         let mut sink_threads: Vec<(String, SinkThread)> = Vec::new();
         let mut agent_metrics = HashMap::new();
+        let state_dirs = StateDirs::new(options.data_dir.clone(), &spec.name);
 
         // Sinks first, so their inboxes drain as soon as data flows.
         for (name, sink_spec) in &spec.sinks {
@@ -205,7 +209,7 @@ impl Pipeline {
         for (name, agent) in &spec.agents {
             let module = self.modules[name].clone();
             let metrics = Arc::new(AgentMetrics::default());
-            let backend: Arc<dyn StateBackend> = Arc::new(MemoryBackend::default());
+            let backend = state_dirs.backend(spec.state, name)?;
             agent_metrics.insert(name.clone(), metrics.clone());
             for (i, (_, rx)) in inboxes[name].iter().enumerate() {
                 let task = AgentTask {
@@ -295,6 +299,55 @@ impl Pipeline {
             stats,
             agent_metrics,
         })
+    }
+}
+
+/// Where a run's RocksDB state lives: under `--data-dir`, or a temporary directory removed when
+/// the run ends.
+struct StateDirs {
+    root: std::path::PathBuf,
+    temporary: bool,
+}
+
+impl StateDirs {
+    fn new(data_dir: Option<std::path::PathBuf>, pipeline: &str) -> Self {
+        match data_dir {
+            Some(root) => StateDirs {
+                root,
+                temporary: false,
+            },
+            None => StateDirs {
+                root: std::env::temp_dir().join(format!("sabot-{pipeline}-{}", std::process::id())),
+                temporary: true,
+            },
+        }
+    }
+
+    /// The backend of `agent`. Until checkpoints restore state, every run starts from empty state.
+    fn backend(&self, kind: BackendKind, agent: &str) -> Result<Arc<dyn StateBackend>, Error> {
+        Ok(match kind {
+            BackendKind::Memory => Arc::new(MemoryBackend::default()),
+            BackendKind::Rocksdb => {
+                let dir = self.root.join("state").join(agent);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| {
+                        crate::state::BackendError(format!(
+                            "cannot clear the state directory {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                }
+                Arc::new(RocksBackend::open(&dir)?)
+            }
+        })
+    }
+}
+
+impl Drop for StateDirs {
+    fn drop(&mut self) {
+        if self.temporary && self.root.exists() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 }
 

@@ -7,11 +7,26 @@
 //! contiguous range of the backend.
 
 mod memory;
+mod rocksdb;
 
 use std::ops::Range;
 use std::sync::Arc;
 
 pub use memory::MemoryBackend;
+pub use rocksdb::RocksBackend;
+
+use serde::Deserialize;
+
+/// Where a pipeline keeps its agents' state: `[pipeline] state = "memory" | "rocksdb"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// An ordered map in memory (the default): fast, bounded by memory.
+    #[default]
+    Memory,
+    /// RocksDB under the run's data directory: state can outgrow memory.
+    Rocksdb,
+}
 
 use crate::dataflow::{KEY_GROUPS, instance_of, key_group};
 

@@ -5,7 +5,7 @@
 //! - [`AgentModule`]: a loaded, compiled and type-checked component.
 //! - [`AgentInstance`]: one sandboxed instance with its limits: a deadline per call, a memory cap,
 //!   an output cap. A trapped instance is discarded and the next call gets a fresh one.
-//! - One file per imported WIT interface: [`log`], [`metrics`]. WASI is linked with nothing
+//! - One file per imported WIT interface: [`log`], [`metrics`], [`state`]. WASI is linked with nothing
 //!   granted: no preopened directories, no sockets, no environment; standard output and error are
 //!   captured ([`capture`]).
 

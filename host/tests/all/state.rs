@@ -169,3 +169,21 @@ fn an_unkeyed_agent_with_several_instances_cannot_use_keyed_state() {
         .to_string();
     assert!(err.contains("runs 2 instances without a `key`"), "{err}");
 }
+
+#[test]
+fn rocksdb_state_gives_the_same_results_as_memory_and_lives_in_the_data_dir() {
+    let s = Scratch::new();
+    let text = pipeline("state", 0, "parallelism = 2\nkey = \"card_id\"")
+        .replace("[pipeline]\n", "[pipeline]\nstate = \"rocksdb\"\n");
+    let pipeline = s.pipeline(&text).unwrap();
+    let data = s.path("data");
+    pipeline
+        .run(sabot_host::RunOptions {
+            data_dir: Some(data.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    check(&last_rows(&s.read("out.jsonl")), &expected(|_| true));
+    let files = std::fs::read_dir(data.join("state/m")).unwrap().count();
+    assert!(files > 0, "no RocksDB files under {}", data.display());
+}
