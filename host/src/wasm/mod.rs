@@ -209,8 +209,16 @@ impl WasmRuntime {
         std::thread::Builder::new()
             .name("sabot-epoch".into())
             .spawn(move || {
+                // The epoch follows wall time, not the number of wake-ups: on a loaded machine a
+                // late wake-up catches up, so a deadline never stretches with the ticker's delays.
+                let started = Instant::now();
+                let mut ticks: u128 = 0;
                 while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
+                    let due = started.elapsed().as_millis() / EPOCH_TICK.as_millis();
+                    while ticks < due {
+                        engine.increment_epoch();
+                        ticks += 1;
+                    }
                     drop(engine);
                     std::thread::sleep(EPOCH_TICK);
                 }
