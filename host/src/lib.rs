@@ -17,6 +17,7 @@
 //! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`, `state`), the sandbox (deadline, memory cap, output cap), module inspection |
 //! | [`dataflow`] | building the task graph from a pipeline and running it: threads, bounded channels with backpressure, hash partitioning on a key column, graceful shutdown, run statistics |
 //! | [`connectors`] | sources and sinks, one folder per system, and the row-level bad-input policy |
+//! | [`time`] | event time as pure state machines: watermarks per partition and across inputs (with idleness), timers |
 //! | [`state`] | keyed state: backends, the key layout, and the scope that confines an instance to its key groups |
 //! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect` |
 //!
@@ -46,6 +47,7 @@ pub mod connectors;
 pub mod dataflow;
 mod error;
 pub mod state;
+pub mod time;
 pub mod wasm;
 
 pub use config::PipelineSpec;

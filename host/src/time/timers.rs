@@ -1,0 +1,108 @@
+//! Event-time timers, per key, fired in timestamp order.
+
+use std::collections::BTreeSet;
+
+/// Registered timers: `(timestamp, key)`, each at most once.
+#[derive(Debug, Clone, Default)]
+pub struct TimerQueue {
+    timers: BTreeSet<(i64, Vec<u8>)>,
+}
+
+impl TimerQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a timer for `key` at `ts` (registering the same one twice keeps one).
+    pub fn register(&mut self, key: Vec<u8>, ts: i64) {
+        self.timers.insert((ts, key));
+    }
+
+    /// Deletes the timer for `key` at `ts`, if any.
+    pub fn delete(&mut self, key: &[u8], ts: i64) {
+        self.timers.remove(&(ts, key.to_vec()));
+    }
+
+    /// How many timers are registered.
+    pub fn len(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Whether no timer is registered.
+    pub fn is_empty(&self) -> bool {
+        self.timers.is_empty()
+    }
+
+    /// The earliest registered timestamp.
+    pub fn next(&self) -> Option<i64> {
+        self.timers.first().map(|(ts, _)| *ts)
+    }
+
+    /// Removes and returns every timer at or before `watermark`, in timestamp order (then key
+    /// order).
+    pub fn fire(&mut self, watermark: i64) -> Vec<(Vec<u8>, i64)> {
+        let mut fired = Vec::new();
+        while let Some((ts, _)) = self.timers.first() {
+            if *ts > watermark {
+                break;
+            }
+            let (ts, key) = self.timers.pop_first().expect("checked non-empty");
+            fired.push((key, ts));
+        }
+        fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_once_in_timestamp_order_as_the_watermark_passes() {
+        let mut q = TimerQueue::new();
+        q.register(b"b".to_vec(), 30);
+        q.register(b"a".to_vec(), 10);
+        q.register(b"a".to_vec(), 10);
+        q.register(b"c".to_vec(), 20);
+        q.register(b"d".to_vec(), 40);
+        q.delete(b"d", 40);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.fire(5), vec![]);
+        assert_eq!(q.fire(20), vec![(b"a".to_vec(), 10), (b"c".to_vec(), 20)]);
+        assert_eq!(q.fire(20), vec![], "each timer fires once");
+        assert_eq!(q.next(), Some(30));
+        assert_eq!(q.fire(i64::MAX), vec![(b"b".to_vec(), 30)]);
+        assert!(q.is_empty());
+    }
+
+    /// Random registrations and watermarks against a brute-force reference.
+    #[test]
+    fn matches_a_reference_on_random_timers() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut q = TimerQueue::new();
+        let mut reference: Vec<(i64, Vec<u8>)> = Vec::new();
+        let mut watermark = 0;
+        for _ in 0..2_000 {
+            if rng.bool() {
+                let (key, ts) = (vec![rng.u8(0..8)], watermark + rng.i64(1..100));
+                q.register(key.clone(), ts);
+                if !reference.contains(&(ts, key.clone())) {
+                    reference.push((ts, key));
+                }
+            } else {
+                watermark += rng.i64(0..30);
+                let mut due: Vec<(i64, Vec<u8>)> = reference
+                    .iter()
+                    .filter(|(t, _)| *t <= watermark)
+                    .cloned()
+                    .collect();
+                due.sort();
+                reference.retain(|(t, _)| *t > watermark);
+                let fired: Vec<(i64, Vec<u8>)> =
+                    q.fire(watermark).into_iter().map(|(k, t)| (t, k)).collect();
+                assert_eq!(fired, due);
+            }
+        }
+    }
+}
