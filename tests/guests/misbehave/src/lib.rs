@@ -15,6 +15,8 @@
 //!   mean (`AggregatingState`), distinct merchants (`MapState`) and amounts (`ListState`), and
 //!   emits one row per card of the batch with the values after it;
 //!   (with `count`: traps before touching state after `count` batches per instance);
+//! - `count`: counts rows per `card_id` in a `ReducingState` (one batched read and write per
+//!   batch) and passes the batch on;
 //! - `steal`: reads state for keys 0..64 whatever its input, which other instances own.
 
 // Natively (`cargo test --workspace`) nothing exports the agent, so its types look unused.
@@ -112,6 +114,20 @@ impl Agent for Misbehave {
                     panic!("misbehave traps after {} batches", self.settings.count);
                 }
                 out.emit(self.keep_state(&batch)?)
+            }
+            "count" => {
+                // The batched path alone: one read and one write crossing per batch.
+                use sabot_sdk::arrow::array::{Array, Int64Array};
+                let cards = batch
+                    .column_by_name("card_id")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .ok_or_else(|| {
+                        AgentError::invalid_input("count mode needs an Int64 card_id")
+                    })?;
+                let seen: sabot_sdk::state::ReducingState<u64> =
+                    sabot_sdk::state::ReducingState::new("seen", |a, b| a + b);
+                seen.add_many(cards.values().iter().map(|c| (*c, 1u64)).collect())?;
+                out.emit(batch);
             }
             "steal" => {
                 let keys: Vec<i64> = (0..64).collect();
