@@ -41,6 +41,9 @@ pub enum Error {
     /// The state backend failed.
     #[error("state backend: {0}")]
     State(#[from] crate::state::BackendError),
+    /// Checkpoints could not be written, or the run cannot resume from them.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A bug in Sabot.
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,7 +57,7 @@ impl Error {
                 Fault::User
             }
             Error::Connector(e) => e.fault(),
-            Error::State(_) => Fault::External,
+            Error::State(_) | Error::Checkpoint(_) => Fault::External,
             Error::Internal(_) => Fault::Internal,
         }
     }

@@ -41,6 +41,7 @@
 //! instance and each sink is one thread, connected by bounded channels, so a slow sink slows its
 //! sources instead of growing memory.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod connectors;

@@ -22,6 +22,7 @@ fn main() {
             "sabot-test-misbehave",
             "tests/guests/misbehave",
         ),
+        ("TIMED", "sabot-test-timed", "tests/guests/timed"),
         ("FILTER", "sabot-op-filter", "operators/filter"),
         ("PROJECT", "sabot-op-project", "operators/project"),
     ];

@@ -5,6 +5,7 @@ use arrow_array::RecordBatch;
 use serde::de::DeserializeOwned;
 
 use crate::AgentError;
+use crate::timers::Timer;
 
 /// User code that turns record batches into record batches.
 ///
@@ -24,6 +25,28 @@ pub trait Agent: Sized + 'static {
         batch: RecordBatch,
         out: &mut Emitter,
     ) -> Result<(), AgentError>;
+
+    /// The watermark advanced to `watermark`: every event at or before it has arrived. Called
+    /// after the event-time timers it passed have fired. Does nothing unless overridden.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitter) -> Result<(), AgentError> {
+        let _ = (watermark, out);
+        Ok(())
+    }
+
+    /// Timers registered with [`timers`](crate::timers) are due, in time order. Calls
+    /// [`Agent::on_timer`] for each unless overridden (to handle them as one batch, say).
+    fn on_timers(&mut self, timers: Vec<Timer>, out: &mut Emitter) -> Result<(), AgentError> {
+        for timer in timers {
+            self.on_timer(timer, out)?;
+        }
+        Ok(())
+    }
+
+    /// A timer is due. Does nothing unless overridden.
+    fn on_timer(&mut self, timer: Timer, out: &mut Emitter) -> Result<(), AgentError> {
+        let _ = (timer, out);
+        Ok(())
+    }
 }
 
 /// An agent's configuration: the `config` table of its entry in the pipeline file, as JSON.

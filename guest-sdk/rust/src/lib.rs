@@ -63,7 +63,8 @@
 //! tags with the pipeline and agent, [`metrics`] records counters, gauges and histograms, and
 //! [`state`] keeps keyed state in the host (`ValueState`, `MapState`, `ListState`,
 //! `ReducingState`, `AggregatingState`). Each call crosses the sandbox boundary: call per batch,
-//! not per row.
+//! not per row. [`timers`] registers event-time and processing-time timers per key; they fire
+//! through [`Agent::on_timer`], and [`Agent::on_watermark`] follows the watermark.
 
 pub mod ipc;
 
@@ -80,6 +81,8 @@ pub mod metrics;
 pub mod runtime;
 #[cfg(feature = "guest")]
 pub mod state;
+#[cfg(feature = "guest")]
+pub mod timers;
 
 #[cfg(feature = "guest")]
 pub use agent::{Agent, Config, Emitter};
@@ -112,7 +115,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
-        world: "agent",
+        world: "timed-agent",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "__export_agent_world",

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::ipc::{BatchDecoder, BatchEncoder};
+use crate::wit::sabot::agent::timers::Timer as WitTimer;
 use crate::wit::sabot::agent::types::{AgentError as WitError, Output};
 use crate::{Agent, AgentError, Config, Emitter};
 
@@ -77,9 +78,54 @@ pub fn process<A: Agent>(
         )))
     })?;
     let mut out = Emitter::default();
-    agent
-        .process(port, batch, &mut out)
-        .map_err(WitError::from)?;
+    let result = agent.process(port, batch, &mut out);
+    finish(outputs, result, out)
+}
+
+/// `time-handler.on-watermark`.
+pub fn on_watermark<A: Agent>(
+    slot: &RefCell<Slot<A>>,
+    watermark: i64,
+) -> Result<Vec<Output>, WitError> {
+    let mut slot = slot.borrow_mut();
+    let Slot { agent, outputs, .. } = &mut *slot;
+    let agent = agent
+        .as_mut()
+        .ok_or_else(|| WitError::from(AgentError::internal("on-watermark called before init")))?;
+    let mut out = Emitter::default();
+    let result = agent.on_watermark(watermark, &mut out);
+    finish(outputs, result, out)
+}
+
+/// `time-handler.on-timers`.
+pub fn on_timers<A: Agent>(
+    slot: &RefCell<Slot<A>>,
+    timers: Vec<WitTimer>,
+) -> Result<Vec<Output>, WitError> {
+    let mut slot = slot.borrow_mut();
+    let Slot { agent, outputs, .. } = &mut *slot;
+    let agent = agent
+        .as_mut()
+        .ok_or_else(|| WitError::from(AgentError::internal("on-timers called before init")))?;
+    let mut out = Emitter::default();
+    let result = agent.on_timers(
+        timers.into_iter().map(crate::timers::from_wit).collect(),
+        &mut out,
+    );
+    finish(outputs, result, out)
+}
+
+/// Ends a call: sends buffered timer registrations, encodes what the agent emitted.
+fn finish(
+    outputs: &mut HashMap<u32, BatchEncoder>,
+    result: Result<(), AgentError>,
+    out: Emitter,
+) -> Result<Vec<Output>, WitError> {
+    if let Err(e) = result {
+        crate::timers::discard();
+        return Err(WitError::from(e));
+    }
+    crate::timers::flush().map_err(WitError::from)?;
     out.batches
         .into_iter()
         .map(|(port, batch)| {
@@ -130,6 +176,27 @@ macro_rules! export_agent {
                     $crate::wit::sabot::agent::types::AgentError,
                 > {
                     __SABOT_SLOT.with(|slot| $crate::runtime::process::<$agent>(slot, port, batch))
+                }
+            }
+
+            impl $crate::wit::exports::sabot::agent::time_handler::Guest for __SabotComponent {
+                fn on_watermark(
+                    watermark: i64,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::wit::sabot::agent::types::Output>,
+                    $crate::wit::sabot::agent::types::AgentError,
+                > {
+                    __SABOT_SLOT
+                        .with(|slot| $crate::runtime::on_watermark::<$agent>(slot, watermark))
+                }
+
+                fn on_timers(
+                    timers: ::std::vec::Vec<$crate::wit::sabot::agent::timers::Timer>,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::wit::sabot::agent::types::Output>,
+                    $crate::wit::sabot::agent::types::AgentError,
+                > {
+                    __SABOT_SLOT.with(|slot| $crate::runtime::on_timers::<$agent>(slot, timers))
                 }
             }
 

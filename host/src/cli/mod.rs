@@ -45,9 +45,14 @@ pub enum Command {
         /// Never print the live progress line.
         #[arg(long)]
         no_progress: bool,
-        /// Keep the run's data (RocksDB state) under DIR instead of a temporary directory.
+        /// Keep the run's data (state, checkpoints) under DIR instead of a temporary directory,
+        /// and resume from the newest complete checkpoint there.
         #[arg(long, value_name = "DIR", env = "SABOT_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Discard the checkpoints under --data-dir: start from empty state and the beginning of
+        /// every source.
+        #[arg(long, requires = "data_dir")]
+        fresh: bool,
     },
     /// Check a pipeline file and its modules without running it.
     Validate {
@@ -125,6 +130,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             cache,
             no_progress,
             data_dir,
+            fresh,
         } => {
             // Before loading: a Ctrl-C while modules compile stops cleanly too.
             let stop = on_ctrl_c();
@@ -133,6 +139,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 &pipeline,
                 stop,
                 data_dir,
+                fresh,
                 !no_progress && std::io::stderr().is_terminal(),
             )
         }
@@ -268,6 +275,7 @@ fn run(
     pipeline: &Pipeline,
     stop: Arc<AtomicBool>,
     data_dir: Option<PathBuf>,
+    fresh: bool,
     show_progress: bool,
 ) -> Result<ExitCode, Error> {
     let spec = pipeline.spec();
@@ -283,6 +291,7 @@ fn run(
         stop: stop.clone(),
         stats: Some(stats),
         data_dir,
+        fresh,
     });
     if let Some(p) = progress {
         p.finish();
@@ -321,6 +330,12 @@ pub fn summary_line(s: &RunSummary) -> String {
     }
     if s.dead_letters > 0 {
         line.push_str(&format!(", {} dead letter(s)", s.dead_letters));
+    }
+    if let Some(id) = s.restored_from {
+        line.push_str(&format!(", resumed from checkpoint {id}"));
+    }
+    if s.checkpoints > 0 {
+        line.push_str(&format!(", {} checkpoint(s)", s.checkpoints));
     }
     let restarts: u64 = s
         .stats

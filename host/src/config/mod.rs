@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use crate::checkpoint::CheckpointSpec;
+
 use crate::connectors::{OnError, SinkSpec, SourceSpec};
 use crate::state::BackendKind;
 use crate::wasm::{Limits, ModuleSource};
@@ -69,6 +71,7 @@ struct RawSettings {
     state: BackendKind,
     #[serde(default)]
     limits: RawLimits,
+    checkpoint: Option<CheckpointSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default)]
@@ -164,6 +167,8 @@ pub struct PipelineSpec {
     pub dead_letter: Option<PathBuf>,
     /// Where agents' keyed state is kept.
     pub state: BackendKind,
+    /// `[pipeline.checkpoint]`: periodic checkpoints, when set.
+    pub checkpoint: Option<CheckpointSpec>,
     pub sources: IndexMap<String, SourceSpec>,
     pub agents: IndexMap<String, AgentSpec>,
     pub sinks: IndexMap<String, SinkSpec>,
@@ -337,9 +342,25 @@ impl Validator<'_> {
                     }
                 }
             };
-            check.map_err(|(field, m)| {
-                self.invalid(format!("[sources.{name}] field `{field}`"), m)
-            })?;
+            check
+                .and_then(|()| spec.check_event_time())
+                .map_err(|(field, m)| {
+                    self.invalid(format!("[sources.{name}] field `{field}`"), m)
+                })?;
+        }
+        if let Some(c) = settings.checkpoint {
+            if c.interval_ms == 0 {
+                return Err(self.invalid(
+                    "[pipeline.checkpoint] field `interval_ms`",
+                    "expected milliseconds between checkpoints, at least 1",
+                ));
+            }
+            if c.retain == 0 {
+                return Err(self.invalid(
+                    "[pipeline.checkpoint] field `retain`",
+                    "expected how many complete checkpoints to keep, at least 1",
+                ));
+            }
         }
 
         let mut agents = IndexMap::new();
@@ -434,7 +455,14 @@ impl Validator<'_> {
             let check = match spec {
                 SinkSpec::File(f) => {
                     f.path = self.resolve(&f.path);
-                    f.validate()
+                    match f.validate() {
+                        Ok(()) if settings.checkpoint.is_some()
+                            && f.format() == Some(crate::connectors::Format::Arrow) =>
+                        {
+                            Err(("format".into(), "an Arrow IPC file cannot be appended to, so with [pipeline.checkpoint] an exactly-once file sink writes \"jsonl\" or \"csv\"".into()))
+                        }
+                        other => other,
+                    }
                 }
                 SinkSpec::Stdout(s) => s.validate(),
                 SinkSpec::Blackhole(_) => Ok(()),
@@ -453,6 +481,7 @@ impl Validator<'_> {
             channel_capacity,
             dead_letter,
             state: settings.state,
+            checkpoint: settings.checkpoint,
             sources,
             agents,
             sinks,

@@ -1,8 +1,9 @@
 //! Sources and sinks: one folder per system.
 //!
-//! A [`Source`] is pulled for batches on its own thread; a [`Sink`] is pushed batches on its own
-//! thread and either commits (the run succeeded: output becomes visible) or aborts (the run failed:
-//! nothing half-written is left behind).
+//! A [`Source`] is pulled for batches on its own thread and can say where it is, and resume
+//! there, for checkpoints. A [`Sink`] is pushed batches on its own thread and takes part in the
+//! two-phase commit of checkpoints: what it was given before a barrier is *pre-committed*
+//! (durable, not visible), then *committed* (visible) once the checkpoint is complete.
 
 pub mod blackhole;
 mod dead_letter;
@@ -24,18 +25,49 @@ use crate::Fault;
 pub trait Source: Send {
     /// The schema of the batches, when known before the first one.
     fn schema(&self) -> Option<SchemaRef>;
-    /// The next batch, or `None` at the end of a bounded input.
+    /// The next batch, or `None` at the end of a bounded input. An empty batch means nothing is
+    /// available right now.
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError>;
+    /// Where the source is: enough to resume right after the last batch it returned.
+    fn position(&self) -> serde_json::Value;
+    /// Resumes at `position`, which [`Source::position`] returned in an earlier run with the same
+    /// settings. Called before the first batch.
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), ConnectorError>;
 }
 
-/// A destination for record batches.
+/// A destination for record batches, with two-phase commit.
 pub trait Sink: Send {
+    /// Called once, before anything else. `pending` is what the checkpoint the run resumes from
+    /// holds for this sink (what [`Sink::pre_commit`] returned), `None` on a fresh start: the
+    /// sink finishes committing it and discards anything pre-committed after it.
+    fn recover(&mut self, pending: Option<&serde_json::Value>) -> Result<(), ConnectorError>;
     /// Accepts one batch. Output need not be visible before [`Sink::commit`].
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
-    /// Makes everything written visible, durably.
-    fn commit(self: Box<Self>) -> Result<(), ConnectorError>;
-    /// Discards everything written that is not yet visible.
-    fn abort(self: Box<Self>);
+    /// Makes everything written since the last pre-commit durable as epoch `epoch`, not yet
+    /// visible. Returns what a recovery needs to commit every pre-committed epoch not yet known
+    /// to be committed; it is kept in the checkpoint.
+    fn pre_commit(&mut self, epoch: u64) -> Result<serde_json::Value, ConnectorError>;
+    /// Makes every pre-committed epoch up to `epoch` visible, durably.
+    fn commit(&mut self, epoch: u64) -> Result<(), ConnectorError>;
+    /// Discards what was written and not pre-committed; with `keep_pending` false, pre-committed
+    /// epochs not yet committed too (nothing will resume them).
+    fn abort(&mut self, keep_pending: bool);
+}
+
+/// Reads field `field` of a position as a `u64`, for [`Source::seek`].
+pub(crate) fn position_u64(
+    position: &serde_json::Value,
+    field: &str,
+    source: &str,
+) -> Result<u64, ConnectorError> {
+    position
+        .get(field)
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| {
+            ConnectorError::Internal(format!(
+                "source `{source}`: the checkpointed position {position} has no `{field}` count"
+            ))
+        })
 }
 
 /// What to do with input that cannot be processed: a row that does not parse, or a batch an
@@ -86,6 +118,74 @@ pub enum SourceSpec {
     Generator(generator::GeneratorSpec),
     /// A JSON Lines, CSV or Arrow IPC file.
     File(file::FileSourceSpec),
+}
+
+impl SourceSpec {
+    /// The source's event-time settings.
+    pub fn event_time(&self) -> Option<&crate::time::EventTimeSpec> {
+        match self {
+            SourceSpec::Generator(g) => g.event_time.as_ref(),
+            SourceSpec::File(f) => f.event_time.as_ref(),
+        }
+    }
+
+    /// The schema of the source's rows, when the settings alone tell it.
+    fn known_schema(&self) -> Option<arrow_schema::Schema> {
+        match self {
+            SourceSpec::Generator(_) => Some(generator::GeneratorSpec::schema().as_ref().clone()),
+            SourceSpec::File(f) => f.declared_schema().ok().flatten(),
+        }
+    }
+
+    /// Checks `event_time` against the schema, when it is known before reading.
+    pub fn check_event_time(&self) -> Result<(), (String, String)> {
+        let Some(et) = self.event_time() else {
+            return Ok(());
+        };
+        if et.max_out_of_orderness_ms < 0 {
+            return Err((
+                "event_time.max_out_of_orderness_ms".into(),
+                format!("expected ≥ 0, got {}", et.max_out_of_orderness_ms),
+            ));
+        }
+        let Some(schema) = self.known_schema() else {
+            return Ok(());
+        };
+        let columns = || {
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match schema.field_with_name(&et.column) {
+            Err(_) => Err((
+                "event_time.column".into(),
+                format!(
+                    "there is no column `{}` (columns: {})",
+                    et.column,
+                    columns()
+                ),
+            )),
+            Ok(f)
+                if matches!(
+                    f.data_type(),
+                    arrow_schema::DataType::Int64 | arrow_schema::DataType::Timestamp(..)
+                ) =>
+            {
+                Ok(())
+            }
+            Ok(f) => Err((
+                "event_time.column".into(),
+                format!(
+                    "column `{}` is {}; expected a timestamp or an int64 of milliseconds since the Unix epoch",
+                    et.column,
+                    f.data_type()
+                ),
+            )),
+        }
+    }
 }
 
 /// A `[sinks.NAME]` table.

@@ -1,46 +1,48 @@
 //! Building and running the task graph of a pipeline.
 //!
-//! Every source, agent instance and sink is a thread. Edges are bounded channels of batches, so a
-//! slow consumer makes its producers wait (backpressure) instead of buffering without bound. A
-//! node's [`Router`] sends each output batch down every edge leaving the port it was emitted on
-//! (fan-out), partitioned by key for keyed agents with several instances, round-robin otherwise.
-//! Several edges into one node share its channel (fan-in), tagged with the input port.
+//! Every source, agent instance and sink is a thread. Edges are bounded channels, so a slow
+//! consumer makes its producers wait (backpressure) instead of buffering without bound. A node's
+//! router sends each output batch down every edge leaving the port it was emitted on (fan-out),
+//! partitioned by key for keyed agents with several instances, round-robin otherwise. Watermarks,
+//! checkpoint barriers and the end of input travel in-band on every channel, in order with the
+//! batches; each task merges its channels in an input gate that aligns barriers and combines
+//! watermarks.
 //!
-//! Shutdown is by channel closure: a source that ends (or sees the stop flag) drops its senders;
-//! an agent instance drains its channel, then drops its own; sinks drain last. Only when every
-//! task has finished without error do sinks commit, so a failed run leaves no half-written output.
+//! A run resumes from the newest complete checkpoint in its data directory: sources seek to
+//! their positions, agent instances restore their state and timers (at any parallelism), sinks
+//! finish the commits the checkpoint covers. It ends with a final checkpoint, so the next run on
+//! the same data directory continues after everything already committed.
 
+mod checkpointing;
+mod gate;
 mod partition;
+mod router;
 mod stats;
+mod tasks;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 pub use partition::{KEY_GROUPS, instance_of, key_group, key_groups, split};
 pub use stats::{NodeKind, NodeStats, RunStats};
 
 use crate::Error;
-use crate::config::{AgentSpec, PipelineSpec};
-use crate::connectors::ConnectorError;
-use crate::connectors::{self, DeadLetters, OnError, Sink, SinkSpec, Source, SourceSpec};
-use crate::state::{BackendKind, MemoryBackend, RocksBackend, StateBackend, StateScope};
-use crate::wasm::{
-    AgentInstance, AgentMetrics, AgentModule, CompileCache, ModuleSource, Tags, WasmRuntime,
-};
-
-/// A batch on its way into a node, tagged with the input port it arrives on.
-#[derive(Debug, Clone)]
-struct Message {
-    port: u32,
-    batch: RecordBatch,
-}
+use crate::checkpoint::{CheckpointStore, Coordinator, Restored, TaskId};
+use crate::config::PipelineSpec;
+use crate::connectors::{self, ConnectorError, DeadLetters, Sink, SinkSpec, Source, SourceSpec};
+use crate::state::{SnapshotSource, StateScope, open_instance, owned_key_groups};
+use crate::time::AgentTimers;
+use crate::wasm::{AgentMetrics, AgentModule, CompileCache, ModuleSource, WasmRuntime};
+use checkpointing::{CoordinatorThread, checkpoint_error};
+use gate::InputGate;
+use router::{Message, Route, Router, Target};
+use tasks::{AgentTask, SinkTask, SourceTask, TIMERS_FILE};
 
 /// The channel feeding one agent instance or sink.
 type Inbox = (Sender<Message>, Receiver<Message>);
@@ -55,9 +57,13 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Where to publish live counters; a fresh one is made when `None`.
     pub stats: Option<Arc<RunStats>>,
-    /// Where the run keeps its data (RocksDB state under `state/AGENT`); a temporary directory,
-    /// removed at the end, when `None`.
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where the run keeps its data: RocksDB state under `state/AGENT/INSTANCE`, checkpoints
+    /// under `checkpoints/`. The run resumes from the newest complete checkpoint there. A
+    /// temporary directory, removed at the end, when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Discard the checkpoints in `data_dir` and start from empty state and the beginning of
+    /// every source.
+    pub fresh: bool,
 }
 
 /// The outcome of a successful run.
@@ -80,6 +86,12 @@ pub struct RunSummary {
     pub stats: Arc<RunStats>,
     /// Per-agent guest metrics.
     pub agent_metrics: HashMap<String, Arc<AgentMetrics>>,
+    /// The checkpoint the run resumed from.
+    pub restored_from: Option<u64>,
+    /// Checkpoints completed during the run (not counting the final one).
+    pub checkpoints: u64,
+    /// The final checkpoint, when the run keeps its data directory.
+    pub final_checkpoint: Option<u64>,
 }
 
 /// A validated pipeline with its modules loaded, ready to run (any number of times).
@@ -134,6 +146,7 @@ impl Pipeline {
     pub fn run(&self, options: RunOptions) -> Result<RunSummary, Error> {
         let spec = &self.spec;
         let _span = tracing::info_span!("dataflow.run", pipeline = %spec.name).entered();
+        let started = Instant::now();
         let stats = options.stats.clone().unwrap_or_else(|| {
             Arc::new(RunStats::new(
                 spec.sources
@@ -149,34 +162,64 @@ impl Pipeline {
             failure: Mutex::new(None),
         });
 
-        // One channel per agent instance and per sink.
+        // Where the run keeps its data, and what it resumes from.
+        let root = DataRoot::new(options.data_dir.clone(), &spec.name)?;
+        let store = CheckpointStore::new(root.path(), &spec.name);
+        if options.fresh || !root.persistent {
+            store.clear().map_err(checkpoint_error)?;
+        }
+        let restored = store.latest().map_err(checkpoint_error)?;
+        match &restored {
+            Some(r) => {
+                store
+                    .discard_incomplete_after(r.metadata.id)
+                    .map_err(checkpoint_error)?;
+                tracing::info!(
+                    checkpoint = r.metadata.id,
+                    after_complete_run = r.metadata.last,
+                    "resuming from a checkpoint"
+                );
+            }
+            None => store.clear().map_err(checkpoint_error)?,
+        }
+        let first_id = restored.as_ref().map_or(1, |r| r.metadata.id + 1);
+        let checkpointing = spec.checkpoint.is_some() || root.persistent;
+        let (handle, reports, requested) = checkpointing::channel(store.clone(), root.persistent);
+        let checkpoints = checkpointing.then(|| handle.clone());
+
+        // One channel per agent instance and per sink, numbered inputs per receiver.
         let mut inboxes: HashMap<String, Vec<Inbox>> = HashMap::new();
+        let channels = Channels::new(spec);
         for (name, agent) in &spec.agents {
-            let inputs = spec.inputs_of(name).count().max(1);
+            let capacity = spec.channel_capacity * channels.count(name).max(1);
             inboxes.insert(
                 name.clone(),
-                (0..agent.parallelism)
-                    .map(|_| bounded(spec.channel_capacity * inputs))
-                    .collect(),
+                (0..agent.parallelism).map(|_| bounded(capacity)).collect(),
             );
         }
         for name in spec.sinks.keys() {
-            let inputs = spec.inputs_of(name).count().max(1);
-            inboxes.insert(name.clone(), vec![bounded(spec.channel_capacity * inputs)]);
+            let capacity = spec.channel_capacity * channels.count(name).max(1);
+            inboxes.insert(name.clone(), vec![bounded(capacity)]);
         }
-        let router_for = |node: &str| -> Router {
+        let router_for = |node: &str, instance: usize| -> Router {
             let routes = spec
                 .outputs_of(node)
                 .map(|edge| {
-                    let targets: Vec<Sender<Message>> =
-                        inboxes[&edge.to].iter().map(|(tx, _)| tx.clone()).collect();
+                    let base = channels.base(edge);
+                    let targets: Vec<Target> = inboxes[&edge.to]
+                        .iter()
+                        .map(|(tx, _)| Target {
+                            tx: tx.clone(),
+                            channel: base + instance as u32,
+                        })
+                        .collect();
                     let key = spec.agents.get(&edge.to).and_then(|a| a.key.clone());
                     Route {
                         from_port: edge.from_port,
                         to: edge.to.clone(),
                         to_port: edge.to_port,
                         key: if targets.len() > 1 { key } else { None },
-                        next: AtomicUsize::new(0),
+                        next: AtomicUsize::new(instance),
                         targets,
                     }
                 })
@@ -187,31 +230,59 @@ impl Pipeline {
             }
         };
 
+        let mut sources: Vec<(String, JoinHandle<Result<serde_json::Value, Error>>)> = Vec::new();
         let mut workers: Vec<(String, JoinHandle<Result<(), Error>>)> = Vec::new();
         let mut sink_threads: Vec<(String, SinkThread)> = Vec::new();
+        let mut commits = HashMap::new();
         let mut agent_metrics = HashMap::new();
-        let state_dirs = StateDirs::new(options.data_dir.clone(), &spec.name);
+        let mut tasks = Vec::new();
+        let spawn_failed =
+            |e: std::io::Error| Error::Internal(format!("cannot start a task thread: {e}"));
 
         // Sinks first, so their inboxes drain as soon as data flows.
         for (name, sink_spec) in &spec.sinks {
             let (_, rx) = inboxes[name][0].clone();
-            let sink = open_sink(name, sink_spec)?;
-            let node = stats.node(name);
-            let control = control.clone();
-            let sink_name = name.clone();
+            let mut sink = open_sink(name, sink_spec)?;
+            sink.recover(restored.as_ref().and_then(|r| r.metadata.sinks.get(name)))?;
+            let (commit_tx, commit_rx) = crossbeam_channel::unbounded();
+            commits.insert(name.clone(), commit_tx);
+            tasks.push(TaskId::Sink(name.clone()));
+            let task = SinkTask {
+                name: name.clone(),
+                sink,
+                gate: InputGate::new(rx, channels.count(name)),
+                node: stats.node(name),
+                control: control.clone(),
+                checkpoints: checkpoints.clone(),
+                commits: commit_rx,
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("sink-{name}"))
-                .spawn(move || run_sink(sink_name, sink, rx, node, control))
-                .map_err(|e| Error::Internal(format!("cannot start a sink thread: {e}")))?;
+                .spawn(move || task.run())
+                .map_err(spawn_failed)?;
             sink_threads.push((name.clone(), handle));
         }
 
         for (name, agent) in &spec.agents {
             let module = self.modules[name].clone();
             let metrics = Arc::new(AgentMetrics::default());
-            let backend = state_dirs.backend(spec.state, name)?;
             agent_metrics.insert(name.clone(), metrics.clone());
+            let snapshots = restored.as_ref().and_then(|r| snapshot_source(r, name));
             for (i, (_, rx)) in inboxes[name].iter().enumerate() {
+                let owned = owned_key_groups(i, agent.parallelism);
+                let backend = open_instance(
+                    spec.state,
+                    &root.path().join("state").join(name).join(i.to_string()),
+                    snapshots.as_ref(),
+                    i,
+                    agent.parallelism,
+                    owned.clone(),
+                )?;
+                let timers = match &snapshots {
+                    Some(s) => restore_timers(s, &owned)?,
+                    None => AgentTimers::default(),
+                };
+                tasks.push(TaskId::Agent(name.clone(), i));
                 let task = AgentTask {
                     name: name.clone(),
                     instance: i,
@@ -220,48 +291,101 @@ impl Pipeline {
                     runtime: self.runtime.clone(),
                     module: module.clone(),
                     metrics: metrics.clone(),
-                    inbox: rx.clone(),
-                    router: router_for(name),
+                    gate: InputGate::new(rx.clone(), channels.count(name)),
+                    router: router_for(name, i),
                     node: stats.node(name),
                     control: control.clone(),
                     dead_letters: dead_letters.clone(),
                     state: StateScope::new(
-                        backend.clone(),
+                        backend,
                         name,
                         i,
                         agent.parallelism,
                         agent.key.is_some(),
-                    ),
+                    )
+                    .with_timers(timers),
+                    checkpoints: checkpoints.clone(),
                 };
                 let handle = std::thread::Builder::new()
                     .name(format!("agent-{name}-{i}"))
                     .spawn(move || task.run())
-                    .map_err(|e| Error::Internal(format!("cannot start an agent thread: {e}")))?;
+                    .map_err(spawn_failed)?;
                 workers.push((format!("{name}[{i}]"), handle));
             }
         }
 
         for (name, source_spec) in &spec.sources {
-            let source = match open_source(name, source_spec, spec.batch_size, dead_letters.clone())
-            {
+            let opened = open_source(name, source_spec, spec.batch_size, dead_letters.clone())
+                .and_then(|mut s| {
+                    if let Some(position) =
+                        restored.as_ref().and_then(|r| r.metadata.sources.get(name))
+                    {
+                        s.seek(position)?;
+                    }
+                    Ok(s)
+                });
+            let source = match opened {
                 Ok(s) => s,
                 Err(e) => {
                     control.fail(e);
                     break;
                 }
             };
-            let router = router_for(name);
-            let node = stats.node(name);
-            let control = control.clone();
+            tasks.push(TaskId::Source(name.clone()));
+            let task = SourceTask {
+                name: name.clone(),
+                source,
+                router: router_for(name, 0),
+                node: stats.node(name),
+                control: control.clone(),
+                event_time: source_spec.event_time().cloned(),
+                checkpoints: checkpoints.clone(),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("source-{name}"))
-                .spawn(move || run_source(source, router, node, control))
-                .map_err(|e| Error::Internal(format!("cannot start a source thread: {e}")))?;
-            workers.push((name.clone(), handle));
+                .spawn(move || task.run())
+                .map_err(spawn_failed)?;
+            sources.push((name.clone(), handle));
         }
         // The graph now holds every sender it needs; dropping ours lets channels close.
         drop(inboxes);
 
+        let completed = Arc::new(AtomicU64::new(0));
+        let coordinator = match (&spec.checkpoint, control.failed()) {
+            (Some(every), false) => {
+                let thread = CoordinatorThread {
+                    coordinator: Coordinator::new(tasks, every.interval_ms, first_id, 0),
+                    store: store.clone(),
+                    spec: spec.clone(),
+                    reports,
+                    requested,
+                    commits,
+                    retain: every.retain,
+                    completed: completed.clone(),
+                };
+                Some(
+                    std::thread::Builder::new()
+                        .name("checkpoints".into())
+                        .spawn(move || thread.run(started))
+                        .map_err(spawn_failed)?,
+                )
+            }
+            _ => {
+                drop(reports);
+                None
+            }
+        };
+        drop(handle);
+        drop(checkpoints);
+
+        let mut positions = Vec::new();
+        for (name, handle) in sources {
+            match handle.join() {
+                Ok(Ok(position)) => positions.push((TaskId::Source(name), position)),
+                Ok(Err(e)) => control.fail(e),
+                Err(_) => control.fail(Error::Internal(format!("source {name} panicked"))),
+            }
+        }
         for (name, handle) in workers {
             match handle.join() {
                 Ok(Ok(())) => {}
@@ -277,17 +401,46 @@ impl Pipeline {
                 Err(_) => control.fail(Error::Internal(format!("sink {name} panicked"))),
             }
         }
+        let mut final_id = first_id;
+        if let Some(handle) = coordinator {
+            match handle.join() {
+                Ok(Ok(c)) => final_id = c.next_id(),
+                Ok(Err(e)) => control.fail(e),
+                Err(_) => control.fail(Error::Internal(
+                    "the checkpoint coordinator panicked".into(),
+                )),
+            }
+        }
 
         if let Some(error) = control.take_failure() {
-            for (_, sink) in sinks {
-                sink.abort();
+            for (_, mut sink) in sinks {
+                sink.abort(root.persistent);
             }
             return Err(error);
         }
-        for (name, sink) in sinks {
-            let _span = tracing::debug_span!("sink.commit", sink = %name).entered();
-            sink.commit()?;
+        // The final epoch: pre-commit, record it in the final checkpoint, commit.
+        let mut pending = Vec::new();
+        for (name, sink) in &mut sinks {
+            pending.push((TaskId::Sink(name.clone()), sink.pre_commit(final_id)?));
         }
+        let final_checkpoint = if root.persistent {
+            let m =
+                checkpointing::metadata(spec, final_id, true, positions.into_iter().chain(pending));
+            store
+                .complete(m, &store.final_dir())
+                .map_err(checkpoint_error)?;
+            store
+                .retain(spec.checkpoint.map_or(1, |c| c.retain))
+                .map_err(checkpoint_error)?;
+            Some(final_id)
+        } else {
+            None
+        };
+        for (name, mut sink) in sinks {
+            let _span = tracing::debug_span!("sink.commit", sink = %name).entered();
+            sink.commit(final_id)?;
+        }
+        let last = completed.load(Ordering::Acquire);
         Ok(RunSummary {
             pipeline: spec.name.clone(),
             events_in: stats.events_in(),
@@ -298,62 +451,155 @@ impl Pipeline {
             interrupted: options.stop.load(Ordering::Relaxed),
             stats,
             agent_metrics,
+            restored_from: restored.map(|r| r.metadata.id),
+            checkpoints: if last == 0 { 0 } else { last + 1 - first_id },
+            final_checkpoint,
         })
     }
 }
 
-/// Where a run's RocksDB state lives: under `--data-dir`, or a temporary directory removed when
-/// the run ends.
-struct StateDirs {
-    root: std::path::PathBuf,
-    temporary: bool,
+/// The snapshots of `agent` in a checkpoint, if it has any.
+fn snapshot_source(restored: &Restored, agent: &str) -> Option<SnapshotSource> {
+    let Some(entry) = restored.metadata.agents.get(agent) else {
+        tracing::warn!(
+            agent,
+            checkpoint = restored.metadata.id,
+            "the agent is not in the checkpoint: it starts with empty state"
+        );
+        return None;
+    };
+    let base = restored.dir.join("state").join(agent);
+    Some(SnapshotSource {
+        dirs: (0..entry.parallelism)
+            .map(|i| base.join(i.to_string()))
+            .collect(),
+        kind: entry.backend,
+    })
 }
 
-impl StateDirs {
-    fn new(data_dir: Option<std::path::PathBuf>, pipeline: &str) -> Self {
-        match data_dir {
-            Some(root) => StateDirs {
-                root,
-                temporary: false,
-            },
-            None => StateDirs {
-                root: std::env::temp_dir().join(format!("sabot-{pipeline}-{}", std::process::id())),
-                temporary: true,
-            },
+/// The timers of the key groups `owned` in every old instance's snapshot.
+fn restore_timers(
+    from: &SnapshotSource,
+    owned: &std::ops::Range<u32>,
+) -> Result<AgentTimers, Error> {
+    let mut timers = AgentTimers::default();
+    for dir in &from.dirs {
+        let path = dir.join(TIMERS_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(Error::Checkpoint(crate::checkpoint::CheckpointError::io(
+                    "read", &path, e,
+                )));
+            }
+        };
+        let old: AgentTimers = postcard::from_bytes(&bytes).map_err(|e| {
+            Error::Checkpoint(crate::checkpoint::CheckpointError::Snapshot {
+                id: 0,
+                message: format!("{} does not decode: {e}", path.display()),
+            })
+        })?;
+        for (key, ts) in old.event.iter() {
+            if owned.contains(&key_group(key)) {
+                timers.event.register(key.to_vec(), ts);
+            }
+        }
+        for (key, ts) in old.processing.iter() {
+            if owned.contains(&key_group(key)) {
+                timers.processing.register(key.to_vec(), ts);
+            }
         }
     }
+    Ok(timers)
+}
 
-    /// The backend of `agent`. Until checkpoints restore state, every run starts from empty state.
-    fn backend(&self, kind: BackendKind, agent: &str) -> Result<Arc<dyn StateBackend>, Error> {
-        Ok(match kind {
-            BackendKind::Memory => Arc::new(MemoryBackend::default()),
-            BackendKind::Rocksdb => {
-                let dir = self.root.join("state").join(agent);
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| {
-                        crate::state::BackendError(format!(
-                            "cannot clear the state directory {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
-                Arc::new(RocksBackend::open(&dir)?)
+/// How the channels into each task are numbered: for each edge into a node, in order, one
+/// channel per instance of the node it comes from.
+struct Channels {
+    base: HashMap<(String, u32, String, u32), u32>,
+    count: HashMap<String, usize>,
+}
+
+impl Channels {
+    fn new(spec: &PipelineSpec) -> Self {
+        let mut base = HashMap::new();
+        let mut count = HashMap::new();
+        for node in spec.agents.keys().chain(spec.sinks.keys()) {
+            let mut next = 0u32;
+            for edge in spec.inputs_of(node) {
+                base.insert(
+                    (
+                        edge.from.clone(),
+                        edge.from_port,
+                        edge.to.clone(),
+                        edge.to_port,
+                    ),
+                    next,
+                );
+                next += spec.agents.get(&edge.from).map_or(1, |a| a.parallelism) as u32;
             }
-        })
+            count.insert(node.clone(), next as usize);
+        }
+        Channels { base, count }
+    }
+
+    fn base(&self, edge: &crate::config::Edge) -> u32 {
+        self.base[&(
+            edge.from.clone(),
+            edge.from_port,
+            edge.to.clone(),
+            edge.to_port,
+        )]
+    }
+
+    fn count(&self, node: &str) -> usize {
+        self.count.get(node).copied().unwrap_or(0)
     }
 }
 
-impl Drop for StateDirs {
+/// Where a run keeps its data: `--data-dir`, or a temporary directory removed when the run ends.
+struct DataRoot {
+    path: PathBuf,
+    persistent: bool,
+}
+
+impl DataRoot {
+    fn new(data_dir: Option<PathBuf>, pipeline: &str) -> Result<Self, Error> {
+        let (path, persistent) = match data_dir {
+            Some(root) => (root, true),
+            None => {
+                static RUNS: AtomicU64 = AtomicU64::new(0);
+                let n = RUNS.fetch_add(1, Ordering::Relaxed);
+                (
+                    std::env::temp_dir()
+                        .join(format!("sabot-{pipeline}-{}-{n}", std::process::id())),
+                    false,
+                )
+            }
+        };
+        std::fs::create_dir_all(&path).map_err(|e| {
+            Error::Checkpoint(crate::checkpoint::CheckpointError::io("create", &path, e))
+        })?;
+        Ok(DataRoot { path, persistent })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DataRoot {
     fn drop(&mut self) {
-        if self.temporary && self.root.exists() {
-            let _ = std::fs::remove_dir_all(&self.root);
+        if !self.persistent {
+            let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }
 
 /// Shared run state: the stop flag and the first failure.
 #[derive(Debug)]
-struct Control {
+pub(crate) struct Control {
     stop: Arc<AtomicBool>,
     failure: Mutex<Option<Error>>,
 }
@@ -388,70 +634,6 @@ impl Control {
     }
 }
 
-/// One edge leaving a node's output port.
-#[derive(Debug)]
-struct Route {
-    from_port: u32,
-    to: String,
-    to_port: u32,
-    /// Partition by this column (keyed agent with several instances).
-    key: Option<String>,
-    /// Round-robin position (several instances, no key).
-    next: AtomicUsize,
-    targets: Vec<Sender<Message>>,
-}
-
-/// Sends a node's output batches down its edges.
-#[derive(Debug)]
-struct Router {
-    node: String,
-    routes: Vec<Route>,
-}
-
-/// Why a batch could not be routed.
-enum RouteError {
-    /// The receiving task is gone: it failed, and that failure is the one reported.
-    Closed,
-    /// The batch cannot be partitioned (no key column, unhashable key).
-    Partition(Error),
-}
-
-impl Router {
-    fn send(&self, port: u32, batch: &RecordBatch) -> Result<(), RouteError> {
-        for route in self.routes.iter().filter(|r| r.from_port == port) {
-            let deliver = |target: &Sender<Message>, batch: RecordBatch| {
-                target
-                    .send(Message {
-                        port: route.to_port,
-                        batch,
-                    })
-                    .map_err(|_| RouteError::Closed)
-            };
-            match (&route.key, route.targets.len()) {
-                (_, 1) => deliver(&route.targets[0], batch.clone())?,
-                (Some(key), n) => {
-                    let parts = split(batch, key, n).map_err(|m| {
-                        RouteError::Partition(Error::Data(format!(
-                            "the input of keyed agent `{}` from `{}` {m}",
-                            route.to, self.node
-                        )))
-                    })?;
-                    for (target, part) in route.targets.iter().zip(parts) {
-                        if let Some(part) = part {
-                            deliver(target, part)?;
-                        }
-                    }
-                }
-                (None, n) => {
-                    let i = route.next.fetch_add(1, Ordering::Relaxed) % n;
-                    deliver(&route.targets[i], batch.clone())?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 fn open_source(
     name: &str,
     spec: &SourceSpec,
@@ -470,135 +652,4 @@ fn open_sink(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ConnectorErro
         SinkSpec::File(f) => Box::new(connectors::file::FileSink::open(name, f)?),
         SinkSpec::Blackhole(_) => Box::new(connectors::blackhole::Blackhole),
     })
-}
-
-fn run_source(
-    mut source: Box<dyn Source>,
-    router: Router,
-    node: Arc<NodeStats>,
-    control: Arc<Control>,
-) -> Result<(), Error> {
-    let _span = tracing::debug_span!("source.run", source = %router.node).entered();
-    while !control.stopping() {
-        let Some(batch) = source.next_batch()? else {
-            break;
-        };
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        node.output(batch.num_rows());
-        match router.send(0, &batch) {
-            Ok(()) => {}
-            Err(RouteError::Closed) => break,
-            Err(RouteError::Partition(e)) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn run_sink(
-    name: String,
-    mut sink: Box<dyn Sink>,
-    inbox: Receiver<Message>,
-    node: Arc<NodeStats>,
-    control: Arc<Control>,
-) -> Result<Box<dyn Sink>, Error> {
-    let _span = tracing::debug_span!("sink.run", sink = %name).entered();
-    for message in inbox.iter() {
-        if control.failed() {
-            break;
-        }
-        if let Err(e) = sink.write(&message.batch) {
-            sink.abort();
-            return Err(e.into());
-        }
-        node.input(message.batch.num_rows());
-    }
-    Ok(sink)
-}
-
-/// One agent instance's task.
-struct AgentTask {
-    name: String,
-    instance: usize,
-    spec: AgentSpec,
-    pipeline: String,
-    runtime: Arc<WasmRuntime>,
-    module: Arc<AgentModule>,
-    metrics: Arc<AgentMetrics>,
-    inbox: Receiver<Message>,
-    router: Router,
-    node: Arc<NodeStats>,
-    control: Arc<Control>,
-    dead_letters: Arc<DeadLetters>,
-    state: StateScope,
-}
-
-impl AgentTask {
-    fn run(self) -> Result<(), Error> {
-        let _span = tracing::debug_span!("agent.run", agent = %self.name, instance = self.instance)
-            .entered();
-        let agent_error = |failure| Error::Agent {
-            agent: self.name.clone(),
-            instance: self.instance,
-            failure,
-        };
-        let mut instance = AgentInstance::start(
-            self.runtime.clone(),
-            self.module.clone(),
-            self.spec.config.clone(),
-            self.spec.limits,
-            Tags {
-                pipeline: self.pipeline.clone(),
-                agent: self.name.clone(),
-                instance: self.instance,
-            },
-            self.metrics.clone(),
-            self.state.clone(),
-        )
-        .map_err(agent_error)?;
-        let mut restarts = 0;
-        for message in self.inbox.iter() {
-            if self.control.failed() {
-                break;
-            }
-            self.node.input(message.batch.num_rows());
-            let result = instance.process(message.port, &message.batch);
-            if instance.restarts() != restarts {
-                self.node
-                    .restarts
-                    .fetch_add(instance.restarts() - restarts, Ordering::Relaxed);
-                restarts = instance.restarts();
-            }
-            match result {
-                Ok(outputs) => {
-                    for (port, batch) in outputs {
-                        self.node.output(batch.num_rows());
-                        match self.router.send(port, &batch) {
-                            Ok(()) => {}
-                            Err(RouteError::Closed) => return Ok(()),
-                            Err(RouteError::Partition(e)) => return Err(e),
-                        }
-                    }
-                }
-                Err(failure) if !failure.is_batch_failure() => return Err(agent_error(failure)),
-                Err(failure) => match self.spec.on_error {
-                    OnError::Fail => return Err(agent_error(failure)),
-                    OnError::Skip => {
-                        self.node.failed_batches.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(agent = %self.name, instance = self.instance, rows = message.batch.num_rows(), reason = %failure, "skipped a batch");
-                    }
-                    OnError::DeadLetter => {
-                        self.node.failed_batches.fetch_add(1, Ordering::Relaxed);
-                        self.dead_letters.batch(
-                            &self.name,
-                            &failure.to_string(),
-                            &message.batch,
-                        )?;
-                    }
-                },
-            }
-        }
-        Ok(())
-    }
 }

@@ -13,6 +13,13 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// A backend holding `entries`.
+    pub fn from_entries(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        MemoryBackend {
+            map: RwLock::new(entries.into_iter().collect()),
+        }
+    }
+
     /// How many entries are kept.
     pub fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
@@ -43,6 +50,11 @@ impl StateBackend for MemoryBackend {
             }
         }
         Ok(())
+    }
+
+    fn snapshot(&self, dir: &std::path::Path) -> Result<(), BackendError> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        super::snapshot::write_memory_snapshot(dir, map.iter())
     }
 
     fn scan(

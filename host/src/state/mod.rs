@@ -8,17 +8,21 @@
 
 mod memory;
 mod rocksdb;
+mod snapshot;
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use crate::time::AgentTimers;
 
 pub use memory::MemoryBackend;
 pub use rocksdb::RocksBackend;
+pub use snapshot::{SnapshotSource, open_instance};
 
 use serde::Deserialize;
 
 /// Where a pipeline keeps its agents' state: `[pipeline] state = "memory" | "rocksdb"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     /// An ordered map in memory (the default): fast, bounded by memory.
@@ -54,6 +58,9 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, BackendError>;
+    /// Writes a consistent copy of everything kept into the empty directory `dir`, to be
+    /// restored with [`open_instance`].
+    fn snapshot(&self, dir: &std::path::Path) -> Result<(), BackendError>;
 }
 
 /// The longest store name.
@@ -98,6 +105,7 @@ pub struct StateScope {
     parallelism: usize,
     keyed: bool,
     owned: Range<u32>,
+    timers: Arc<Mutex<AgentTimers>>,
 }
 
 /// The key groups instance `instance` of `parallelism` owns.
@@ -128,6 +136,7 @@ impl StateScope {
             parallelism,
             keyed,
             owned: owned_key_groups(instance, parallelism),
+            timers: Arc::default(),
         }
     }
 
@@ -135,6 +144,32 @@ impl StateScope {
     /// that run one instance outside a pipeline.
     pub fn standalone(agent: &str) -> Self {
         Self::new(Arc::new(MemoryBackend::default()), agent, 0, 1, false)
+    }
+
+    /// The backend this scope reads and writes.
+    pub fn backend(&self) -> &Arc<dyn StateBackend> {
+        &self.backend
+    }
+
+    /// The instance's timers: keyed like its state, checkpointed with it.
+    pub fn timers(&self) -> &Arc<Mutex<AgentTimers>> {
+        &self.timers
+    }
+
+    /// Replaces the instance's timers (a restore).
+    pub fn with_timers(mut self, timers: AgentTimers) -> Self {
+        self.timers = Arc::new(Mutex::new(timers));
+        self
+    }
+
+    /// The key groups this instance owns.
+    pub fn owned(&self) -> Range<u32> {
+        self.owned.clone()
+    }
+
+    /// The key group of `key`, if this instance owns it.
+    pub fn owns(&self, key: &[u8]) -> Result<u32, Refusal> {
+        self.group(key)
     }
 
     fn group(&self, key: &[u8]) -> Result<u32, Refusal> {

@@ -48,6 +48,20 @@ impl RocksBackend {
         })
     }
 
+    /// Every entry of the database at `path`, opened read-only, in key order.
+    pub fn read_all(
+        path: &Path,
+        mut each: impl FnMut(Vec<u8>, Vec<u8>),
+    ) -> Result<(), BackendError> {
+        let db = DB::open_for_read_only(&Options::default(), path, false)
+            .map_err(|e| failed("open read-only", path, e))?;
+        for item in db.iterator(IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| failed("read", path, e))?;
+            each(k.into_vec(), v.into_vec());
+        }
+        Ok(())
+    }
+
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
@@ -76,6 +90,18 @@ impl StateBackend for RocksBackend {
         self.db
             .write_opt(batch, &options)
             .map_err(|e| failed("write", &self.path, e))
+    }
+
+    fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {
+        // The write-ahead log is off: flush the memtable so the checkpoint holds every write.
+        self.db
+            .flush()
+            .map_err(|e| failed("flush", &self.path, e))?;
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .map_err(|e| failed("checkpoint", &self.path, e))?;
+        checkpoint
+            .create_checkpoint(dir.join(super::snapshot::ROCKSDB_DIR))
+            .map_err(|e| failed("checkpoint", &self.path, e))
     }
 
     fn scan(

@@ -9,12 +9,35 @@
 //! - [`TimerQueue`]: event-time timers per key, fired in timestamp order as the watermark passes
 //!   them, each once.
 //!
-//! These are the building blocks of the dataflow's event-time support; the dataflow wiring (an
-//! event-time column per source, watermarks in-band with the batches, `on-watermark` and
-//! `on-timer` hooks in the agent contract) builds on them.
+//! The dataflow carries watermarks in-band with the batches: a source with an [`EventTimeSpec`]
+//! reads each batch's event times ([`event_times`]) and sends its watermark after the batch; a
+//! task combines its input channels' watermarks, fires the timers the watermark passed, calls
+//! the agent's `on-watermark`, and forwards the watermark. Event time is in milliseconds since
+//! the Unix epoch throughout.
 
+mod column;
 mod timers;
 mod watermark;
 
-pub use timers::TimerQueue;
+pub use column::{EventTimeError, event_times};
+pub use timers::{AgentTimers, TimeDomain, Timer, TimerQueue};
 pub use watermark::{BoundedOutOfOrderness, WatermarkTracker};
+
+use serde::Deserialize;
+
+/// `event_time = { column = "ts", max_out_of_orderness_ms = 5000, idle_timeout_ms = 10000 }` in
+/// a `[sources.NAME]` table: where a source's rows carry their event time, and how its
+/// watermark follows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// The column holding each row's event time: a timestamp (any unit), or an integer of
+    /// milliseconds since the Unix epoch.
+    pub column: String,
+    /// How far behind the latest event time an event may still arrive, in milliseconds.
+    #[serde(default)]
+    pub max_out_of_orderness_ms: i64,
+    /// After this long without a row, the source is idle: it stops holding back the watermark
+    /// of the tasks downstream until it produces again.
+    pub idle_timeout_ms: Option<u64>,
+}

@@ -1,9 +1,49 @@
-//! Event-time timers, per key, fired in timestamp order.
+//! Timers, per key, fired in timestamp order.
 
 use std::collections::BTreeSet;
 
-/// Registered timers: `(timestamp, key)`, each at most once.
-#[derive(Debug, Clone, Default)]
+use serde::{Deserialize, Serialize};
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TimeDomain {
+    /// Fires when the watermark passes its time.
+    EventTime,
+    /// Fires when the wall clock passes its time.
+    ProcessingTime,
+}
+
+/// A timer: for `key`, at `ts` milliseconds since the Unix epoch, in `domain`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timer {
+    pub domain: TimeDomain,
+    pub ts: i64,
+    pub key: Vec<u8>,
+}
+
+/// An agent instance's timers, shared between the dataflow task (which fires them) and the
+/// instance's host calls (which register them). Checkpointed with the instance's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentTimers {
+    pub event: TimerQueue,
+    pub processing: TimerQueue,
+    /// The instance's current watermark (not checkpointed: it is derived again from the input).
+    #[serde(skip)]
+    pub watermark: Option<i64>,
+}
+
+impl AgentTimers {
+    /// The queue of `domain`.
+    pub fn queue(&mut self, domain: TimeDomain) -> &mut TimerQueue {
+        match domain {
+            TimeDomain::EventTime => &mut self.event,
+            TimeDomain::ProcessingTime => &mut self.processing,
+        }
+    }
+}
+
+/// Registered timers of one clock: `(timestamp, key)`, each at most once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TimerQueue {
     timers: BTreeSet<(i64, Vec<u8>)>,
 }
@@ -37,6 +77,16 @@ impl TimerQueue {
     /// The earliest registered timestamp.
     pub fn next(&self) -> Option<i64> {
         self.timers.first().map(|(ts, _)| *ts)
+    }
+
+    /// Every registered timer, in timestamp order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], i64)> {
+        self.timers.iter().map(|(ts, k)| (k.as_slice(), *ts))
+    }
+
+    /// Keeps only the timers whose key satisfies `keep`.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
+        self.timers.retain(|(_, k)| keep(k));
     }
 
     /// Removes and returns every timer at or before `watermark`, in timestamp order (then key

@@ -40,6 +40,8 @@ struct Input {
     watermark: Option<i64>,
     last_active_ms: u64,
     idle: bool,
+    /// Ended, or carries no event time: never holds the others back again.
+    excluded: bool,
 }
 
 /// Combines the watermarks of a task's inputs.
@@ -60,6 +62,7 @@ impl WatermarkTracker {
                     watermark: None,
                     last_active_ms: now_ms,
                     idle: false,
+                    excluded: false,
                 };
                 inputs
             ],
@@ -76,6 +79,25 @@ impl WatermarkTracker {
     /// Whether input `input` is idle.
     pub fn is_idle(&self, input: usize) -> bool {
         self.inputs[input].idle
+    }
+
+    /// Input `input` says it is idle: it stops holding the others back until it sends data.
+    /// Returns the combined watermark if that let it advance.
+    pub fn set_idle(&mut self, input: usize) -> Option<i64> {
+        self.inputs[input].idle = true;
+        self.advance()
+    }
+
+    /// Input `input` ended, or carries no event time: it never holds the others back again.
+    /// Returns the combined watermark if that let it advance.
+    pub fn exclude(&mut self, input: usize) -> Option<i64> {
+        self.inputs[input].excluded = true;
+        self.advance()
+    }
+
+    /// Whether every input is excluded: the task has no event time from its inputs.
+    pub fn all_excluded(&self) -> bool {
+        self.inputs.iter().all(|i| i.excluded)
     }
 
     /// Input `input` sent data at `now_ms`: it is active again.
@@ -108,7 +130,11 @@ impl WatermarkTracker {
     }
 
     fn advance(&mut self) -> Option<i64> {
-        let active: Vec<&Input> = self.inputs.iter().filter(|i| !i.idle).collect();
+        let active: Vec<&Input> = self
+            .inputs
+            .iter()
+            .filter(|i| !i.idle && !i.excluded)
+            .collect();
         if active.is_empty() {
             // Every input is idle: nothing holds the watermark back, and nothing moves it either.
             return None;
@@ -156,6 +182,20 @@ mod tests {
         );
         assert_eq!(t.update(1, 200, 5), Some(100));
         assert_eq!(t.current(), Some(100));
+    }
+
+    #[test]
+    fn an_ended_input_no_longer_holds_the_others_back() {
+        let mut t = WatermarkTracker::new(3, None, 0);
+        t.update(0, 10, 0);
+        t.update(1, 50, 0);
+        assert_eq!(t.current(), None, "input 2 has not reported");
+        assert_eq!(t.exclude(2), Some(10));
+        assert_eq!(t.exclude(0), Some(50));
+        assert!(!t.all_excluded());
+        assert_eq!(t.set_idle(1), None, "all idle: nothing moves");
+        t.exclude(1);
+        assert!(t.all_excluded());
     }
 
     #[test]

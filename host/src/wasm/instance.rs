@@ -8,10 +8,12 @@ use arrow_array::RecordBatch;
 use sabot_sdk::ipc::{BatchDecoder, BatchEncoder};
 use wasmtime::Store;
 
-use super::bindings::{self, Agent};
+use super::bindings::exports::sabot::agent::{handler, time_handler};
+use super::bindings::{self, sabot::agent::types::Output};
 use super::capture::Capture;
 use super::{AgentMetrics, AgentModule, EPOCH_TICK, HostState, Limits, Tags, WasmRuntime};
 use crate::state::StateScope;
+use crate::time::Timer;
 
 /// A batch an agent emitted, decoded, with its output port.
 pub type Emitted = (u32, RecordBatch);
@@ -65,9 +67,13 @@ impl AgentFailure {
 
 struct Live {
     store: Store<HostState>,
-    bindings: Agent,
+    handler: handler::Guest,
+    time_handler: Option<time_handler::Guest>,
     stderr: Capture,
 }
+
+/// What a guest call returns before its outputs are checked and decoded.
+type RawResult = wasmtime::Result<Result<Vec<Output>, bindings::sabot::agent::types::AgentError>>;
 
 /// One sandboxed instance of an agent.
 pub struct AgentInstance {
@@ -148,7 +154,16 @@ impl AgentInstance {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.deadline_ticks());
-        let bindings = match self.module.pre.instantiate(&mut store) {
+        let pre = &self.module.pre;
+        let loaded = pre.pre.instantiate(&mut store).and_then(|instance| {
+            let handler = pre.handler.load(&mut store, &instance)?;
+            let time_handler = match &pre.time_handler {
+                Some(t) => Some(t.load(&mut store, &instance)?),
+                None => None,
+            };
+            Ok((handler, time_handler))
+        });
+        let (handler, time_handler) = match loaded {
             Ok(b) => b,
             Err(e) => {
                 return Err(AgentFailure::Init(
@@ -156,9 +171,7 @@ impl AgentInstance {
                 ));
             }
         };
-        let result = bindings
-            .sabot_agent_handler()
-            .call_init(&mut store, &self.config);
+        let result = handler.call_init(&mut store, &self.config);
         stderr.flush();
         match result {
             Ok(Ok(())) => {}
@@ -179,7 +192,8 @@ impl AgentInstance {
         self.from_guest.clear();
         self.live = Some(Live {
             store,
-            bindings,
+            handler,
+            time_handler,
             stderr,
         });
         Ok(())
@@ -231,19 +245,6 @@ impl AgentInstance {
         port: u32,
         batch: &RecordBatch,
     ) -> Result<Vec<Emitted>, AgentFailure> {
-        if self.live.is_none() {
-            self.restarts += 1;
-            tracing::info!(agent = %self.tags.agent, instance = self.tags.instance, restarts = self.restarts, "starting a fresh instance after a failure");
-            self.instantiate()?;
-        }
-        let result = self.call(port, batch);
-        if result.is_err() {
-            self.discard();
-        }
-        result
-    }
-
-    fn call(&mut self, port: u32, batch: &RecordBatch) -> Result<Vec<Emitted>, AgentFailure> {
         let bytes = self
             .to_guest
             .entry(port)
@@ -253,14 +254,72 @@ impl AgentInstance {
                 kind: "host",
                 message: format!("cannot encode the input batch as Arrow IPC: {e}"),
                 row: None,
-            })?;
+            });
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                self.discard();
+                return Err(e);
+            }
+        };
+        self.invoke(|live| live.handler.call_process(&mut live.store, port, &bytes))
+    }
+
+    /// Whether the agent exports the event-time hooks.
+    pub fn has_time_handler(&self) -> bool {
+        self.module.has_time_handler()
+    }
+
+    /// Tells the agent the watermark advanced to `watermark` (nothing when it does not export
+    /// the event-time hooks).
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Emitted>, AgentFailure> {
+        if !self.has_time_handler() {
+            return Ok(Vec::new());
+        }
+        self.invoke(|live| match &live.time_handler {
+            Some(t) => t.call_on_watermark(&mut live.store, watermark),
+            None => Ok(Ok(Vec::new())),
+        })
+    }
+
+    /// Fires `timers` (due, in time order).
+    pub fn on_timers(&mut self, timers: &[Timer]) -> Result<Vec<Emitted>, AgentFailure> {
+        if !self.has_time_handler() || timers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let timers: Vec<_> = timers.iter().map(super::timers::to_wit).collect();
+        self.invoke(|live| match &live.time_handler {
+            Some(t) => t.call_on_timers(&mut live.store, &timers),
+            None => Ok(Ok(Vec::new())),
+        })
+    }
+
+    /// Makes one guest call (instantiating first if the last one failed) and checks and decodes
+    /// its output. On failure the instance is discarded.
+    fn invoke(
+        &mut self,
+        call: impl FnOnce(&mut Live) -> RawResult,
+    ) -> Result<Vec<Emitted>, AgentFailure> {
+        if self.live.is_none() {
+            self.restarts += 1;
+            tracing::info!(agent = %self.tags.agent, instance = self.tags.instance, restarts = self.restarts, "starting a fresh instance after a failure");
+            self.instantiate()?;
+        }
+        let result = self.call(call);
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    fn call(
+        &mut self,
+        call: impl FnOnce(&mut Live) -> RawResult,
+    ) -> Result<Vec<Emitted>, AgentFailure> {
         let ticks = self.deadline_ticks();
         let live = self.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(ticks);
-        let result =
-            live.bindings
-                .sabot_agent_handler()
-                .call_process(&mut live.store, port, &bytes);
+        let result = call(live);
         live.stderr.flush();
         let outputs = match result {
             Ok(Ok(outputs)) => outputs,

@@ -18,6 +18,7 @@ mod instance;
 pub mod log;
 pub mod metrics;
 pub mod state;
+pub mod timers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -204,6 +205,7 @@ impl WasmRuntime {
         log::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
         metrics::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
         state::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
+        timers::add(&mut linker).map_err(|e| ModuleError::Engine(e.to_string()))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -305,10 +307,17 @@ impl WasmRuntime {
                 module: name.to_owned(),
                 message: format!("{e:#}"),
             })?;
-        let pre = bindings::AgentPre::new(pre).map_err(|e| ModuleError::WrongWorld {
+        let handler = bindings::HandlerIndices::new(&pre).map_err(|e| ModuleError::WrongWorld {
             module: name.to_owned(),
             message: format!("{e:#}"),
         })?;
+        // Optional: a component of the plain `agent` world has no event-time hooks.
+        let time_handler = bindings::TimeHandlerIndices::new(&pre).ok();
+        let pre = AgentPre {
+            pre,
+            handler,
+            time_handler,
+        };
         tracing::debug!(module = %name, sha256 = %hash, cache = ?outcome, ms = load_time.as_millis() as u64, "module ready");
         Ok(Arc::new(AgentModule {
             name: name.to_owned(),
@@ -365,7 +374,21 @@ pub struct AgentModule {
     /// How long compiling (or loading from the cache) took.
     pub load_time: Duration,
     component: Component,
-    pre: bindings::AgentPre<HostState>,
+    pre: AgentPre,
+}
+
+impl AgentModule {
+    /// Whether the module exports the event-time hooks (`time-handler`).
+    pub fn has_time_handler(&self) -> bool {
+        self.pre.time_handler.is_some()
+    }
+}
+
+/// A component linked and checked, ready to instantiate: its exports located once.
+struct AgentPre {
+    pre: wasmtime::component::InstancePre<HostState>,
+    handler: bindings::HandlerIndices,
+    time_handler: Option<bindings::TimeHandlerIndices>,
 }
 
 impl std::fmt::Debug for AgentModule {

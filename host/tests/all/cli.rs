@@ -184,8 +184,8 @@ fn ctrl_c_stops_an_endless_run_and_flushes_everything_in_flight() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until events reach the sink's partial file: the run is under way.
-    let partial = s.path(".out.jsonl.sabot-partial");
+    // Wait until events reach the sink's open part file: the run is under way.
+    let partial = s.path(".out.jsonl.sabot-pending/open");
     let waited = std::time::Instant::now();
     while std::fs::metadata(&partial).map_or(0, |m| m.len()) == 0 {
         assert!(

@@ -19,9 +19,17 @@ impl Sink for Blackhole {
         Ok(())
     }
 
-    fn commit(self: Box<Self>) -> Result<(), ConnectorError> {
+    fn recover(&mut self, _pending: Option<&serde_json::Value>) -> Result<(), ConnectorError> {
         Ok(())
     }
 
-    fn abort(self: Box<Self>) {}
+    fn pre_commit(&mut self, _epoch: u64) -> Result<serde_json::Value, ConnectorError> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn commit(&mut self, _epoch: u64) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    fn abort(&mut self, _keep_pending: bool) {}
 }

@@ -1,4 +1,4 @@
-//! Files: a source reading JSON Lines, CSV or Arrow IPC, and a sink writing them atomically.
+//! Files: a source reading JSON Lines, CSV or Arrow IPC, and an exactly-once sink writing them.
 
 mod sink;
 mod source;
@@ -37,6 +37,8 @@ pub struct FileSourceSpec {
     /// How many rows schema inference reads.
     #[serde(default = "default_infer_rows")]
     pub infer_rows: usize,
+    /// Event time, e.g. `event_time = { column = "ts", max_out_of_orderness_ms = 5000 }`.
+    pub event_time: Option<crate::time::EventTimeSpec>,
 }
 
 fn default_header() -> bool {
@@ -53,7 +55,8 @@ fn default_infer_rows() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkSpec {
-    /// The file to write, relative to the pipeline file. It appears only when the run succeeds.
+    /// The file to write, relative to the pipeline file. Rows appear in it only when the
+    /// checkpoint that covers them completes (or, without checkpoints, when the run succeeds).
     pub path: PathBuf,
     /// `jsonl`, `csv` or `arrow`; from the file's extension when absent.
     pub format: Option<Format>,

@@ -104,6 +104,7 @@ pub fn open_source(
                 .from_reader(BufReader::with_capacity(1 << 20, open(&path)?));
             Ok(Box::new(CsvSource {
                 records,
+                read: 0,
                 schema,
                 delimiter,
                 batch_size,
@@ -218,6 +219,30 @@ impl Source for JsonlSource {
         Some(self.schema.clone())
     }
 
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "lines": self.line })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), ConnectorError> {
+        let lines = crate::connectors::position_u64(position, "lines", &self.bad.source_name)?;
+        let mut raw = Vec::new();
+        while self.line < lines {
+            raw.clear();
+            let n = self
+                .lines
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| ConnectorError::io("read", &self.bad.path, e))?;
+            if n == 0 {
+                return Err(self.bad.format_error(format!(
+                    "the checkpoint resumes after line {lines}, but the file has only {} lines now: was it replaced?",
+                    self.line
+                )));
+            }
+            self.line += 1;
+        }
+        Ok(())
+    }
+
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
         loop {
             let mut rows = Vec::with_capacity(self.batch_size);
@@ -264,6 +289,8 @@ impl Source for JsonlSource {
 
 struct CsvSource {
     records: csv::Reader<BufReader<File>>,
+    /// Records read so far, good or bad.
+    read: u64,
     schema: SchemaRef,
     delimiter: u8,
     batch_size: usize,
@@ -275,12 +302,37 @@ impl Source for CsvSource {
         Some(self.schema.clone())
     }
 
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "records": self.read })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), ConnectorError> {
+        let records = crate::connectors::position_u64(position, "records", &self.bad.source_name)?;
+        let mut record = csv::ByteRecord::new();
+        while self.read < records {
+            match self.records.read_byte_record(&mut record) {
+                Ok(false) => {
+                    return Err(self.bad.format_error(format!(
+                        "the checkpoint resumes after record {records}, but the file has only {} records now: was it replaced?",
+                        self.read
+                    )));
+                }
+                Ok(true) | Err(_) => self.read += 1,
+            }
+        }
+        Ok(())
+    }
+
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
         loop {
             let mut rows = Vec::with_capacity(self.batch_size);
             let mut record = csv::ByteRecord::new();
             while rows.len() < self.batch_size {
-                match self.records.read_byte_record(&mut record) {
+                let next = self.records.read_byte_record(&mut record);
+                if !matches!(next, Ok(false)) {
+                    self.read += 1;
+                }
+                match next {
                     Ok(false) => break,
                     Ok(true) => {
                         let line = record.position().map_or(0, csv::Position::line);
@@ -336,8 +388,13 @@ impl Source for CsvSource {
     }
 }
 
-/// Arrow IPC, file format (`ARROW1` magic) or stream format.
-enum ArrowSource {
+/// Arrow IPC, file format (`ARROW1` magic) or stream format, and how many batches were read.
+struct ArrowSource {
+    reader: ArrowReader,
+    batches: u64,
+}
+
+enum ArrowReader {
     File(
         arrow_ipc::reader::FileReader<BufReader<File>>,
         String,
@@ -363,39 +420,66 @@ impl ArrowSource {
             message: format!("not a readable Arrow IPC file or stream: {e}"),
         };
         let reader = BufReader::with_capacity(1 << 20, file);
-        Ok(if is_file {
-            ArrowSource::File(
+        let reader = if is_file {
+            ArrowReader::File(
                 arrow_ipc::reader::FileReader::try_new(reader, None).map_err(format_error)?,
                 name.to_owned(),
                 path.to_owned(),
             )
         } else {
-            ArrowSource::Stream(
+            ArrowReader::Stream(
                 arrow_ipc::reader::StreamReader::try_new(reader, None).map_err(format_error)?,
                 name.to_owned(),
                 path.to_owned(),
             )
-        })
+        };
+        Ok(ArrowSource { reader, batches: 0 })
     }
 }
 
 impl Source for ArrowSource {
     fn schema(&self) -> Option<SchemaRef> {
-        Some(match self {
-            ArrowSource::File(r, ..) => r.schema(),
-            ArrowSource::Stream(r, ..) => r.schema(),
+        Some(match &self.reader {
+            ArrowReader::File(r, ..) => r.schema(),
+            ArrowReader::Stream(r, ..) => r.schema(),
         })
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
-        let (next, name, path) = match self {
-            ArrowSource::File(r, n, p) => (r.next(), n, p),
-            ArrowSource::Stream(r, n, p) => (r.next(), n, p),
+        let (next, name, path) = match &mut self.reader {
+            ArrowReader::File(r, n, p) => (r.next(), n, p),
+            ArrowReader::Stream(r, n, p) => (r.next(), n, p),
         };
-        next.transpose().map_err(|e| ConnectorError::Format {
+        let batch = next.transpose().map_err(|e| ConnectorError::Format {
             source_name: name.clone(),
             path: path.clone(),
             message: format!("a batch does not decode: {e}"),
-        })
+        })?;
+        self.batches += u64::from(batch.is_some());
+        Ok(batch)
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "batches": self.batches })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), ConnectorError> {
+        let (name, path) = match &self.reader {
+            ArrowReader::File(_, n, p) | ArrowReader::Stream(_, n, p) => (n.clone(), p.clone()),
+        };
+        let batches = crate::connectors::position_u64(position, "batches", &name)?;
+        while self.batches < batches {
+            if self.next_batch()?.is_none() {
+                return Err(ConnectorError::Format {
+                    source_name: name,
+                    path,
+                    message: format!(
+                        "the checkpoint resumes after batch {batches}, but the file has only {} batches now: was it replaced?",
+                        self.batches
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }

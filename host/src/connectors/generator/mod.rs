@@ -57,6 +57,8 @@ pub struct GeneratorSpec {
     /// Event-time spacing between consecutive transactions, in milliseconds.
     #[serde(default = "default_interval")]
     pub interval_ms: i64,
+    /// Event time, e.g. `event_time = { column = "ts" }`.
+    pub event_time: Option<crate::time::EventTimeSpec>,
 }
 
 fn default_seed() -> u64 {
@@ -163,6 +165,7 @@ impl GeneratorSpec {
             batch_size,
             rng: fastrand::Rng::with_seed(self.seed),
             produced: 0,
+            resumed_at: 0,
             started: None,
             schema: Self::schema(),
         }
@@ -176,6 +179,8 @@ pub struct Generator {
     batch_size: usize,
     rng: fastrand::Rng,
     produced: u64,
+    /// Where this run started producing (after a seek).
+    resumed_at: u64,
     started: Option<Instant>,
     merchant_names: Vec<String>,
     schema: SchemaRef,
@@ -192,7 +197,8 @@ impl Generator {
             return;
         }
         let started = *self.started.get_or_insert_with(Instant::now);
-        let due = started + Duration::from_secs_f64(self.produced as f64 / self.spec.rate);
+        let due = started
+            + Duration::from_secs_f64((self.produced - self.resumed_at) as f64 / self.spec.rate);
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
@@ -203,6 +209,19 @@ impl Generator {
 impl Source for Generator {
     fn schema(&self) -> Option<SchemaRef> {
         Some(self.schema.clone())
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "produced": self.produced, "rng": self.rng.get_seed() })
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), ConnectorError> {
+        self.produced = super::position_u64(position, "produced", "generator")?;
+        self.rng = fastrand::Rng::with_seed(super::position_u64(position, "rng", "generator")?);
+        // Pacing restarts from here: the rate applies to this run's events.
+        self.started = None;
+        self.resumed_at = self.produced;
+        Ok(())
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {

@@ -89,19 +89,29 @@ impl Sink for Stdout {
         }
     }
 
-    fn commit(self: Box<Self>) -> Result<(), ConnectorError> {
-        if self.closed {
-            return Ok(());
-        }
-        std::io::stdout()
-            .flush()
-            .map_err(|e| ConnectorError::Write {
-                sink: self.name.clone(),
-                message: format!("flushing standard output: {e}"),
-            })
+    fn recover(&mut self, _pending: Option<&serde_json::Value>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 
-    fn abort(self: Box<Self>) {
+    /// Standard output cannot take back what it printed: after a crash, rows printed since the
+    /// last checkpoint are printed again (at-least-once). Use a file sink for exactly-once.
+    fn pre_commit(&mut self, _epoch: u64) -> Result<serde_json::Value, ConnectorError> {
+        if !self.closed {
+            std::io::stdout()
+                .flush()
+                .map_err(|e| ConnectorError::Write {
+                    sink: self.name.clone(),
+                    message: format!("flushing standard output: {e}"),
+                })?;
+        }
+        Ok(serde_json::Value::Null)
+    }
+
+    fn commit(&mut self, _epoch: u64) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    fn abort(&mut self, _keep_pending: bool) {
         let _ = std::io::stdout().flush();
     }
 }

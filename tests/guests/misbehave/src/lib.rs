@@ -291,6 +291,18 @@ mod component {
         }
     }
 
+    impl sabot_sdk::wit::exports::sabot::agent::time_handler::Guest for Component {
+        fn on_watermark(watermark: i64) -> Result<Vec<Output>, AgentError> {
+            SLOT.with(|slot| sabot_sdk::runtime::on_watermark::<super::Misbehave>(slot, watermark))
+        }
+
+        fn on_timers(
+            timers: Vec<sabot_sdk::wit::sabot::agent::timers::Timer>,
+        ) -> Result<Vec<Output>, AgentError> {
+            SLOT.with(|slot| sabot_sdk::runtime::on_timers::<super::Misbehave>(slot, timers))
+        }
+    }
+
     #[cfg(target_arch = "wasm32")]
     sabot_sdk::wit::__export_agent_world!(Component with_types_in sabot_sdk::wit);
 }

@@ -1,0 +1,99 @@
+//! Checkpoints: the Chandy–Lamport protocol with aligned barriers, as a pure state machine
+//! ([`Coordinator`]), and their storage on disk ([`CheckpointStore`]).
+//!
+//! ## The protocol
+//!
+//! Every `interval_ms` the coordinator starts checkpoint *n*: each source, between two batches,
+//! records its position and sends barrier *n* down every edge. A task with several input
+//! channels *aligns*: once barrier *n* has arrived on a channel, that channel's later messages
+//! wait until *n* has arrived on every channel. Aligned, an agent instance snapshots its state
+//! and timers into the checkpoint's directory, and a sink *pre-commits* (makes what it was given
+//! before the barrier durable, but not yet visible); each then forwards the barrier and
+//! acknowledges. When every task has acknowledged *n*, the coordinator writes the checkpoint's
+//! metadata — the last step, atomically — and only then tells sinks to commit. A crash before
+//! the metadata exists leaves an incomplete checkpoint that recovery ignores; a crash after it
+//! leaves pending sink commits that recovery finishes from the metadata.
+//!
+//! When all input has ended, every task takes a *final* snapshot, and the run ends with a final
+//! checkpoint, so that running the same pipeline again on the same data directory resumes after
+//! everything already committed.
+//!
+//! ## On disk
+//!
+//! ```text
+//! DATA_DIR/checkpoints/chk-0000000042/
+//!     state/AGENT/INSTANCE/…     an instance's state snapshot and timers
+//!     _metadata                  JSON: source positions, sink commits, every file with its size,
+//!                                and a checksum; written last (temporary file, fsync, rename)
+//! ```
+
+mod coordinator;
+pub mod store;
+
+pub use coordinator::{Ack, Coordinator, TaskId};
+pub use store::{CheckpointStore, Metadata, Restored};
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[pipeline.checkpoint]`: how often to checkpoint and how many checkpoints to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Time between the end of one checkpoint and the start of the next, in milliseconds.
+    pub interval_ms: u64,
+    /// How many complete checkpoints to keep (the newest ones); at least 1.
+    #[serde(default = "default_retain")]
+    pub retain: usize,
+}
+
+fn default_retain() -> usize {
+    3
+}
+
+/// Why checkpoints could not be written or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file operation failed.
+    #[error("checkpoint storage: cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Checkpoints exist but none of them can be used: refusing to start from zero silently.
+    #[error(
+        "no usable checkpoint in {}: {reasons}. Fix or remove the damaged checkpoints, or run with --fresh to start over from empty state (committed output is kept, sources start from the beginning)",
+        dir.display()
+    )]
+    NoneUsable { dir: PathBuf, reasons: String },
+    /// The data directory holds another pipeline's checkpoints.
+    #[error(
+        "the checkpoints in {} belong to pipeline `{found}`, not `{expected}`: use another --data-dir, or --fresh to discard them",
+        dir.display()
+    )]
+    OtherPipeline {
+        dir: PathBuf,
+        found: String,
+        expected: String,
+    },
+    /// A snapshot could not be written or read.
+    #[error("checkpoint {id}: {message}")]
+    Snapshot { id: u64, message: String },
+}
+
+impl CheckpointError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        CheckpointError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The checkpoint coordinator as a thread, and the handle tasks use to take part.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::Error;
+use crate::checkpoint::store::AgentEntry;
+use crate::checkpoint::{Ack, CheckpointStore, Coordinator, Metadata, TaskId};
+use crate::config::PipelineSpec;
+
+/// What tasks tell the coordinator.
+pub(crate) enum Report {
+    Ack(Ack),
+    /// A task finished: no new checkpoint could complete.
+    Finished,
+}
+
+/// A task's handle on checkpoints.
+#[derive(Clone)]
+pub(crate) struct Checkpoints {
+    /// The latest checkpoint sources are asked to start (0: none yet).
+    requested: Arc<AtomicU64>,
+    reports: Sender<Report>,
+    store: CheckpointStore,
+    /// Whether runs keep a final checkpoint (a data directory that outlives the run).
+    pub persistent: bool,
+}
+
+impl Checkpoints {
+    /// The checkpoint sources should start, if newer than `last`.
+    pub fn requested_after(&self, last: u64) -> Option<u64> {
+        let r = self.requested.load(Ordering::Acquire);
+        (r > last).then_some(r)
+    }
+
+    /// Acknowledges checkpoint `checkpoint` for `task`.
+    pub fn ack(&self, checkpoint: u64, task: TaskId, snapshot: serde_json::Value) {
+        let _ = self.reports.send(Report::Ack(Ack {
+            checkpoint,
+            task,
+            snapshot,
+        }));
+    }
+
+    /// Says a task finished.
+    pub fn finished(&self) {
+        let _ = self.reports.send(Report::Finished);
+    }
+
+    /// Where instance `instance` of `agent` writes its snapshot for checkpoint `id` (`None`:
+    /// the final one).
+    pub fn snapshot_dir(&self, id: Option<u64>, agent: &str, instance: usize) -> PathBuf {
+        let base = match id {
+            Some(id) => self.store.dir(id),
+            None => self.store.final_dir(),
+        };
+        base.join("state").join(agent).join(instance.to_string())
+    }
+}
+
+/// The coordinator thread's inputs.
+pub(crate) struct CoordinatorThread {
+    pub coordinator: Coordinator,
+    pub store: CheckpointStore,
+    pub spec: PipelineSpec,
+    pub reports: Receiver<Report>,
+    pub requested: Arc<AtomicU64>,
+    /// Per sink, where to say a checkpoint is complete and can be committed.
+    pub commits: HashMap<String, Sender<u64>>,
+    pub retain: usize,
+    pub completed: Arc<AtomicU64>,
+}
+
+/// Creates the handle tasks share and the channel the coordinator reads.
+pub(crate) fn channel(
+    store: CheckpointStore,
+    persistent: bool,
+) -> (Checkpoints, Receiver<Report>, Arc<AtomicU64>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let requested = Arc::new(AtomicU64::new(0));
+    (
+        Checkpoints {
+            requested: requested.clone(),
+            reports: tx,
+            store,
+            persistent,
+        },
+        rx,
+        requested,
+    )
+}
+
+/// The metadata of a checkpoint of `spec` from every task's contribution.
+pub(crate) fn metadata(
+    spec: &PipelineSpec,
+    id: u64,
+    last: bool,
+    contributions: impl IntoIterator<Item = (TaskId, serde_json::Value)>,
+) -> Metadata {
+    let mut m = Metadata::new(&spec.name, id, last);
+    for (task, value) in contributions {
+        match task {
+            TaskId::Source(name) => {
+                m.sources.insert(name, value);
+            }
+            TaskId::Sink(name) => {
+                m.sinks.insert(name, value);
+            }
+            TaskId::Agent(..) => {}
+        }
+    }
+    for (name, agent) in &spec.agents {
+        m.agents.insert(
+            name.clone(),
+            AgentEntry {
+                parallelism: agent.parallelism,
+                backend: spec.state,
+            },
+        );
+    }
+    m
+}
+
+impl CoordinatorThread {
+    /// Runs until every task has dropped its handle. Returns the coordinator, so the final
+    /// checkpoint can take the next id.
+    pub fn run(mut self, started: Instant) -> Result<Coordinator, Error> {
+        let _span =
+            tracing::debug_span!("checkpoint.coordinator", pipeline = %self.spec.name).entered();
+        let now_ms = || started.elapsed().as_millis() as u64;
+        loop {
+            let deadline = self
+                .coordinator
+                .next_due_ms()
+                .map(|ms| started + Duration::from_millis(ms));
+            let report = match deadline {
+                Some(d) => self.reports.recv_deadline(d),
+                None => self
+                    .reports
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match report {
+                Err(RecvTimeoutError::Disconnected) => return Ok(self.coordinator),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(id) = self.coordinator.start(now_ms()) {
+                        self.store
+                            .prepare(&self.store.dir(id))
+                            .map_err(checkpoint_error)?;
+                        tracing::debug!(checkpoint = id, "checkpoint started");
+                        self.requested.store(id, Ordering::Release);
+                    }
+                }
+                Ok(Report::Finished) => self.coordinator.stop(),
+                Ok(Report::Ack(ack)) => {
+                    if let Some((id, contributions)) = self.coordinator.ack(ack, now_ms()) {
+                        let m = metadata(&self.spec, id, false, contributions);
+                        self.store
+                            .complete(m, &self.store.dir(id))
+                            .map_err(checkpoint_error)?;
+                        self.completed.store(id, Ordering::Release);
+                        for tx in self.commits.values() {
+                            // A sink that has finished commits everything at the end.
+                            let _ = tx.send(id);
+                        }
+                        self.store.retain(self.retain).map_err(checkpoint_error)?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn checkpoint_error(e: crate::checkpoint::CheckpointError) -> Error {
+    Error::Checkpoint(e)
+}

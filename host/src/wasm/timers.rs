@@ -1,0 +1,84 @@
+//! `wit/timers.wit`: an agent's timer registrations, checked against the key groups the
+//! instance owns and kept in its [`AgentTimers`](crate::time::AgentTimers).
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::HostState;
+use super::bindings::sabot::agent::state::StateError;
+use super::bindings::sabot::agent::timers::{
+    Host, TimeDomain as WitDomain, Timer as WitTimer, add_to_linker,
+};
+use crate::state::Refusal;
+use crate::time::{TimeDomain, Timer};
+
+pub(crate) fn domain(d: WitDomain) -> TimeDomain {
+    match d {
+        WitDomain::EventTime => TimeDomain::EventTime,
+        WitDomain::ProcessingTime => TimeDomain::ProcessingTime,
+    }
+}
+
+/// A host timer as the guest sees it.
+pub(crate) fn to_wit(t: &Timer) -> WitTimer {
+    WitTimer {
+        domain: match t.domain {
+            TimeDomain::EventTime => WitDomain::EventTime,
+            TimeDomain::ProcessingTime => WitDomain::ProcessingTime,
+        },
+        key: t.key.clone(),
+        ts: t.ts,
+    }
+}
+
+impl HostState {
+    fn check_timers(&self, timers: &[WitTimer]) -> Result<(), StateError> {
+        for t in timers {
+            self.state.owns(&t.key).map_err(|r| match r {
+                Refusal::NotOwned(m) => StateError::NotOwned(format!("timer: {m}")),
+                Refusal::TooLarge(m) => StateError::TooLarge(format!("timer: {m}")),
+                Refusal::Backend(m) => StateError::Backend(m),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Host for HostState {
+    fn register(&mut self, timers: Vec<WitTimer>) -> Result<(), StateError> {
+        self.check_timers(&timers)?;
+        let mut all = self
+            .state
+            .timers()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for t in timers {
+            all.queue(domain(t.domain)).register(t.key, t.ts);
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, timers: Vec<WitTimer>) -> Result<(), StateError> {
+        let mut all = self
+            .state
+            .timers()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for t in timers {
+            all.queue(domain(t.domain)).delete(&t.key, t.ts);
+        }
+        Ok(())
+    }
+
+    fn watermark(&mut self) -> Option<i64> {
+        self.state
+            .timers()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .watermark
+    }
+}
+
+/// Adds `sabot:agent/timers` to `linker`.
+pub fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+}
