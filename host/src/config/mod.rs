@@ -822,17 +822,65 @@ mod tests {
 
     #[test]
     fn the_state_backend_is_chosen_per_pipeline() {
+        let p = parse(&format!("edges = [\"gen -> out\"]\n{SOURCE}{SINK}")).unwrap();
+        assert_eq!(p.state, BackendKind::Rocksdb, "RocksDB is the default");
         let p = parse(&format!(
-            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline]\nstate = \"rocksdb\"\n"
+            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline]\nstate = \"memory\"\n"
         ))
         .unwrap();
-        assert_eq!(p.state, BackendKind::Rocksdb);
+        assert_eq!(p.state, BackendKind::Memory);
         let err = parse(&format!(
             "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline]\nstate = \"redis\"\n"
         ))
         .unwrap_err();
         assert!(
             err.contains("unknown variant `redis`, expected `memory` or `rocksdb`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn checkpoint_and_event_time_settings_are_checked() {
+        let p = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline.checkpoint]\ninterval_ms = 250\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.checkpoint.map(|c| (c.interval_ms, c.retain)),
+            Some((250, 3))
+        );
+        let err = parse(&format!(
+            "edges = [\"gen -> out\"]\n{SOURCE}{SINK}[pipeline.checkpoint]\ninterval_ms = 0\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("[pipeline.checkpoint] field `interval_ms`"),
+            "{err}"
+        );
+        let err = parse(
+            "edges = [\"gen -> out\"]\n[sources.gen]\ntype = \"generator\"\nevent_time = { column = \"when\" }\n[sinks.out]\ntype = \"blackhole\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("[sources.gen] field `event_time.column`")
+                && err.contains("there is no column `when`")
+                && err.contains("txn_id, ts"),
+            "{err}"
+        );
+        let err = parse(
+            "edges = [\"gen -> out\"]\n[sources.gen]\ntype = \"generator\"\nevent_time = { column = \"country\" }\n[sinks.out]\ntype = \"blackhole\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("column `country` is Utf8; expected a timestamp"),
+            "{err}"
+        );
+        let err = parse(
+            "edges = [\"gen -> out\"]\n[pipeline.checkpoint]\ninterval_ms = 100\n[sources.gen]\ntype = \"generator\"\n[sinks.out]\ntype = \"file\"\npath = \"o.arrow\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("[sinks.out] field `format`") && err.contains("cannot be appended to"),
             "{err}"
         );
     }

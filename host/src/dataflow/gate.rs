@@ -28,8 +28,11 @@ pub(crate) enum GateEvent {
     Untimed,
     /// Barrier *n* arrived on every open channel.
     Barrier(u64),
-    /// Every channel has ended (or every sender is gone).
-    End,
+    /// Every channel has ended (or every sender is gone): `complete` when every one of them
+    /// reached the end of its input, rather than stopping.
+    End {
+        complete: bool,
+    },
     /// The deadline passed with nothing to report.
     Timeout,
 }
@@ -48,6 +51,8 @@ pub(crate) struct InputGate {
     untimed_reported: bool,
     started: Instant,
     finished: bool,
+    /// Whether a channel ended without its input being complete.
+    stopped: bool,
 }
 
 impl InputGate {
@@ -66,6 +71,7 @@ impl InputGate {
             untimed_reported: false,
             started: Instant::now(),
             finished: channels == 0,
+            stopped: false,
         }
     }
 
@@ -80,7 +86,9 @@ impl InputGate {
                 return event;
             }
             if self.finished {
-                return GateEvent::End;
+                return GateEvent::End {
+                    complete: !self.stopped,
+                };
             }
             let message = match self.replay.pop_front() {
                 Some(m) => m,
@@ -95,7 +103,8 @@ impl InputGate {
                         Err(RecvTimeoutError::Disconnected) => {
                             // Every sender is gone without saying so: an upstream task failed.
                             self.finished = true;
-                            return GateEvent::End;
+                            self.stopped = true;
+                            return GateEvent::End { complete: false };
                         }
                     }
                 }
@@ -146,8 +155,9 @@ impl InputGate {
                 self.aligning = Some(n);
                 self.try_align();
             }
-            Payload::End => {
+            Payload::End(complete) => {
                 self.ended[c] = true;
+                self.stopped |= !complete;
                 self.open -= 1;
                 if let Some(w) = self.watermarks.exclude(c) {
                     self.out.push_back(GateEvent::Watermark(w));
@@ -155,7 +165,9 @@ impl InputGate {
                 self.try_align();
                 if self.open == 0 && self.replay.is_empty() {
                     self.finished = true;
-                    self.out.push_back(GateEvent::End);
+                    self.out.push_back(GateEvent::End {
+                        complete: !self.stopped,
+                    });
                 }
             }
         }
@@ -206,7 +218,8 @@ mod tests {
             GateEvent::Watermark(w) => format!("w{w}"),
             GateEvent::Untimed => "untimed".into(),
             GateEvent::Barrier(n) => format!("B{n}"),
-            GateEvent::End => "end".into(),
+            GateEvent::End { complete: true } => "end".into(),
+            GateEvent::End { complete: false } => "stop".into(),
             GateEvent::Timeout => "timeout".into(),
         }
     }
@@ -227,7 +240,7 @@ mod tests {
         loop {
             let e = describe(gate.next(None));
             out.push(e.clone());
-            if e == "end" {
+            if e == "end" || e == "stop" {
                 return out;
             }
         }
@@ -244,8 +257,8 @@ mod tests {
                 (1, batch(10)), // before the barrier on 1: goes through
                 (1, Payload::Barrier(1)),
                 (1, batch(11)),
-                (0, Payload::End),
-                (1, Payload::End),
+                (0, Payload::End(true)),
+                (1, Payload::End(true)),
             ],
         );
         assert_eq!(got, ["b1", "b10", "B1", "b2", "b11", "end"]);
@@ -259,8 +272,8 @@ mod tests {
                 (0, Payload::Watermark(5)),
                 (0, Payload::Barrier(3)),
                 (1, Payload::Watermark(9)),
-                (1, Payload::End),
-                (0, Payload::End),
+                (1, Payload::End(true)),
+                (0, Payload::End(true)),
             ],
         );
         assert_eq!(got, ["w5", "B3", "end"]);
@@ -280,9 +293,9 @@ mod tests {
                 (0, batch(1)), // active again, at 5: holds the watermark at 12
                 (1, Payload::Watermark(20)),
                 (0, Payload::Watermark(15)),
-                (0, Payload::End),
-                (1, Payload::End),
-                (2, Payload::End),
+                (0, Payload::End(true)),
+                (1, Payload::End(true)),
+                (2, Payload::End(true)),
             ],
         );
         assert_eq!(got, ["w3", "w5", "w8", "w12", "b1", "w15", "w20", "end"]);
@@ -295,16 +308,22 @@ mod tests {
             vec![
                 (0, Payload::Untimed),
                 (1, Payload::Untimed),
-                (0, Payload::End),
-                (1, Payload::End),
+                (0, Payload::End(true)),
+                (1, Payload::End(true)),
             ],
         );
         assert_eq!(got, ["untimed", "end"]);
     }
 
     #[test]
-    fn senders_gone_without_an_end_finish_the_input() {
+    fn senders_gone_without_an_end_stop_the_input() {
         let got = run(2, vec![(0, batch(1))]);
-        assert_eq!(got, ["b1", "end"]);
+        assert_eq!(got, ["b1", "stop"]);
+    }
+
+    #[test]
+    fn one_stopped_channel_makes_the_end_a_stop() {
+        let got = run(2, vec![(0, Payload::End(true)), (1, Payload::End(false))]);
+        assert_eq!(got, ["stop"]);
     }
 }

@@ -27,8 +27,9 @@ pub(crate) enum Payload {
     /// Checkpoint barrier: everything before it belongs to checkpoint *n*, everything after to
     /// the next.
     Barrier(u64),
-    /// The channel is finished.
-    End,
+    /// The channel is finished: `true` when its input is complete (a bounded input ended),
+    /// `false` when the run was asked to stop (the input goes on in the next run).
+    End(bool),
 }
 
 /// A message on a channel into a task.

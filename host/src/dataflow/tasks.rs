@@ -64,17 +64,19 @@ impl SourceTask {
             cp.finished();
         }
         // Downstream may be gone already; the end matters only to those still listening.
-        let _ = self.router.broadcast(&Payload::End);
-        result.map(|()| self.source.position())
+        let complete = matches!(result, Ok(true));
+        let _ = self.router.broadcast(&Payload::End(complete));
+        result.map(|_| self.source.position())
     }
 
-    fn pump(&mut self) -> Result<(), Error> {
+    /// Sends the source's batches downstream; `Ok(true)` when its input ended.
+    fn pump(&mut self) -> Result<bool, Error> {
         let mut generator = self
             .event_time
             .as_ref()
             .map(|et| BoundedOutOfOrderness::new(et.max_out_of_orderness_ms));
         if generator.is_none() && !routed(self.router.broadcast(&Payload::Untimed))? {
-            return Ok(());
+            return Ok(false);
         }
         let mut sent_watermark: Option<i64> = None;
         let mut last_data = Instant::now();
@@ -87,11 +89,11 @@ impl SourceTask {
                 cp.ack(n, TaskId::Source(self.name.clone()), self.source.position());
                 last_barrier = n;
                 if !routed(self.router.broadcast(&Payload::Barrier(n)))? {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             let Some(batch) = self.source.next_batch()? else {
-                return Ok(());
+                return Ok(true);
             };
             if batch.num_rows() == 0 {
                 let timeout = self.event_time.as_ref().and_then(|et| et.idle_timeout_ms);
@@ -101,7 +103,7 @@ impl SourceTask {
                 {
                     idle = true;
                     if !routed(self.router.broadcast(&Payload::Idle))? {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
                 continue;
@@ -110,7 +112,7 @@ impl SourceTask {
             idle = false;
             self.node.output(batch.num_rows());
             if !routed(self.router.send(0, &batch))? {
-                return Ok(());
+                return Ok(false);
             }
             if let (Some(generator), Some(et)) = (&mut generator, &self.event_time) {
                 match event_times(&batch, &et.column) {
@@ -128,12 +130,12 @@ impl SourceTask {
                 {
                     sent_watermark = Some(w);
                     if !routed(self.router.broadcast(&Payload::Watermark(w)))? {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -185,7 +187,7 @@ impl SinkTask {
                         cp.ack(n, TaskId::Sink(self.name.clone()), pending);
                     }
                 }
-                GateEvent::End => {
+                GateEvent::End { .. } => {
                     if let Some(cp) = &self.checkpoints {
                         cp.finished();
                     }
@@ -238,11 +240,14 @@ impl AgentTask {
         if let Some(cp) = &self.checkpoints {
             cp.finished();
         }
-        let _ = self.router.broadcast(&Payload::End);
-        result
+        let _ = self
+            .router
+            .broadcast(&Payload::End(matches!(result, Ok(true))));
+        result.map(|_| ())
     }
 
-    fn pump(&mut self) -> Result<(), Error> {
+    /// Runs the instance over its input; `Ok(true)` when the input was complete.
+    fn pump(&mut self) -> Result<bool, Error> {
         let mut instance = AgentInstance::start(
             self.runtime.clone(),
             self.module.clone(),
@@ -262,7 +267,7 @@ impl AgentTask {
             let deadline = self.next_processing_timer();
             let event = self.gate.next(deadline);
             if self.control.failed() {
-                return Ok(());
+                return Ok(false);
             }
             let handled = match event {
                 GateEvent::Batch { port, batch } => {
@@ -294,21 +299,23 @@ impl AgentTask {
                         Handled::Stop
                     }
                 }
-                GateEvent::End => {
-                    // The input is complete: every event-time timer is due.
+                GateEvent::End { complete } => {
+                    // The input is complete: every event-time timer is due. (Stopped, the input
+                    // goes on in the next run, and so do the timers.)
                     let timed = self.timers(|t| t.watermark.is_some() || !t.event.is_empty());
-                    if timed
+                    if complete
+                        && timed
                         && self.timers(|t| t.watermark) != Some(i64::MAX)
                         && let Handled::Stop = self.advance(&mut instance, i64::MAX)?
                     {
-                        return Ok(());
+                        return Ok(false);
                     }
                     if let Some(cp) = &self.checkpoints
                         && cp.persistent
                     {
                         self.snapshot(cp, None)?;
                     }
-                    return Ok(());
+                    return Ok(complete);
                 }
             };
             if instance.restarts() != restarts {
@@ -318,7 +325,7 @@ impl AgentTask {
                 restarts = instance.restarts();
             }
             if let Handled::Stop = handled {
-                return Ok(());
+                return Ok(false);
             }
         }
     }

@@ -25,10 +25,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
-    /// An ordered map in memory (the default): fast, bounded by memory.
-    #[default]
+    /// An ordered map in memory: fast, bounded by memory.
     Memory,
-    /// RocksDB under the run's data directory: state can outgrow memory.
+    /// RocksDB under the run's data directory (the default): state can outgrow memory.
+    #[default]
     Rocksdb,
 }
 

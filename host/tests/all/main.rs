@@ -1,9 +1,12 @@
 //! Sabot's integration tests: one binary, one module per area. Guest components are built from
 //! source by `sabot-test-artifacts`.
 
+mod checkpoint;
 mod cli;
+mod crash;
 mod files;
 mod golden;
 mod sandbox;
 mod state;
 mod support;
+mod time;

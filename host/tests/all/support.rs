@@ -102,3 +102,26 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Asserts two sorted line lists are equal, reporting only how they differ (not every line).
+#[track_caller]
+pub fn assert_same_lines(got: &[String], expected: &[String], context: &str) {
+    if got == expected {
+        return;
+    }
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|l| !got.contains(l))
+        .take(5)
+        .collect();
+    let extra: Vec<&String> = got
+        .iter()
+        .filter(|l| !expected.contains(l))
+        .take(5)
+        .collect();
+    panic!(
+        "{context}: {} lines, expected {}; first missing: {missing:?}; first unexpected: {extra:?}",
+        got.len(),
+        expected.len()
+    );
+}

@@ -1,4 +1,5 @@
-//! A test agent in event time. It counts the rows of each key (int64 column `key`) in tumbling
+//! A test agent in event time. It counts the rows of each key (int64 column `key`, or the
+//! column `key_column` names) in tumbling
 //! windows of `size_ms` over the event time in column `ts` (timestamp[ms] or int64), keeping the
 //! counts in a `MapState` and firing each window with an event-time timer at its last
 //! millisecond:
@@ -29,6 +30,12 @@ struct Settings {
     size_ms: i64,
     #[serde(default)]
     processing_ms: Option<i64>,
+    #[serde(default = "default_key")]
+    key_column: String,
+}
+
+fn default_key() -> String {
+    "key".into()
 }
 
 struct Timed {
@@ -83,7 +90,7 @@ impl Agent for Timed {
         batch: RecordBatch,
         out: &mut Emitter,
     ) -> Result<(), AgentError> {
-        let keys = column::<Int64Array>(&batch, "key")?;
+        let keys = column::<Int64Array>(&batch, &self.settings.key_column)?;
         let ts = times(&batch)?;
         let watermark = timers::watermark().unwrap_or(i64::MIN);
         let size = self.settings.size_ms;
