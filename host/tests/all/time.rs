@@ -43,7 +43,7 @@ fn reference(rows: &[(i64, i64)]) -> Reference {
     let mut open: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     let mut windows = Vec::new();
     let mut late = Vec::new();
-    let mut fire = |open: &mut BTreeMap<(i64, i64), i64>, wm: i64, windows: &mut Vec<String>| {
+    let fire = |open: &mut BTreeMap<(i64, i64), i64>, wm: i64, windows: &mut Vec<String>| {
         let due: Vec<(i64, i64)> = open
             .keys()
             .filter(|(_, end)| end - 1 <= wm)
