@@ -18,6 +18,11 @@ fn main() {
             "examples/fraud-detection/agent",
         ),
         (
+            "FRAUD_SCORE",
+            "fraud-score",
+            "examples/fraud-detection/score",
+        ),
+        (
             "MISBEHAVE",
             "sabot-test-misbehave",
             "tests/guests/misbehave",

@@ -1,13 +1,18 @@
 //! The built-in transaction generator: card transactions with injected, labelled fraud.
 //!
-//! Every transaction is legitimate unless the generator injects fraud (with probability
-//! `fraud_rate`), in which case the `fraud` column names the pattern:
+//! A legitimate transaction is made in the card's home country, at a random merchant, for 0.5–1.5
+//! × the card's typical amount (a fixed function of the card, 2–6 % of its limit). With
+//! probability `fraud_rate` the generator injects fraud instead, and the `fraud` column names the
+//! pattern on the transaction a detector should flag:
 //!
 //! | `fraud` | what was injected |
 //! |---|---|
 //! | `over_limit` | an amount 2–6 × the card's limit (legitimate amounts never exceed it) |
 //! | `blacklisted_merchant` | a merchant from `blacklisted_merchants` (never used otherwise) |
 //! | `high_risk_country` | a country from `high_risk_countries` (never used otherwise) |
+//! | `amount_anomaly` | 5–15 × the card's typical amount, still within its limit |
+//! | `velocity` | the last of 6 consecutive transactions of one card (a burst within 6 events) |
+//! | `impossible_travel` | a transaction from another country right after one from home |
 //!
 //! The output is a pure function of the settings and `seed`: two runs produce the same events.
 
@@ -165,6 +170,7 @@ impl GeneratorSpec {
             batch_size,
             rng: fastrand::Rng::with_seed(self.seed),
             produced: 0,
+            pattern: None,
             resumed_at: 0,
             started: None,
             schema: Self::schema(),
@@ -179,6 +185,8 @@ pub struct Generator {
     batch_size: usize,
     rng: fastrand::Rng,
     produced: u64,
+    /// A multi-row fraud pattern under way.
+    pattern: Option<Pattern>,
     /// Where this run started producing (after a seek).
     resumed_at: u64,
     started: Option<Instant>,
@@ -189,6 +197,33 @@ pub struct Generator {
 /// The credit limit of a card: a fixed function of its id, from 500 to 10 000.
 pub fn card_limit(card: i64) -> f64 {
     500.0 * (1 + (card.unsigned_abs().wrapping_mul(2_654_435_761) % 20)) as f64
+}
+
+/// A card's typical amount: a fixed function of its id, 2–6 % of its limit.
+pub fn typical_amount(card: i64) -> f64 {
+    let fraction = 0.02 + 0.04 * ((card.unsigned_abs().wrapping_mul(40_503) % 101) as f64 / 100.0);
+    card_limit(card) * fraction
+}
+
+/// The country a card's legitimate transactions come from.
+pub fn home_country(card: i64) -> &'static str {
+    COUNTRIES[(card.unsigned_abs() as usize) % COUNTRIES.len()]
+}
+
+/// How many transactions a `velocity` burst has.
+pub const VELOCITY_BURST: u32 = 6;
+
+/// A fraud pattern spanning several consecutive rows of one card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+struct Pattern {
+    card: i64,
+    /// Rows still to come; the last one carries the label.
+    remaining: u32,
+    travel: bool,
+}
+
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 impl Generator {
@@ -212,12 +247,22 @@ impl Source for Generator {
     }
 
     fn position(&self) -> serde_json::Value {
-        serde_json::json!({ "produced": self.produced, "rng": self.rng.get_seed() })
+        serde_json::json!({
+            "produced": self.produced,
+            "rng": self.rng.get_seed(),
+            "pattern": self.pattern,
+        })
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), ConnectorError> {
         self.produced = super::position_u64(position, "produced", "generator")?;
         self.rng = fastrand::Rng::with_seed(super::position_u64(position, "rng", "generator")?);
+        self.pattern = serde_json::from_value(position.get("pattern").cloned().unwrap_or_default())
+            .map_err(|e| {
+                ConnectorError::Internal(format!(
+                    "generator: a checkpointed pattern does not parse: {e}"
+                ))
+            })?;
         // Pacing restarts from here: the rate applies to this run's events.
         self.started = None;
         self.resumed_at = self.produced;
@@ -248,22 +293,33 @@ impl Source for Generator {
 
         for i in 0..rows as u64 {
             let id = (self.produced + i) as i64;
-            let card = rng.u64(0..spec.cards) as i64;
-            let card_max = card_limit(card);
-            let home = COUNTRIES[(card as usize) % COUNTRIES.len()];
-            let travelling = rng.u8(0..100) < 5;
-            let mut amt = (rng.f64() * rng.f64() * card_max * 80.0).round() / 100.0 + 0.01;
-            let mut merch = self.merchant_names[rng.usize(0..self.merchant_names.len())].as_str();
-            let mut ctry = if travelling {
-                COUNTRIES[rng.usize(0..COUNTRIES.len())]
-            } else {
-                home
+            let card = match &self.pattern {
+                Some(p) => p.card,
+                None => rng.u64(0..spec.cards) as i64,
             };
+            let card_max = card_limit(card);
+            let home = home_country(card);
+            let mut amt = cents(typical_amount(card) * (0.5 + rng.f64())).max(0.01);
+            let mut merch = self.merchant_names[rng.usize(0..self.merchant_names.len())].as_str();
+            let mut ctry = home;
             let mut label = None;
-            if spec.fraud_rate > 0.0 && rng.f64() < spec.fraud_rate {
-                match rng.u8(0..3) {
+            if let Some(p) = &mut self.pattern {
+                p.remaining -= 1;
+                if p.remaining == 0 {
+                    if p.travel {
+                        let at = COUNTRIES.iter().position(|c| *c == home).unwrap_or(0);
+                        ctry = COUNTRIES
+                            [(at + 1 + rng.usize(0..COUNTRIES.len() - 1)) % COUNTRIES.len()];
+                        label = Some("impossible_travel");
+                    } else {
+                        label = Some("velocity");
+                    }
+                    self.pattern = None;
+                }
+            } else if spec.fraud_rate > 0.0 && rng.f64() < spec.fraud_rate {
+                match rng.u8(0..6) {
                     0 => {
-                        amt = (card_max * (2.0 + 4.0 * rng.f64()) * 100.0).round() / 100.0;
+                        amt = cents(card_max * (2.0 + 4.0 * rng.f64()));
                         label = Some("over_limit");
                     }
                     1 => {
@@ -271,10 +327,28 @@ impl Source for Generator {
                         merch = list[rng.usize(0..list.len())].as_str();
                         label = Some("blacklisted_merchant");
                     }
-                    _ => {
+                    2 => {
                         let list = &spec.high_risk_countries;
                         ctry = list[rng.usize(0..list.len())].as_str();
                         label = Some("high_risk_country");
+                    }
+                    3 => {
+                        amt = cents(typical_amount(card) * (5.0 + 10.0 * rng.f64()));
+                        label = Some("amount_anomaly");
+                    }
+                    4 => {
+                        self.pattern = Some(Pattern {
+                            card,
+                            remaining: VELOCITY_BURST - 1,
+                            travel: false,
+                        });
+                    }
+                    _ => {
+                        self.pattern = Some(Pattern {
+                            card,
+                            remaining: 1,
+                            travel: true,
+                        });
                     }
                 }
             }
@@ -334,64 +408,80 @@ mod tests {
     }
 
     #[test]
-    fn injected_fraud_is_labelled_and_legitimate_traffic_never_matches_the_rules() {
-        let s = spec(50_000, 0.02);
-        let mut labelled = 0;
+    fn injected_fraud_is_labelled_and_legitimate_traffic_never_matches_the_patterns() {
+        let s = spec(100_000, 0.02);
+        let mut labels: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut last_cards: Vec<i64> = Vec::new();
         for batch in drain(s.open(8192)) {
-            let amount = batch
-                .column(3)
+            let col = |i: usize| batch.column(i).clone();
+            let cards = col(2);
+            let cards = cards
                 .as_any()
-                .downcast_ref::<Float64Array>()
+                .downcast_ref::<arrow_array::Int64Array>()
                 .unwrap();
-            let limit = batch
-                .column(4)
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .unwrap();
-            let merchant = batch
-                .column(5)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
-            let country = batch
-                .column(6)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
-            let fraud = batch
-                .column(7)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
+            let amount = col(3);
+            let amount = amount.as_any().downcast_ref::<Float64Array>().unwrap();
+            let limit = col(4);
+            let limit = limit.as_any().downcast_ref::<Float64Array>().unwrap();
+            let merchant = col(5);
+            let merchant = merchant.as_any().downcast_ref::<StringArray>().unwrap();
+            let country = col(6);
+            let country = country.as_any().downcast_ref::<StringArray>().unwrap();
+            let fraud = col(7);
+            let fraud = fraud.as_any().downcast_ref::<StringArray>().unwrap();
             for i in 0..batch.num_rows() {
-                let over = amount.value(i) > limit.value(i);
+                let card = cards.value(i);
+                let typical = typical_amount(card);
+                let label = fraud.is_valid(i).then(|| fraud.value(i));
                 let black = s
                     .blacklisted_merchants
                     .iter()
                     .any(|m| m == merchant.value(i));
                 let risky = s.high_risk_countries.iter().any(|c| c == country.value(i));
-                let expected = if over {
-                    Some("over_limit")
-                } else if black {
-                    Some("blacklisted_merchant")
-                } else if risky {
-                    Some("high_risk_country")
-                } else {
-                    None
-                };
+                let away = country.value(i) != home_country(card);
                 assert_eq!(
-                    fraud.is_valid(i).then(|| fraud.value(i)),
-                    expected,
+                    amount.value(i) > limit.value(i),
+                    label == Some("over_limit"),
                     "row {i}"
                 );
-                labelled += usize::from(fraud.is_valid(i));
+                assert_eq!(black, label == Some("blacklisted_merchant"), "row {i}");
+                assert_eq!(risky, label == Some("high_risk_country"), "row {i}");
+                assert_eq!(
+                    away && !risky,
+                    label == Some("impossible_travel"),
+                    "row {i}"
+                );
+                let unusual = amount.value(i) > 1.5 * typical + 0.01;
+                assert_eq!(
+                    unusual && label != Some("over_limit"),
+                    label == Some("amount_anomaly"),
+                    "row {i}"
+                );
+                if label == Some("amount_anomaly") {
+                    assert!(amount.value(i) <= limit.value(i));
+                }
+                last_cards.push(card);
+                let n = last_cards.len();
+                if label == Some("velocity") || label == Some("impossible_travel") {
+                    let run = if label == Some("velocity") {
+                        VELOCITY_BURST as usize
+                    } else {
+                        2
+                    };
+                    assert!(
+                        n >= run && last_cards[n - run..].iter().all(|c| *c == card),
+                        "row {i}: {label:?} without its run"
+                    );
+                }
+                if let Some(l) = label {
+                    *labels.entry(l.to_owned()).or_default() += 1;
+                }
             }
         }
-        // 2 % of 50 000 is 1 000; the binomial spread is about ±31.
-        assert!(
-            (850..1150).contains(&labelled),
-            "{labelled} frauds labelled"
-        );
+        assert_eq!(labels.len(), 6, "every pattern injected: {labels:?}");
+        // About 2 % of rows start a pattern (multi-row ones cover several rows).
+        let total: usize = labels.values().sum();
+        assert!((1_300..2_100).contains(&total), "{labels:?}");
     }
 
     #[test]
