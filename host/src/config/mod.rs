@@ -69,6 +69,7 @@ struct RawSettings {
     dead_letter: Option<PathBuf>,
     #[serde(default)]
     state: BackendKind,
+    state_cache_mb: Option<u64>,
     #[serde(default)]
     limits: RawLimits,
     checkpoint: Option<CheckpointSpec>,
@@ -167,6 +168,8 @@ pub struct PipelineSpec {
     pub dead_letter: Option<PathBuf>,
     /// Where agents' keyed state is kept.
     pub state: BackendKind,
+    /// The write-back cache in front of each RocksDB instance, in MiB (0: none).
+    pub state_cache_mb: u64,
     /// `[pipeline.checkpoint]`: periodic checkpoints, when set.
     pub checkpoint: Option<CheckpointSpec>,
     pub sources: IndexMap<String, SourceSpec>,
@@ -179,6 +182,8 @@ pub struct PipelineSpec {
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// The default batches buffered per edge.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
+/// The default write-back cache per RocksDB instance, in MiB.
+pub const DEFAULT_STATE_CACHE_MB: u64 = 64;
 /// The most instances an agent may have.
 pub const MAX_PARALLELISM: usize = 256;
 
@@ -481,6 +486,7 @@ impl Validator<'_> {
             channel_capacity,
             dead_letter,
             state: settings.state,
+            state_cache_mb: settings.state_cache_mb.unwrap_or(DEFAULT_STATE_CACHE_MB),
             checkpoint: settings.checkpoint,
             sources,
             agents,

@@ -277,6 +277,7 @@ impl Pipeline {
                     i,
                     agent.parallelism,
                     owned.clone(),
+                    usize::try_from(spec.state_cache_mb << 20).unwrap_or(usize::MAX),
                 )?;
                 let timers = match &snapshots {
                     Some(s) => restore_timers(s, &owned)?,

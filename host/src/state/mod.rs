@@ -6,6 +6,7 @@
 //! range of key groups (what an instance owns, what a rescaled instance takes over) is one
 //! contiguous range of the backend.
 
+mod cache;
 mod memory;
 mod rocksdb;
 mod snapshot;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::time::AgentTimers;
 
+pub use cache::CachedBackend;
 pub use memory::MemoryBackend;
 pub use rocksdb::RocksBackend;
 pub use snapshot::{SnapshotSource, open_instance};

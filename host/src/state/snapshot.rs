@@ -141,12 +141,30 @@ fn link_tree(from: &Path, to: &Path) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Opens the state backend of one instance: empty, or restored from `from`.
+/// Opens the state backend of one instance: empty, or restored from `from`, behind a write-back
+/// cache of `cache_bytes` for RocksDB (none when 0).
 ///
 /// `work_dir` is where a RocksDB instance keeps its working database (emptied first); `owned` is
 /// the range of key groups the instance owns; `instance` is its index, used to link a snapshot
 /// directly when the parallelism did not change.
 pub fn open_instance(
+    kind: BackendKind,
+    work_dir: &Path,
+    from: Option<&SnapshotSource>,
+    instance: usize,
+    parallelism: usize,
+    owned: Range<u32>,
+    cache_bytes: usize,
+) -> Result<Arc<dyn StateBackend>, BackendError> {
+    let backend = open_uncached(kind, work_dir, from, instance, parallelism, owned)?;
+    Ok(if kind == BackendKind::Rocksdb && cache_bytes > 0 {
+        Arc::new(super::CachedBackend::new(backend, cache_bytes))
+    } else {
+        backend
+    })
+}
+
+fn open_uncached(
     kind: BackendKind,
     work_dir: &Path,
     from: Option<&SnapshotSource>,
@@ -224,6 +242,7 @@ mod tests {
                 i,
                 parallelism,
                 owned_key_groups(i, parallelism),
+                64 << 10,
             )
             .unwrap();
             let scope = StateScope::new(backend.clone(), "a", i, parallelism, true);
@@ -253,6 +272,7 @@ mod tests {
                 i,
                 parallelism,
                 owned_key_groups(i, parallelism),
+                64 << 10,
             )
             .unwrap();
             let scope = StateScope::new(backend, "a", i, parallelism, true);
@@ -302,6 +322,7 @@ mod tests {
             0,
             1,
             owned_key_groups(0, 1),
+            0,
         )
         .unwrap_err();
         assert!(e.0.contains("checksum mismatch"), "{e}");
