@@ -231,3 +231,100 @@ fn an_event_time_column_that_is_missing_is_named_before_or_while_running() {
         "{e}"
     );
 }
+
+fn run_for(s: &Scratch, toml: &str, millis: u64) -> sabot_host::RunSummary {
+    let pipeline = s.pipeline(toml).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+        stopper.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    pipeline
+        .run(sabot_host::RunOptions {
+            stop,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+#[test]
+fn processing_time_timers_fire_by_the_wall_clock_once_each() {
+    let s = Scratch::new();
+    let toml = format!(
+        r#"
+edges = ["gen -> w -> out"]
+[sources.gen]
+type = "generator"
+rate = 2000
+cards = 20
+[agents.w]
+module = {module}
+parallelism = 2
+key = "card_id"
+config = {{ size_ms = 1000, key_column = "card_id", processing_ms = 100 }}
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+"#,
+        module = lit(TIMED)
+    );
+    let summary = run_for(&s, &toml, 1_200);
+    assert!(summary.interrupted);
+    let fired: Vec<String> = sorted_lines(&s.read("out.jsonl"))
+        .into_iter()
+        .filter(|l| l.contains("\"window_end\":-1"))
+        .collect();
+    let expected: Vec<String> = (0..20)
+        .map(|k| format!("{{\"key\":{k},\"window_end\":-1,\"count\":0}}"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        fired, expected,
+        "each key's timer fired once, while the run went on"
+    );
+}
+
+/// Two generators feed one agent; `quiet` produces one event, then nothing for a long while.
+fn two_inputs(idle: &str) -> String {
+    format!(
+        r#"
+edges = ["busy -> w -> out", "quiet -> w"]
+[pipeline]
+batch_size = 100
+[sources.busy]
+type = "generator"
+rate = 5000
+cards = 10
+event_time = {{ column = "ts" }}
+[sources.quiet]
+type = "generator"
+rate = 0.1
+cards = 10
+event_time = {{ column = "ts"{idle} }}
+[agents.w]
+module = {module}
+config = {{ size_ms = 100, key_column = "card_id" }}
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+"#,
+        module = lit(TIMED)
+    )
+}
+
+#[test]
+fn an_idle_input_stops_holding_back_the_watermark() {
+    // Without an idle timeout, the quiet input's first event holds the watermark: no window
+    // closes while the run goes on.
+    let s = Scratch::new();
+    run_for(&s, &two_inputs(""), 1_000);
+    assert_eq!(s.read("out.jsonl"), "", "held back by the quiet input");
+
+    // With one, the busy input's windows close as its watermark passes them.
+    let s = Scratch::new();
+    run_for(&s, &two_inputs(", idle_timeout_ms = 100"), 1_000);
+    let windows = s.read("out.jsonl").lines().count();
+    assert!(windows > 10, "{windows} windows closed");
+}

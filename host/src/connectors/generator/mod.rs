@@ -227,19 +227,28 @@ fn cents(x: f64) -> f64 {
 }
 
 impl Generator {
-    fn pace(&mut self) {
+    /// How many of the next `wanted` rows are due by now, at the configured rate. When none is,
+    /// waits for the next one, but at most `MAX_WAIT`, so the caller stays responsive (to
+    /// checkpoint barriers, a stop, idleness) however slow the rate.
+    fn due(&mut self, wanted: u64) -> u64 {
         if self.spec.rate <= 0.0 {
-            return;
+            return wanted;
         }
         let started = *self.started.get_or_insert_with(Instant::now);
-        let due = started
-            + Duration::from_secs_f64((self.produced - self.resumed_at) as f64 / self.spec.rate);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        let done = self.produced - self.resumed_at;
+        let by_now = (started.elapsed().as_secs_f64() * self.spec.rate) as u64 + 1;
+        if by_now > done {
+            return (by_now - done).min(wanted);
         }
+        let next = started + Duration::from_secs_f64(done as f64 / self.spec.rate);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(MAX_WAIT));
+        0
     }
 }
+
+/// The longest a rate-limited generator waits before returning (an empty batch if nothing is
+/// due yet).
+const MAX_WAIT: Duration = Duration::from_millis(20);
 
 impl Source for Generator {
     fn schema(&self) -> Option<SchemaRef> {
@@ -277,8 +286,7 @@ impl Source for Generator {
         if remaining == 0 {
             return Ok(None);
         }
-        let rows = remaining.min(self.batch_size as u64) as usize;
-        self.pace();
+        let rows = self.due(remaining.min(self.batch_size as u64)) as usize;
 
         let spec = &self.spec;
         let rng = &mut self.rng;
@@ -490,9 +498,28 @@ mod tests {
         s.rate = 1000.0;
         let started = Instant::now();
         let batches = drain(s.open(100));
-        assert_eq!(batches.len(), 3);
-        // Three batches at 1000 events/s: the third is due at 200 ms.
-        assert!(started.elapsed() >= Duration::from_millis(190));
+        assert_eq!(
+            batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            300
+        );
+        assert!(batches.iter().all(|b| b.num_rows() <= 100));
+        // 300 events at 1000 events/s: the last is due at 299 ms.
+        assert!(started.elapsed() >= Duration::from_millis(290));
+    }
+
+    #[test]
+    fn a_slow_generator_returns_empty_batches_instead_of_blocking() {
+        let mut s = spec(10, 0.0);
+        s.rate = 1.0;
+        let mut g = s.open(100);
+        assert_eq!(
+            g.next_batch().unwrap().unwrap().num_rows(),
+            1,
+            "the first row is due at once"
+        );
+        let started = Instant::now();
+        assert_eq!(g.next_batch().unwrap().unwrap().num_rows(), 0);
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[test]
