@@ -133,6 +133,7 @@ impl CoordinatorThread {
         let _span =
             tracing::debug_span!("checkpoint.coordinator", pipeline = %self.spec.name).entered();
         let now_ms = || started.elapsed().as_millis() as u64;
+        let mut checkpoint_started = Instant::now();
         loop {
             let deadline = self
                 .coordinator
@@ -149,6 +150,7 @@ impl CoordinatorThread {
                 Err(RecvTimeoutError::Disconnected) => return Ok(self.coordinator),
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(id) = self.coordinator.start(now_ms()) {
+                        checkpoint_started = Instant::now();
                         self.store
                             .prepare(&self.store.dir(id))
                             .map_err(checkpoint_error)?;
@@ -159,10 +161,17 @@ impl CoordinatorThread {
                 Ok(Report::Finished) => self.coordinator.stop(),
                 Ok(Report::Ack(ack)) => {
                     if let Some((id, contributions)) = self.coordinator.ack(ack, now_ms()) {
+                        let aligned = checkpoint_started.elapsed();
                         let m = metadata(&self.spec, id, false, contributions);
                         self.store
                             .complete(m, &self.store.dir(id))
                             .map_err(checkpoint_error)?;
+                        tracing::info!(
+                            checkpoint = id,
+                            acknowledged_ms = aligned.as_secs_f64() * 1e3,
+                            total_ms = checkpoint_started.elapsed().as_secs_f64() * 1e3,
+                            "checkpoint done"
+                        );
                         self.completed.store(id, Ordering::Release);
                         for tx in self.commits.values() {
                             // A sink that has finished commits everything at the end.

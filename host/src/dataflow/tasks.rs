@@ -430,23 +430,31 @@ impl AgentTask {
     /// Writes the instance's state and timers for checkpoint `id` (`None`: the final one).
     fn snapshot(&self, cp: &Checkpoints, id: Option<u64>) -> Result<(), Error> {
         let _span = tracing::debug_span!("agent.snapshot", agent = %self.name, instance = self.instance, checkpoint = ?id).entered();
+        let started = Instant::now();
         let dir = cp.snapshot_dir(id, &self.name, self.instance);
         let io = |action: &'static str, e: std::io::Error| {
             Error::Checkpoint(crate::checkpoint::CheckpointError::io(action, &dir, e))
         };
         std::fs::create_dir_all(&dir).map_err(|e| io("create", e))?;
         self.state.backend().snapshot(&dir)?;
-        let timers = self
-            .timers(|t| postcard::to_stdvec(&*t))
-            .map_err(|e| Error::Internal(format!("cannot encode timers: {e}")))?;
-        let path = dir.join(TIMERS_FILE);
-        let file = std::fs::File::create(&path).map_err(|e| io("create", e))?;
-        use std::io::Write;
-        let mut w = std::io::BufWriter::new(file);
-        w.write_all(&timers).map_err(|e| io("write", e))?;
-        w.into_inner()
-            .map_err(|e| io("write", e.into_error()))?
-            .sync_all()
-            .map_err(|e| io("sync", e))
+        // No timers, no file: restoring finds none.
+        let timers = self.timers(|t| {
+            (!t.event.is_empty() || !t.processing.is_empty()).then(|| postcard::to_stdvec(&*t))
+        });
+        if let Some(timers) = timers {
+            let timers =
+                timers.map_err(|e| Error::Internal(format!("cannot encode timers: {e}")))?;
+            let path = dir.join(TIMERS_FILE);
+            let file = std::fs::File::create(&path).map_err(|e| io("create", e))?;
+            use std::io::Write;
+            let mut w = std::io::BufWriter::new(file);
+            w.write_all(&timers).map_err(|e| io("write", e))?;
+            w.into_inner()
+                .map_err(|e| io("write", e.into_error()))?
+                .sync_all()
+                .map_err(|e| io("sync", e))?;
+        }
+        tracing::debug!(agent = %self.name, instance = self.instance, checkpoint = ?id, ms = started.elapsed().as_secs_f64() * 1e3, "state snapshot written");
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! database is rebuilt from a checkpoint after a crash, never replayed from its own log.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
@@ -13,6 +14,8 @@ use super::{BackendError, Entries, StateBackend};
 pub struct RocksBackend {
     db: DB,
     path: PathBuf,
+    /// Whether anything was ever written: an empty database needs no snapshot.
+    has_data: AtomicBool,
 }
 
 impl std::fmt::Debug for RocksBackend {
@@ -42,9 +45,11 @@ impl RocksBackend {
         options.increase_parallelism(2);
         options.set_write_buffer_size(64 << 20);
         let db = DB::open(&options, path).map_err(|e| failed("open", path, e))?;
+        let has_data = db.iterator(IteratorMode::Start).next().is_some();
         Ok(RocksBackend {
             db,
             path: path.to_owned(),
+            has_data: AtomicBool::new(has_data),
         })
     }
 
@@ -78,6 +83,10 @@ impl StateBackend for RocksBackend {
     }
 
     fn write(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), BackendError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.has_data.store(true, Ordering::Relaxed);
         let mut batch = WriteBatch::default();
         for (k, v) in writes {
             match v {
@@ -93,6 +102,9 @@ impl StateBackend for RocksBackend {
     }
 
     fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {
+        if !self.has_data.load(Ordering::Relaxed) {
+            return Ok(()); // restoring finds no database: empty state
+        }
         // The write-ahead log is off: flush the memtable so the checkpoint holds every write.
         self.db
             .flush()

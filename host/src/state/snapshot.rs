@@ -2,7 +2,8 @@
 //!
 //! A memory backend's snapshot is one file, `memory.bin`: entries as `[len u32 LE][key][len u32
 //! LE][value]`, then the xxh3-64 of everything before (8 bytes LE). A RocksDB backend's snapshot is
-//! a RocksDB checkpoint (hard links to its immutable files) in `rocksdb/`.
+//! a RocksDB checkpoint (hard links to its immutable files) in `rocksdb/`. An instance that never
+//! held state writes neither.
 //!
 //! Restoring at the same parallelism into RocksDB links the snapshot's files into the working
 //! database: recovery time does not grow with the size of the state. Any other case (another
@@ -117,9 +118,15 @@ fn read_owned(
             each(k, v);
         }
     };
+    // An instance with no state wrote no snapshot file.
     match kind {
-        BackendKind::Memory => read_memory_snapshot(dir, &mut keep),
-        BackendKind::Rocksdb => RocksBackend::read_all(&dir.join(ROCKSDB_DIR), &mut keep),
+        BackendKind::Memory if dir.join(MEMORY_FILE).exists() => {
+            read_memory_snapshot(dir, &mut keep)
+        }
+        BackendKind::Rocksdb if dir.join(ROCKSDB_DIR).exists() => {
+            RocksBackend::read_all(&dir.join(ROCKSDB_DIR), &mut keep)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -184,7 +191,10 @@ fn open_uncached(
     let same_layout = from.dirs.len() == parallelism && from.kind == kind;
     match kind {
         BackendKind::Rocksdb if same_layout => {
-            link_tree(&from.dirs[instance].join(ROCKSDB_DIR), work_dir)?;
+            let snapshot = from.dirs[instance].join(ROCKSDB_DIR);
+            if snapshot.exists() {
+                link_tree(&snapshot, work_dir)?;
+            }
             Ok(Arc::new(RocksBackend::open(work_dir)?))
         }
         BackendKind::Memory if same_layout => {
