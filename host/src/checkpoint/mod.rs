@@ -79,6 +79,12 @@ pub enum CheckpointError {
         found: String,
         expected: String,
     },
+    /// Another run holds the data directory.
+    #[error(
+        "another sabot run is using the data directory {}: one run per data directory (use another --data-dir)",
+        dir.display()
+    )]
+    Busy { dir: PathBuf },
     /// A snapshot could not be written or read.
     #[error("checkpoint {id}: {message}")]
     Snapshot { id: u64, message: String },

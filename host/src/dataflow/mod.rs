@@ -563,6 +563,8 @@ impl Channels {
 struct DataRoot {
     path: PathBuf,
     persistent: bool,
+    /// Held for the run: two runs on one data directory would corrupt each other's state.
+    _lock: Option<std::fs::File>,
 }
 
 impl DataRoot {
@@ -579,10 +581,31 @@ impl DataRoot {
                 )
             }
         };
-        std::fs::create_dir_all(&path).map_err(|e| {
-            Error::Checkpoint(crate::checkpoint::CheckpointError::io("create", &path, e))
-        })?;
-        Ok(DataRoot { path, persistent })
+        let io = |action, p: &Path, e| {
+            Error::Checkpoint(crate::checkpoint::CheckpointError::io(action, p, e))
+        };
+        std::fs::create_dir_all(&path).map_err(|e| io("create", &path, e))?;
+        let lock_path = path.join(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io("open", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Checkpoint(
+                    crate::checkpoint::CheckpointError::Busy { dir: path },
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &lock_path, e)),
+        }
+        Ok(DataRoot {
+            path,
+            persistent,
+            _lock: Some(lock),
+        })
     }
 
     fn path(&self) -> &Path {

@@ -56,18 +56,36 @@ pub fn reference(toml: &str) -> (Vec<String>, Vec<String>) {
     )
 }
 
+/// Complete checkpoints in `data/checkpoints`.
+fn complete_checkpoints(data: &std::path::Path) -> usize {
+    std::fs::read_dir(data.join("checkpoints"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().join("_metadata").exists())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `toml` on `s`'s data directory; with `stop_after` checkpoints, asks the run to stop once
+/// that many are complete.
 fn run_in(
     s: &Scratch,
     toml: &str,
-    stop_after: Option<Duration>,
+    stop_after: Option<usize>,
     fresh: bool,
 ) -> Result<RunSummary, Error> {
     let pipeline = s.pipeline(toml)?;
     let stop = Arc::new(AtomicBool::new(false));
-    if let Some(after) = stop_after {
+    if let Some(n) = stop_after {
         let stop = stop.clone();
+        let data = s.path("data");
         std::thread::spawn(move || {
-            std::thread::sleep(after);
+            let waited = std::time::Instant::now();
+            while complete_checkpoints(&data) < n && waited.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             stop.store(true, Ordering::SeqCst);
         });
     }
@@ -91,7 +109,7 @@ fn a_stopped_run_resumes_where_it_stopped_and_the_output_is_exact() {
         );
 
         let s = Scratch::new();
-        let first = run_in(&s, &toml, Some(Duration::from_millis(500)), false).unwrap();
+        let first = run_in(&s, &toml, Some(3), false).unwrap();
         assert!(first.interrupted);
         assert!(
             first.events_in > 0 && first.events_in < 60_000,
@@ -151,7 +169,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_the_output_sta
     let toml = windows_pipeline(60_000, 40_000, "rocksdb", 50);
     let (out, big) = reference(&toml.replace("rate = 40000", "rate = 0"));
     let s = Scratch::new();
-    let first = run_in(&s, &toml, Some(Duration::from_millis(500)), false).unwrap();
+    let first = run_in(&s, &toml, Some(3), false).unwrap();
     let dirs = checkpoint_dirs(&s);
     assert_eq!(dirs.len(), 3, "the newest 3 are kept: {dirs:?}");
     // The newest (final) checkpoint loses a state file.
@@ -190,7 +208,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn when_no_checkpoint_is_usable_the_run_stops_and_leaves_the_output_alone() {
     let toml = windows_pipeline(60_000, 40_000, "memory", 50);
     let s = Scratch::new();
-    run_in(&s, &toml, Some(Duration::from_millis(300)), false).unwrap();
+    run_in(&s, &toml, Some(2), false).unwrap();
     let out = s.read("out.jsonl");
     for dir in checkpoint_dirs(&s) {
         std::fs::write(dir.join("_metadata"), b"{ damaged").unwrap();
@@ -201,4 +219,36 @@ fn when_no_checkpoint_is_usable_the_run_stops_and_leaves_the_output_alone() {
         "{e}"
     );
     assert_eq!(s.read("out.jsonl"), out);
+}
+
+#[test]
+fn two_runs_cannot_share_a_data_directory() {
+    let toml = windows_pipeline(1_000_000, 20_000, "rocksdb", 100);
+    let s = Scratch::new();
+    let pipeline = s.pipeline(&toml).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = {
+        let stop = stop.clone();
+        let data = s.path("data");
+        std::thread::spawn(move || {
+            pipeline.run(RunOptions {
+                stop,
+                data_dir: Some(data),
+                ..RunOptions::default()
+            })
+        })
+    };
+    // Wait until the first run has started writing.
+    let started = std::time::Instant::now();
+    while !s.path("data/state").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = run_in(&s, &toml, None, false).unwrap_err().to_string();
+    assert!(
+        e.contains("another sabot run is using the data directory"),
+        "{e}"
+    );
+    stop.store(true, Ordering::SeqCst);
+    first.join().unwrap().unwrap();
 }
