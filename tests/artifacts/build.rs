@@ -28,6 +28,7 @@ fn main() {
             "tests/guests/misbehave",
         ),
         ("TIMED", "sabot-test-timed", "tests/guests/timed"),
+        ("PLAIN", "sabot-test-plain", "tests/guests/plain"),
         ("FILTER", "sabot-op-filter", "operators/filter"),
         ("PROJECT", "sabot-op-project", "operators/project"),
     ];

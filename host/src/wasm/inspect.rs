@@ -3,7 +3,7 @@
 use serde::Serialize;
 use wasmparser::{Parser, Payload};
 
-use super::{WORLD, WasmRuntime};
+use super::{TIMED_WORLD, WORLD, WasmRuntime};
 
 /// What `sabot inspect` reports about a module.
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +46,11 @@ pub fn inspect(runtime: &WasmRuntime, name: &str, bytes: &[u8]) -> ModuleInfo {
     };
     let component = match runtime.load_bytes(name, bytes) {
         Ok(module) => {
-            info.world = Some(WORLD.into());
+            info.world = Some(if module.has_time_handler() {
+                TIMED_WORLD.into()
+            } else {
+                WORLD.into()
+            });
             Some(module.component.clone())
         }
         Err(e) => {

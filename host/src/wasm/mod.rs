@@ -36,6 +36,8 @@ pub use metrics::AgentMetrics;
 
 /// The world every agent implements.
 pub const WORLD: &str = "sabot:agent/agent@0.1.0";
+/// The world of agents that also work in event time (timers, watermarks).
+pub const TIMED_WORLD: &str = "sabot:agent/timed-agent@0.1.0";
 /// The interface every agent exports.
 pub const HANDLER: &str = "sabot:agent/handler@0.1.0";
 

@@ -106,7 +106,11 @@ fn inspect_describes_an_agent() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("kind:     component"), "{text}");
-    assert!(text.contains("world:    sabot:agent/agent@0.1.0"), "{text}");
+    assert!(
+        text.contains("world:    sabot:agent/timed-agent@0.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("sabot:agent/time-handler@0.1.0"), "{text}");
     assert!(
         text.contains(&format!(
             "sdk:      sabot-sdk {}",
@@ -119,6 +123,14 @@ fn inspect_describes_an_agent() {
 
     let json = sabot(
         &["inspect", "--json", FRAUD_RULES],
+        std::path::Path::new("."),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(info["world"], "sabot:agent/timed-agent@0.1.0");
+
+    // A component of the plain world, without the event-time hooks.
+    let json = sabot(
+        &["inspect", "--json", sabot_test_artifacts::PLAIN],
         std::path::Path::new("."),
     );
     let info: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -328,3 +328,26 @@ fn an_idle_input_stops_holding_back_the_watermark() {
     let windows = s.read("out.jsonl").lines().count();
     assert!(windows > 10, "{windows} windows closed");
 }
+
+#[test]
+fn an_agent_of_the_plain_world_runs_in_an_event_time_pipeline_without_hooks() {
+    let s = Scratch::new();
+    s.write(
+        "events.jsonl",
+        "{\"key\":1,\"ts\":10}\n{\"key\":2,\"ts\":5000}\n",
+    );
+    let toml = pipeline(2)
+        .replace(&lit(TIMED), &lit(sabot_test_artifacts::PLAIN))
+        .replace("config = { size_ms = 1000 }\n", "")
+        .replace(", \"w:1 -> late\", \"w:2 -> watermarks\"", "")
+        .replace("[sinks.late]\ntype = \"file\"\npath = \"late.jsonl\"\n", "")
+        .replace(
+            "[sinks.watermarks]\ntype = \"file\"\npath = \"watermarks.jsonl\"\n",
+            "",
+        );
+    s.run(&toml).unwrap();
+    assert_eq!(
+        sorted_lines(&s.read("windows.jsonl")),
+        ["{\"key\":1,\"ts\":10}", "{\"key\":2,\"ts\":5000}"]
+    );
+}
