@@ -297,11 +297,11 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Removes incomplete checkpoints newer than `id` (left by a crash) and the final staging
-    /// directory.
-    pub fn discard_incomplete_after(&self, id: u64) -> Result<(), CheckpointError> {
+    /// Removes incomplete checkpoints (left by a crash, or abandoned when a run stopped) and the
+    /// final staging directory. Only while no run uses the data directory.
+    pub fn discard_incomplete(&self) -> Result<(), CheckpointError> {
         for other in self.ids()? {
-            if other > id && !self.dir(other).join(METADATA).exists() {
+            if !self.dir(other).join(METADATA).exists() {
                 let dir = self.dir(other);
                 fs::remove_dir_all(&dir).map_err(|e| CheckpointError::io("remove", &dir, e))?;
             }
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(r.metadata.id, 2);
         assert_eq!(r.metadata.sources["s"], serde_json::json!({ "rows": 2 }));
         assert!(r.skipped.is_empty());
-        store.discard_incomplete_after(2).unwrap();
+        store.discard_incomplete().unwrap();
         assert!(!store.dir(3).exists());
     }
 

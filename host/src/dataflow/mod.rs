@@ -171,9 +171,7 @@ impl Pipeline {
         let restored = store.latest().map_err(checkpoint_error)?;
         match &restored {
             Some(r) => {
-                store
-                    .discard_incomplete_after(r.metadata.id)
-                    .map_err(checkpoint_error)?;
+                store.discard_incomplete().map_err(checkpoint_error)?;
                 tracing::info!(
                     checkpoint = r.metadata.id,
                     after_complete_run = r.metadata.last,
