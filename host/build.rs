@@ -13,6 +13,7 @@ fn main() {
     let operators = [
         ("filter", "sabot-op-filter", "operators/filter"),
         ("project", "sabot-op-project", "operators/project"),
+        ("window", "sabot-op-window", "operators/window"),
     ];
     let packages: Vec<(&str, &str)> = operators.iter().map(|(_, p, d)| (*p, *d)).collect();
     let paths = build_guests(&workspace, "..", &packages);

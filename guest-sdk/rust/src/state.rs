@@ -251,6 +251,43 @@ impl<F: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         self.store.delete_many(&[entry(key, sub)])
     }
 
+    /// The values of many `(key, field)` pairs, in order, in one crossing.
+    pub fn get_many<K: StateKey>(&self, pairs: &[(K, F)]) -> Result<Vec<Option<V>>, AgentError> {
+        let keys = pairs
+            .iter()
+            .map(|(k, f)| Ok(entry(k, encode(&self.store.name, f)?)))
+            .collect::<Result<Vec<_>, AgentError>>()?;
+        self.store
+            .get_many(&keys)?
+            .into_iter()
+            .map(|v| v.map(|b| decode(&self.store.name, &b)).transpose())
+            .collect()
+    }
+
+    /// Sets many `(key, field) → value` entries in one crossing (a later one for the same pair
+    /// wins).
+    pub fn put_many<K: StateKey>(&self, entries: &[(K, F, V)]) -> Result<(), AgentError> {
+        let entries = entries
+            .iter()
+            .map(|(k, f, v)| {
+                Ok((
+                    entry(k, encode(&self.store.name, f)?),
+                    encode(&self.store.name, v)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, AgentError>>()?;
+        self.store.put_many(&entries)
+    }
+
+    /// Removes many `(key, field)` entries in one crossing.
+    pub fn remove_many<K: StateKey>(&self, pairs: &[(K, F)]) -> Result<(), AgentError> {
+        let keys = pairs
+            .iter()
+            .map(|(k, f)| Ok(entry(k, encode(&self.store.name, f)?)))
+            .collect::<Result<Vec<_>, AgentError>>()?;
+        self.store.delete_many(&keys)
+    }
+
     /// Every `(field, value)` of `key`'s map.
     pub fn entries(&self, key: &impl StateKey) -> Result<Vec<(F, V)>, AgentError> {
         self.store

@@ -70,7 +70,7 @@ fn complete_checkpoints(data: &std::path::Path) -> usize {
 
 /// Runs `toml` on `s`'s data directory; with `stop_after` checkpoints, asks the run to stop once
 /// that many are complete.
-fn run_in(
+pub fn run_in(
     s: &Scratch,
     toml: &str,
     stop_after: Option<usize>,

@@ -10,3 +10,4 @@ mod sandbox;
 mod state;
 mod support;
 mod time;
+mod windows;

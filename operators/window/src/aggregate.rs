@@ -1,0 +1,452 @@
+//! Aggregates: parsing `"sum(amount) AS total"`, accumulating, merging, and building the output
+//! column.
+
+use std::sync::Arc;
+
+use sabot_sdk::AgentError;
+use sabot_sdk::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use sabot_sdk::arrow::datatypes::{DataType, Field, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Mean,
+    First,
+    Last,
+}
+
+/// An aggregate of a pipeline's `aggregates` list: `function(column) [AS name]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    pub function: Function,
+    /// `None` for `count(*)`.
+    pub column: Option<String>,
+    pub name: String,
+}
+
+impl Aggregate {
+    /// Parses `count(*)`, `sum(amount) AS total`, ….
+    pub fn parse(text: &str) -> Result<Self, AgentError> {
+        let bad = |why: &str| {
+            AgentError::invalid_config(format!(
+                "aggregate `{text}`: {why}; expected `function(column) [AS name]` with function count, sum, min, max, mean, first or last (count(*) counts rows)"
+            ))
+        };
+        let (call, name) = match text.to_ascii_lowercase().find(" as ") {
+            Some(at) => (text[..at].trim(), Some(text[at + 4..].trim().to_owned())),
+            None => (text.trim(), None),
+        };
+        let open = call.find('(').ok_or_else(|| bad("no parenthesis"))?;
+        if !call.ends_with(')') {
+            return Err(bad("no closing parenthesis"));
+        }
+        let function = match call[..open].trim().to_ascii_lowercase().as_str() {
+            "count" => Function::Count,
+            "sum" => Function::Sum,
+            "min" => Function::Min,
+            "max" => Function::Max,
+            "mean" | "avg" => Function::Mean,
+            "first" => Function::First,
+            "last" => Function::Last,
+            other => return Err(bad(&format!("unknown function `{other}`"))),
+        };
+        let arg = call[open + 1..call.len() - 1].trim();
+        let column = match arg {
+            "*" if function == Function::Count => None,
+            "*" => return Err(bad("only count takes `*`")),
+            "" => return Err(bad("no column")),
+            c => Some(c.to_owned()),
+        };
+        let fname = call[..open].trim().to_ascii_lowercase();
+        let name = match (name, &column) {
+            (Some(n), _) if !n.is_empty() => n,
+            (Some(_), _) => return Err(bad("empty name after AS")),
+            (None, Some(c)) => format!("{fname}_{c}"),
+            (None, None) => "count".to_owned(),
+        };
+        Ok(Aggregate {
+            function,
+            column,
+            name,
+        })
+    }
+}
+
+/// One input value, in the types aggregates work in.
+#[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub enum Value {
+    I(i64),
+    F(f64),
+    S(String),
+    B(bool),
+}
+
+/// The type of an output column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutType {
+    I64,
+    F64,
+    Str,
+    Bool,
+    TimestampMs,
+}
+
+impl OutType {
+    /// The canonical type for values of `data_type`, or why it is not supported.
+    pub fn of(data_type: &DataType) -> Option<OutType> {
+        Some(match data_type {
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => OutType::I64,
+            DataType::Float32 | DataType::Float64 => OutType::F64,
+            DataType::Utf8 | DataType::LargeUtf8 => OutType::Str,
+            DataType::Boolean => OutType::Bool,
+            DataType::Timestamp(..) => OutType::TimestampMs,
+            _ => return None,
+        })
+    }
+
+    pub fn data_type(self) -> DataType {
+        match self {
+            OutType::I64 => DataType::Int64,
+            OutType::F64 => DataType::Float64,
+            OutType::Str => DataType::Utf8,
+            OutType::Bool => DataType::Boolean,
+            OutType::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, None),
+        }
+    }
+
+    /// The type of `function`'s result over values of this type.
+    pub fn result(self, function: Function) -> OutType {
+        match function {
+            Function::Count => OutType::I64,
+            Function::Mean => OutType::F64,
+            Function::Sum if self == OutType::F64 => OutType::F64,
+            Function::Sum => OutType::I64,
+            _ => self,
+        }
+    }
+}
+
+/// A column of input values, converted once per batch.
+pub enum Column {
+    I(Vec<Option<i64>>),
+    F(Vec<Option<f64>>),
+    S(StringArray),
+    B(BooleanArray),
+    /// `count(*)`.
+    Rows,
+}
+
+impl Column {
+    /// Converts `array` (of a type [`OutType::of`] accepts).
+    pub fn from_array(array: &ArrayRef) -> Result<Column, AgentError> {
+        use sabot_sdk::arrow::datatypes::DataType as D;
+        let cast = |to: &D| {
+            arrow_cast::cast(array, to).map_err(|e| {
+                AgentError::invalid_input(format!(
+                    "cannot read a {} column: {e}",
+                    array.data_type()
+                ))
+            })
+        };
+        Ok(match OutType::of(array.data_type()) {
+            Some(OutType::I64) => {
+                let a = cast(&D::Int64)?;
+                let a = a
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("cast to Int64");
+                Column::I(a.iter().collect())
+            }
+            Some(OutType::TimestampMs) => {
+                let a = cast(&D::Timestamp(TimeUnit::Millisecond, None))?;
+                let a = a
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .expect("cast to Timestamp(ms)");
+                Column::I(a.iter().collect())
+            }
+            Some(OutType::F64) => {
+                let a = cast(&D::Float64)?;
+                let a = a
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .expect("cast to Float64");
+                Column::F(a.iter().collect())
+            }
+            Some(OutType::Str) => {
+                let a = cast(&D::Utf8)?;
+                Column::S(
+                    a.as_any()
+                        .downcast_ref::<StringArray>()
+                        .expect("cast to Utf8")
+                        .clone(),
+                )
+            }
+            Some(OutType::Bool) => Column::B(
+                array
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .expect("a Boolean column")
+                    .clone(),
+            ),
+            None => {
+                return Err(AgentError::invalid_input(format!(
+                    "a window aggregate cannot read a column of type {}",
+                    array.data_type()
+                )));
+            }
+        })
+    }
+
+    /// The value at `row`; `None` when null. `count(*)` sees every row as present.
+    pub fn get(&self, row: usize) -> Option<Value> {
+        match self {
+            Column::I(v) => v[row].map(Value::I),
+            Column::F(v) => v[row].map(Value::F),
+            Column::S(a) => a.is_valid(row).then(|| Value::S(a.value(row).to_owned())),
+            Column::B(a) => a.is_valid(row).then(|| Value::B(a.value(row))),
+            Column::Rows => Some(Value::B(true)),
+        }
+    }
+}
+
+/// An aggregate's running state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Acc {
+    Count(i64),
+    SumI(Option<i64>),
+    SumF(Option<f64>),
+    Min(Option<Value>),
+    Max(Option<Value>),
+    Mean(f64, i64),
+    /// The value with the smallest event time (the earliest to arrive among equals).
+    First(Option<(i64, Value)>),
+    /// The value with the largest event time (the latest to arrive among equals).
+    Last(Option<(i64, Value)>),
+}
+
+impl Acc {
+    /// An empty accumulator of `function` over values of type `input`.
+    pub fn new(function: Function, input: OutType) -> Acc {
+        match function {
+            Function::Count => Acc::Count(0),
+            Function::Sum if input == OutType::F64 => Acc::SumF(None),
+            Function::Sum => Acc::SumI(None),
+            Function::Min => Acc::Min(None),
+            Function::Max => Acc::Max(None),
+            Function::Mean => Acc::Mean(0.0, 0),
+            Function::First => Acc::First(None),
+            Function::Last => Acc::Last(None),
+        }
+    }
+
+    /// Adds `value` (of an event at `ts`).
+    pub fn add(&mut self, value: Option<Value>, ts: i64) {
+        let Some(v) = value else { return };
+        match self {
+            Acc::Count(n) => *n += 1,
+            Acc::SumI(s) => {
+                if let Value::I(x) = v {
+                    *s = Some(s.unwrap_or(0).wrapping_add(x));
+                }
+            }
+            Acc::SumF(s) => {
+                if let Value::F(x) = v {
+                    *s = Some(s.unwrap_or(0.0) + x);
+                }
+            }
+            Acc::Min(m) => {
+                if m.as_ref().is_none_or(|m| v < *m) {
+                    *m = Some(v);
+                }
+            }
+            Acc::Max(m) => {
+                if m.as_ref().is_none_or(|m| v > *m) {
+                    *m = Some(v);
+                }
+            }
+            Acc::Mean(sum, n) => {
+                let x = match v {
+                    Value::I(i) => i as f64,
+                    Value::F(f) => f,
+                    _ => return,
+                };
+                *sum += x;
+                *n += 1;
+            }
+            Acc::First(f) => {
+                if f.as_ref().is_none_or(|(t, _)| ts < *t) {
+                    *f = Some((ts, v));
+                }
+            }
+            Acc::Last(l) => {
+                if l.as_ref().is_none_or(|(t, _)| ts >= *t) {
+                    *l = Some((ts, v));
+                }
+            }
+        }
+    }
+
+    /// Folds `later` (the state of events that arrived after this one's) into this one.
+    pub fn merge(&mut self, later: Acc) {
+        match (self, later) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::SumI(a), Acc::SumI(b)) => {
+                if let Some(b) = b {
+                    *a = Some(a.unwrap_or(0).wrapping_add(b));
+                }
+            }
+            (Acc::SumF(a), Acc::SumF(b)) => {
+                if let Some(b) = b {
+                    *a = Some(a.unwrap_or(0.0) + b);
+                }
+            }
+            (Acc::Min(a), Acc::Min(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b < *a)
+                {
+                    *a = Some(b);
+                }
+            }
+            (Acc::Max(a), Acc::Max(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b > *a)
+                {
+                    *a = Some(b);
+                }
+            }
+            (Acc::Mean(s, n), Acc::Mean(s2, n2)) => {
+                *s += s2;
+                *n += n2;
+            }
+            (Acc::First(a), Acc::First(b)) => {
+                if let Some((t, v)) = b
+                    && a.as_ref().is_none_or(|(ta, _)| t < *ta)
+                {
+                    *a = Some((t, v));
+                }
+            }
+            (Acc::Last(a), Acc::Last(b)) => {
+                if let Some((t, v)) = b
+                    && a.as_ref().is_none_or(|(ta, _)| t >= *ta)
+                {
+                    *a = Some((t, v));
+                }
+            }
+            (a, b) => unreachable!("merging {a:?} with {b:?}: accumulators of one aggregate"),
+        }
+    }
+
+    /// The result.
+    pub fn finish(&self) -> Option<Value> {
+        match self {
+            Acc::Count(n) => Some(Value::I(*n)),
+            Acc::SumI(s) => s.map(Value::I),
+            Acc::SumF(s) => s.map(Value::F),
+            Acc::Min(m) | Acc::Max(m) => m.clone(),
+            Acc::Mean(s, n) => (*n > 0).then(|| Value::F(s / *n as f64)),
+            Acc::First(f) | Acc::Last(f) => f.as_ref().map(|(_, v)| v.clone()),
+        }
+    }
+}
+
+/// Builds an output column of `ty` from `values`.
+pub fn build(ty: OutType, values: Vec<Option<Value>>) -> ArrayRef {
+    match ty {
+        OutType::I64 => Arc::new(Int64Array::from_iter(values.into_iter().map(|v| match v {
+            Some(Value::I(i)) => Some(i),
+            _ => None,
+        }))),
+        OutType::TimestampMs => Arc::new(TimestampMillisecondArray::from_iter(
+            values.into_iter().map(|v| match v {
+                Some(Value::I(i)) => Some(i),
+                _ => None,
+            }),
+        )),
+        OutType::F64 => Arc::new(Float64Array::from_iter(values.into_iter().map(
+            |v| match v {
+                Some(Value::F(f)) => Some(f),
+                Some(Value::I(i)) => Some(i as f64),
+                _ => None,
+            },
+        ))),
+        OutType::Str => Arc::new(StringArray::from_iter(values.into_iter().map(
+            |v| match v {
+                Some(Value::S(s)) => Some(s),
+                _ => None,
+            },
+        ))),
+        OutType::Bool => Arc::new(BooleanArray::from_iter(values.into_iter().map(
+            |v| match v {
+                Some(Value::B(b)) => Some(b),
+                _ => None,
+            },
+        ))),
+    }
+}
+
+/// The output field of an aggregate.
+pub fn field(name: &str, ty: OutType) -> Field {
+    Field::new(name, ty.data_type(), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates_parse_with_and_without_names() {
+        let a = Aggregate::parse("sum(amount) AS total").unwrap();
+        assert_eq!(
+            (a.function, a.column.as_deref(), a.name.as_str()),
+            (Function::Sum, Some("amount"), "total")
+        );
+        assert_eq!(Aggregate::parse("count(*)").unwrap().name, "count");
+        assert_eq!(Aggregate::parse("AVG(x)").unwrap().name, "avg_x");
+        for bad in ["median(x)", "sum(*)", "sum x", "sum()", "max(x) as "] {
+            let e = Aggregate::parse(bad).unwrap_err().message;
+            assert!(e.contains(&format!("aggregate `{bad}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn merging_gives_what_adding_everything_to_one_would() {
+        let values = [(5, 3i64), (1, -2), (9, 7), (4, 3)];
+        for f in [
+            Function::Count,
+            Function::Sum,
+            Function::Min,
+            Function::Max,
+            Function::Mean,
+            Function::First,
+            Function::Last,
+        ] {
+            let mut one = Acc::new(f, OutType::I64);
+            for (t, v) in values {
+                one.add(Some(Value::I(v)), t);
+            }
+            let (mut a, mut b) = (Acc::new(f, OutType::I64), Acc::new(f, OutType::I64));
+            for (t, v) in &values[..2] {
+                a.add(Some(Value::I(*v)), *t);
+            }
+            for (t, v) in &values[2..] {
+                b.add(Some(Value::I(*v)), *t);
+            }
+            a.merge(b);
+            assert_eq!(a.finish(), one.finish(), "{f:?}");
+        }
+    }
+}
