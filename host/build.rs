@@ -14,6 +14,7 @@ fn main() {
         ("filter", "sabot-op-filter", "operators/filter"),
         ("project", "sabot-op-project", "operators/project"),
         ("window", "sabot-op-window", "operators/window"),
+        ("join", "sabot-op-join", "operators/join"),
     ];
     let packages: Vec<(&str, &str)> = operators.iter().map(|(_, p, d)| (*p, *d)).collect();
     let paths = build_guests(&workspace, "..", &packages);

@@ -21,7 +21,7 @@ fn build_guests(workspace: &Path, to_workspace: &str, packages: &[(&str, &str)])
 
     // Paths relative to the package: two checkouts sharing one target directory (a CI clone and a
     // developer's tree) must each watch their own sources, which absolute paths would not do.
-    let mut watched: Vec<String> = ["wit", "guest-sdk/rust/src", "guest-sdk/rust/Cargo.toml", "Cargo.lock", ".cargo/config.toml", "operators/expr/src"]
+    let mut watched: Vec<String> = ["wit", "guest-sdk/rust/src", "guest-sdk/rust/Cargo.toml", "Cargo.lock", ".cargo/config.toml", "operators/expr/src", "operators/library/src"]
         .iter()
         .map(|d| d.to_string())
         .collect();

@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod files;
 mod golden;
+mod joins;
 mod sandbox;
 mod state;
 mod support;

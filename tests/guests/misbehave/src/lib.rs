@@ -17,7 +17,9 @@
 //!   (with `count`: traps before touching state after `count` batches per instance);
 //! - `count`: counts rows per `card_id` in a `ReducingState` (one batched read and write per
 //!   batch) and passes the batch on;
-//! - `steal`: reads state for keys 0..64 whatever its input, which other instances own.
+//! - `steal`: reads state for keys 0..64 whatever its input, which other instances own;
+//! - `split`: sends the rows whose utf8 `column` is `right` to port 1 and the others to port 0, in
+//!   that order, without that column (one upstream for both inputs of a join, in a known order).
 
 // Natively (`cargo test --workspace`) nothing exports the agent, so its types look unused.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -34,6 +36,7 @@ struct Settings {
     mode: String,
     count: u64,
     bytes: usize,
+    column: String,
 }
 
 struct Misbehave {
@@ -63,6 +66,26 @@ impl Agent for Misbehave {
     ) -> Result<(), AgentError> {
         self.seen += 1;
         match self.settings.mode.as_str() {
+            "split" => {
+                use sabot_sdk::arrow::array::{BooleanArray, StringArray};
+                use sabot_sdk::arrow::compute::filter_record_batch;
+                let name = self.settings.column.clone();
+                let at = batch
+                    .schema()
+                    .index_of(&name)
+                    .map_err(|_| AgentError::invalid_input(format!("split: no column `{name}`")))?;
+                let side = batch
+                    .column(at)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| AgentError::invalid_input("split: the column must be utf8"))?;
+                let right: BooleanArray = side.iter().map(|v| Some(v == Some("right"))).collect();
+                let left: BooleanArray = right.iter().map(|v| v.map(|b| !b)).collect();
+                let mut rest = batch.clone();
+                rest.remove_column(at);
+                out.emit_to(1, filter_record_batch(&rest, &right)?);
+                out.emit_to(0, filter_record_batch(&rest, &left)?);
+            }
             "" | "pass" | "bad-ipc" => out.emit(batch),
             "error" => {
                 return Err(AgentError::invalid_input("misbehave refuses this row").at_row(1));

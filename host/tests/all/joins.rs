@@ -1,0 +1,344 @@
+//! The built-in `join` operator against brute-force references: random out-of-order input for
+//! both sides, every join kind, at one and several instances. Both inputs come from one upstream
+//! instance (the test guest's `split` mode), so the order in which the join sees them is known.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sabot_test_artifacts::MISBEHAVE;
+
+use crate::support::{Scratch, assert_same_lines, lit};
+
+const BATCH: usize = 7;
+const DELAY: i64 = 30;
+
+#[derive(Clone, Debug)]
+struct In {
+    right: bool,
+    key: i64,
+    ts: i64,
+    v: i64,
+    delete: bool,
+}
+
+fn input(seed: u64) -> Vec<In> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut ts: Vec<i64> = (0..1_200).map(|i| 1_000 + i * 4).collect();
+    for i in 0..ts.len() {
+        let j = (i + rng.usize(0..8)).min(ts.len() - 1);
+        ts.swap(i, j);
+    }
+    for _ in 0..12 {
+        let (i, j) = (rng.usize(0..ts.len()), rng.usize(0..ts.len()));
+        if j > i + 40 {
+            ts.swap(i, j);
+        }
+    }
+    ts.into_iter()
+        .map(|t| {
+            let right = rng.u8(0..10) < 4;
+            In {
+                right,
+                key: rng.i64(0..4),
+                ts: t,
+                v: rng.i64(0..1_000),
+                delete: right && rng.u8(0..10) == 0,
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Lookup,
+    Temporal,
+    Interval(i64, i64),
+    Window(i64),
+}
+
+fn pair(l: &In, r: &In) -> String {
+    format!("{} {} {} {} {}", l.key, l.ts, l.v, r.ts, r.v)
+}
+
+fn row(x: &In) -> String {
+    format!("{} {} {}", x.key, x.ts, x.v)
+}
+
+/// `(pairs, late left, late right)` as the operator must produce them: per batch, the right
+/// rows first, then the left ones, then the watermark (largest time so far − delay − 1).
+fn reference(rows: &[In], kind: Kind) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (mut out, mut late_l, mut late_r) = (Vec::new(), Vec::new(), Vec::new());
+    let mut table: HashMap<i64, In> = HashMap::new();
+    let mut versions: HashMap<i64, Vec<In>> = HashMap::new();
+    let mut left: BTreeMap<i64, Vec<In>> = BTreeMap::new();
+    let mut right: BTreeMap<i64, Vec<In>> = BTreeMap::new();
+    let mut wm = i64::MIN;
+    let mut max_ts = i64::MIN;
+    let window_end = |ts: i64, size: i64| (ts.div_euclid(size) + 1) * size;
+    let mut fire = |wm: i64,
+                    left: &mut BTreeMap<i64, Vec<In>>,
+                    right: &mut BTreeMap<i64, Vec<In>>,
+                    versions: &HashMap<i64, Vec<In>>,
+                    out: &mut Vec<String>| match kind {
+        Kind::Temporal => {
+            for (key, rows) in left.iter_mut() {
+                rows.retain(|l| {
+                    if l.ts > wm {
+                        return true;
+                    }
+                    let latest = versions
+                        .get(key)
+                        .and_then(|vs| vs.iter().filter(|v| v.ts <= l.ts).last());
+                    if let Some(r) = latest.filter(|r| !r.delete) {
+                        out.push(pair(l, r));
+                    }
+                    false
+                });
+            }
+        }
+        Kind::Window(size) => {
+            for (key, ls) in left.iter_mut() {
+                let rs = right.entry(*key).or_default();
+                for l in ls.iter().filter(|l| window_end(l.ts, size) - 1 <= wm) {
+                    for r in rs
+                        .iter()
+                        .filter(|r| r.ts.div_euclid(size) == l.ts.div_euclid(size))
+                    {
+                        out.push(pair(l, r));
+                    }
+                }
+            }
+            for rows in left.values_mut().chain(right.values_mut()) {
+                rows.retain(|x| window_end(x.ts, size) - 1 > wm);
+            }
+        }
+        Kind::Interval(lower, upper) => {
+            for rows in left.values_mut() {
+                rows.retain(|l| l.ts + upper > wm);
+            }
+            for rows in right.values_mut() {
+                rows.retain(|r| r.ts - lower > wm);
+            }
+        }
+        Kind::Lookup => {}
+    };
+    for chunk in rows.chunks(BATCH) {
+        for x in chunk
+            .iter()
+            .filter(|x| x.right)
+            .chain(chunk.iter().filter(|x| !x.right))
+        {
+            match kind {
+                Kind::Lookup if x.right => {
+                    if x.delete {
+                        table.remove(&x.key);
+                    } else {
+                        table.insert(x.key, x.clone());
+                    }
+                }
+                Kind::Lookup => {
+                    if let Some(r) = table.get(&x.key) {
+                        out.push(pair(x, r));
+                    }
+                }
+                Kind::Temporal if x.right => {
+                    let vs = versions.entry(x.key).or_default();
+                    let at = vs.partition_point(|v| v.ts <= x.ts);
+                    vs.insert(at, x.clone());
+                }
+                Kind::Temporal => {
+                    if x.ts <= wm {
+                        late_l.push(row(x));
+                    } else {
+                        left.entry(x.key).or_default().push(x.clone());
+                    }
+                }
+                Kind::Interval(lower, upper) => {
+                    if x.ts <= wm {
+                        if x.right {
+                            late_r.push(row(x))
+                        } else {
+                            late_l.push(row(x))
+                        }
+                    } else if x.right {
+                        for l in left.entry(x.key).or_default().iter() {
+                            if l.ts + lower <= x.ts && x.ts <= l.ts + upper {
+                                out.push(pair(l, x));
+                            }
+                        }
+                        right.entry(x.key).or_default().push(x.clone());
+                    } else {
+                        for r in right.entry(x.key).or_default().iter() {
+                            if x.ts + lower <= r.ts && r.ts <= x.ts + upper {
+                                out.push(pair(x, r));
+                            }
+                        }
+                        left.entry(x.key).or_default().push(x.clone());
+                    }
+                }
+                Kind::Window(size) => {
+                    if window_end(x.ts, size) - 1 <= wm {
+                        if x.right {
+                            late_r.push(row(x))
+                        } else {
+                            late_l.push(row(x))
+                        }
+                    } else if x.right {
+                        right.entry(x.key).or_default().push(x.clone());
+                    } else {
+                        left.entry(x.key).or_default().push(x.clone());
+                    }
+                }
+            }
+            max_ts = max_ts.max(x.ts);
+        }
+        let next = max_ts - DELAY - 1;
+        if next > wm {
+            wm = next;
+            fire(wm, &mut left, &mut right, &versions, &mut out);
+        }
+    }
+    fire(i64::MAX, &mut left, &mut right, &versions, &mut out);
+    out.sort();
+    late_l.sort();
+    late_r.sort();
+    (out, late_l, late_r)
+}
+
+fn pipeline(kind: Kind, parallelism: usize) -> String {
+    let shape = match kind {
+        Kind::Lookup => "kind = \"lookup\"".to_owned(),
+        Kind::Temporal => "kind = \"temporal\", time = \"ts\"".to_owned(),
+        Kind::Interval(lower, upper) => {
+            format!("kind = \"interval\", time = \"ts\", lower_ms = {lower}, upper_ms = {upper}")
+        }
+        Kind::Window(size) => format!("kind = \"window\", time = \"ts\", size_ms = {size}"),
+    };
+    format!(
+        r#"
+edges = ["rows -> split -> j -> out", "split:1 -> j", "j:1 -> late_left", "j:2 -> late_right"]
+[pipeline]
+batch_size = {BATCH}
+[sources.rows]
+type = "file"
+path = "rows.jsonl"
+schema = {{ side = "string", key = "int64", ts = "int64", v = "int64", op = "string" }}
+event_time = {{ column = "ts", max_out_of_orderness_ms = {DELAY} }}
+[agents.split]
+module = {misbehave}
+config = {{ mode = "split", column = "side" }}
+[agents.j]
+module = "builtin:join"
+parallelism = {parallelism}
+key = "key"
+config = {{ {shape}, key = "key", op = "op" }}
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+[sinks.late_left]
+type = "file"
+path = "late_left.jsonl"
+[sinks.late_right]
+type = "file"
+path = "late_right.jsonl"
+"#,
+        misbehave = lit(MISBEHAVE)
+    )
+}
+
+fn read(s: &Scratch, file: &str, f: impl Fn(&serde_json::Value) -> String) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .read(file)
+        .lines()
+        .map(|l| f(&serde_json::from_str(l).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_join_kind_matches_a_brute_force_reference_on_out_of_order_input() {
+    for (i, kind) in [
+        Kind::Lookup,
+        Kind::Temporal,
+        Kind::Interval(-40, 30),
+        Kind::Window(100),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rows = input(40 + i as u64);
+        let (expected, late_l, late_r) = reference(&rows, kind);
+        assert!(expected.len() > 100, "{kind:?}: {} pairs", expected.len());
+        if kind != Kind::Lookup {
+            assert!(!late_l.is_empty(), "{kind:?}: the input has late left rows");
+        }
+        for parallelism in [1, 2] {
+            let s = Scratch::new();
+            let text: String = rows
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{{\"side\":\"{}\",\"key\":{},\"ts\":{},\"v\":{},\"op\":\"{}\"}}\n",
+                        if x.right { "right" } else { "left" },
+                        x.key,
+                        x.ts,
+                        x.v,
+                        if x.delete { "delete" } else { "upsert" }
+                    )
+                })
+                .collect();
+            s.write("rows.jsonl", &text);
+            s.run(&pipeline(kind, parallelism)).unwrap();
+            let context = format!("{kind:?} at parallelism {parallelism}");
+            let got = read(&s, "out.jsonl", |r| {
+                format!(
+                    "{} {} {} {} {}",
+                    r["key"], r["ts"], r["v"], r["right_ts"], r["right_v"]
+                )
+            });
+            assert_same_lines(&got, &expected, &context);
+            assert_same_lines(
+                &read(&s, "late_left.jsonl", |r| {
+                    format!("{} {} {}", r["key"], r["ts"], r["v"])
+                }),
+                &late_l,
+                &format!("late left, {context}"),
+            );
+            assert_same_lines(
+                &read(&s, "late_right.jsonl", |r| {
+                    format!("{} {} {}", r["key"], r["ts"], r["v"])
+                }),
+                &late_r,
+                &format!("late right, {context}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn join_settings_are_checked_when_the_agent_starts() {
+    let s = Scratch::new();
+    s.write(
+        "rows.jsonl",
+        "{\"side\":\"left\",\"key\":1,\"ts\":1,\"v\":1,\"op\":\"upsert\"}\n",
+    );
+    for (shape, says) in [
+        ("kind = \"outer\"", "unknown join kind `outer`"),
+        (
+            "kind = \"interval\", time = \"ts\", lower_ms = 5",
+            "`interval` joins need upper_ms",
+        ),
+        (
+            "kind = \"interval\", time = \"ts\", lower_ms = 5, upper_ms = 1",
+            "lower_ms (5) must not exceed upper_ms (1)",
+        ),
+        (
+            "kind = \"temporal\"",
+            "`temporal` joins are in event time: set `time`",
+        ),
+    ] {
+        let toml = pipeline(Kind::Lookup, 1).replace("kind = \"lookup\"", shape);
+        let e = s.run(&toml).unwrap_err().to_string();
+        assert!(e.contains(says), "{shape}: {e}");
+    }
+}

@@ -1,0 +1,537 @@
+//! Windows over event time: what the built-in `window` operator runs, usable from any Rust agent.
+//!
+//! ```toml
+//! [agents.per_minute]
+//! module = "builtin:window"
+//! key = "card_id"            # partitions the input: each card's windows live on one instance
+//! config = { kind = "tumbling", size_ms = 60000, time = "ts", key = "card_id", aggregates = ["count(*) AS n", "sum(amount) AS total", "max(amount)"], allowed_lateness_ms = 5000 }
+//! ```
+//!
+//! - `kind = "tumbling"` with `size_ms`; `"sliding"` with `size_ms` and `slide_ms` (an event is in
+//!   every window that contains it); `"session"` with `gap_ms` (per key, events closer than the
+//!   gap share a window, which ends `gap_ms` after its last event).
+//! - `time`: the event-time column (a timestamp, or int64 milliseconds). `key`: the column windows
+//!   are kept per (absent: one set of windows for everything, at parallelism 1).
+//! - `aggregates`: `count(*)`, `count(col)`, `sum`, `min`, `max`, `mean` (or `avg`), `first`,
+//!   `last` (by event time), each `function(column) [AS name]`.
+//! - Output (port 0), one row per window when the watermark passes its end plus
+//!   `allowed_lateness_ms`: the key column, `window_start`, `window_end` (timestamps, end
+//!   exclusive), then the aggregates. Each window is emitted once, with every event that arrived
+//!   in time for it.
+//! - Late events — whose window (for sliding windows: one of their windows) had already been
+//!   emitted — go unchanged to port 1, which the pipeline can send where it likes
+//!   (`"per_minute:1 -> late"`), instead of being dropped silently. A sliding-window event late
+//!   for some of its windows still counts in the others.
+//!
+//! Window state is keyed state (a `MapState` per key for tumbling and sliding windows, a
+//! `ValueState` of sessions for session windows) and windows close on event-time timers: both are
+//! host-managed and checkpointed like any agent's.
+
+mod aggregate;
+mod assign;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sabot_sdk::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
+use sabot_sdk::arrow::compute::filter_record_batch;
+use sabot_sdk::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use sabot_sdk::state::{MapState, StateKey, ValueState};
+use sabot_sdk::timers::{self, TimeDomain, Timer};
+use sabot_sdk::{AgentError, Emitter, RecordBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::values::{self, OutType};
+pub use aggregate::{Acc, Aggregate, Function};
+pub use assign::{Assigner, Session, add_session};
+
+/// The `config` of a window operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    pub kind: String,
+    pub size_ms: Option<i64>,
+    pub slide_ms: Option<i64>,
+    pub gap_ms: Option<i64>,
+    pub time: String,
+    pub key: Option<String>,
+    pub aggregates: Vec<String>,
+    #[serde(default)]
+    pub allowed_lateness_ms: i64,
+}
+
+/// The value of the key column of a window.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyValue {
+    /// No key column: one set of windows.
+    Global,
+    I64(i64),
+    I32(i32),
+    Str(String),
+}
+
+impl StateKey for KeyValue {
+    /// The host's encoding of a key column's value (what it partitions by).
+    fn state_key(&self) -> Vec<u8> {
+        match self {
+            KeyValue::Global => Vec::new(),
+            KeyValue::I64(v) => v.to_le_bytes().to_vec(),
+            KeyValue::I32(v) => v.to_le_bytes().to_vec(),
+            KeyValue::Str(s) => s.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// What is kept per window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowState {
+    pub key: KeyValue,
+    pub accs: Vec<Acc>,
+    /// The type of each aggregate's result, so a window can be emitted before any batch of this
+    /// run arrived (after a restore).
+    pub types: Vec<OutType>,
+}
+
+impl WindowState {
+    fn merge(&mut self, later: WindowState) {
+        for (a, b) in self.accs.iter_mut().zip(later.accs) {
+            a.merge(b);
+        }
+    }
+}
+
+/// Windows and their state: what the `window` operator runs, usable from any Rust agent.
+pub struct Windows {
+    assigner: Assigner,
+    lateness: i64,
+    time: String,
+    key: Option<String>,
+    aggregates: Vec<Aggregate>,
+    fixed: MapState<i64, WindowState>,
+    sessions: ValueState<Vec<Session<WindowState>>>,
+    ports: (u32, u32),
+    key_name: String,
+}
+
+fn positive(v: Option<i64>, field: &str, kind: &str) -> Result<i64, AgentError> {
+    match v {
+        Some(v) if v > 0 => Ok(v),
+        Some(v) => Err(AgentError::invalid_config(format!(
+            "{field} must be positive, got {v}"
+        ))),
+        None => Err(AgentError::invalid_config(format!(
+            "{kind} windows need {field}"
+        ))),
+    }
+}
+
+impl Windows {
+    /// Windows as `config` says, keeping their state in stores prefixed with `name` (so an agent
+    /// can hold several).
+    pub fn new(name: &str, config: WindowConfig) -> Result<Self, AgentError> {
+        let assigner = match config.kind.as_str() {
+            "tumbling" => Assigner::Tumbling {
+                size: positive(config.size_ms, "size_ms", "tumbling")?,
+            },
+            "sliding" => {
+                let size = positive(config.size_ms, "size_ms", "sliding")?;
+                let slide = positive(config.slide_ms, "slide_ms", "sliding")?;
+                if slide > size {
+                    return Err(AgentError::invalid_config(format!(
+                        "slide_ms ({slide}) must not exceed size_ms ({size}): events would fall between windows"
+                    )));
+                }
+                Assigner::Sliding { size, slide }
+            }
+            "session" => Assigner::Session {
+                gap: positive(config.gap_ms, "gap_ms", "session")?,
+            },
+            other => {
+                return Err(AgentError::invalid_config(format!(
+                    "unknown window kind `{other}`: expected \"tumbling\", \"sliding\" or \"session\""
+                )));
+            }
+        };
+        if config.allowed_lateness_ms < 0 {
+            return Err(AgentError::invalid_config(
+                "allowed_lateness_ms must be ≥ 0",
+            ));
+        }
+        if config.aggregates.is_empty() {
+            return Err(AgentError::invalid_config(
+                "aggregates is empty: name at least one, e.g. [\"count(*)\"]",
+            ));
+        }
+        let aggregates = config
+            .aggregates
+            .iter()
+            .map(|a| Aggregate::parse(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Windows {
+            assigner,
+            lateness: config.allowed_lateness_ms,
+            key_name: config.key.clone().unwrap_or_else(|| "key".into()),
+            time: config.time,
+            key: config.key,
+            aggregates,
+            fixed: MapState::new(&format!("{name}.windows")),
+            sessions: ValueState::new(&format!("{name}.sessions")),
+            ports: (0, 1),
+        })
+    }
+
+    /// Emits results on `output` and late events on `late` (default 0 and 1).
+    pub fn with_ports(mut self, output: u32, late: u32) -> Self {
+        self.ports = (output, late);
+        self
+    }
+
+    fn close(&self, end: i64) -> i64 {
+        end.saturating_sub(1).saturating_add(self.lateness)
+    }
+
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<KeyValue>, AgentError> {
+        let Some(name) = &self.key else {
+            return Ok(vec![KeyValue::Global; batch.num_rows()]);
+        };
+        let col = batch.column_by_name(name).ok_or_else(|| {
+            AgentError::invalid_input(format!("the window key column `{name}` is missing"))
+        })?;
+        let null = |row: usize| {
+            AgentError::invalid_input(format!("the window key `{name}` is null")).at_row(row)
+        };
+        if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
+            return (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Err(null(i))
+                    } else {
+                        Ok(KeyValue::I64(a.value(i)))
+                    }
+                })
+                .collect();
+        }
+        if let Some(a) = col.as_any().downcast_ref::<Int32Array>() {
+            return (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Err(null(i))
+                    } else {
+                        Ok(KeyValue::I32(a.value(i)))
+                    }
+                })
+                .collect();
+        }
+        if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+            return (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Err(null(i))
+                    } else {
+                        Ok(KeyValue::Str(a.value(i).to_owned()))
+                    }
+                })
+                .collect();
+        }
+        Err(AgentError::invalid_input(format!(
+            "the window key `{name}` is {}; expected int64, int32 or utf8",
+            col.data_type()
+        )))
+    }
+
+    fn times(&self, batch: &RecordBatch) -> Result<Vec<i64>, AgentError> {
+        let col = batch.column_by_name(&self.time).ok_or_else(|| {
+            AgentError::invalid_input(format!("the window time column `{}` is missing", self.time))
+        })?;
+        match values::Column::from_array(col) {
+            Ok(values::Column::I(v))
+                if matches!(col.data_type(), DataType::Int64 | DataType::Timestamp(..)) =>
+            {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        t.ok_or_else(|| {
+                            AgentError::invalid_input(format!(
+                                "the event time `{}` is null",
+                                self.time
+                            ))
+                            .at_row(i)
+                        })
+                    })
+                    .collect()
+            }
+            _ => Err(AgentError::invalid_input(format!(
+                "the window time column `{}` is {}; expected a timestamp or int64 milliseconds",
+                self.time,
+                col.data_type()
+            ))),
+        }
+    }
+
+    /// Adds a batch's events to their windows; emits late ones on the late port.
+    pub fn process(&mut self, batch: &RecordBatch, out: &mut Emitter) -> Result<(), AgentError> {
+        let n = batch.num_rows();
+        let keys = self.keys(batch)?;
+        let times = self.times(batch)?;
+        let mut columns = Vec::with_capacity(self.aggregates.len());
+        let mut types = Vec::with_capacity(self.aggregates.len());
+        for a in &self.aggregates {
+            match &a.column {
+                None => {
+                    columns.push(values::Column::Rows);
+                    types.push(OutType::I64);
+                }
+                Some(c) => {
+                    let array = batch.column_by_name(c).ok_or_else(|| {
+                        AgentError::invalid_input(format!(
+                            "aggregate `{}` reads column `{c}`, which the input lacks",
+                            a.name
+                        ))
+                    })?;
+                    let input = OutType::of(array.data_type()).ok_or_else(|| {
+                        AgentError::invalid_input(format!(
+                            "aggregate `{}` cannot read column `{c}` of type {}",
+                            a.name,
+                            array.data_type()
+                        ))
+                    })?;
+                    if matches!(a.function, Function::Sum | Function::Mean)
+                        && !matches!(input, OutType::I64 | OutType::F64)
+                    {
+                        return Err(AgentError::invalid_input(format!(
+                            "aggregate `{}` needs a numeric column; `{c}` is {}",
+                            a.name,
+                            array.data_type()
+                        )));
+                    }
+                    columns.push(values::Column::from_array(array)?);
+                    types.push(input.result(a.function));
+                }
+            }
+        }
+        let fresh = |key: &KeyValue| WindowState {
+            key: key.clone(),
+            accs: self
+                .aggregates
+                .iter()
+                .zip(&columns)
+                .map(|(a, c)| {
+                    Acc::new(
+                        a.function,
+                        match c {
+                            values::Column::F(_) => OutType::F64,
+                            _ => OutType::I64,
+                        },
+                    )
+                })
+                .collect(),
+            types: types.clone(),
+        };
+        let add = |state: &mut WindowState, row: usize| {
+            for (acc, col) in state.accs.iter_mut().zip(&columns) {
+                acc.add(col.get(row), times[row]);
+            }
+        };
+        let watermark = timers::watermark().unwrap_or(i64::MIN);
+        let mut late = vec![false; n];
+
+        if let Assigner::Session { gap } = self.assigner {
+            // Per key, in arrival order.
+            let mut order: Vec<KeyValue> = Vec::new();
+            let mut rows_of: HashMap<KeyValue, Vec<usize>> = HashMap::new();
+            for (row, key) in keys.iter().enumerate() {
+                if self.close(times[row].saturating_add(gap)) <= watermark {
+                    late[row] = true;
+                    continue;
+                }
+                rows_of
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        order.push(key.clone());
+                        Vec::new()
+                    })
+                    .push(row);
+            }
+            let mut all = self.sessions.get_many(&order)?;
+            let mut writes = Vec::with_capacity(order.len());
+            for (key, sessions) in order.into_iter().zip(all.iter_mut()) {
+                let sessions = sessions.get_or_insert_with(Vec::new);
+                for &row in &rows_of[&key] {
+                    let mut state = fresh(&key);
+                    add(&mut state, row);
+                    add_session(sessions, times[row], times[row] + gap, state, |a, b| {
+                        a.merge(b)
+                    });
+                }
+                for s in sessions.iter() {
+                    timers::register_event_time(&key, self.close(s.end));
+                }
+                writes.push((key, std::mem::take(sessions)));
+            }
+            self.sessions.set_many(&writes)?;
+        } else {
+            let mut order: Vec<(KeyValue, i64)> = Vec::new();
+            let mut rows_of: HashMap<(KeyValue, i64), Vec<usize>> = HashMap::new();
+            for (row, key) in keys.iter().enumerate() {
+                for (start, end) in self.assigner.windows(times[row]) {
+                    if self.close(end) <= watermark {
+                        late[row] = true;
+                        continue;
+                    }
+                    rows_of
+                        .entry((key.clone(), start))
+                        .or_insert_with(|| {
+                            order.push((key.clone(), start));
+                            Vec::new()
+                        })
+                        .push(row);
+                }
+            }
+            let current = self.fixed.get_many(&order)?;
+            let size = match self.assigner {
+                Assigner::Tumbling { size } | Assigner::Sliding { size, .. } => size,
+                Assigner::Session { .. } => unreachable!("handled above"),
+            };
+            let mut writes = Vec::with_capacity(order.len());
+            for ((key, start), state) in order.into_iter().zip(current) {
+                let mut state = state.unwrap_or_else(|| fresh(&key));
+                for &row in &rows_of[&(key.clone(), start)] {
+                    add(&mut state, row);
+                }
+                timers::register_event_time(&key, self.close(start + size));
+                writes.push((key, start, state));
+            }
+            self.fixed.put_many(&writes)?;
+        }
+        if late.iter().any(|l| *l) {
+            out.emit_to(
+                self.ports.1,
+                filter_record_batch(batch, &BooleanArray::from(late))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Emits the windows whose timers fired.
+    pub fn on_timers(&mut self, fired: &[Timer], out: &mut Emitter) -> Result<(), AgentError> {
+        let due: Vec<&Timer> = fired
+            .iter()
+            .filter(|t| t.domain == TimeDomain::EventTime)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut rows: Vec<(i64, i64, WindowState)> = Vec::new();
+        match self.assigner {
+            Assigner::Session { .. } => {
+                // The latest timer of each key closes every session it passed.
+                let mut order: Vec<Vec<u8>> = Vec::new();
+                let mut until: HashMap<Vec<u8>, i64> = HashMap::new();
+                for t in &due {
+                    let e = until.entry(t.key.clone()).or_insert_with(|| {
+                        order.push(t.key.clone());
+                        t.ts
+                    });
+                    *e = (*e).max(t.ts);
+                }
+                let all = self.sessions.get_many(&order)?;
+                let mut writes = Vec::new();
+                let mut clears = Vec::new();
+                for (key, sessions) in order.into_iter().zip(all) {
+                    let Some(sessions) = sessions else { continue };
+                    let (closed, open): (Vec<_>, Vec<_>) = sessions
+                        .into_iter()
+                        .partition(|s| self.close(s.end) <= until[&key]);
+                    rows.extend(closed.into_iter().map(|s| (s.start, s.end, s.acc)));
+                    if open.is_empty() {
+                        clears.push(key);
+                    } else {
+                        writes.push((key, open));
+                    }
+                }
+                self.sessions.set_many(&writes)?;
+                for key in clears {
+                    self.sessions.clear(&key)?;
+                }
+            }
+            Assigner::Tumbling { size } | Assigner::Sliding { size, .. } => {
+                let pairs: Vec<(Vec<u8>, i64)> = due
+                    .iter()
+                    .map(|t| (t.key.clone(), t.ts + 1 - self.lateness - size))
+                    .collect();
+                let states = self.fixed.get_many(&pairs)?;
+                for ((_, start), state) in pairs.iter().zip(states) {
+                    if let Some(state) = state {
+                        rows.push((*start, start + size, state));
+                    }
+                }
+                self.fixed.remove_many(&pairs)?;
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        out.emit_to(self.ports.0, self.results(rows)?);
+        Ok(())
+    }
+
+    fn results(&self, rows: Vec<(i64, i64, WindowState)>) -> Result<RecordBatch, AgentError> {
+        let first = &rows[0].2;
+        let (key_type, key_column): (DataType, ArrayRef) = match &first.key {
+            KeyValue::Global | KeyValue::I64(_) => (
+                DataType::Int64,
+                Arc::new(Int64Array::from_iter(rows.iter().map(|r| match r.2.key {
+                    KeyValue::I64(v) => Some(v),
+                    _ => None,
+                }))),
+            ),
+            KeyValue::I32(_) => (
+                DataType::Int32,
+                Arc::new(Int32Array::from_iter(rows.iter().map(|r| match r.2.key {
+                    KeyValue::I32(v) => Some(v),
+                    _ => None,
+                }))),
+            ),
+            KeyValue::Str(_) => (
+                DataType::Utf8,
+                Arc::new(StringArray::from_iter(rows.iter().map(
+                    |r| match &r.2.key {
+                        KeyValue::Str(s) => Some(s.clone()),
+                        _ => None,
+                    },
+                ))),
+            ),
+        };
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        if self.key.is_some() {
+            fields.push(Field::new(&self.key_name, key_type, false));
+            columns.push(key_column);
+        }
+        fields.push(Field::new("window_start", ts.clone(), false));
+        fields.push(Field::new("window_end", ts, false));
+        columns.push(Arc::new(
+            sabot_sdk::arrow::array::TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.0),
+            ),
+        ));
+        columns.push(Arc::new(
+            sabot_sdk::arrow::array::TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            ),
+        ));
+        for (i, a) in self.aggregates.iter().enumerate() {
+            let ty = first.types[i];
+            fields.push(values::field(&a.name, ty));
+            columns.push(values::build(
+                ty,
+                rows.iter().map(|r| r.2.accs[i].finish()).collect(),
+            ));
+        }
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
+    }
+}
