@@ -74,11 +74,11 @@ fn reference(rows: &[In], kind: Kind) -> (Vec<String>, Vec<String>, Vec<String>)
     let mut wm = i64::MIN;
     let mut max_ts = i64::MIN;
     let window_end = |ts: i64, size: i64| (ts.div_euclid(size) + 1) * size;
-    let mut fire = |wm: i64,
-                    left: &mut BTreeMap<i64, Vec<In>>,
-                    right: &mut BTreeMap<i64, Vec<In>>,
-                    versions: &HashMap<i64, Vec<In>>,
-                    out: &mut Vec<String>| match kind {
+    let fire = |wm: i64,
+                left: &mut BTreeMap<i64, Vec<In>>,
+                right: &mut BTreeMap<i64, Vec<In>>,
+                versions: &HashMap<i64, Vec<In>>,
+                out: &mut Vec<String>| match kind {
         Kind::Temporal => {
             for (key, rows) in left.iter_mut() {
                 rows.retain(|l| {
@@ -87,7 +87,7 @@ fn reference(rows: &[In], kind: Kind) -> (Vec<String>, Vec<String>, Vec<String>)
                     }
                     let latest = versions
                         .get(key)
-                        .and_then(|vs| vs.iter().filter(|v| v.ts <= l.ts).last());
+                        .and_then(|vs| vs.iter().filter(|v| v.ts <= l.ts).next_back());
                     if let Some(r) = latest.filter(|r| !r.delete) {
                         out.push(pair(l, r));
                     }
