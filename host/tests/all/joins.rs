@@ -87,7 +87,7 @@ fn reference(rows: &[In], kind: Kind) -> (Vec<String>, Vec<String>, Vec<String>)
                     }
                     let latest = versions
                         .get(key)
-                        .and_then(|vs| vs.iter().filter(|v| v.ts <= l.ts).next_back());
+                        .and_then(|vs| vs.iter().rfind(|v| v.ts <= l.ts));
                     if let Some(r) = latest.filter(|r| !r.delete) {
                         out.push(pair(l, r));
                     }
