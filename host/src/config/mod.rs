@@ -338,6 +338,7 @@ impl Validator<'_> {
         for (name, spec) in sources.iter_mut() {
             let check = match spec {
                 SourceSpec::Generator(g) => g.validate(),
+                SourceSpec::Nexmark(n) => n.validate(),
                 SourceSpec::File(f) => {
                     f.path = self.resolve(&f.path);
                     if f.on_error == OnError::DeadLetter && dead_letter.is_none() {
@@ -476,7 +477,11 @@ impl Validator<'_> {
                 .map_err(|(field, m)| self.invalid(format!("[sinks.{name}] field `{field}`"), m))?;
         }
 
-        let edges = self.edges(&raw.edges, &kinds)?;
+        let outputs: HashMap<&str, u32> = sources
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.outputs()))
+            .collect();
+        let edges = self.edges(&raw.edges, &kinds, &outputs)?;
         self.check_graph(&edges, &kinds)?;
 
         Ok(PipelineSpec {
@@ -521,6 +526,7 @@ impl Validator<'_> {
         &self,
         chains: &[String],
         kinds: &HashMap<&str, &str>,
+        source_outputs: &HashMap<&str, u32>,
     ) -> Result<Vec<Edge>, ConfigError> {
         let known = || {
             let mut names: Vec<_> = kinds.keys().copied().collect();
@@ -570,10 +576,17 @@ impl Validator<'_> {
                             self.invalid(&at, format!("`{from}` is a sink: sinks have no outputs"))
                         );
                     }
-                    Some(&"sources") if from_port != 0 => {
+                    Some(&"sources")
+                        if from_port >= source_outputs.get(from).copied().unwrap_or(1) =>
+                    {
+                        let n = source_outputs.get(from).copied().unwrap_or(1);
                         return Err(self.invalid(
                             &at,
-                            format!("`{from}` is a source: sources have one output, port 0"),
+                            if n == 1 {
+                                format!("`{from}` is a source with one output, port 0")
+                            } else {
+                                format!("`{from}` is a source with outputs 0 to {}", n - 1)
+                            },
                         ));
                     }
                     _ => {}

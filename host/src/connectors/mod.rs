@@ -9,6 +9,7 @@ pub mod blackhole;
 mod dead_letter;
 pub mod file;
 pub mod generator;
+pub mod nexmark;
 pub mod stdout;
 
 use std::path::PathBuf;
@@ -28,6 +29,17 @@ pub trait Source: Send {
     /// The next batch, or `None` at the end of a bounded input. An empty batch means nothing is
     /// available right now.
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError>;
+    /// The next batch with the output port it goes out on. Sources with one output (the default)
+    /// send everything on port 0.
+    fn next_output(&mut self) -> Result<Option<(u32, RecordBatch)>, ConnectorError> {
+        Ok(self.next_batch()?.map(|b| (0, b)))
+    }
+    /// Whether the batches returned so far form a whole: a source that spreads one stretch of
+    /// its input over several ports says no until the last of them is out, so that no watermark
+    /// passes rows it has yet to send.
+    fn at_boundary(&self) -> bool {
+        true
+    }
     /// Where the source is: enough to resume right after the last batch it returned.
     fn position(&self) -> serde_json::Value;
     /// Resumes at `position`, which [`Source::position`] returned in an earlier run with the same
@@ -118,6 +130,8 @@ pub enum SourceSpec {
     Generator(generator::GeneratorSpec),
     /// A JSON Lines, CSV or Arrow IPC file.
     File(file::FileSourceSpec),
+    /// The Nexmark benchmark's events: people, auctions and bids on ports 0, 1 and 2.
+    Nexmark(nexmark::NexmarkSpec),
 }
 
 impl SourceSpec {
@@ -126,6 +140,15 @@ impl SourceSpec {
         match self {
             SourceSpec::Generator(g) => g.event_time.as_ref(),
             SourceSpec::File(f) => f.event_time.as_ref(),
+            SourceSpec::Nexmark(n) => n.event_time.as_ref(),
+        }
+    }
+
+    /// How many output ports the source has.
+    pub fn outputs(&self) -> u32 {
+        match self {
+            SourceSpec::Nexmark(_) => 3,
+            _ => 1,
         }
     }
 
@@ -134,6 +157,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Generator(_) => Some(generator::GeneratorSpec::schema().as_ref().clone()),
             SourceSpec::File(f) => f.declared_schema().ok().flatten(),
+            SourceSpec::Nexmark(_) => Some(nexmark::schema(2).as_ref().clone()),
         }
     }
 

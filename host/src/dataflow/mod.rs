@@ -665,6 +665,7 @@ fn open_source(
     Ok(match spec {
         SourceSpec::Generator(g) => Box::new(g.open(batch_size)),
         SourceSpec::File(f) => connectors::file::open_source(name, f, batch_size, dead_letters)?,
+        SourceSpec::Nexmark(n) => Box::new(n.open(batch_size)),
     })
 }
 

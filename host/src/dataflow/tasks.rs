@@ -92,7 +92,7 @@ impl SourceTask {
                     return Ok(false);
                 }
             }
-            let Some(batch) = self.source.next_batch()? else {
+            let Some((port, batch)) = self.source.next_output()? else {
                 return Ok(true);
             };
             if batch.num_rows() == 0 {
@@ -111,7 +111,7 @@ impl SourceTask {
             last_data = Instant::now();
             idle = false;
             self.node.output(batch.num_rows());
-            if !routed(self.router.send(0, &batch))? {
+            if !routed(self.router.send(port, &batch))? {
                 return Ok(false);
             }
             if let (Some(generator), Some(et)) = (&mut generator, &self.event_time) {
@@ -126,6 +126,7 @@ impl SourceTask {
                     }
                 }
                 if let Some(w) = generator.watermark()
+                    && self.source.at_boundary()
                     && sent_watermark.is_none_or(|s| w > s)
                 {
                     sent_watermark = Some(w);

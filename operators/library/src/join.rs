@@ -1,5 +1,7 @@
 //! Keyed joins of two inputs: the left input (port 0) is a stream of events, the right input
-//! (port 1) is a table (a changelog of upserts and deletes) or another stream.
+//! (port 1) is a table (a changelog of upserts and deletes) or another stream. In a pipeline, an
+//! agent's inputs are numbered in the order they first appear in `edges`: list the left one
+//! first.
 //!
 //! ```toml
 //! [agents.enrich]
