@@ -23,6 +23,11 @@ fn main() {
             "examples/fraud-detection/score",
         ),
         (
+            "NEXMARK_QUERIES",
+            "nexmark-queries",
+            "examples/nexmark/queries",
+        ),
+        (
             "MISBEHAVE",
             "sabot-test-misbehave",
             "tests/guests/misbehave",

@@ -29,7 +29,17 @@ fn run(query: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("count = 10_000_000", &format!("count = {EVENTS}"));
-    let mut spec = PipelineSpec::parse(&text, &path).unwrap();
+    let modules = [(
+        "".to_owned(),
+        sabot_host::wasm::ModuleSource::Path(sabot_test_artifacts::NEXMARK_QUERIES.into()),
+    )];
+    let agents: Vec<(String, sabot_host::wasm::ModuleSource)> =
+        ["winners", "average", "hottest", "highest"]
+            .iter()
+            .filter(|a| text.contains(&format!("[agents.{a}]")))
+            .map(|a| (a.to_string(), modules[0].1.clone()))
+            .collect();
+    let mut spec = PipelineSpec::parse_with_modules(&text, &path, &agents).unwrap();
     let s = Scratch::new();
     for sink in spec.sinks.values_mut() {
         *sink = SinkSpec::File(FileSinkSpec {
@@ -134,7 +144,9 @@ fn q3_finds_the_local_sellers_of_category_10() {
             .filter_map(|e| match e {
                 Event::Auction(a) if a.category == 10 => {
                     // As the seller stood when the auction opened: registered by then.
-                    let p = people.get(&a.seller).filter(|p| p.date_time <= a.date_time)?;
+                    let p = people
+                        .get(&a.seller)
+                        .filter(|p| p.date_time <= a.date_time)?;
                     ["or", "id", "ca"]
                         .contains(&p.state.as_str())
                         .then(|| format!("{} {} {} {}", p.name, p.city, p.state, a.id))
@@ -205,4 +217,132 @@ fn q8_finds_people_who_sell_in_the_window_they_joined() {
             .collect(),
     );
     assert_same_lines(&got, &expected, "q8");
+}
+
+#[test]
+fn q4_averages_the_winning_price_per_category() {
+    let all = events();
+    // By the query's definition: bids made between an auction's opening and its expiry, whatever
+    // order they come in.
+    let mut open: HashMap<usize, (&nexmark::event::Auction, Option<usize>)> = all
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) => Some((a.id, (a, None))),
+            _ => None,
+        })
+        .collect();
+    for e in &all {
+        match e {
+            Event::Auction(_) => {}
+            Event::Bid(b) => {
+                if let Some((a, best)) = open.get_mut(&b.auction)
+                    && a.date_time <= b.date_time
+                    && b.date_time <= a.expires
+                {
+                    *best = Some(best.map_or(b.price, |x| x.max(b.price)));
+                }
+            }
+            Event::Person(_) => {}
+        }
+    }
+    let mut per_category: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for (a, best) in open.values() {
+        if let Some(best) = best {
+            let c = per_category.entry(a.category).or_default();
+            c.0 += best;
+            c.1 += 1;
+        }
+    }
+    let expected: Vec<String> = per_category
+        .iter()
+        .map(|(cat, (sum, n))| format!("{cat} {:.3} {n}", *sum as f64 / *n as f64))
+        .collect();
+    let mut last: BTreeMap<i64, String> = BTreeMap::new();
+    for r in run("q4") {
+        last.insert(
+            r["category"].as_i64().unwrap(),
+            format!(
+                "{} {:.3} {}",
+                r["category"],
+                r["average"].as_f64().unwrap(),
+                r["auctions"]
+            ),
+        );
+    }
+    assert_same_lines(&last.into_values().collect::<Vec<_>>(), &expected, "q4");
+}
+
+#[test]
+fn q5_finds_the_auctions_with_the_most_bids_per_sliding_window() {
+    let (size, slide) = (10_000i64, 2_000i64);
+    let mut counts: BTreeMap<i64, HashMap<usize, i64>> = BTreeMap::new(); // window end -> auction -> bids
+    for e in events() {
+        if let Event::Bid(b) = e {
+            let t = b.date_time as i64;
+            let mut start = t.div_euclid(slide) * slide;
+            while start > t - size {
+                *counts
+                    .entry(start + size)
+                    .or_default()
+                    .entry(b.auction)
+                    .or_default() += 1;
+                start -= slide;
+            }
+        }
+    }
+    let mut expected = Vec::new();
+    for (end, per_auction) in &counts {
+        let max = per_auction.values().max().unwrap();
+        for (auction, n) in per_auction {
+            if n == max {
+                expected.push(format!("{end} {auction} {n}"));
+            }
+        }
+    }
+    let expected = sorted(expected);
+    let got = sorted(
+        run("q5")
+            .iter()
+            .map(|r| format!("{} {} {}", ms(&r["window_end"]), r["auction"], r["bids"]))
+            .collect(),
+    );
+    assert_same_lines(&got, &expected, "q5");
+}
+
+#[test]
+fn q7_finds_the_highest_bids_per_window() {
+    let size = 10_000u64;
+    let mut best: BTreeMap<u64, (usize, Vec<String>)> = BTreeMap::new();
+    for e in events() {
+        if let Event::Bid(b) = e {
+            let end = (b.date_time / size + 1) * size;
+            let entry = best.entry(end).or_insert((b.price, Vec::new()));
+            if b.price > entry.0 {
+                *entry = (b.price, Vec::new());
+            }
+            if b.price == entry.0 {
+                entry.1.push(format!(
+                    "{end} {} {} {} {}",
+                    b.auction, b.bidder, b.price, b.date_time
+                ));
+            }
+        }
+    }
+    let expected = sorted(best.into_values().flat_map(|(_, rows)| rows).collect());
+    let got = sorted(
+        run("q7")
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {}",
+                    ms(&r["window_end"]),
+                    r["auction"],
+                    r["bidder"],
+                    r["price"],
+                    ms(&r["date_time"])
+                )
+            })
+            .collect(),
+    );
+    assert_same_lines(&got, &expected, "q7");
 }
