@@ -312,8 +312,8 @@ impl Nexmark {
         keys.sort_unstable();
         keys.dedup();
         let mut best: Vec<Option<Best>> = self.best.get_many(&keys)?;
-        for i in 0..rows {
-            let k = keys.binary_search(&ends[i]).expect("a key of the batch");
+        for (i, end) in ends.iter().enumerate().take(rows) {
+            let k = keys.binary_search(end).expect("a key of the batch");
             let (value, r) = row(i);
             let b = best[k].get_or_insert_with(|| Best {
                 value,
