@@ -1,0 +1,235 @@
+//! `cargo bench -p sabot-host --bench nexmark`: events/s of each Nexmark example query
+//! (examples/nexmark) beside a native Rust implementation of the same query — generating the same
+//! events with the `nexmark` crate and computing the answer with plain maps — measured in the same
+//! run. Nothing here is asserted. `SABOT_BENCH_EVENTS` sets the events per query (default 2 000 000).
+
+#![expect(
+    clippy::print_stdout,
+    reason = "a benchmark reports its table on standard output"
+)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nexmark::EventGenerator;
+use nexmark::config::NexmarkConfig;
+use nexmark::event::Event;
+use sabot_host::connectors::SinkSpec;
+use sabot_host::connectors::blackhole::BlackholeSpec;
+use sabot_host::wasm::{CompileCache, ModuleSource, WasmRuntime};
+use sabot_host::{Pipeline, PipelineSpec, RunOptions};
+
+fn generator() -> impl Iterator<Item = Event> {
+    EventGenerator::new(NexmarkConfig {
+        base_time: 1_767_225_600_000,
+        ..NexmarkConfig::default()
+    })
+}
+
+/// The query natively: the same events, the answer computed in plain Rust. Returns events/s.
+fn native(query: &str, events: usize) -> f64 {
+    let started = Instant::now();
+    let events_iter = generator().take(events);
+    let mut out = 0usize;
+    match query {
+        "q0" => {
+            for e in events_iter {
+                if let Event::Bid(b) = e {
+                    out += black_box(&b).price;
+                }
+            }
+        }
+        "q1" => {
+            for e in events_iter {
+                if let Event::Bid(b) = e {
+                    out += black_box(b.price as f64 * 0.908) as usize;
+                }
+            }
+        }
+        "q2" => {
+            for e in events_iter {
+                if let Event::Bid(b) = e
+                    && b.auction % 123 == 0
+                {
+                    out += b.price;
+                }
+            }
+        }
+        "q3" => {
+            let mut people = HashMap::new();
+            for e in events_iter {
+                match e {
+                    Event::Person(p) if ["or", "id", "ca"].contains(&p.state.as_str()) => {
+                        people.insert(p.id, p);
+                    }
+                    Event::Auction(a) if a.category == 10 => {
+                        if let Some(p) = people.get(&a.seller) {
+                            out += black_box(p.name.len());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        "q4" => {
+            let mut open: HashMap<usize, (usize, u64, u64, Option<usize>)> = HashMap::new();
+            let mut avg: HashMap<usize, (usize, usize)> = HashMap::new();
+            let mut closing: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+            for e in events_iter {
+                match e {
+                    Event::Auction(a) => {
+                        open.insert(a.id, (a.category, a.date_time, a.expires, None));
+                        closing.entry(a.expires).or_default().push(a.id);
+                    }
+                    Event::Bid(b) => {
+                        if let Some(o) = open.get_mut(&b.auction)
+                            && o.1 <= b.date_time
+                            && b.date_time <= o.2
+                        {
+                            o.3 = Some(o.3.map_or(b.price, |x| x.max(b.price)));
+                        }
+                        while let Some((&t, _)) = closing.first_key_value() {
+                            if t >= b.date_time {
+                                break;
+                            }
+                            for id in closing.pop_first().unwrap().1 {
+                                if let Some((cat, _, _, Some(best))) = open.remove(&id) {
+                                    let c = avg.entry(cat).or_default();
+                                    c.0 += best;
+                                    c.1 += 1;
+                                    out += c.0 / c.1;
+                                }
+                            }
+                        }
+                    }
+                    Event::Person(_) => {}
+                }
+            }
+        }
+        "q5" => {
+            let mut counts: HashMap<(u64, usize), usize> = HashMap::new();
+            for e in events_iter {
+                if let Event::Bid(b) = e {
+                    let mut start = b.date_time / 2_000 * 2_000;
+                    while start + 10_000 > b.date_time {
+                        *counts.entry((start, b.auction)).or_default() += 1;
+                        if start < 2_000 {
+                            break;
+                        }
+                        start -= 2_000;
+                    }
+                }
+            }
+            let mut best: HashMap<u64, usize> = HashMap::new();
+            for ((w, _), n) in &counts {
+                let b = best.entry(*w).or_default();
+                *b = (*b).max(*n);
+            }
+            out += best.len();
+        }
+        "q7" => {
+            let mut best: HashMap<u64, (usize, Vec<Event>)> = HashMap::new();
+            for e in events_iter {
+                if let Event::Bid(b) = &e {
+                    let w = b.date_time / 10_000;
+                    let price = b.price;
+                    let entry = best.entry(w).or_insert((price, Vec::new()));
+                    if price > entry.0 {
+                        *entry = (price, Vec::new());
+                    }
+                    if price == entry.0 {
+                        entry.1.push(e);
+                    }
+                }
+            }
+            out += best.len();
+        }
+        "q8" => {
+            let mut people: HashMap<(usize, u64), String> = HashMap::new();
+            let mut sellers: HashMap<(usize, u64), usize> = HashMap::new();
+            for e in events_iter {
+                match e {
+                    Event::Person(p) => {
+                        people.insert((p.id, p.date_time / 10_000), p.name);
+                    }
+                    Event::Auction(a) => {
+                        *sellers.entry((a.seller, a.date_time / 10_000)).or_default() += 1
+                    }
+                    Event::Bid(_) => {}
+                }
+            }
+            out += people.keys().filter(|k| sellers.contains_key(k)).count();
+        }
+        other => unreachable!("no native {other}"),
+    }
+    black_box(out);
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+fn sabot(runtime: &Arc<WasmRuntime>, query: &str, events: u64) -> f64 {
+    let workspace = sabot_test_artifacts::workspace();
+    let path = workspace.join(format!("examples/nexmark/{query}.toml"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("count = 10_000_000", &format!("count = {events}"));
+    let agents: Vec<(String, ModuleSource)> = ["winners", "average", "hottest", "highest"]
+        .iter()
+        .filter(|a| text.contains(&format!("[agents.{a}]")))
+        .map(|a| {
+            (
+                a.to_string(),
+                ModuleSource::Path(sabot_test_artifacts::NEXMARK_QUERIES.into()),
+            )
+        })
+        .collect();
+    let mut spec = PipelineSpec::parse_with_modules(&text, &path, &agents).unwrap();
+    for sink in spec.sinks.values_mut() {
+        *sink = SinkSpec::Blackhole(BlackholeSpec {});
+    }
+    let summary = Pipeline::new(spec, runtime.clone())
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    assert_eq!(summary.events_in, events);
+    summary.events_in as f64 / summary.elapsed.as_secs_f64()
+}
+
+fn main() {
+    let events: u64 = std::env::var("SABOT_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
+    let queries = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
+    // Compile every module once, outside the timings.
+    for q in queries {
+        sabot(&runtime, q, 10_000);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!("# Nexmark, {events} events per query, {cores} cores\n");
+    println!("Medians of 3 runs. Per core = events/s ÷ {cores} (the pipeline uses every core).\n");
+    println!("| query | Sabot events/s | per core | native Rust events/s | ratio |");
+    println!("|---|---|---|---|---|");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for q in queries {
+        let (mut s, mut n) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            s.push(sabot(&runtime, q, events));
+            n.push(native(q, events as usize));
+        }
+        let (s, n) = (median(s), median(n));
+        println!(
+            "| {q} | {:.2} M | {:.2} M | {:.2} M | {:.2}× |",
+            s / 1e6,
+            s / cores / 1e6,
+            n / 1e6,
+            s / n
+        );
+    }
+}
