@@ -143,3 +143,80 @@ fn an_operator_expression_naming_a_missing_column_fails_naming_it() {
     assert!(err.contains("unknown column `lower_venue_is_lit`"), "{err}");
     assert!(!s.path("out.jsonl").exists());
 }
+
+#[test]
+fn fintech_enrichment_joins_each_trade_with_the_reference_data_and_quote_of_its_time() {
+    let workspace = sabot_test_artifacts::workspace();
+    let dir = workspace.join("examples/fintech-enrichment");
+    let mut spec = PipelineSpec::load(dir.join("pipeline.toml")).unwrap();
+    let scratch = Scratch::new();
+    sinks_to_files(&mut spec, &scratch);
+    Pipeline::new(spec, runtime())
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    let out = scratch.read("out.jsonl");
+
+    // The reference: the latest quote and security version at or before each trade.
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("data").join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let quotes = read("quotes.jsonl");
+    let sectors: Vec<(String, i64, String)> =
+        std::fs::read_to_string(dir.join("data/securities.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[0].to_owned(), f[1].parse().unwrap(), f[3].to_owned())
+            })
+            .collect();
+    let mut expected = Vec::new();
+    for t in read("trades.jsonl") {
+        let (sym, ts) = (t["symbol"].as_str().unwrap(), t["ts"].as_i64().unwrap());
+        let quote = quotes
+            .iter()
+            .filter(|q| q["symbol"] == sym && q["quoted"].as_i64().unwrap() <= ts)
+            .max_by_key(|q| q["quoted"].as_i64().unwrap());
+        let sector = sectors
+            .iter()
+            .filter(|s| s.0 == sym && s.1 <= ts)
+            .max_by_key(|s| s.1);
+        if let (Some(q), Some(s)) = (quote, sector) {
+            expected.push(format!(
+                "{} {} {} {}",
+                t["trade_id"], s.2, q["bid"], q["quoted"]
+            ));
+        }
+    }
+    expected.sort();
+    let mut got: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{} {} {} {}",
+                r["trade_id"],
+                r["sector"].as_str().unwrap(),
+                r["bid"],
+                r["quoted"]
+            )
+        })
+        .collect();
+    got.sort();
+    crate::support::assert_same_lines(&got, &expected, "fintech enrichment");
+    assert!(
+        out.contains("\"sector\":\"Pharmaceuticals\""),
+        "the reclassification shows"
+    );
+    assert!(
+        out.contains("\"sector\":\"Health Care\""),
+        "and what came before it"
+    );
+    check_golden("fintech-enrichment.enriched.jsonl", &out);
+}

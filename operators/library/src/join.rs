@@ -10,6 +10,8 @@
 //! config = { kind = "temporal", key = "symbol", time = "ts" }
 //! ```
 //!
+//! `time` names the event-time column (`right_time` the right input's, when it differs).
+//!
 //! | `kind` | joins each left row with | emitted |
 //! |---|---|---|
 //! | `lookup` | the right row of its key as the table stands when the left row arrives (processing time) | at once |
@@ -47,6 +49,8 @@ pub struct JoinConfig {
     pub kind: String,
     pub key: String,
     pub time: Option<String>,
+    /// The right input's event-time column, when it is not named like the left's.
+    pub right_time: Option<String>,
     pub op: Option<String>,
     pub lower_ms: Option<i64>,
     pub upper_ms: Option<i64>,
@@ -92,6 +96,7 @@ pub struct Join {
     kind: Kind,
     key: String,
     time: Option<String>,
+    right_time: Option<String>,
     op: Option<String>,
     state: ValueState<KeyState>,
 }
@@ -152,6 +157,7 @@ impl Join {
         Ok(Join {
             kind,
             key: config.key,
+            right_time: config.right_time.or_else(|| config.time.clone()),
             time: config.time,
             op: config.op,
             state: ValueState::new(&format!("{name}.keys")),
@@ -200,7 +206,12 @@ impl Join {
                 )));
             }
         };
-        let times = match &self.time {
+        let time = if side == "right" {
+            &self.right_time
+        } else {
+            &self.time
+        };
+        let times = match time {
             None => vec![0; batch.num_rows()],
             Some(t) => {
                 let col = batch.column_by_name(t).ok_or_else(|| {
