@@ -454,6 +454,15 @@ pub trait Aggregator<In, Acc, Out> {
     fn add(&self, acc: &mut Acc, input: In);
     /// The result the accumulator stands for.
     fn result(&self, acc: &Acc) -> Out;
+    /// Folds `other` (the accumulator of inputs that came after `acc`'s) into `acc`: what
+    /// session windows need when two sessions merge. Aggregators that cannot merge leave the
+    /// default, which refuses.
+    fn merge(&self, acc: &mut Acc, other: Acc) -> Result<(), AgentError> {
+        let _ = (acc, other);
+        Err(AgentError::invalid_config(
+            "this aggregator cannot merge accumulators (implement Aggregator::merge), so it cannot run in session windows",
+        ))
+    }
 }
 
 /// An accumulator per key, fed inputs, read as results (a running mean, say).

@@ -327,3 +327,92 @@ path = "late.jsonl"
     crate::support::assert_same_lines(&sorted_lines(&s.read("out.jsonl")), &expected, "windows");
     assert_eq!(s.read("late.jsonl"), "");
 }
+
+#[test]
+fn a_user_agent_windows_with_the_library_and_a_user_defined_aggregate() {
+    for kind in [Kind::Tumbling(100), Kind::Session(20)] {
+        let rows = input(99);
+        let (reference_rows, expected_late) = reference(&rows, kind, 0);
+        // `key start end n=… sum=… min=… max=… …` → `key start end n min max spread`.
+        let expected: Vec<String> = {
+            let mut v: Vec<String> = reference_rows
+                .iter()
+                .map(|line| {
+                    let f: Vec<&str> = line.split(' ').collect();
+                    let field = |name: &str| -> i64 {
+                        f.iter()
+                            .find_map(|x| x.strip_prefix(name))
+                            .unwrap()
+                            .parse()
+                            .unwrap()
+                    };
+                    let (min, max) = (field("min="), field("max="));
+                    format!(
+                        "{} {} {} {} {min} {max} {}",
+                        f[0],
+                        f[1],
+                        f[2],
+                        field("n="),
+                        max - min
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let shape = match kind {
+            Kind::Tumbling(size) => format!("kind = \"tumbling\", size_ms = {size}"),
+            Kind::Session(gap) => format!("kind = \"session\", gap_ms = {gap}"),
+            Kind::Sliding(..) => unreachable!(),
+        };
+        let toml = format!(
+            r#"
+edges = ["events -> w -> flat -> out", "w:1 -> late"]
+[pipeline]
+batch_size = {BATCH}
+[sources.events]
+type = "file"
+path = "events.jsonl"
+schema = {{ key = "int64", ts = "int64", v = "int64" }}
+event_time = {{ column = "ts", max_out_of_orderness_ms = {DELAY} }}
+[agents.w]
+module = {module}
+parallelism = 2
+key = "key"
+config = {{ library = {{ {shape}, time = "ts", key = "key", aggregates = ["count(*) AS n", "min(v)", "max(v)"] }} }}
+[agents.flat]
+module = "builtin:project"
+config = {{ select = ["key", "CAST(window_start AS BIGINT) AS start", "CAST(window_end AS BIGINT) AS end", "*"] }}
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+[sinks.late]
+type = "file"
+path = "late.jsonl"
+"#,
+            module = crate::support::lit(sabot_test_artifacts::TIMED)
+        );
+        let s = Scratch::new();
+        let text: String = rows
+            .iter()
+            .map(|(k, t, v)| format!("{{\"key\":{k},\"ts\":{t},\"v\":{v}}}\n"))
+            .collect();
+        s.write("events.jsonl", &text);
+        s.run(&toml).unwrap();
+        let got = lines(&s, "out.jsonl", |r| {
+            format!(
+                "{} {} {} {} {} {} {}",
+                r["key"], r["start"], r["end"], r["n"], r["min_v"], r["max_v"], r["spread"]
+            )
+        });
+        crate::support::assert_same_lines(
+            &got,
+            &expected,
+            &format!("{kind:?} through the library"),
+        );
+        let got_late = lines(&s, "late.jsonl", |r| {
+            format!("{} {} {}", r["key"], r["ts"], r["v"])
+        });
+        crate::support::assert_same_lines(&got_late, &expected_late, "late, through the library");
+    }
+}

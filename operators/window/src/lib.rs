@@ -12,8 +12,14 @@ pub struct WindowOperator {
 
 impl Agent for WindowOperator {
     fn init(config: Config) -> Result<Self, AgentError> {
+        let config: sabot_operators::window::WindowConfig = config.parse()?;
+        if config.aggregates.is_empty() {
+            return Err(AgentError::invalid_config(
+                "aggregates is empty: name at least one, e.g. [\"count(*)\"]",
+            ));
+        }
         Ok(WindowOperator {
-            windows: Windows::new("window", config.parse()?)?,
+            windows: Windows::new("window", config)?,
         })
     }
 

@@ -88,6 +88,8 @@ pub enum Acc {
     First(Option<(i64, Value)>),
     /// The value with the largest event time (the latest to arrive among equals).
     Last(Option<(i64, Value)>),
+    /// A user-defined aggregate's accumulator, encoded (see [`UserAggregate`]).
+    User(Vec<u8>),
 }
 
 impl Acc {
@@ -109,6 +111,7 @@ impl Acc {
     pub fn add(&mut self, value: Option<Value>, ts: i64) {
         let Some(v) = value else { return };
         match self {
+            Acc::User(_) => unreachable!("user aggregates are fed through their aggregator"),
             Acc::Count(n) => *n += 1,
             Acc::SumI(s) => {
                 if let Value::I(x) = v {
@@ -205,6 +208,7 @@ impl Acc {
     /// The result.
     pub fn finish(&self) -> Option<Value> {
         match self {
+            Acc::User(_) => unreachable!("user aggregates are finished by their aggregator"),
             Acc::Count(n) => Some(Value::I(*n)),
             Acc::SumI(s) => s.map(Value::I),
             Acc::SumF(s) => s.map(Value::F),
@@ -212,6 +216,154 @@ impl Acc {
             Acc::Mean(s, n) => (*n > 0).then(|| Value::F(s / *n as f64)),
             Acc::First(f) | Acc::Last(f) => f.as_ref().map(|(_, v)| v.clone()),
         }
+    }
+}
+
+/// A value a user aggregate takes from a column.
+pub trait FromValue: Sized {
+    fn from_value(v: &Value) -> Option<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::I(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for f64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::F(f) => Some(*f),
+            Value::I(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for String {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::S(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::B(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// A result a user aggregate produces.
+pub trait IntoValue {
+    /// The output column's type.
+    const TYPE: OutType;
+    fn into_value(self) -> Option<Value>;
+}
+
+impl IntoValue for i64 {
+    const TYPE: OutType = OutType::I64;
+    fn into_value(self) -> Option<Value> {
+        Some(Value::I(self))
+    }
+}
+
+impl IntoValue for f64 {
+    const TYPE: OutType = OutType::F64;
+    fn into_value(self) -> Option<Value> {
+        Some(Value::F(self))
+    }
+}
+
+impl IntoValue for String {
+    const TYPE: OutType = OutType::Str;
+    fn into_value(self) -> Option<Value> {
+        Some(Value::S(self))
+    }
+}
+
+impl IntoValue for bool {
+    const TYPE: OutType = OutType::Bool;
+    fn into_value(self) -> Option<Value> {
+        Some(Value::B(self))
+    }
+}
+
+impl<T: IntoValue> IntoValue for Option<T> {
+    const TYPE: OutType = T::TYPE;
+    fn into_value(self) -> Option<Value> {
+        self.and_then(IntoValue::into_value)
+    }
+}
+
+/// A user-defined aggregate, whatever its types: the SDK's
+/// [`Aggregator`](sabot_sdk::state::Aggregator) with its accumulator kept encoded in window state.
+pub trait UserAggregate {
+    fn create(&self) -> Result<Vec<u8>, AgentError>;
+    fn add(&self, acc: &mut Vec<u8>, value: Option<&Value>) -> Result<(), AgentError>;
+    fn merge(&self, acc: &mut Vec<u8>, other: &[u8]) -> Result<(), AgentError>;
+    fn result(&self, acc: &[u8]) -> Result<Option<Value>, AgentError>;
+    fn output(&self) -> OutType;
+}
+
+/// Wraps an SDK aggregator as a [`UserAggregate`].
+pub struct Erased<In, Acc, Out, A> {
+    pub aggregator: A,
+    pub _types: std::marker::PhantomData<fn(In, Acc) -> Out>,
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, AgentError> {
+    postcard::to_allocvec(v)
+        .map_err(|e| AgentError::internal(format!("cannot encode an aggregate's accumulator: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, AgentError> {
+    postcard::from_bytes(b).map_err(|e| {
+        AgentError::internal(format!("an aggregate's accumulator does not decode: {e}"))
+    })
+}
+
+impl<In, Acc, Out, A> UserAggregate for Erased<In, Acc, Out, A>
+where
+    In: FromValue,
+    Acc: Serialize + serde::de::DeserializeOwned,
+    Out: IntoValue,
+    A: sabot_sdk::state::Aggregator<In, Acc, Out>,
+{
+    fn create(&self) -> Result<Vec<u8>, AgentError> {
+        encode(&self.aggregator.create())
+    }
+
+    fn add(&self, acc: &mut Vec<u8>, value: Option<&Value>) -> Result<(), AgentError> {
+        let Some(input) = value.and_then(In::from_value) else {
+            return Ok(()); // nulls, and values of another type, are skipped
+        };
+        let mut a: Acc = decode(acc)?;
+        self.aggregator.add(&mut a, input);
+        *acc = encode(&a)?;
+        Ok(())
+    }
+
+    fn merge(&self, acc: &mut Vec<u8>, other: &[u8]) -> Result<(), AgentError> {
+        let mut a: Acc = decode(acc)?;
+        self.aggregator.merge(&mut a, decode(other)?)?;
+        *acc = encode(&a)?;
+        Ok(())
+    }
+
+    fn result(&self, acc: &[u8]) -> Result<Option<Value>, AgentError> {
+        Ok(self.aggregator.result(&decode(acc)?).into_value())
+    }
+
+    fn output(&self) -> OutType {
+        Out::TYPE
     }
 }
 

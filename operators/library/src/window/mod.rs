@@ -42,7 +42,7 @@ use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{self, OutType};
-pub use aggregate::{Acc, Aggregate, Function};
+pub use aggregate::{Acc, Aggregate, Erased, FromValue, Function, IntoValue, UserAggregate};
 pub use assign::{Assigner, Session, add_session};
 
 /// The `config` of a window operator.
@@ -92,14 +92,6 @@ pub struct WindowState {
     pub types: Vec<OutType>,
 }
 
-impl WindowState {
-    fn merge(&mut self, later: WindowState) {
-        for (a, b) in self.accs.iter_mut().zip(later.accs) {
-            a.merge(b);
-        }
-    }
-}
-
 /// Windows and their state: what the `window` operator runs, usable from any Rust agent.
 pub struct Windows {
     assigner: Assigner,
@@ -111,6 +103,9 @@ pub struct Windows {
     sessions: ValueState<Vec<Session<WindowState>>>,
     ports: (u32, u32),
     key_name: String,
+    /// User-defined aggregates: name, input column, aggregator. Their accumulators follow the
+    /// built-in ones in [`WindowState::accs`].
+    user: Vec<(String, Option<String>, Box<dyn UserAggregate>)>,
 }
 
 fn positive(v: Option<i64>, field: &str, kind: &str) -> Result<i64, AgentError> {
@@ -157,11 +152,6 @@ impl Windows {
                 "allowed_lateness_ms must be ≥ 0",
             ));
         }
-        if config.aggregates.is_empty() {
-            return Err(AgentError::invalid_config(
-                "aggregates is empty: name at least one, e.g. [\"count(*)\"]",
-            ));
-        }
         let aggregates = config
             .aggregates
             .iter()
@@ -177,7 +167,49 @@ impl Windows {
             fixed: MapState::new(&format!("{name}.windows")),
             sessions: ValueState::new(&format!("{name}.sessions")),
             ports: (0, 1),
+            user: Vec::new(),
         })
+    }
+
+    /// Adds a user-defined aggregate named `name` over `column` (`None`: every row is an input
+    /// of `()`-like value `true`), computed by an SDK [`Aggregator`]: its accumulator is kept in
+    /// window state like the built-in ones. Session windows also need [`Aggregator::merge`].
+    ///
+    /// [`Aggregator`]: sabot_sdk::state::Aggregator
+    /// [`Aggregator::merge`]: sabot_sdk::state::Aggregator::merge
+    pub fn with_aggregator<In, Acc, Out, A>(
+        mut self,
+        name: &str,
+        column: Option<&str>,
+        aggregator: A,
+    ) -> Self
+    where
+        In: FromValue + 'static,
+        Acc: Serialize + serde::de::DeserializeOwned + 'static,
+        Out: IntoValue + 'static,
+        A: sabot_sdk::state::Aggregator<In, Acc, Out> + 'static,
+    {
+        self.user.push((
+            name.to_owned(),
+            column.map(str::to_owned),
+            Box::new(Erased {
+                aggregator,
+                _types: std::marker::PhantomData,
+            }),
+        ));
+        self
+    }
+
+    /// Folds `later` into `state`, user aggregates through their aggregators.
+    fn merge_states(&self, state: &mut WindowState, later: WindowState) -> Result<(), AgentError> {
+        let builtin = self.aggregates.len();
+        for (i, (a, b)) in state.accs.iter_mut().zip(later.accs).enumerate() {
+            match (a, b) {
+                (Acc::User(a), Acc::User(b)) => self.user[i - builtin].2.merge(a, &b)?,
+                (a, b) => a.merge(b),
+            }
+        }
+        Ok(())
     }
 
     /// Emits results on `output` and late events on `late` (default 0 and 1).
@@ -309,9 +341,23 @@ impl Windows {
                 }
             }
         }
-        let fresh = |key: &KeyValue| WindowState {
-            key: key.clone(),
-            accs: self
+        for (name, column, aggregator) in &self.user {
+            match column {
+                None => columns.push(values::Column::Rows),
+                Some(c) => {
+                    let array = batch.column_by_name(c).ok_or_else(|| {
+                        AgentError::invalid_input(format!(
+                            "aggregate `{name}` reads column `{c}`, which the input lacks"
+                        ))
+                    })?;
+                    columns.push(values::Column::from_array(array)?);
+                }
+            }
+            types.push(aggregator.output());
+        }
+        let builtin = self.aggregates.len();
+        let fresh = |key: &KeyValue| -> Result<WindowState, AgentError> {
+            let mut accs: Vec<Acc> = self
                 .aggregates
                 .iter()
                 .zip(&columns)
@@ -324,13 +370,26 @@ impl Windows {
                         },
                     )
                 })
-                .collect(),
-            types: types.clone(),
-        };
-        let add = |state: &mut WindowState, row: usize| {
-            for (acc, col) in state.accs.iter_mut().zip(&columns) {
-                acc.add(col.get(row), times[row]);
+                .collect();
+            for (_, _, aggregator) in &self.user {
+                accs.push(Acc::User(aggregator.create()?));
             }
+            Ok(WindowState {
+                key: key.clone(),
+                accs,
+                types: types.clone(),
+            })
+        };
+        let add = |state: &mut WindowState, row: usize| -> Result<(), AgentError> {
+            for (i, (acc, col)) in state.accs.iter_mut().zip(&columns).enumerate() {
+                match acc {
+                    Acc::User(bytes) => {
+                        self.user[i - builtin].2.add(bytes, col.get(row).as_ref())?
+                    }
+                    acc => acc.add(col.get(row), times[row]),
+                }
+            }
+            Ok(())
         };
         let watermark = timers::watermark().unwrap_or(i64::MIN);
         let mut late = vec![false; n];
@@ -357,11 +416,17 @@ impl Windows {
             for (key, sessions) in order.into_iter().zip(all.iter_mut()) {
                 let sessions = sessions.get_or_insert_with(Vec::new);
                 for &row in &rows_of[&key] {
-                    let mut state = fresh(&key);
-                    add(&mut state, row);
+                    let mut state = fresh(&key)?;
+                    add(&mut state, row)?;
+                    let mut failed = None;
                     add_session(sessions, times[row], times[row] + gap, state, |a, b| {
-                        a.merge(b)
+                        if let Err(e) = self.merge_states(a, b) {
+                            failed.get_or_insert(e);
+                        }
                     });
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
                 }
                 for s in sessions.iter() {
                     timers::register_event_time(&key, self.close(s.end));
@@ -394,9 +459,12 @@ impl Windows {
             };
             let mut writes = Vec::with_capacity(order.len());
             for ((key, start), state) in order.into_iter().zip(current) {
-                let mut state = state.unwrap_or_else(|| fresh(&key));
+                let mut state = match state {
+                    Some(s) => s,
+                    None => fresh(&key)?,
+                };
                 for &row in &rows_of[&(key.clone(), start)] {
-                    add(&mut state, row);
+                    add(&mut state, row)?;
                 }
                 timers::register_event_time(&key, self.close(start + size));
                 writes.push((key, start, state));
@@ -521,13 +589,23 @@ impl Windows {
                 rows.iter().map(|r| r.1),
             ),
         ));
-        for (i, a) in self.aggregates.iter().enumerate() {
+        let names = self
+            .aggregates
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(self.user.iter().map(|u| u.0.as_str()));
+        let builtin = self.aggregates.len();
+        for (i, name) in names.enumerate() {
             let ty = first.types[i];
-            fields.push(values::field(&a.name, ty));
-            columns.push(values::build(
-                ty,
-                rows.iter().map(|r| r.2.accs[i].finish()).collect(),
-            ));
+            fields.push(values::field(name, ty));
+            let results = rows
+                .iter()
+                .map(|r| match &r.2.accs[i] {
+                    Acc::User(bytes) => self.user[i - builtin].2.result(bytes),
+                    acc => Ok(acc.finish()),
+                })
+                .collect::<Result<Vec<_>, AgentError>>()?;
+            columns.push(values::build(ty, results));
         }
         Ok(RecordBatch::try_new(
             Arc::new(Schema::new(fields)),

@@ -8,6 +8,10 @@
 //! - port 1: the input rows that arrived after their window had fired (late), unchanged;
 //! - port 2: one row per `on-watermark` call: `watermark`.
 //!
+//! With `{"library": WINDOW_CONFIG}` it runs `sabot_operators::window::Windows` instead, as a user
+//! agent would, with a user-defined aggregate `spread` (max − min of column `v`, an SDK
+//! `Aggregator` that can merge, so it works in session windows too) beside the configured ones.
+//!
 //! With `{"processing_ms": N}` it also registers, for each key it sees for the first time, a
 //! processing-time timer N ms after the wall clock, and emits `key`, `window_end = -1`,
 //! `count = 0` on port 0 when it fires.
@@ -27,7 +31,10 @@ use sabot_sdk::{Agent, AgentError, Config, Emitter, RecordBatch};
 
 #[derive(serde::Deserialize)]
 struct Settings {
+    #[serde(default)]
     size_ms: i64,
+    #[serde(default)]
+    library: Option<sabot_operators::window::WindowConfig>,
     #[serde(default)]
     processing_ms: Option<i64>,
     #[serde(default = "default_key")]
@@ -38,7 +45,36 @@ fn default_key() -> String {
     "key".into()
 }
 
+/// `max − min` of the inputs: a user-defined aggregate, as the SDK's `Aggregator`.
+struct Spread;
+
+impl sabot_sdk::state::Aggregator<i64, Option<(i64, i64)>, Option<i64>> for Spread {
+    fn create(&self) -> Option<(i64, i64)> {
+        None
+    }
+
+    fn add(&self, acc: &mut Option<(i64, i64)>, v: i64) {
+        *acc = Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+    }
+
+    fn result(&self, acc: &Option<(i64, i64)>) -> Option<i64> {
+        acc.map(|(lo, hi)| hi - lo)
+    }
+
+    fn merge(
+        &self,
+        acc: &mut Option<(i64, i64)>,
+        other: Option<(i64, i64)>,
+    ) -> Result<(), AgentError> {
+        if let Some((lo, hi)) = other {
+            *acc = Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+        Ok(())
+    }
+}
+
 struct Timed {
+    windows: Option<sabot_operators::window::Windows>,
     settings: Settings,
     counts: MapState<i64, i64>,
     seen: ValueState<bool>,
@@ -74,10 +110,21 @@ fn row(key: i64, window_end: i64, count: i64) -> Result<RecordBatch, AgentError>
 impl Agent for Timed {
     fn init(config: Config) -> Result<Self, AgentError> {
         let settings: Settings = config.parse()?;
-        if settings.size_ms <= 0 {
+        let windows = match &settings.library {
+            Some(c) => Some(
+                sabot_operators::window::Windows::new("lib", c.clone())?.with_aggregator(
+                    "spread",
+                    Some("v"),
+                    Spread,
+                ),
+            ),
+            None => None,
+        };
+        if windows.is_none() && settings.size_ms <= 0 {
             return Err(AgentError::invalid_config("size_ms must be positive"));
         }
         Ok(Timed {
+            windows,
             settings,
             counts: MapState::new("counts"),
             seen: ValueState::new("seen"),
@@ -90,6 +137,9 @@ impl Agent for Timed {
         batch: RecordBatch,
         out: &mut Emitter,
     ) -> Result<(), AgentError> {
+        if let Some(w) = &mut self.windows {
+            return w.process(&batch, out);
+        }
         let keys = column::<Int64Array>(&batch, &self.settings.key_column)?;
         let ts = times(&batch)?;
         let watermark = timers::watermark().unwrap_or(i64::MIN);
@@ -120,6 +170,16 @@ impl Agent for Timed {
         Ok(())
     }
 
+    fn on_timers(&mut self, timers: Vec<Timer>, out: &mut Emitter) -> Result<(), AgentError> {
+        if let Some(w) = &mut self.windows {
+            return w.on_timers(&timers, out);
+        }
+        for timer in timers {
+            self.on_timer(timer, out)?;
+        }
+        Ok(())
+    }
+
     fn on_timer(&mut self, timer: Timer, out: &mut Emitter) -> Result<(), AgentError> {
         let key = timer
             .key_i64()
@@ -139,6 +199,9 @@ impl Agent for Timed {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Emitter) -> Result<(), AgentError> {
+        if self.windows.is_some() {
+            return Ok(());
+        }
         out.emit_to(
             2,
             RecordBatch::try_from_iter([(
