@@ -16,6 +16,10 @@
     reason = "a benchmark reports its table on standard output"
 )]
 
+/// The allocator of the `sabot` binary, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;

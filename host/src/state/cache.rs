@@ -17,12 +17,17 @@ use super::{BackendError, Entries, StateBackend};
 struct Slot {
     value: Option<Vec<u8>>,
     dirty: bool,
+    /// Whether the backend may hold a value for the key: a deletion of a key it never held
+    /// (short-lived state, a closed window) is not written at all.
+    stored: bool,
 }
+
+type Map = HashMap<Vec<u8>, Slot, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
 
 #[derive(Debug, Default)]
 struct Generations {
-    young: HashMap<Vec<u8>, Slot>,
-    old: HashMap<Vec<u8>, Slot>,
+    young: Map,
+    old: Map,
     young_bytes: usize,
     dirty: usize,
 }
@@ -63,6 +68,7 @@ impl CachedBackend {
             if slot.dirty {
                 writes.push((k.clone(), slot.value.clone()));
                 slot.dirty = false;
+                slot.stored = slot.value.is_some();
             }
         }
         g.dirty = 0;
@@ -120,12 +126,14 @@ impl StateBackend for CachedBackend {
             let found = self.inner.get_many(&wanted)?;
             for (i, value) in missing.into_iter().zip(found) {
                 out[i].clone_from(&value);
+                let stored = value.is_some();
                 self.insert(
                     &mut g,
                     keys[i].clone(),
                     Slot {
                         value,
                         dirty: false,
+                        stored,
                     },
                 )?;
             }
@@ -136,7 +144,22 @@ impl StateBackend for CachedBackend {
     fn write(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), BackendError> {
         let mut g = self.lock();
         for (key, value) in writes {
-            self.insert(&mut g, key, Slot { value, dirty: true })?;
+            // Unknown keys may be in the backend.
+            let stored = g
+                .young
+                .get(&key)
+                .or_else(|| g.old.get(&key))
+                .is_none_or(|s| s.stored);
+            let dirty = value.is_some() || stored;
+            self.insert(
+                &mut g,
+                key,
+                Slot {
+                    value,
+                    dirty,
+                    stored,
+                },
+            )?;
         }
         Ok(())
     }

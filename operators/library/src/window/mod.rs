@@ -461,12 +461,15 @@ impl Windows {
             for ((key, start), state) in order.into_iter().zip(current) {
                 let mut state = match state {
                     Some(s) => s,
-                    None => fresh(&key)?,
+                    None => {
+                        // A new window: its timer, once (it is kept with the state).
+                        timers::register_event_time(&key, self.close(start + size));
+                        fresh(&key)?
+                    }
                 };
                 for &row in &rows_of[&(key.clone(), start)] {
                     add(&mut state, row)?;
                 }
-                timers::register_event_time(&key, self.close(start + size));
                 writes.push((key, start, state));
             }
             self.fixed.put_many(&writes)?;
