@@ -19,23 +19,47 @@ use std::time::Instant;
 
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
-use nexmark::event::Event;
+use nexmark::event::{Event, EventType};
 use sabot_host::connectors::SinkSpec;
 use sabot_host::connectors::blackhole::BlackholeSpec;
 use sabot_host::wasm::{CompileCache, ModuleSource, WasmRuntime};
 use sabot_host::{Pipeline, PipelineSpec, RunOptions};
 
-fn generator() -> impl Iterator<Item = Event> {
-    EventGenerator::new(NexmarkConfig {
+/// The events of the first `events` of the sequence of the kinds `query` reads, like the Sabot
+/// source generates them (kinds nothing reads are skipped on both sides).
+fn generator(query: &str, events: usize) -> Box<dyn Iterator<Item = Event>> {
+    let config = NexmarkConfig {
         base_time: 1_767_225_600_000,
         ..NexmarkConfig::default()
-    })
+    };
+    let kinds: &[(EventType, usize)] = match query {
+        "q3" | "q8" => &[(EventType::Person, 1), (EventType::Auction, 3)],
+        "q4" => &[(EventType::Auction, 3), (EventType::Bid, 46)],
+        _ => &[(EventType::Bid, 46)],
+    };
+    if kinds.len() == 2 && query == "q4" {
+        // Auctions and bids interleaved in sequence order, as the query needs them.
+        return Box::new(
+            EventGenerator::new(config)
+                .take(events)
+                .filter(|e| !matches!(e, Event::Person(_))),
+        );
+    }
+    let mut out: Vec<Box<dyn Iterator<Item = Event>>> = Vec::new();
+    for (kind, per) in kinds {
+        out.push(Box::new(
+            EventGenerator::new(config.clone())
+                .with_type_filter(*kind)
+                .take(events / 50 * per),
+        ));
+    }
+    Box::new(out.into_iter().flatten())
 }
 
 /// The query natively: the same events, the answer computed in plain Rust. Returns events/s.
 fn native(query: &str, events: usize) -> f64 {
     let started = Instant::now();
-    let events_iter = generator().take(events);
+    let events_iter = generator(query, events);
     let mut out = 0usize;
     match query {
         "q0" => {
@@ -196,8 +220,9 @@ fn sabot(runtime: &Arc<WasmRuntime>, query: &str, events: u64) -> f64 {
         .unwrap()
         .run(RunOptions::default())
         .unwrap();
-    assert_eq!(summary.events_in, events);
-    summary.events_in as f64 / summary.elapsed.as_secs_f64()
+    assert!(summary.events_in <= events);
+    // Events of the Nexmark sequence covered per second (kinds no edge reads are skipped).
+    events as f64 / summary.elapsed.as_secs_f64()
 }
 
 fn main() {

@@ -34,6 +34,11 @@ pub trait Source: Send {
     fn next_output(&mut self) -> Result<Option<(u32, RecordBatch)>, ConnectorError> {
         Ok(self.next_batch()?.map(|b| (0, b)))
     }
+    /// Told, before the first batch, which output ports some edge takes: a source may skip
+    /// producing for the others.
+    fn connect(&mut self, ports: &[u32]) {
+        let _ = ports;
+    }
     /// Whether the batches returned so far form a whole: a source that spreads one stretch of
     /// its input over several ports says no until the last of them is out, so that no watermark
     /// passes rows it has yet to send.

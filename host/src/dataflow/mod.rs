@@ -324,7 +324,11 @@ impl Pipeline {
                     Ok(s)
                 });
             let source = match opened {
-                Ok(s) => s,
+                Ok(mut s) => {
+                    let ports: Vec<u32> = spec.outputs_of(name).map(|e| e.from_port).collect();
+                    s.connect(&ports);
+                    s
+                }
                 Err(e) => {
                     control.fail(e);
                     break;

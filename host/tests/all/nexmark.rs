@@ -51,7 +51,8 @@ fn run(query: &str) -> Vec<serde_json::Value> {
         .unwrap()
         .run(RunOptions::default())
         .unwrap();
-    assert_eq!(summary.events_in, EVENTS);
+    // Only the kinds some edge takes are generated (and counted).
+    assert!(summary.events_in <= EVENTS && summary.events_in > 0);
     s.read("out.jsonl")
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -378,10 +379,12 @@ fn join_runs_stopped_and_resumed_from_checkpoints_give_the_same_output() {
         let s = Scratch::new();
         let first =
             crate::checkpoint::run_in(&s, &resumable(query, 150_000), Some(3), false).unwrap();
-        assert!(first.events_in < EVENTS, "{query}: stopped part-way");
+        // People and auctions (4 events in 50) are generated; bids, which no edge reads, are not.
+        let generated = EVENTS / 50 * 4;
+        assert!(first.events_in < generated, "{query}: stopped part-way");
         let second =
             crate::checkpoint::run_in(&s, &resumable(query, 150_000), None, false).unwrap();
-        assert_eq!(first.events_in + second.events_in, EVENTS, "{query}");
+        assert_eq!(first.events_in + second.events_in, generated, "{query}");
         assert_same_lines(
             &crate::support::sorted_lines(&s.read("out.jsonl")),
             &expected,

@@ -21,7 +21,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
-use nexmark::event::Event;
+use nexmark::event::{Event, EventType};
 use serde::Deserialize;
 
 use super::{ConnectorError, Source};
@@ -116,6 +116,7 @@ impl NexmarkSpec {
             pending: VecDeque::new(),
             started: None,
             resumed_at: 0,
+            used: [true; 3],
         }
     }
 }
@@ -132,6 +133,43 @@ pub struct NexmarkSource {
     pending: VecDeque<(u32, RecordBatch)>,
     started: Option<Instant>,
     resumed_at: u64,
+    /// The ports some edge takes.
+    used: [bool; 3],
+}
+
+/// How many events of kind `port` (0 people, 1 auctions, 2 bids) come before the event at global
+/// offset `x`: the kinds repeat every 50 events, 1 person, then 3 auctions, then 46 bids.
+fn before(x: u64, port: usize) -> u64 {
+    const PER: [u64; 3] = [1, 3, 46];
+    const FIRST: [u64; 3] = [0, 1, 4];
+    (x / 50) * PER[port] + (x % 50).saturating_sub(FIRST[port]).min(PER[port])
+}
+
+/// The events of global offsets `[start, start + events)` of the kinds `used` asks for, in order
+/// per kind: kinds no edge takes are not generated at all.
+fn generate(base_time: u64, start: u64, events: usize, used: [bool; 3]) -> Vec<Event> {
+    let config = NexmarkConfig {
+        base_time,
+        ..NexmarkConfig::default()
+    };
+    if used == [true; 3] {
+        return EventGenerator::new(config)
+            .with_offset(start)
+            .take(events)
+            .collect();
+    }
+    let kinds = [EventType::Person, EventType::Auction, EventType::Bid];
+    let mut out = Vec::new();
+    for port in (0..3).filter(|p| used[*p]) {
+        let (from, to) = (before(start, port), before(start + events as u64, port));
+        out.extend(
+            EventGenerator::new(config.clone())
+                .with_type_filter(kinds[port])
+                .with_offset(from)
+                .take((to - from) as usize),
+        );
+    }
+    out
 }
 
 /// Builds the batches of one chunk: (port, batch) for each kind present, people first.
@@ -139,12 +177,9 @@ fn chunk(
     base_time: u64,
     start: u64,
     events: usize,
+    used: [bool; 3],
 ) -> Result<Vec<(u32, RecordBatch)>, ConnectorError> {
-    let config = NexmarkConfig {
-        base_time,
-        ..NexmarkConfig::default()
-    };
-    let generator = EventGenerator::new(config).with_offset(start);
+    let generator = generate(base_time, start, events, used);
     let mut people = (
         Int64Builder::new(),
         [(); 5].map(|_| StringBuilder::new()),
@@ -173,7 +208,7 @@ fn chunk(
         StringBuilder::new(),
     );
     let (mut np, mut na, mut nb) = (0, 0, 0);
-    for event in generator.take(events) {
+    for event in generator {
         match event {
             Event::Person(p) => {
                 np += 1;
@@ -325,10 +360,14 @@ impl Source for NexmarkSource {
         if !self.due() {
             return Ok(Some((0, RecordBatch::new_empty(schema(0)))));
         }
-        self.pending = chunk(self.spec.base_time_ms, self.chunk_start, events)?.into();
+        self.pending = chunk(self.spec.base_time_ms, self.chunk_start, events, self.used)?.into();
         self.pending
             .drain(..self.sent_ports.min(self.pending.len()));
         self.next_output()
+    }
+
+    fn connect(&mut self, ports: &[u32]) {
+        self.used = [0, 1, 2].map(|p| ports.contains(&p));
     }
 
     fn at_boundary(&self) -> bool {
@@ -379,6 +418,17 @@ mod tests {
         assert_eq!(rows(0) + rows(1) + rows(2), 5000);
         assert_eq!((rows(0), rows(1), rows(2)), (100, 300, 4600));
         assert_eq!(out[0].0, 0, "each chunk starts with its people");
+    }
+
+    #[test]
+    fn kinds_no_edge_takes_are_not_generated_and_the_rest_are_the_same_events() {
+        let spec: NexmarkSpec = toml::from_str("count = 3000").unwrap();
+        let all = drain(spec.open(700));
+        let mut only = spec.open(700);
+        only.connect(&[0, 2]);
+        let some = drain(only);
+        let expected: Vec<_> = all.iter().filter(|(p, _)| *p != 1).cloned().collect();
+        assert_eq!(some, expected);
     }
 
     #[test]
