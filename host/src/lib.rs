@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!   connectors::Source ──► dataflow (router: fan-out, key partitioning) ──► agent tasks ──► … ──► connectors::Sink
-//!   (generator, file)        bounded channels, one thread per task          wasm::AgentInstance     (stdout, file, blackhole)
+//!   (generator, file,        bounded channels, one thread per task          wasm::AgentInstance     (stdout, file, blackhole)
+//!    nexmark)
 //!        │                   watermarks, barriers, end of input in-band     state::StateScope        two-phase commit
 //!        └── position ──────────────► checkpoint::Coordinator ◄── acks: snapshots (state, timers), pending commits
 //! ```
