@@ -142,14 +142,19 @@ fn reference(rows: &[(i64, i64, i64)], kind: Kind, lateness: i64) -> (Vec<String
     (out, late)
 }
 
-fn pipeline(kind: Kind, lateness: i64, parallelism: usize) -> String {
-    let shape = match kind {
+fn shape(kind: Kind) -> String {
+    match kind {
         Kind::Tumbling(size) => format!("kind = \"tumbling\", size_ms = {size}"),
         Kind::Sliding(size, slide) => {
             format!("kind = \"sliding\", size_ms = {size}, slide_ms = {slide}")
         }
         Kind::Session(gap) => format!("kind = \"session\", gap_ms = {gap}"),
-    };
+    }
+}
+
+/// events.jsonl → agent `w` (`module`, `config`) → window bounds as integers → out.jsonl, late
+/// events → late.jsonl.
+fn windowing(module: &str, config: &str, parallelism: usize) -> String {
     format!(
         r#"
 edges = ["events -> w -> flat -> out", "w:1 -> late"]
@@ -161,10 +166,10 @@ path = "events.jsonl"
 schema = {{ key = "int64", ts = "int64", v = "int64" }}
 event_time = {{ column = "ts", max_out_of_orderness_ms = {DELAY} }}
 [agents.w]
-module = "builtin:window"
+module = {module}
 parallelism = {parallelism}
 key = "key"
-config = {{ {shape}, time = "ts", key = "key", allowed_lateness_ms = {lateness}, aggregates = ["count(*) AS n", "sum(v) AS sum", "min(v)", "max(v)", "mean(v) AS mean", "first(v)", "last(v)"] }}
+config = {config}
 [agents.flat]
 module = "builtin:project"
 config = {{ select = ["key", "CAST(window_start AS BIGINT) AS start", "CAST(window_end AS BIGINT) AS end", "*"] }}
@@ -175,6 +180,17 @@ path = "out.jsonl"
 type = "file"
 path = "late.jsonl"
 "#
+    )
+}
+
+fn pipeline(kind: Kind, lateness: i64, parallelism: usize) -> String {
+    windowing(
+        "\"builtin:window\"",
+        &format!(
+            "{{ {}, time = \"ts\", key = \"key\", allowed_lateness_ms = {lateness}, aggregates = [\"count(*) AS n\", \"sum(v) AS sum\", \"min(v)\", \"max(v)\", \"mean(v) AS mean\", \"first(v)\", \"last(v)\"] }}",
+            shape(kind)
+        ),
+        parallelism,
     )
 }
 
@@ -360,37 +376,13 @@ fn a_user_agent_windows_with_the_library_and_a_user_defined_aggregate() {
             v.sort();
             v
         };
-        let shape = match kind {
-            Kind::Tumbling(size) => format!("kind = \"tumbling\", size_ms = {size}"),
-            Kind::Session(gap) => format!("kind = \"session\", gap_ms = {gap}"),
-            Kind::Sliding(..) => unreachable!(),
-        };
-        let toml = format!(
-            r#"
-edges = ["events -> w -> flat -> out", "w:1 -> late"]
-[pipeline]
-batch_size = {BATCH}
-[sources.events]
-type = "file"
-path = "events.jsonl"
-schema = {{ key = "int64", ts = "int64", v = "int64" }}
-event_time = {{ column = "ts", max_out_of_orderness_ms = {DELAY} }}
-[agents.w]
-module = {module}
-parallelism = 2
-key = "key"
-config = {{ library = {{ {shape}, time = "ts", key = "key", aggregates = ["count(*) AS n", "min(v)", "max(v)"] }} }}
-[agents.flat]
-module = "builtin:project"
-config = {{ select = ["key", "CAST(window_start AS BIGINT) AS start", "CAST(window_end AS BIGINT) AS end", "*"] }}
-[sinks.out]
-type = "file"
-path = "out.jsonl"
-[sinks.late]
-type = "file"
-path = "late.jsonl"
-"#,
-            module = crate::support::lit(sabot_test_artifacts::TIMED)
+        let toml = windowing(
+            &crate::support::lit(sabot_test_artifacts::TIMED),
+            &format!(
+                "{{ library = {{ {}, time = \"ts\", key = \"key\", aggregates = [\"count(*) AS n\", \"min(v)\", \"max(v)\"] }} }}",
+                shape(kind)
+            ),
+            2,
         );
         let s = Scratch::new();
         let text: String = rows

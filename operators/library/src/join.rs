@@ -39,6 +39,7 @@ use sabot_sdk::timers::{self, TimeDomain, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
+use crate::group::Groups;
 use crate::values::{self, Column, OutType, Value};
 use crate::window::KeyValue;
 
@@ -306,23 +307,17 @@ impl Join {
         };
         let side = self.read(batch, if right { "right" } else { "left" })?;
         let watermark = timers::watermark().unwrap_or(i64::MIN);
-        let mut order: Vec<KeyValue> = Vec::new();
-        let mut rows_of: HashMap<KeyValue, Vec<usize>> = HashMap::new();
+        let mut groups = Groups::new();
         let mut late = vec![false; side.rows.len()];
         for (i, key) in side.keys.iter().enumerate() {
             if self.is_late(right, side.times[i], watermark) {
                 late[i] = true;
                 continue;
             }
-            rows_of
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    order.push(key.clone());
-                    Vec::new()
-                })
-                .push(i);
+            groups.push(key, i);
         }
-        let mut states = self.state.get_many(&order)?;
+        let order = &groups.order;
+        let mut states = self.state.get_many(order)?;
         let mut pairs: Vec<Pair> = Vec::new();
         let mut schemas: Option<(SideSchema, SideSchema)> = None;
         for (key, state) in order.iter().zip(states.iter_mut()) {
@@ -332,7 +327,7 @@ impl Join {
             } else {
                 state.left_schema = Some(side.schema.clone());
             }
-            for &i in &rows_of[key] {
+            for &i in groups.rows(key) {
                 let (ts, values) = (side.times[i], side.rows[i].clone());
                 match self.kind {
                     Kind::Lookup if right => {
@@ -390,7 +385,8 @@ impl Join {
                 schemas = Some((l.clone(), r.clone()));
             }
         }
-        let writes: Vec<(KeyValue, KeyState)> = order
+        let writes: Vec<(KeyValue, KeyState)> = groups
+            .order
             .into_iter()
             .zip(states)
             .filter_map(|(k, s)| s.map(|s| (k, s)))

@@ -11,6 +11,7 @@
 //! Both keep their state in host-managed keyed state and close on event-time timers, so they are
 //! checkpointed and restored like any agent's state. Rows are held as [`values::Value`]s.
 
+mod group;
 pub mod join;
 pub mod values;
 pub mod window;

@@ -31,6 +31,8 @@ mod aggregate;
 mod assign;
 
 use std::collections::HashMap;
+
+use crate::group::Groups;
 use std::sync::Arc;
 
 use sabot_sdk::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
@@ -396,26 +398,20 @@ impl Windows {
 
         if let Assigner::Session { gap } = self.assigner {
             // Per key, in arrival order.
-            let mut order: Vec<KeyValue> = Vec::new();
-            let mut rows_of: HashMap<KeyValue, Vec<usize>> = HashMap::new();
+            let mut groups = Groups::new();
             for (row, key) in keys.iter().enumerate() {
                 if self.close(times[row].saturating_add(gap)) <= watermark {
                     late[row] = true;
                     continue;
                 }
-                rows_of
-                    .entry(key.clone())
-                    .or_insert_with(|| {
-                        order.push(key.clone());
-                        Vec::new()
-                    })
-                    .push(row);
+                groups.push(key, row);
             }
+            let order = groups.order.clone();
             let mut all = self.sessions.get_many(&order)?;
             let mut writes = Vec::with_capacity(order.len());
             for (key, sessions) in order.into_iter().zip(all.iter_mut()) {
                 let sessions = sessions.get_or_insert_with(Vec::new);
-                for &row in &rows_of[&key] {
+                for &row in groups.rows(&key) {
                     let mut state = fresh(&key)?;
                     add(&mut state, row)?;
                     let mut failed = None;
@@ -435,23 +431,17 @@ impl Windows {
             }
             self.sessions.set_many(&writes)?;
         } else {
-            let mut order: Vec<(KeyValue, i64)> = Vec::new();
-            let mut rows_of: HashMap<(KeyValue, i64), Vec<usize>> = HashMap::new();
+            let mut groups = Groups::new();
             for (row, key) in keys.iter().enumerate() {
                 for (start, end) in self.assigner.windows(times[row]) {
                     if self.close(end) <= watermark {
                         late[row] = true;
                         continue;
                     }
-                    rows_of
-                        .entry((key.clone(), start))
-                        .or_insert_with(|| {
-                            order.push((key.clone(), start));
-                            Vec::new()
-                        })
-                        .push(row);
+                    groups.push(&(key.clone(), start), row);
                 }
             }
+            let order = groups.order.clone();
             let current = self.fixed.get_many(&order)?;
             let size = match self.assigner {
                 Assigner::Tumbling { size } | Assigner::Sliding { size, .. } => size,
@@ -467,7 +457,7 @@ impl Windows {
                         fresh(&key)?
                     }
                 };
-                for &row in &rows_of[&(key.clone(), start)] {
+                for &row in groups.rows(&(key.clone(), start)) {
                     add(&mut state, row)?;
                 }
                 writes.push((key, start, state));
