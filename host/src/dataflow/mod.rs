@@ -366,10 +366,17 @@ impl Pipeline {
                     retain: every.retain,
                     completed: completed.clone(),
                 };
+                // A checkpoint that cannot be written stops the run at once, not at its end.
+                let control = control.clone();
                 Some(
                     std::thread::Builder::new()
                         .name("checkpoints".into())
-                        .spawn(move || thread.run(started))
+                        .spawn(move || {
+                            thread.run(started).map_err(|e| {
+                                control.fail(e);
+                                Error::Internal("the checkpoint coordinator stopped".into())
+                            })
+                        })
                         .map_err(spawn_failed)?,
                 )
             }
