@@ -196,14 +196,16 @@ fn ctrl_c_stops_an_endless_run_and_flushes_everything_in_flight() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until events reach the sink's open part file: the run is under way.
+    // Wait until events reach the sink's open part file: the run is under way. (An endless run
+    // must not outlive a failed wait: it is killed first.)
     let partial = s.path(".out.jsonl.sabot-pending/open");
     let waited = std::time::Instant::now();
     while std::fs::metadata(&partial).map_or(0, |m| m.len()) == 0 {
-        assert!(
-            waited.elapsed() < std::time::Duration::from_secs(120),
-            "no output after 120 s"
-        );
+        if waited.elapsed() > std::time::Duration::from_secs(120) {
+            let mut child = child;
+            let _ = child.kill();
+            panic!("no output after 120 s");
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let killed = std::process::Command::new("kill")
