@@ -159,7 +159,9 @@ impl InputGate {
                 self.ended[c] = true;
                 self.stopped |= !complete;
                 self.open -= 1;
-                if let Some(w) = self.watermarks.exclude(c) {
+                // A complete input no longer holds the others back; a stopped one still does:
+                // its events go on in the next run.
+                if complete && let Some(w) = self.watermarks.exclude(c) {
                     self.out.push_back(GateEvent::Watermark(w));
                 }
                 self.try_align();
@@ -319,6 +321,21 @@ mod tests {
     fn senders_gone_without_an_end_stop_the_input() {
         let got = run(2, vec![(0, batch(1))]);
         assert_eq!(got, ["b1", "stop"]);
+    }
+
+    #[test]
+    fn a_stopped_channel_still_holds_the_watermark_back() {
+        let got = run(
+            2,
+            vec![
+                (0, Payload::Watermark(5)),
+                (1, Payload::Watermark(50)),
+                (0, Payload::End(false)),
+                (1, Payload::Watermark(80)),
+                (1, Payload::End(false)),
+            ],
+        );
+        assert_eq!(got, ["w5", "stop"]);
     }
 
     #[test]
