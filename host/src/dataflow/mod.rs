@@ -510,16 +510,9 @@ fn restore_timers(
                 message: format!("{} does not decode: {e}", path.display()),
             })
         })?;
-        for (key, ts) in old.event.iter() {
-            if owned.contains(&key_group(key)) {
-                timers.event.register(key.to_vec(), ts);
-            }
-        }
-        for (key, ts) in old.processing.iter() {
-            if owned.contains(&key_group(key)) {
-                timers.processing.register(key.to_vec(), ts);
-            }
-        }
+        let owns = |key: &[u8]| owned.contains(&key_group(key));
+        timers.event.absorb(old.event, owns);
+        timers.processing.absorb(old.processing, owns);
     }
     Ok(timers)
 }

@@ -182,11 +182,14 @@ fn open_uncached(
     if kind == BackendKind::Rocksdb && work_dir.exists() {
         fs::remove_dir_all(work_dir).map_err(|e| io("clear the state directory", work_dir, e))?;
     }
-    let Some(from) = from else {
-        return Ok(match kind {
+    let empty = || -> Result<Arc<dyn StateBackend>, BackendError> {
+        Ok(match kind {
             BackendKind::Memory => Arc::new(MemoryBackend::default()),
             BackendKind::Rocksdb => Arc::new(RocksBackend::open(work_dir)?),
-        });
+        })
+    };
+    let Some(from) = from else {
+        return empty();
     };
     let same_layout = from.dirs.len() == parallelism && from.kind == kind;
     match kind {
@@ -205,10 +208,7 @@ fn open_uncached(
             Ok(Arc::new(MemoryBackend::from_entries(entries)))
         }
         _ => {
-            let backend: Arc<dyn StateBackend> = match kind {
-                BackendKind::Memory => Arc::new(MemoryBackend::default()),
-                BackendKind::Rocksdb => Arc::new(RocksBackend::open(work_dir)?),
-            };
+            let backend = empty()?;
             for dir in &from.dirs {
                 let mut batch = Vec::new();
                 let mut result = Ok(());

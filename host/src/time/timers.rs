@@ -79,14 +79,11 @@ impl TimerQueue {
         self.timers.first().map(|(ts, _)| *ts)
     }
 
-    /// Every registered timer, in timestamp order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], i64)> {
-        self.timers.iter().map(|(ts, k)| (k.as_slice(), *ts))
-    }
-
-    /// Keeps only the timers whose key satisfies `keep`.
-    pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
-        self.timers.retain(|(_, k)| keep(k));
+    /// Moves into this queue the timers of `other` whose key satisfies `keep` (a restore that
+    /// takes the key groups an instance owns).
+    pub fn absorb(&mut self, other: TimerQueue, mut keep: impl FnMut(&[u8]) -> bool) {
+        self.timers
+            .extend(other.timers.into_iter().filter(|(_, k)| keep(k)));
     }
 
     /// Removes and returns every timer at or before `watermark`, in timestamp order (then key

@@ -43,38 +43,38 @@ impl HostState {
     }
 }
 
-impl Host for HostState {
-    fn register(&mut self, timers: Vec<WitTimer>) -> Result<(), StateError> {
-        self.check_timers(&timers)?;
-        let mut all = self
+impl HostState {
+    fn with_timers<T>(&self, f: impl FnOnce(&mut crate::time::AgentTimers) -> T) -> T {
+        f(&mut self
             .state
             .timers()
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for t in timers {
-            all.queue(domain(t.domain)).register(t.key, t.ts);
-        }
+            .unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Host for HostState {
+    fn register(&mut self, timers: Vec<WitTimer>) -> Result<(), StateError> {
+        self.check_timers(&timers)?;
+        self.with_timers(|all| {
+            for t in timers {
+                all.queue(domain(t.domain)).register(t.key, t.ts);
+            }
+        });
         Ok(())
     }
 
     fn delete(&mut self, timers: Vec<WitTimer>) -> Result<(), StateError> {
-        let mut all = self
-            .state
-            .timers()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for t in timers {
-            all.queue(domain(t.domain)).delete(&t.key, t.ts);
-        }
+        self.with_timers(|all| {
+            for t in timers {
+                all.queue(domain(t.domain)).delete(&t.key, t.ts);
+            }
+        });
         Ok(())
     }
 
     fn watermark(&mut self) -> Option<i64> {
-        self.state
-            .timers()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .watermark
+        self.with_timers(|all| all.watermark)
     }
 }
 
