@@ -44,6 +44,19 @@ pub enum Error {
     /// Checkpoints could not be written, or the run cannot resume from them.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A core module could not be made an agent component.
+    #[error(transparent)]
+    Componentize(#[from] crate::wasm::componentize::ComponentizeError),
+    /// A file the command writes or reads could not be.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command was given something it cannot use (the message says what and why).
+    #[error("{0}")]
+    Usage(String),
     /// A bug in Sabot.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,9 +66,13 @@ impl Error {
     /// Whose fault this error is.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::Config(_) | Error::Module(_) | Error::Agent { .. } | Error::Data(_) => {
-                Fault::User
-            }
+            Error::Config(_)
+            | Error::Module(_)
+            | Error::Agent { .. }
+            | Error::Data(_)
+            | Error::Componentize(_)
+            | Error::Usage(_) => Fault::User,
+            Error::File { .. } => Fault::External,
             Error::Connector(e) => e.fault(),
             Error::State(_) | Error::Checkpoint(_) => Fault::External,
             Error::Internal(_) => Fault::Internal,
@@ -66,7 +83,7 @@ impl Error {
     /// its definition, 1 when it failed while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Module(_) => 2,
+            Error::Config(_) | Error::Module(_) | Error::Componentize(_) | Error::Usage(_) => 2,
             _ => 1,
         }
     }

@@ -64,6 +64,17 @@ pub enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Wrap a WASI preview-1 core module (Go's wasip1 target) into an agent component.
+    Componentize {
+        /// The core module (`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared`).
+        core: PathBuf,
+        /// The component to write (default: the core module's name without `.core`, `.wasm`).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The world the module implements: `timed-agent` or `agent`.
+        #[arg(long, default_value = "timed-agent")]
+        world: String,
+    },
     /// Describe a module: world, imports, exports, size, SDK version.
     Inspect {
         /// The component file.
@@ -160,6 +171,37 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 instances,
                 spec.sinks.len(),
                 spec.edges.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Componentize {
+            core,
+            output,
+            world,
+        } => {
+            let name = core.display().to_string();
+            let bytes = std::fs::read(&core).map_err(|source| crate::wasm::ModuleError::Read {
+                module: name.clone(),
+                source,
+            })?;
+            let component = crate::wasm::componentize::componentize(&bytes, &name, &world)?;
+            let output = output.unwrap_or_else(|| {
+                let stem = core.file_stem().unwrap_or_default().to_string_lossy();
+                core.with_file_name(format!("{}.wasm", stem.trim_end_matches(".core")))
+            });
+            if output == core {
+                return Err(Error::Usage(format!(
+                    "the output would overwrite the core module {name}: give -o FILE"
+                )));
+            }
+            std::fs::write(&output, &component).map_err(|source| Error::File {
+                path: output.display().to_string(),
+                source,
+            })?;
+            eprintln!(
+                "{}: a `{world}` component of {} bytes",
+                output.display(),
+                component.len()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -219,10 +219,35 @@ impl AgentInstance {
                 stderr: tail,
             };
         }
-        let reason = match e.downcast_ref::<wasmtime::Trap>() {
+        let mut reason = match e.downcast_ref::<wasmtime::Trap>() {
             Some(trap) => trap.to_string(),
             None => format!("{e:#}"),
         };
+        // Where it trapped, innermost first: the guest's own function names when it kept them.
+        if let Some(trace) = e.downcast_ref::<wasmtime::WasmBacktrace>() {
+            let names: Vec<String> = trace
+                .frames()
+                .iter()
+                .map(|f| match f.func_name() {
+                    Some(name) => name.to_owned(),
+                    None => format!("#{}", f.func_index()),
+                })
+                .collect();
+            // The innermost frames, and the outermost when the trace is deep.
+            let mut frames: Vec<String> = names.iter().take(6).cloned().collect();
+            if names.len() > 12 {
+                frames.push("…".into());
+            }
+            frames.extend(
+                names
+                    .iter()
+                    .skip(6.max(names.len().saturating_sub(6)))
+                    .cloned(),
+            );
+            if !frames.is_empty() {
+                reason.push_str(&format!(" (in {})", frames.join(" ← ")));
+            }
+        }
         AgentFailure::Trap {
             reason,
             stderr: tail,

@@ -13,6 +13,7 @@ mod bindings;
 pub mod builtin;
 pub mod cache;
 pub mod capture;
+pub mod componentize;
 pub mod inspect;
 mod instance;
 pub mod log;
@@ -107,7 +108,7 @@ pub enum ModuleError {
     UnknownBuiltin { name: String, available: String },
     /// A core Wasm module where a component is needed.
     #[error(
-        "module {module} is a core WebAssembly module, not a component: build the agent for the wasm32-wasip2 target (cargo build --release --target wasm32-wasip2)"
+        "module {module} is a core WebAssembly module, not a component: build a Rust agent for the wasm32-wasip2 target (cargo build --release --target wasm32-wasip2); wrap a wasip1 module (Go) with `sabot componentize`"
     )]
     NotAComponent { module: String },
     /// Not WebAssembly, or invalid.

@@ -1,0 +1,208 @@
+"""What the host offers an agent: logging, metrics, keyed state and timers.
+
+Every call crosses the sandbox boundary: call these per batch, not per row. The imports come from
+the bindings componentize-py generates (``wit_world``); they exist only inside a component.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+
+from .errors import AgentError
+from .keys import Key, state_key
+
+
+def _wit():
+    # Imported one by one, and only when used: componentize-py keeps only the imports an app uses.
+    import importlib
+
+    class _Lazy:
+        def __getitem__(self, i):
+            name = ("log", "metrics", "state", "timers")[i]
+            return importlib.import_module(f"wit_world.imports.{name}")
+
+    return _Lazy()
+
+
+class _Log:
+    """Structured log lines, tagged by the host with the pipeline, agent and instance."""
+
+    def _at(self, level: str, message: str) -> None:
+        wlog = _wit()[0]
+        wlog.log(getattr(wlog.Level, level), str(message))
+
+    def trace(self, message: str) -> None:
+        self._at("TRACE", message)
+
+    def debug(self, message: str) -> None:
+        self._at("DEBUG", message)
+
+    def info(self, message: str) -> None:
+        self._at("INFO", message)
+
+    def warn(self, message: str) -> None:
+        self._at("WARN", message)
+
+    def error(self, message: str) -> None:
+        self._at("ERROR", message)
+
+
+class _Metrics:
+    """Agent-defined metrics, exported by the host beside its own."""
+
+    def counter_add(self, name: str, delta: int = 1) -> None:
+        _wit()[1].counter_add(name, int(delta))
+
+    def gauge_set(self, name: str, value: float) -> None:
+        _wit()[1].gauge_set(name, float(value))
+
+    def histogram_record(self, name: str, value: float) -> None:
+        _wit()[1].histogram_record(name, float(value))
+
+
+log = _Log()
+metrics = _Metrics()
+
+
+def _json_encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _json_decode(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def _state_call(store: str, f: Callable[[], Any]) -> Any:
+    from componentize_py_types import Err
+
+    try:
+        return f()
+    except Err as e:
+        raise AgentError.internal(f"state `{store}`: {type(e.value).__name__}: {e.value.value}") from None
+
+
+class ValueState:
+    """One value per key, kept by the host (RocksDB by default), checkpointed with the pipeline.
+
+    Values are JSON by default; give ``encode``/``decode`` for another format (bytes in and out).
+    Keys are ``bytes`` from :func:`keys_of`, or ints (Int64 keys) and strs.
+    """
+
+    def __init__(self, name: str, encode: Callable[[Any], bytes] = _json_encode,
+                 decode: Callable[[bytes], Any] = _json_decode):
+        self.name = name
+        self._encode = encode
+        self._decode = decode
+
+    def get_many(self, keys: Sequence[Key]) -> List[Any]:
+        """The values of ``keys``, in order (``None`` where there is none): one host call."""
+        wstate = _wit()[2]
+        entries = [wstate.EntryKey(state_key(k), b"") for k in keys]
+        found = _state_call(self.name, lambda: wstate.get_many(self.name, entries))
+        dec = self._decode
+        return [None if v is None else dec(v) for v in found]
+
+    def set_many(self, entries: Iterable[Tuple[Key, Any]]) -> None:
+        """Writes ``(key, value)`` pairs: one host call."""
+        wstate = _wit()[2]
+        enc = self._encode
+        items = [(wstate.EntryKey(state_key(k), b""), enc(v)) for k, v in entries]
+        _state_call(self.name, lambda: wstate.put_many(self.name, items))
+
+    def delete_many(self, keys: Sequence[Key]) -> None:
+        wstate = _wit()[2]
+        items = [wstate.EntryKey(state_key(k), b"") for k in keys]
+        _state_call(self.name, lambda: wstate.delete_many(self.name, items))
+
+    def get(self, key: Key) -> Any:
+        return self.get_many([key])[0]
+
+    def set(self, key: Key, value: Any) -> None:
+        self.set_many([(key, value)])
+
+    def delete(self, key: Key) -> None:
+        self.delete_many([key])
+
+
+class MapState:
+    """Many fields (strs) per key."""
+
+    def __init__(self, name: str, encode: Callable[[Any], bytes] = _json_encode,
+                 decode: Callable[[bytes], Any] = _json_decode):
+        self.name = name
+        self._encode = encode
+        self._decode = decode
+
+    def get_many(self, pairs: Sequence[Tuple[Key, str]]) -> List[Any]:
+        wstate = _wit()[2]
+        entries = [wstate.EntryKey(state_key(k), f.encode()) for k, f in pairs]
+        found = _state_call(self.name, lambda: wstate.get_many(self.name, entries))
+        return [None if v is None else self._decode(v) for v in found]
+
+    def put_many(self, triples: Iterable[Tuple[Key, str, Any]]) -> None:
+        wstate = _wit()[2]
+        items = [(wstate.EntryKey(state_key(k), f.encode()), self._encode(v)) for k, f, v in triples]
+        _state_call(self.name, lambda: wstate.put_many(self.name, items))
+
+    def remove_many(self, pairs: Sequence[Tuple[Key, str]]) -> None:
+        wstate = _wit()[2]
+        items = [wstate.EntryKey(state_key(k), f.encode()) for k, f in pairs]
+        _state_call(self.name, lambda: wstate.delete_many(self.name, items))
+
+    def entries(self, key: Key) -> List[Tuple[str, Any]]:
+        """Every ``(field, value)`` of ``key``, in field order."""
+        wstate = _wit()[2]
+        k = state_key(key)
+        out: List[Tuple[str, Any]] = []
+        after: Optional[bytes] = None
+        while True:
+            page = _state_call(self.name, lambda: wstate.scan(self.name, k, b"", after, 1024))
+            out.extend((sub.decode(), self._decode(v)) for sub, v in page)
+            if len(page) < 1024:
+                return out
+            after = page[-1][0]
+
+
+@dataclass
+class Timer:
+    """A due timer: ``domain`` is ``"event-time"`` or ``"processing-time"``; ``ts`` in ms."""
+
+    domain: str
+    key: bytes
+    ts: int
+
+
+class _Timers:
+    """Timers kept by the host per key; event-time ones fire through ``Agent.on_timers``."""
+
+    def _list(self, domain: str, pairs: Iterable[Tuple[Key, int]]):
+        wtimers = _wit()[3]
+        d = wtimers.TimeDomain.EVENT_TIME if domain == "event-time" else wtimers.TimeDomain.PROCESSING_TIME
+        return [wtimers.Timer(d, state_key(k), int(ts)) for k, ts in pairs]
+
+    def register_event_time(self, pairs: Iterable[Tuple[Key, int]]) -> None:
+        """Registers ``(key, ms)`` event-time timers."""
+        _state_call("timers", lambda: _wit()[3].register(self._list("event-time", pairs)))
+
+    def register_processing_time(self, pairs: Iterable[Tuple[Key, int]]) -> None:
+        """Registers ``(key, ms since the epoch)`` processing-time timers."""
+        _state_call("timers", lambda: _wit()[3].register(self._list("processing-time", pairs)))
+
+    def delete(self, timers: Iterable[Timer]) -> None:
+        wtimers = _wit()[3]
+        items = [
+            wtimers.Timer(
+                wtimers.TimeDomain.EVENT_TIME if t.domain == "event-time" else wtimers.TimeDomain.PROCESSING_TIME,
+                state_key(t.key),
+                t.ts,
+            )
+            for t in timers
+        ]
+        _state_call("timers", lambda: wtimers.delete(items))
+
+    def watermark(self) -> Optional[int]:
+        """The instance's watermark in ms, or ``None`` before the inputs have one."""
+        return _wit()[3].watermark()
+
+
+timers = _Timers()
