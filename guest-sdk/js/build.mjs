@@ -10,7 +10,7 @@ import { build } from 'esbuild';
 import { componentize } from '@bytecodealliance/componentize-js';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,6 +28,16 @@ function witDir() {
     if (dir && existsSync(join(dir, 'worlds.wit'))) return dir;
   }
   usage(`cannot find the Sabot WIT (looked in ${candidates.filter(Boolean).join(', ')}); set SABOT_WIT`);
+}
+
+// Ahead-of-time compilation of the JavaScript (weval) when a weval binary is at hand: $SABOT_WEVAL,
+// or ~/.cache/sabot/tools/bin/weval (`cargo install weval --version 0.5.0`). ComponentizeJS would
+// otherwise download one from GitHub. SABOT_JS_AOT=0 turns it off.
+function aot() {
+  if (process.env.SABOT_JS_AOT === '0') return {};
+  const candidates = [process.env.SABOT_WEVAL, join(homedir(), '.cache', 'sabot', 'tools', 'bin', 'weval')];
+  const wevalBin = candidates.find((p) => p && existsSync(p));
+  return wevalBin ? { enableAot: true, wevalBin } : {};
 }
 
 const args = process.argv.slice(2);
@@ -73,7 +83,7 @@ try {
     witPath: witDir(),
     worldName: 'timed-agent',
     disableFeatures: ['http', 'fetch-event'],
-    enableAot: process.env.SABOT_JS_AOT !== '0',
+    ...aot(),
   });
   await writeFile(output, component);
   console.error(`sabot-agent-build: wrote ${output} (${(component.byteLength / 1048576).toFixed(1)} MiB)`);

@@ -169,7 +169,10 @@ export function keysOf(column) {
     }
     return keys;
   }
-  if (type.typeId === Type.Utf8) {
+  const text =
+    type.typeId === Type.Utf8 ||
+    (type.typeId === Type.Dictionary && type.dictionary.typeId === Type.Utf8);
+  if (text) {
     for (let i = 0; i < keys.length; i++) keys[i] = encoder.encode(column.get(i));
     return keys;
   }

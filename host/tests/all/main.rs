@@ -7,6 +7,7 @@ mod crash;
 mod files;
 mod golden;
 mod joins;
+mod languages;
 mod nexmark;
 mod sandbox;
 mod state;

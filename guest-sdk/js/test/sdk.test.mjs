@@ -1,0 +1,97 @@
+// The SDK's framing and table helpers, in Node against apache-arrow itself.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  tableFromArrays,
+  tableFromIPC,
+  tableToIPC,
+  vectorFromArray,
+  Int32,
+  Utf8,
+  Bool,
+  Float64,
+} from 'apache-arrow';
+import { PortDecoder, encodeOutputs, firstMessageType } from '../src/ipc.js';
+import { take, withColumn, keysOf, stateKey } from '../src/table.js';
+
+const sample = () =>
+  tableFromArrays({
+    id: BigInt64Array.from([1n, 2n, 3n, -4n]),
+    amount: Float64Array.from([1.5, 2.5, 3.5, 4.5]),
+    name: vectorFromArray(['a', 'béé', '', 'dddd'], new Utf8()),
+  });
+
+test('a batch without its schema is decoded with the schema the port saw first', () => {
+  const table = sample();
+  const [first] = encodeOutputs(table, 0);
+  assert.equal(firstMessageType(first.batch), 1, 'the first message is the schema');
+  const decoder = new PortDecoder();
+  assert.deepEqual(decoder.decode(first.batch).toArray().map((r) => r.name), ['a', 'béé', '', 'dddd']);
+  // What the host sends next on the port: the record batch message alone.
+  const whole = tableToIPC(table, 'stream');
+  const schemaLength = 8 + new DataView(whole.buffer, whole.byteOffset).getUint32(4, true);
+  const batchOnly = whole.subarray(schemaLength, whole.byteLength - 8);
+  assert.equal(firstMessageType(batchOnly), 3);
+  const again = decoder.decode(batchOnly);
+  assert.equal(again.numRows, 4);
+  assert.deepEqual([...again.getChild('amount').toArray()], [1.5, 2.5, 3.5, 4.5]);
+});
+
+test('a batch before any schema is refused', () => {
+  const whole = tableToIPC(sample(), 'stream');
+  const schemaLength = 8 + new DataView(whole.buffer, whole.byteOffset).getUint32(4, true);
+  assert.throws(() => new PortDecoder().decode(whole.subarray(schemaLength)), /before its schema/);
+});
+
+test('outputs carry one record batch each, without the end-of-stream marker', () => {
+  const outs = encodeOutputs(sample(), 2);
+  assert.equal(outs.length, 1);
+  assert.equal(outs[0].port, 2);
+  const bytes = outs[0].batch;
+  const tail = new DataView(bytes.buffer, bytes.byteOffset + bytes.byteLength - 8);
+  assert.notDeepEqual([tail.getUint32(0, true), tail.getUint32(4, true)], [0xffffffff, 0]);
+  assert.equal(tableFromIPC(bytes).numRows, 4);
+});
+
+test('emitting something that is not a table names what it got', () => {
+  assert.throws(() => encodeOutputs({ rows: [] }, 0), /Tables or RecordBatches; got Object/);
+});
+
+test('take keeps the chosen rows of every column, nulls included', () => {
+  const table = tableFromArrays({
+    n: vectorFromArray([1, null, 3, 4], new Int32()),
+    s: vectorFromArray(['x', 'yy', null, 'zzz'], new Utf8()),
+    b: vectorFromArray([true, false, null, true], new Bool()),
+    f: Float64Array.from([0.5, 1.5, 2.5, 3.5]),
+  });
+  const got = take(table, [3, 1, 2, 3]);
+  assert.deepEqual(got.toArray().map((r) => ({ ...r })), [
+    { n: 4, s: 'zzz', b: true, f: 3.5 },
+    { n: null, s: 'yy', b: false, f: 1.5 },
+    { n: 3, s: null, b: null, f: 2.5 },
+    { n: 4, s: 'zzz', b: true, f: 3.5 },
+  ]);
+  const back = tableFromIPC(encodeOutputs(got, 0)[0].batch);
+  assert.deepEqual(back.toArray().map((r) => r.s), ['zzz', 'yy', null, 'zzz']);
+});
+
+test('withColumn appends a column and refuses one of another length', () => {
+  const table = sample();
+  const got = withColumn(table, 'reason', ['a', 'b', 'c', 'd']);
+  assert.deepEqual(got.schema.fields.map((f) => f.name), ['id', 'amount', 'name', 'reason']);
+  assert.equal(got.getChild('reason').get(2), 'c');
+  assert.throws(() => withColumn(table, 'short', ['a']), /column `short` has 1 values; the table has 4 rows/);
+});
+
+test('keys are encoded as the host encodes the key column', () => {
+  const keys = keysOf(sample().getChild('id'));
+  assert.deepEqual([...keys[0]], [1, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual([...keys[3]], [252, 255, 255, 255, 255, 255, 255, 255]);
+  assert.deepEqual([...stateKey(-4n)], [...keys[3]]);
+  assert.deepEqual([...keysOf(vectorFromArray([7], new Int32()))[0]], [7, 0, 0, 0]);
+  assert.deepEqual([...keysOf(sample().getChild('name'))[1]], [...new TextEncoder().encode('béé')]);
+  const dictionary = tableFromArrays({ c: ['FR', 'JP', 'FR'] }).getChild('c');
+  assert.deepEqual([...keysOf(dictionary)[2]], [...new TextEncoder().encode('FR')]);
+  assert.throws(() => stateKey(3), /a state key is a bigint/);
+  assert.throws(() => keysOf(sample().getChild('amount')), /integer, UTF-8 or binary column/);
+});

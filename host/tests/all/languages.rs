@@ -1,0 +1,287 @@
+//! Agents in JavaScript, Python and Go, built from source with their SDKs, against the Rust agent:
+//! the same fraud rules (`examples/fraud-detection/agents/`) on the same input flag the same
+//! transactions, and the SDKs carry configuration and input errors to the host as errors.
+//!
+//! The toolchains come from `scripts/languages.sh` (run by `scripts/test`): `guest-sdk/js`'s npm
+//! dependencies, a Python virtual environment at `$SABOT_VENV` with componentize-py, and Go.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sabot_test_artifacts::FRAUD_RULES;
+
+use crate::support::{Scratch, assert_same_lines, sabot, sorted_lines, stderr};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the host crate is in the repository")
+        .to_path_buf()
+}
+
+/// Where the components built here go: beside the other test artifacts.
+fn out_dir() -> PathBuf {
+    let dir = crate::support::cache_dir().with_file_name("languages");
+    std::fs::create_dir_all(&dir).expect("create the languages output directory");
+    dir
+}
+
+#[track_caller]
+fn run(command: &mut Command, what: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start {command:?}: {e} (run scripts/test, which installs the toolchains)"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("SABOT_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/sabot/venv")
+        });
+    venv.join("bin/python")
+}
+
+/// The JavaScript fraud rules, built with `sabot-agent-build` (ComponentizeJS).
+fn javascript() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = out_dir().join("fraud_rules_js.wasm");
+        let sdk = repo().join("guest-sdk/js");
+        run(
+            Command::new("node")
+                .arg(sdk.join("build.mjs"))
+                .arg(repo().join("examples/fraud-detection/agents/js/fraud_rules.js"))
+                .arg("-o")
+                .arg(&out),
+            "building the JavaScript agent",
+        );
+        out
+    })
+}
+
+/// The Python fraud rules, built with `python -m sabot_agent.build` (componentize-py).
+fn python() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = out_dir().join("fraud_rules_py.wasm");
+        run(
+            Command::new(venv_python())
+                .args(["-m", "sabot_agent.build"])
+                .arg(repo().join("examples/fraud-detection/agents/python/fraud_rules.py"))
+                .arg("-o")
+                .arg(&out),
+            "building the Python agent",
+        );
+        out
+    })
+}
+
+/// The Go fraud rules: Go's wasip1 target as a reactor, then `sabot componentize`.
+fn go() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let core = out_dir().join("fraud_rules_go.core.wasm");
+        let out = out_dir().join("fraud_rules_go.wasm");
+        run(
+            Command::new("go")
+                .args(["build", "-buildmode=c-shared", "-o"])
+                .arg(&core)
+                .arg(".")
+                .current_dir(repo().join("examples/fraud-detection/agents/go"))
+                .env("GOOS", "wasip1")
+                .env("GOARCH", "wasm"),
+            "building the Go agent",
+        );
+        run(
+            Command::new(env!("CARGO_BIN_EXE_sabot"))
+                .arg("componentize")
+                .arg(&core)
+                .arg("-o")
+                .arg(&out),
+            "sabot componentize (Go agent)",
+        );
+        out
+    })
+}
+
+/// `examples/fraud-detection/languages.toml`, writing into `scratch`, `count` events.
+fn pipeline(scratch: &Scratch, count: u64, config_override: Option<&str>) -> PathBuf {
+    let mut toml = std::fs::read_to_string(repo().join("examples/fraud-detection/languages.toml"))
+        .expect("read languages.toml")
+        .replace(
+            "path = \"out/flagged-languages.jsonl\"",
+            "path = \"flagged.jsonl\"",
+        )
+        .replace("count = 200_000", &format!("count = {count}"));
+    if let Some(config) = config_override {
+        let start = toml
+            .find("[agents.rules.config]")
+            .expect("the example has a config table");
+        let end = toml[start..].find("[sinks").expect("sinks follow") + start;
+        toml.replace_range(start..end, &format!("[agents.rules.config]\n{config}\n\n"));
+    }
+    scratch.write("languages.toml", &toml)
+}
+
+/// What the Rust agent flags on the example's input.
+fn rust_flagged() -> &'static [String] {
+    static FLAGGED: OnceLock<Vec<String>> = OnceLock::new();
+    FLAGGED.get_or_init(|| {
+        let scratch = Scratch::new();
+        let file = pipeline(&scratch, 200_000, None);
+        let out = sabot(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--module",
+                &format!("rules={FRAUD_RULES}"),
+            ],
+            scratch.dir.path(),
+        );
+        assert!(out.status.success(), "the Rust agent: {}", stderr(&out));
+        let flagged = sorted_lines(&scratch.read("flagged.jsonl"));
+        assert!(
+            flagged.len() > 40,
+            "the example input should flag transactions of every rule, got {} lines",
+            flagged.len()
+        );
+        for reason in [
+            "over_limit",
+            "blacklisted_merchant",
+            "high_risk_country",
+            "velocity",
+        ] {
+            assert!(
+                flagged
+                    .iter()
+                    .any(|l| l.contains(&format!("\"reason\":\"{reason}\""))),
+                "no transaction flagged for {reason}"
+            );
+        }
+        flagged
+    })
+}
+
+#[track_caller]
+fn flags_what_rust_flags(module: &Path, language: &str) {
+    let scratch = Scratch::new();
+    let file = pipeline(&scratch, 200_000, None);
+    let out = sabot(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--module",
+            &format!("rules={}", module.display()),
+        ],
+        scratch.dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "the {language} agent: {}",
+        stderr(&out)
+    );
+    assert_same_lines(
+        &sorted_lines(&scratch.read("flagged.jsonl")),
+        rust_flagged(),
+        &format!("{language} agent vs the Rust agent"),
+    );
+}
+
+#[test]
+fn the_javascript_agent_flags_exactly_what_the_rust_agent_flags() {
+    flags_what_rust_flags(javascript(), "JavaScript");
+}
+
+#[test]
+fn the_python_agent_flags_exactly_what_the_rust_agent_flags() {
+    flags_what_rust_flags(python(), "Python");
+}
+
+#[test]
+fn the_go_agent_flags_exactly_what_the_rust_agent_flags() {
+    flags_what_rust_flags(go(), "Go");
+}
+
+/// Runs the example on a few events with `config` and returns the failed run's error output.
+fn refused(module: &Path, config: &str, language: &str) -> String {
+    let scratch = Scratch::new();
+    let file = pipeline(&scratch, 1_000, Some(config));
+    let out = sabot(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--module",
+            &format!("rules={}", module.display()),
+        ],
+        scratch.dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the {language} agent accepted {config}: {}",
+        stderr(&out)
+    );
+    stderr(&out)
+}
+
+#[test]
+fn every_language_refuses_a_bad_config_as_invalid_config_naming_the_field() {
+    for (language, module) in [
+        ("JavaScript", javascript()),
+        ("Python", python()),
+        ("Go", go()),
+    ] {
+        let err = refused(module, "over_limit_factor = -1.0", language);
+        assert!(
+            err.contains("invalid-config")
+                && err.contains("over_limit_factor must be a positive number"),
+            "{language}: {err}"
+        );
+    }
+}
+
+#[test]
+fn every_language_reports_a_batch_without_a_needed_column_as_invalid_input() {
+    for (language, module) in [
+        ("JavaScript", javascript()),
+        ("Python", python()),
+        ("Go", go()),
+    ] {
+        let scratch = Scratch::new();
+        let toml = std::fs::read_to_string(pipeline(&scratch, 1_000, None))
+            .unwrap()
+            .replace(
+                "edges = [\"transactions -> rules -> flagged\"]",
+                "edges = [\"transactions -> drop -> rules -> flagged\"]\n\n[agents.drop]\nmodule = \"builtin:project\"\nconfig = { select = [\"txn_id\", \"ts\", \"card_id\", \"card_limit\", \"merchant_id\", \"country\"] }",
+            );
+        let file = scratch.write("languages.toml", &toml);
+        let out = sabot(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--module",
+                &format!("rules={}", module.display()),
+            ],
+            scratch.dir.path(),
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{language}: {err}");
+        assert!(
+            err.contains("invalid-input") && err.contains("needs a column `amount`"),
+            "{language}: {err}"
+        );
+        assert!(
+            !scratch.path("flagged.jsonl").exists() || scratch.read("flagged.jsonl").is_empty(),
+            "{language}: nothing was flagged from a batch that failed"
+        );
+    }
+}
