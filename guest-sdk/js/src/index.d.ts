@@ -78,4 +78,6 @@ export const metrics: {
 export function take(table: Table, indices: ArrayLike<number>): Table;
 export function withColumn(table: Table, name: string, values: Vector | string[]): Table;
 export function keysOf(column: Vector): Uint8Array[];
+/** A UTF-8 column's values, decoded at once (fast) rather than row by row with `get(i)`. */
+export function stringsOf(column: Vector): (string | null)[];
 export function stateKey(value: Key): Uint8Array;

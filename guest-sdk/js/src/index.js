@@ -17,7 +17,7 @@ import { PortDecoder, encodeOutputs } from './ipc.js';
 import { AgentError, toAgentError } from './error.js';
 
 export { AgentError } from './error.js';
-export { take, withColumn, keysOf, stateKey } from './table.js';
+export { take, withColumn, keysOf, stateKey, stringsOf } from './table.js';
 export { log, metrics, ValueState, MapState, timers, json, bytes } from './host.js';
 
 /** Raised towards the host as `err(agent-error)`. */

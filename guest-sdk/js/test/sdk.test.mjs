@@ -12,7 +12,7 @@ import {
   Float64,
 } from 'apache-arrow';
 import { PortDecoder, encodeOutputs, firstMessageType } from '../src/ipc.js';
-import { take, withColumn, keysOf, stateKey } from '../src/table.js';
+import { take, withColumn, keysOf, stateKey, stringsOf } from '../src/table.js';
 
 const sample = () =>
   tableFromArrays({
@@ -94,4 +94,13 @@ test('keys are encoded as the host encodes the key column', () => {
   assert.deepEqual([...keysOf(dictionary)[2]], [...new TextEncoder().encode('FR')]);
   assert.throws(() => stateKey(3), /a state key is a bigint/);
   assert.throws(() => keysOf(sample().getChild('amount')), /integer, UTF-8 or binary column/);
+});
+
+test('stringsOf gives every value of a UTF-8 column, ASCII or not, nulls as null', () => {
+  const ascii = vectorFromArray(['ab', null, '', 'xyz'], new Utf8());
+  assert.deepEqual(stringsOf(ascii), ['ab', null, '', 'xyz']);
+  const wide = vectorFromArray(['é', 'a😀b', null, 'ü'], new Utf8());
+  assert.deepEqual(stringsOf(wide), ['é', 'a😀b', null, 'ü']);
+  const sliced = take(tableFromArrays({ s: vectorFromArray(['q', 'rr', 'sss'], new Utf8()) }), [2, 0]);
+  assert.deepEqual(stringsOf(sliced.getChild('s')), ['sss', 'q']);
 });

@@ -282,7 +282,12 @@ class Column:
             base = o[0] if n else 0
             offs = [x - base for x in o[: n + 1].tolist()] if base else o[: n + 1].tolist()
             if t.kind in (_UTF8, _LARGE_UTF8):
-                values = [d[offs[i]:offs[i + 1]].decode() for i in range(n)]
+                text = d.decode()
+                if len(text) == len(d):
+                    # ASCII: byte offsets are string offsets; one decode for the whole column.
+                    values = [text[offs[i]:offs[i + 1]] for i in range(n)]
+                else:
+                    values = [d[offs[i]:offs[i + 1]].decode() for i in range(n)]
             else:
                 values = [d[offs[i]:offs[i + 1]] for i in range(n)]
         else:

@@ -4,6 +4,7 @@
 //! invalid (nothing ran); 130 stopped by Ctrl-C (after flushing all output).
 
 mod progress;
+pub mod scaffold;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -64,6 +65,24 @@ pub enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Create a new agent that builds and runs as it is: `sabot new agent NAME --lang go`.
+    New {
+        /// What to create: `agent`.
+        #[arg(value_enum)]
+        kind: NewKind,
+        /// The agent's name (lowercase letters, digits, `_`, `-`).
+        name: String,
+        /// The agent's language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
+        /// The directory to create (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The Sabot checkout whose SDKs the agent uses (default: the one this binary was built
+        /// from).
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
     /// Wrap a WASI preview-1 core module (Go's wasip1 target) into an agent component.
     Componentize {
         /// The core module (`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared`).
@@ -85,6 +104,13 @@ pub enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+}
+
+/// What `sabot new` creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewKind {
+    /// An agent: its code, build script, a pipeline to try it on, and a README.
+    Agent,
 }
 
 /// Where compiled components are cached.
@@ -171,6 +197,23 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 instances,
                 spec.sinks.len(),
                 spec.edges.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New {
+            kind: NewKind::Agent,
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let written = scaffold::new_agent(&name, lang, &dir, sdk.as_deref())?;
+            eprintln!(
+                "created agent `{name}` in {} ({} files); build and try it:\n  cd {} && ./build.sh && sabot run pipeline.toml",
+                dir.display(),
+                written.len(),
+                dir.display()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -147,7 +147,8 @@ func (r *fraudRules) Process(batch arrow.RecordBatch, port uint32) ([]agent.Outp
 		}
 		if r.velocity != nil {
 			ts := int64(times.Value(i))
-			seen := recent[slots[i]][:0:0]
+			// Filtered in place: the slice is this batch's own copy of the card's times.
+			seen := recent[slots[i]][:0]
 			for _, t := range recent[slots[i]] {
 				if t > ts-r.velocity.WithinMs {
 					seen = append(seen, t)
@@ -157,7 +158,7 @@ func (r *fraudRules) Process(batch arrow.RecordBatch, port uint32) ([]agent.Outp
 				reason = "velocity"
 			}
 			if len(seen) >= r.velocity.MaxTransactions {
-				seen = seen[1:]
+				seen = append(seen[:0], seen[1:]...)
 			}
 			recent[slots[i]] = append(seen, ts)
 		}

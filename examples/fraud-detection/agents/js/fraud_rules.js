@@ -4,7 +4,7 @@
 //
 // Build: node ../../../../guest-sdk/js/build.mjs fraud_rules.js -o fraud_rules_js.wasm
 
-import { AgentError, ValueState, keysOf, take, withColumn } from '@sabot/agent';
+import { AgentError, ValueState, stringsOf, take, withColumn } from '@sabot/agent';
 
 function column(table, name, typeName) {
   const c = table.getChild(name);
@@ -38,22 +38,25 @@ export default class FraudRules {
   process(table) {
     const amount = column(table, 'amount', 'Float64').toArray();
     const limit = column(table, 'card_limit', 'Float64').toArray();
-    const merchant = column(table, 'merchant_id', 'Utf8');
-    const country = column(table, 'country', 'Utf8');
+    // Whole columns at once: far cheaper than `get(i)` row by row.
+    const merchant = stringsOf(column(table, 'merchant_id', 'Utf8'));
+    const country = stringsOf(column(table, 'country', 'Utf8'));
     const n = table.numRows;
 
     // One state read and one write per batch, for all its cards.
     let keys = [];
     let times = null;
-    let slotOf = null;
+    let slots = null;
     let recent = null;
     if (this.velocity) {
-      const cards = keysOf(column(table, 'card_id', 'Int64'));
+      const cards = column(table, 'card_id', 'Int64').toArray(); // BigInt64Array
+      // Card ids as numbers, from the two 32-bit halves: bigint work is slow in a component.
+      const halves = new Int32Array(cards.buffer, cards.byteOffset, 2 * n);
       times = column(table, 'ts', 'Timestamp').toArray();
-      slotOf = new Map();
-      const slots = new Array(n);
+      const slotOf = new Map();
+      slots = new Int32Array(n);
       for (let i = 0; i < n; i++) {
-        const id = cards[i].join(',');
+        const id = halves[2 * i + 1] * 4294967296 + (halves[2 * i] >>> 0);
         let slot = slotOf.get(id);
         if (slot === undefined) {
           slot = keys.length;
@@ -62,27 +65,24 @@ export default class FraudRules {
         }
         slots[i] = slot;
       }
-      slotOf = slots;
       recent = this.recent.getMany(keys).map((r) => r ?? []);
     }
 
     const rows = [];
     const reasons = [];
     for (let i = 0; i < n; i++) {
-      const m = merchant.get(i);
-      const c = country.get(i);
       let reason = null;
       if (amount[i] > limit[i] * this.factor) reason = 'over_limit';
-      else if (this.blacklist.has(m)) reason = 'blacklisted_merchant';
-      else if (this.highRisk.has(c)) reason = 'high_risk_country';
+      else if (this.blacklist.has(merchant[i])) reason = 'blacklisted_merchant';
+      else if (this.highRisk.has(country[i])) reason = 'high_risk_country';
       if (this.velocity) {
         const ts = Number(times[i]);
         const { max_transactions: max, within_ms: within } = this.velocity;
-        const seen = recent[slotOf[i]].filter((t) => t > ts - within);
+        const seen = recent[slots[i]].filter((t) => t > ts - within);
         if (reason === null && seen.length >= max) reason = 'velocity';
         if (seen.length >= max) seen.shift();
         seen.push(ts);
-        recent[slotOf[i]] = seen;
+        recent[slots[i]] = seen;
       }
       if (reason !== null) {
         rows.push(i);
