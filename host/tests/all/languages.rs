@@ -6,111 +6,19 @@
 //! dependencies, a Python virtual environment at `$SABOT_VENV` with componentize-py, and Go.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use sabot_test_artifacts::FRAUD_RULES;
+use sabot_test_artifacts::languages::{self, Language};
 
 use crate::support::{Scratch, assert_same_lines, sabot, sorted_lines, stderr};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the host crate is in the repository")
-        .to_path_buf()
+    sabot_test_artifacts::workspace()
 }
 
-/// Where the components built here go: beside the other test artifacts.
-fn out_dir() -> PathBuf {
-    let dir = crate::support::cache_dir().with_file_name("languages");
-    std::fs::create_dir_all(&dir).expect("create the languages output directory");
-    dir
-}
-
-#[track_caller]
-fn run(command: &mut Command, what: &str) {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start {command:?}: {e} (run scripts/test, which installs the toolchains)"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("SABOT_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/sabot/venv")
-        });
-    venv.join("bin/python")
-}
-
-/// The JavaScript fraud rules, built with `sabot-agent-build` (ComponentizeJS).
-fn javascript() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = out_dir().join("fraud_rules_js.wasm");
-        let sdk = repo().join("guest-sdk/js");
-        run(
-            Command::new("node")
-                .arg(sdk.join("build.mjs"))
-                .arg(repo().join("examples/fraud-detection/agents/js/fraud_rules.js"))
-                .arg("-o")
-                .arg(&out),
-            "building the JavaScript agent",
-        );
-        out
-    })
-}
-
-/// The Python fraud rules, built with `python -m sabot_agent.build` (componentize-py).
-fn python() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = out_dir().join("fraud_rules_py.wasm");
-        run(
-            Command::new(venv_python())
-                .args(["-m", "sabot_agent.build"])
-                .arg(repo().join("examples/fraud-detection/agents/python/fraud_rules.py"))
-                .arg("-o")
-                .arg(&out),
-            "building the Python agent",
-        );
-        out
-    })
-}
-
-/// The Go fraud rules: Go's wasip1 target as a reactor, then `sabot componentize`.
-fn go() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let core = out_dir().join("fraud_rules_go.core.wasm");
-        let out = out_dir().join("fraud_rules_go.wasm");
-        run(
-            Command::new("go")
-                .args(["build", "-buildmode=c-shared", "-o"])
-                .arg(&core)
-                .arg(".")
-                .current_dir(repo().join("examples/fraud-detection/agents/go"))
-                .env("GOOS", "wasip1")
-                .env("GOARCH", "wasm"),
-            "building the Go agent",
-        );
-        run(
-            Command::new(env!("CARGO_BIN_EXE_sabot"))
-                .arg("componentize")
-                .arg(&core)
-                .arg("-o")
-                .arg(&out),
-            "sabot componentize (Go agent)",
-        );
-        out
-    })
+fn module(language: Language) -> &'static Path {
+    languages::fraud_rules(language, Path::new(env!("CARGO_BIN_EXE_sabot")))
 }
 
 /// `examples/fraud-detection/languages.toml`, writing into `scratch`, `count` events.
@@ -172,7 +80,7 @@ fn rust_flagged() -> &'static [String] {
 }
 
 #[track_caller]
-fn flags_what_rust_flags(module: &Path, language: &str) {
+fn flags_what_rust_flags(module: &Path, language: Language) {
     let scratch = Scratch::new();
     let file = pipeline(&scratch, 200_000, None);
     let out = sabot(
@@ -198,21 +106,21 @@ fn flags_what_rust_flags(module: &Path, language: &str) {
 
 #[test]
 fn the_javascript_agent_flags_exactly_what_the_rust_agent_flags() {
-    flags_what_rust_flags(javascript(), "JavaScript");
+    flags_what_rust_flags(module(Language::JavaScript), Language::JavaScript);
 }
 
 #[test]
 fn the_python_agent_flags_exactly_what_the_rust_agent_flags() {
-    flags_what_rust_flags(python(), "Python");
+    flags_what_rust_flags(module(Language::Python), Language::Python);
 }
 
 #[test]
 fn the_go_agent_flags_exactly_what_the_rust_agent_flags() {
-    flags_what_rust_flags(go(), "Go");
+    flags_what_rust_flags(module(Language::Go), Language::Go);
 }
 
 /// Runs the example on a few events with `config` and returns the failed run's error output.
-fn refused(module: &Path, config: &str, language: &str) -> String {
+fn refused(module: &Path, config: &str, language: Language) -> String {
     let scratch = Scratch::new();
     let file = pipeline(&scratch, 1_000, Some(config));
     let out = sabot(
@@ -235,12 +143,8 @@ fn refused(module: &Path, config: &str, language: &str) -> String {
 
 #[test]
 fn every_language_refuses_a_bad_config_as_invalid_config_naming_the_field() {
-    for (language, module) in [
-        ("JavaScript", javascript()),
-        ("Python", python()),
-        ("Go", go()),
-    ] {
-        let err = refused(module, "over_limit_factor = -1.0", language);
+    for language in languages::ALL {
+        let err = refused(module(language), "over_limit_factor = -1.0", language);
         assert!(
             err.contains("invalid-config")
                 && err.contains("over_limit_factor must be a positive number"),
@@ -251,11 +155,8 @@ fn every_language_refuses_a_bad_config_as_invalid_config_naming_the_field() {
 
 #[test]
 fn every_language_reports_a_batch_without_a_needed_column_as_invalid_input() {
-    for (language, module) in [
-        ("JavaScript", javascript()),
-        ("Python", python()),
-        ("Go", go()),
-    ] {
+    for language in languages::ALL {
+        let module = module(language);
         let scratch = Scratch::new();
         let toml = std::fs::read_to_string(pipeline(&scratch, 1_000, None))
             .unwrap()
