@@ -186,3 +186,129 @@ fn every_language_reports_a_batch_without_a_needed_column_as_invalid_input() {
         );
     }
 }
+
+#[test]
+fn sabot_new_agent_builds_and_runs_in_every_language_with_the_same_output() {
+    let root = Scratch::new();
+    let mut outputs: Vec<(String, Vec<String>)> = Vec::new();
+    for lang in ["rust", "js", "python", "go"] {
+        let dir = root.path(lang);
+        let out = sabot(
+            &[
+                "new",
+                "agent",
+                "big-spenders",
+                "--lang",
+                lang,
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
+            root.dir.path(),
+        );
+        assert!(out.status.success(), "sabot new ({lang}): {}", stderr(&out));
+        let built = std::process::Command::new(dir.join("build.sh"))
+            .current_dir(&dir)
+            .env("SABOT", env!("CARGO_BIN_EXE_sabot"))
+            .output()
+            .expect("run build.sh");
+        assert!(
+            built.status.success(),
+            "{lang}: build.sh failed:\n{}{}",
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let ran = sabot(&["run", "pipeline.toml"], &dir);
+        assert!(ran.status.success(), "{lang}: {}", stderr(&ran));
+        let lines = sorted_lines(&std::fs::read_to_string(dir.join("out/big.jsonl")).unwrap());
+        assert!(
+            lines.len() > 1_000 && lines.iter().all(|l| l.contains("\"big_count\":")),
+            "{lang}: {} lines",
+            lines.len()
+        );
+        outputs.push((lang.to_owned(), lines));
+    }
+    for (lang, lines) in &outputs[1..] {
+        assert_same_lines(
+            lines,
+            &outputs[0].1,
+            &format!("{lang} scaffold vs rust scaffold"),
+        );
+    }
+}
+
+#[test]
+fn sabot_new_refuses_a_directory_that_is_not_empty_and_a_bad_name() {
+    let root = Scratch::new();
+    std::fs::create_dir(root.path("taken")).unwrap();
+    root.write("taken/file.txt", "mine");
+    let out = sabot(
+        &["new", "agent", "x", "--lang", "go", "--dir", "taken"],
+        root.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already exists and is not empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        root.read("taken/file.txt"),
+        "mine",
+        "the directory was left alone"
+    );
+
+    let out = sabot(
+        &["new", "agent", "Bad Name", "--lang", "js"],
+        root.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("agent name `Bad Name`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sabot_componentize_refuses_what_is_not_a_core_module_of_the_agent_world() {
+    let root = Scratch::new();
+    let cases: [(&str, &[u8], &str); 3] = [
+        (
+            "text.wasm",
+            b"hello, not wasm",
+            "is not a core WebAssembly module",
+        ),
+        (
+            // An empty core module: valid, but it exports none of the agent's functions.
+            "empty.core.wasm",
+            b"\0asm\x01\0\0\0",
+            "does not fit the `timed-agent` world",
+        ),
+        ("component.wasm", b"", "is already a component"),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = if name == "component.wasm" {
+            PathBuf::from(FRAUD_RULES)
+        } else {
+            root.path(name)
+        };
+        if name != "component.wasm" {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let out = sabot(
+            &[
+                "componentize",
+                path.to_str().unwrap(),
+                "-o",
+                root.path("out.wasm").to_str().unwrap(),
+            ],
+            root.dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+        assert!(
+            !root.path("out.wasm").exists(),
+            "{name}: nothing is written"
+        );
+    }
+}
