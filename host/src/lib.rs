@@ -17,16 +17,17 @@
 //! | module | concern |
 //! |---|---|
 //! | [`config`] | the pipeline file (TOML): parsing, validation with errors that name file, table and field |
-//! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`, `state`), the sandbox (deadline, memory cap, output cap), module inspection |
+//! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`, `state`), the sandbox (deadline, memory cap, output cap), module inspection, `componentize` (a wasip1 core module, such as Go's, into an agent component) |
 //! | [`dataflow`] | building the task graph from a pipeline and running it: threads, bounded channels with backpressure, hash partitioning on a key column, input gates (barrier alignment, watermark merging), the checkpoint coordinator thread, resume from a checkpoint, graceful shutdown, run statistics |
 //! | [`connectors`] | sources and sinks, one folder per system, and the row-level bad-input policy |
 //! | [`time`] | event time as pure state machines: watermarks per partition and across inputs (with idleness), timers, the event-time column |
 //! | [`state`] | keyed state: memory and RocksDB backends, the write-back cache, snapshots and restore (at any parallelism), the key layout, and the scope that confines an instance to its key groups |
 //! | [`checkpoint`] | Chandy–Lamport checkpoints: the coordinator as a pure state machine, and checkpoint storage (atomic metadata, checksums, fallback, retention) |
-//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect` |
+//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect`, `componentize`, and `new agent` (scaffolds in Rust, JavaScript, Python and Go) |
 //!
 //! The same name is used on both sides of the WIT boundary: `wit/log.wit` ↔ [`wasm::log`] ↔
-//! `sabot_sdk::log`, and likewise for `state` and `timers`.
+//! `sabot_sdk::log`, and likewise for `state` and `timers` (and in the other SDKs:
+//! `guest-sdk/js/src/host.js`, `guest-sdk/python/sabot_agent/host.py`, `guest-sdk/go/state.go`).
 //!
 //! ## Running a pipeline from Rust
 //!
