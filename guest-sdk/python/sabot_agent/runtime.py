@@ -41,6 +41,10 @@ def bind(module: ModuleType):
     from wit_world.imports import types as wtypes
     from wit_world.imports import timers as wtimers
 
+    # Imported now, while componentize-py pre-initialises the app: an interface first imported
+    # later is missing from the component.
+    from wit_world.imports import log, metrics, state  # noqa: F401
+
     definition = find_agent(module)
     kinds = {
         "invalid-input": wtypes.ErrorKind.INVALID_INPUT,

@@ -312,3 +312,96 @@ fn sabot_componentize_refuses_what_is_not_a_core_module_of_the_agent_world() {
         );
     }
 }
+
+/// The (card, end of its 10 s window) pairs of the transactions `transactions.jsonl` holds.
+fn expected_timers(transactions: &str) -> Vec<String> {
+    let mut pairs: Vec<(i64, i64)> = transactions
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let card = row["card_id"].as_i64().unwrap();
+            let ts = chrono_free_millis(row["ts"].as_str().unwrap());
+            (card, (ts / 10_000 + 1) * 10_000)
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut lines: Vec<String> = pairs
+        .into_iter()
+        .map(|(card, at)| format!("{{\"card\":{card},\"fired_at\":{at}}}"))
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Milliseconds since the epoch of a `2026-01-01T00:01:40.010` timestamp (the generator's days,
+/// all in January 2026).
+fn chrono_free_millis(ts: &str) -> i64 {
+    let (date, time) = ts.split_once('T').unwrap();
+    let day: i64 = date[8..10].parse().unwrap();
+    assert_eq!(
+        &date[..8],
+        "2026-01-",
+        "the generator's timestamps start on 2026-01-01"
+    );
+    let mut parts = time.split(':');
+    let h: i64 = parts.next().unwrap().parse().unwrap();
+    let m: i64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    let jan_1_2026 = 1_767_225_600_000;
+    jan_1_2026 + (day - 1) * 86_400_000 + h * 3_600_000 + m * 60_000 + (s * 1000.0).round() as i64
+}
+
+#[test]
+fn timers_log_and_metrics_work_from_every_language() {
+    let scratch = Scratch::new();
+    let toml = r#"
+edges = ["transactions -> timed -> fired", "transactions -> seen"]
+
+[sources.transactions]
+type = "generator"
+count = 20_000
+cards = 300
+interval_ms = 10
+seed = 3
+event_time = { column = "ts" }
+
+[agents.timed]
+module = "timed.wasm"
+parallelism = 2
+key = "card_id"
+
+[sinks.fired]
+type = "file"
+path = "fired.jsonl"
+
+[sinks.seen]
+type = "file"
+path = "transactions.jsonl"
+"#;
+    let file = scratch.write("timed.toml", toml);
+    let mut expected: Option<Vec<String>> = None;
+    for language in languages::ALL {
+        let module = languages::timed(language, Path::new(env!("CARGO_BIN_EXE_sabot")));
+        let _ = std::fs::remove_file(scratch.path("fired.jsonl"));
+        let _ = std::fs::remove_file(scratch.path("transactions.jsonl"));
+        let out = sabot(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--module",
+                &format!("timed={}", module.display()),
+            ],
+            scratch.dir.path(),
+        );
+        assert!(out.status.success(), "{language}: {}", stderr(&out));
+        let expected =
+            expected.get_or_insert_with(|| expected_timers(&scratch.read("transactions.jsonl")));
+        assert!(expected.len() > 1_000, "{} timers expected", expected.len());
+        assert_same_lines(
+            &sorted_lines(&scratch.read("fired.jsonl")),
+            expected,
+            &format!("{language}: every timer fires once, at its time"),
+        );
+    }
+}

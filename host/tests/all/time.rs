@@ -248,6 +248,38 @@ fn run_for(s: &Scratch, toml: &str, millis: u64) -> sabot_host::RunSummary {
         .unwrap()
 }
 
+/// Runs `toml` until `out.jsonl` satisfies `done` (checked every 50 ms; then 300 ms more) or
+/// `limit` passes. The file sink may hold its output until the end, so `limit` must leave a
+/// loaded machine ample time.
+fn run_until(
+    s: &Scratch,
+    toml: &str,
+    done: impl Fn(&str) -> bool + Send + 'static,
+    limit: std::time::Duration,
+) -> sabot_host::RunSummary {
+    let pipeline = s.pipeline(toml).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let out = s.path("out.jsonl");
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit
+            && !std::fs::read_to_string(&out).is_ok_and(|text| done(&text))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // A little longer, for anything that should not happen (a second firing) to show.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stopper.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    pipeline
+        .run(sabot_host::RunOptions {
+            stop,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
 #[test]
 fn processing_time_timers_fire_by_the_wall_clock_once_each() {
     let s = Scratch::new();
@@ -269,16 +301,23 @@ path = "out.jsonl"
 "#,
         module = lit(TIMED)
     );
-    let summary = run_for(&s, &toml, 1_200);
-    assert!(summary.interrupted);
-    let fired: Vec<String> = sorted_lines(&s.read("out.jsonl"))
-        .into_iter()
-        .filter(|l| l.contains("\"window_end\":-1"))
-        .collect();
     let expected: Vec<String> = (0..20)
         .map(|k| format!("{{\"key\":{k},\"window_end\":-1,\"count\":0}}"))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
+        .collect();
+    let all = expected.clone();
+    // Until every key's timer has fired (and a little longer, for any second firing to show).
+    let summary = run_until(
+        &s,
+        &toml,
+        move |out| all.iter().all(|line| out.contains(line.as_str())),
+        std::time::Duration::from_secs(4),
+    );
+    assert!(summary.interrupted);
+    let fired: Vec<String> = sorted_lines(&s.read("out.jsonl"))
+        .into_iter()
+        .filter(|l| l.contains("\"window_end\":-1"))
         .collect();
     assert_eq!(
         fired, expected,

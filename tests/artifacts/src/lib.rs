@@ -72,46 +72,38 @@ pub mod languages {
         venv.join("bin/python")
     }
 
-    fn build(language: Language, sabot: &Path) -> PathBuf {
-        let repo = super::workspace();
-        let agents = repo.join("examples/fraud-detection/agents");
+    /// Builds the agent at `source` (a module file; for Go, the package directory) into
+    /// `<name>.wasm` in the artifacts directory.
+    fn build(language: Language, source: &Path, name: &str, sabot: &Path) -> PathBuf {
+        let out = out_dir().join(format!("{name}.wasm"));
         match language {
-            Language::JavaScript => {
-                let out = out_dir().join("fraud_rules_js.wasm");
-                run(
-                    Command::new("node")
-                        .arg(repo.join("guest-sdk/js/build.mjs"))
-                        .arg(agents.join("js/fraud_rules.js"))
-                        .arg("-o")
-                        .arg(&out),
-                    "building the JavaScript agent (sabot-agent-build)",
-                );
-                out
-            }
-            Language::Python => {
-                let out = out_dir().join("fraud_rules_py.wasm");
-                run(
-                    Command::new(venv_python())
-                        .args(["-m", "sabot_agent.build"])
-                        .arg(agents.join("python/fraud_rules.py"))
-                        .arg("-o")
-                        .arg(&out),
-                    "building the Python agent (sabot_agent.build)",
-                );
-                out
-            }
+            Language::JavaScript => run(
+                Command::new("node")
+                    .arg(super::workspace().join("guest-sdk/js/build.mjs"))
+                    .arg(source)
+                    .arg("-o")
+                    .arg(&out),
+                &format!("building {name} (sabot-agent-build)"),
+            ),
+            Language::Python => run(
+                Command::new(venv_python())
+                    .args(["-m", "sabot_agent.build"])
+                    .arg(source)
+                    .arg("-o")
+                    .arg(&out),
+                &format!("building {name} (sabot_agent.build)"),
+            ),
             Language::Go => {
-                let core = out_dir().join("fraud_rules_go.core.wasm");
-                let out = out_dir().join("fraud_rules_go.wasm");
+                let core = out_dir().join(format!("{name}.core.wasm"));
                 run(
                     Command::new("go")
                         .args(["build", "-buildmode=c-shared", "-o"])
                         .arg(&core)
                         .arg(".")
-                        .current_dir(agents.join("go"))
+                        .current_dir(source)
                         .env("GOOS", "wasip1")
                         .env("GOARCH", "wasm"),
-                    "building the Go agent (go build, wasip1)",
+                    &format!("building {name} (go build, wasip1)"),
                 );
                 run(
                     Command::new(sabot)
@@ -119,22 +111,48 @@ pub mod languages {
                         .arg(&core)
                         .arg("-o")
                         .arg(&out),
-                    "sabot componentize (the Go agent)",
+                    &format!("sabot componentize ({name})"),
                 );
-                out
             }
         }
+        out
     }
 
-    /// The fraud rules in `language`, built once per process; `sabot` is the binary whose
-    /// `componentize` wraps the Go module.
-    pub fn fraud_rules(language: Language, sabot: &Path) -> &'static Path {
-        static BUILT: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        let slot = match language {
+    fn slot(language: Language) -> usize {
+        match language {
             Language::JavaScript => 0,
             Language::Python => 1,
             Language::Go => 2,
-        };
-        BUILT[slot].get_or_init(|| build(language, sabot))
+        }
+    }
+
+    /// The fraud rules in `language` (`examples/fraud-detection/agents/`), built once per
+    /// process; `sabot` is the binary whose `componentize` wraps the Go module.
+    pub fn fraud_rules(language: Language, sabot: &Path) -> &'static Path {
+        static BUILT: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        BUILT[slot(language)].get_or_init(|| {
+            let agents = super::workspace().join("examples/fraud-detection/agents");
+            let (source, name) = match language {
+                Language::JavaScript => (agents.join("js/fraud_rules.js"), "fraud_rules_js"),
+                Language::Python => (agents.join("python/fraud_rules.py"), "fraud_rules_py"),
+                Language::Go => (agents.join("go"), "fraud_rules_go"),
+            };
+            build(language, &source, name, sabot)
+        })
+    }
+
+    /// The timers agent of `tests/guests/languages/` in `language` (timers, log and metrics
+    /// through the SDK), built once per process.
+    pub fn timed(language: Language, sabot: &Path) -> &'static Path {
+        static BUILT: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        BUILT[slot(language)].get_or_init(|| {
+            let guests = super::workspace().join("tests/guests/languages");
+            let (source, name) = match language {
+                Language::JavaScript => (guests.join("js/timed.js"), "timed_js"),
+                Language::Python => (guests.join("python/timed.py"), "timed_py"),
+                Language::Go => (guests.join("go"), "timed_go"),
+            };
+            build(language, &source, name, sabot)
+        })
     }
 }
