@@ -22,5 +22,6 @@ sabot_languages() {
     echo "==> Go SDK: go mod download" >&2
     (cd guest-sdk/go && go mod download)
     (cd examples/fraud-detection/agents/go && go mod download)
+    (cd tests/guests/languages/go && go mod download)
     export SABOT_VENV="$venv"
 }
