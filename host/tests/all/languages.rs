@@ -40,21 +40,26 @@ fn pipeline(scratch: &Scratch, count: u64, config_override: Option<&str>) -> Pat
     scratch.write("languages.toml", &toml)
 }
 
+/// `sabot run FILE --module AGENT=MODULE` in `scratch`.
+fn run_with(scratch: &Scratch, file: &Path, agent: &str, module: &Path) -> std::process::Output {
+    sabot(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--module",
+            &format!("{agent}={}", module.display()),
+        ],
+        scratch.dir.path(),
+    )
+}
+
 /// What the Rust agent flags on the example's input.
 fn rust_flagged() -> &'static [String] {
     static FLAGGED: OnceLock<Vec<String>> = OnceLock::new();
     FLAGGED.get_or_init(|| {
         let scratch = Scratch::new();
         let file = pipeline(&scratch, 200_000, None);
-        let out = sabot(
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "--module",
-                &format!("rules={FRAUD_RULES}"),
-            ],
-            scratch.dir.path(),
-        );
+        let out = run_with(&scratch, &file, "rules", Path::new(FRAUD_RULES));
         assert!(out.status.success(), "the Rust agent: {}", stderr(&out));
         let flagged = sorted_lines(&scratch.read("flagged.jsonl"));
         assert!(
@@ -83,15 +88,7 @@ fn rust_flagged() -> &'static [String] {
 fn flags_what_rust_flags(module: &Path, language: Language) {
     let scratch = Scratch::new();
     let file = pipeline(&scratch, 200_000, None);
-    let out = sabot(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--module",
-            &format!("rules={}", module.display()),
-        ],
-        scratch.dir.path(),
-    );
+    let out = run_with(&scratch, &file, "rules", module);
     assert!(
         out.status.success(),
         "the {language} agent: {}",
@@ -123,15 +120,7 @@ fn the_go_agent_flags_exactly_what_the_rust_agent_flags() {
 fn refused(module: &Path, config: &str, language: Language) -> String {
     let scratch = Scratch::new();
     let file = pipeline(&scratch, 1_000, Some(config));
-    let out = sabot(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--module",
-            &format!("rules={}", module.display()),
-        ],
-        scratch.dir.path(),
-    );
+    let out = run_with(&scratch, &file, "rules", module);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -165,15 +154,7 @@ fn every_language_reports_a_batch_without_a_needed_column_as_invalid_input() {
                 "edges = [\"transactions -> drop -> rules -> flagged\"]\n\n[agents.drop]\nmodule = \"builtin:project\"\nconfig = { select = [\"txn_id\", \"ts\", \"card_id\", \"card_limit\", \"merchant_id\", \"country\"] }",
             );
         let file = scratch.write("languages.toml", &toml);
-        let out = sabot(
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "--module",
-                &format!("rules={}", module.display()),
-            ],
-            scratch.dir.path(),
-        );
+        let out = run_with(&scratch, &file, "rules", module);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{language}: {err}");
         assert!(
@@ -385,15 +366,7 @@ path = "transactions.jsonl"
         let module = languages::timed(language, Path::new(env!("CARGO_BIN_EXE_sabot")));
         let _ = std::fs::remove_file(scratch.path("fired.jsonl"));
         let _ = std::fs::remove_file(scratch.path("transactions.jsonl"));
-        let out = sabot(
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "--module",
-                &format!("timed={}", module.display()),
-            ],
-            scratch.dir.path(),
-        );
+        let out = run_with(&scratch, &file, "timed", module);
         assert!(out.status.success(), "{language}: {}", stderr(&out));
         let expected =
             expected.get_or_insert_with(|| expected_timers(&scratch.read("transactions.jsonl")));

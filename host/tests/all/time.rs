@@ -233,19 +233,7 @@ fn an_event_time_column_that_is_missing_is_named_before_or_while_running() {
 }
 
 fn run_for(s: &Scratch, toml: &str, millis: u64) -> sabot_host::RunSummary {
-    let pipeline = s.pipeline(toml).unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopper = stop.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(millis));
-        stopper.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
-    pipeline
-        .run(sabot_host::RunOptions {
-            stop,
-            ..Default::default()
-        })
-        .unwrap()
+    run_until(s, toml, |_| false, std::time::Duration::from_millis(millis))
 }
 
 /// Runs `toml` until `out.jsonl` satisfies `done` (checked every 50 ms; then 300 ms more) or
