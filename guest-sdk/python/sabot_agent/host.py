@@ -12,23 +12,21 @@ from .errors import AgentError
 from .keys import Key, state_key
 
 
-def _wit():
-    # Imported one by one, and only when used: componentize-py keeps only the imports an app uses.
+def _wit(name: str):
+    """The bindings of host interface ``name``. Looked up when first used, so that this package
+    also imports outside a component (its tests); they were loaded while the app was built
+    (``sabot_agent.runtime.bind`` imports them all: the sandbox has no file system to import from
+    later)."""
     import importlib
 
-    class _Lazy:
-        def __getitem__(self, i):
-            name = ("log", "metrics", "state", "timers")[i]
-            return importlib.import_module(f"wit_world.imports.{name}")
-
-    return _Lazy()
+    return importlib.import_module(f"wit_world.imports.{name}")
 
 
 class _Log:
     """Structured log lines, tagged by the host with the pipeline, agent and instance."""
 
     def _at(self, level: str, message: str) -> None:
-        wlog = _wit()[0]
+        wlog = _wit("log")
         wlog.log(getattr(wlog.Level, level), str(message))
 
     def trace(self, message: str) -> None:
@@ -51,13 +49,13 @@ class _Metrics:
     """Agent-defined metrics, exported by the host beside its own."""
 
     def counter_add(self, name: str, delta: int = 1) -> None:
-        _wit()[1].counter_add(name, int(delta))
+        _wit("metrics").counter_add(name, int(delta))
 
     def gauge_set(self, name: str, value: float) -> None:
-        _wit()[1].gauge_set(name, float(value))
+        _wit("metrics").gauge_set(name, float(value))
 
     def histogram_record(self, name: str, value: float) -> None:
-        _wit()[1].histogram_record(name, float(value))
+        _wit("metrics").histogram_record(name, float(value))
 
 
 log = _Log()
@@ -96,7 +94,7 @@ class ValueState:
 
     def get_many(self, keys: Sequence[Key]) -> List[Any]:
         """The values of ``keys``, in order (``None`` where there is none): one host call."""
-        wstate = _wit()[2]
+        wstate = _wit("state")
         entries = [wstate.EntryKey(state_key(k), b"") for k in keys]
         found = _state_call(self.name, lambda: wstate.get_many(self.name, entries))
         dec = self._decode
@@ -104,13 +102,13 @@ class ValueState:
 
     def set_many(self, entries: Iterable[Tuple[Key, Any]]) -> None:
         """Writes ``(key, value)`` pairs: one host call."""
-        wstate = _wit()[2]
+        wstate = _wit("state")
         enc = self._encode
         items = [(wstate.EntryKey(state_key(k), b""), enc(v)) for k, v in entries]
         _state_call(self.name, lambda: wstate.put_many(self.name, items))
 
     def delete_many(self, keys: Sequence[Key]) -> None:
-        wstate = _wit()[2]
+        wstate = _wit("state")
         items = [wstate.EntryKey(state_key(k), b"") for k in keys]
         _state_call(self.name, lambda: wstate.delete_many(self.name, items))
 
@@ -134,24 +132,24 @@ class MapState:
         self._decode = decode
 
     def get_many(self, pairs: Sequence[Tuple[Key, str]]) -> List[Any]:
-        wstate = _wit()[2]
+        wstate = _wit("state")
         entries = [wstate.EntryKey(state_key(k), f.encode()) for k, f in pairs]
         found = _state_call(self.name, lambda: wstate.get_many(self.name, entries))
         return [None if v is None else self._decode(v) for v in found]
 
     def put_many(self, triples: Iterable[Tuple[Key, str, Any]]) -> None:
-        wstate = _wit()[2]
+        wstate = _wit("state")
         items = [(wstate.EntryKey(state_key(k), f.encode()), self._encode(v)) for k, f, v in triples]
         _state_call(self.name, lambda: wstate.put_many(self.name, items))
 
     def remove_many(self, pairs: Sequence[Tuple[Key, str]]) -> None:
-        wstate = _wit()[2]
+        wstate = _wit("state")
         items = [wstate.EntryKey(state_key(k), f.encode()) for k, f in pairs]
         _state_call(self.name, lambda: wstate.delete_many(self.name, items))
 
     def entries(self, key: Key) -> List[Tuple[str, Any]]:
         """Every ``(field, value)`` of ``key``, in field order."""
-        wstate = _wit()[2]
+        wstate = _wit("state")
         k = state_key(key)
         out: List[Tuple[str, Any]] = []
         after: Optional[bytes] = None
@@ -176,20 +174,20 @@ class _Timers:
     """Timers kept by the host per key; event-time ones fire through ``Agent.on_timers``."""
 
     def _list(self, domain: str, pairs: Iterable[Tuple[Key, int]]):
-        wtimers = _wit()[3]
+        wtimers = _wit("timers")
         d = wtimers.TimeDomain.EVENT_TIME if domain == "event-time" else wtimers.TimeDomain.PROCESSING_TIME
         return [wtimers.Timer(d, state_key(k), int(ts)) for k, ts in pairs]
 
     def register_event_time(self, pairs: Iterable[Tuple[Key, int]]) -> None:
         """Registers ``(key, ms)`` event-time timers."""
-        _state_call("timers", lambda: _wit()[3].register(self._list("event-time", pairs)))
+        _state_call("timers", lambda: _wit("timers").register(self._list("event-time", pairs)))
 
     def register_processing_time(self, pairs: Iterable[Tuple[Key, int]]) -> None:
         """Registers ``(key, ms since the epoch)`` processing-time timers."""
-        _state_call("timers", lambda: _wit()[3].register(self._list("processing-time", pairs)))
+        _state_call("timers", lambda: _wit("timers").register(self._list("processing-time", pairs)))
 
     def delete(self, timers: Iterable[Timer]) -> None:
-        wtimers = _wit()[3]
+        wtimers = _wit("timers")
         items = [
             wtimers.Timer(
                 wtimers.TimeDomain.EVENT_TIME if t.domain == "event-time" else wtimers.TimeDomain.PROCESSING_TIME,
@@ -202,7 +200,7 @@ class _Timers:
 
     def watermark(self) -> Optional[int]:
         """The instance's watermark in ms, or ``None`` before the inputs have one."""
-        return _wit()[3].watermark()
+        return _wit("timers").watermark()
 
 
 timers = _Timers()
