@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	arena [][]uint64
+	arena []any
 	mark  int
 	// The return area of an export or import call (the largest result is 24 bytes).
 	retArea [4]uint64
@@ -97,14 +97,13 @@ func alloc(n uint32) uint32 {
 	return uint32(uintptr(unsafe.Pointer(&buf[0])))
 }
 
-// keep returns the address of b, kept alive for the host.
+// keep returns the address of b, which it keeps alive (not copied) until the host has read it.
 func keep(b []byte) uint32 {
 	if len(b) == 0 {
 		return 0
 	}
-	p := alloc(uint32(len(b)))
-	copy(bytesAt(p, uint32(len(b))), b)
-	return p
+	arena = append(arena, b)
+	return ptrOf(b)
 }
 
 // enter starts an export call: what the calls before the previous one allocated is released.
@@ -147,14 +146,17 @@ func cabiRealloc(oldPtr, oldSize, align, newSize uint32) uint32 {
 	return p
 }
 
-func retPtr() uint32 { return uint32(uintptr(unsafe.Pointer(&retArea[0]))) }
+// retPtr clears the return area and returns its address.
+func retPtr() uint32 {
+	retArea = [4]uint64{}
+	return uint32(uintptr(unsafe.Pointer(&retArea[0])))
+}
 
 // ---- exports: handler and time-handler
 
 // writeErr writes `err(agent-error)` at the return area.
 func writeErr(e *AgentError) uint32 {
 	r := retPtr()
-	retArea = [4]uint64{}
 	putU8(r, 1)
 	putU8(r+4, uint8(e.Kind))
 	msg := []byte(e.Message)
@@ -170,7 +172,6 @@ func writeErr(e *AgentError) uint32 {
 // writeOutputs writes `ok(list<output>)` at the return area.
 func writeOutputs(outs []wireOutput) uint32 {
 	r := retPtr()
-	retArea = [4]uint64{}
 	list := alloc(uint32(12 * len(outs)))
 	for i, o := range outs {
 		at := list + uint32(12*i)
@@ -200,7 +201,6 @@ func exportInit(ptr, n uint32) uint32 {
 		return writeErr(err)
 	}
 	r := retPtr()
-	retArea = [4]uint64{}
 	return r
 }
 
@@ -305,7 +305,6 @@ func stateGetMany(store string, keys [][]byte, sub []byte) ([][]byte, error) {
 	sp, sl := str(store)
 	kp, kl := entryKeys(keys, sub)
 	r := retPtr()
-	retArea = [4]uint64{}
 	hostGetMany(sp, sl, kp, kl, r)
 	if err := stateResult(store, r); err != nil {
 		return nil, err
@@ -335,7 +334,6 @@ func statePutMany(store string, keys [][]byte, sub []byte, values [][]byte) erro
 		putU32(at+20, uint32(len(values[i])))
 	}
 	r := retPtr()
-	retArea = [4]uint64{}
 	hostPutMany(sp, sl, list, uint32(len(keys)), r)
 	return stateResult(store, r)
 }
@@ -344,7 +342,6 @@ func stateDeleteMany(store string, keys [][]byte, sub []byte) error {
 	sp, sl := str(store)
 	kp, kl := entryKeys(keys, sub)
 	r := retPtr()
-	retArea = [4]uint64{}
 	hostDeleteMany(sp, sl, kp, kl, r)
 	return stateResult(store, r)
 }
@@ -356,7 +353,6 @@ func stateScan(store string, key, prefix, after []byte, limit uint32) ([][2][]by
 		some = 1
 	}
 	r := retPtr()
-	retArea = [4]uint64{}
 	hostScan(sp, sl, keep(key), uint32(len(key)), keep(prefix), uint32(len(prefix)), some, keep(after), uint32(len(after)), limit, r)
 	if err := stateResult(store, r); err != nil {
 		return nil, err
@@ -386,7 +382,6 @@ func timerList(timers []Timer) (uint32, uint32) {
 func timersRegister(timers []Timer) error {
 	p, n := timerList(timers)
 	r := retPtr()
-	retArea = [4]uint64{}
 	hostRegister(p, n, r)
 	return stateResult("timers", r)
 }
@@ -394,14 +389,12 @@ func timersRegister(timers []Timer) error {
 func timersDelete(timers []Timer) error {
 	p, n := timerList(timers)
 	r := retPtr()
-	retArea = [4]uint64{}
 	hostDelete(p, n, r)
 	return stateResult("timers", r)
 }
 
 func timersWatermark() (int64, bool) {
 	r := retPtr()
-	retArea = [4]uint64{}
 	hostWatermark(r)
 	if u8At(r) == 0 {
 		return 0, false

@@ -30,13 +30,6 @@ use sabot_host::state::{BackendKind, SnapshotSource, StateScope, open_instance, 
 use sabot_host::wasm::{CompileCache, ModuleSource, WasmRuntime};
 use sabot_host::{Pipeline, PipelineSpec, RunOptions};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The fraud example with `events` events, sinks replaced by blackholes, rules configured by
 /// `edit`, checkpoints as `checkpoint` says.
 fn fraud(
@@ -108,8 +101,8 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 fn main() {
-    let events = env("SABOT_BENCH_EVENTS", 10_000_000);
-    let state_mb = env("SABOT_BENCH_STATE_MB", 1024);
+    let events = sabot_test_artifacts::bench_setting("SABOT_BENCH_EVENTS", 10_000_000);
+    let state_mb = sabot_test_artifacts::bench_setting("SABOT_BENCH_STATE_MB", 1024);
     let cache_dir = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
     // Compile once, outside the timings.

@@ -26,13 +26,6 @@ use sabot_host::wasm::{CompileCache, ModuleSource, WasmRuntime};
 use sabot_host::{Pipeline, PipelineSpec, RunOptions};
 use sabot_test_artifacts::languages::{self, Language};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Events/s of the languages example with `module` as the rules, `events` events.
 fn run(runtime: &Arc<WasmRuntime>, module: &Path, events: u64) -> f64 {
     let workspace = sabot_test_artifacts::workspace();
@@ -114,8 +107,8 @@ fn js_stages(dir: &Path) -> Vec<(&'static str, PathBuf)> {
 }
 
 fn main() {
-    let events = env("SABOT_BENCH_EVENTS", 1_000_000);
-    let rounds = env("SABOT_BENCH_ROUNDS", 3).max(1);
+    let events = sabot_test_artifacts::bench_setting("SABOT_BENCH_EVENTS", 1_000_000);
+    let rounds = sabot_test_artifacts::bench_setting("SABOT_BENCH_ROUNDS", 3).max(1);
     let cache_dir = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
     let sabot = Path::new(env!("CARGO_BIN_EXE_sabot"));

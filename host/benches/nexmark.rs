@@ -226,10 +226,7 @@ fn sabot(runtime: &Arc<WasmRuntime>, query: &str, events: u64) -> f64 {
 }
 
 fn main() {
-    let events: u64 = std::env::var("SABOT_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
+    let events = sabot_test_artifacts::bench_setting("SABOT_BENCH_EVENTS", 2_000_000);
     let cache_dir = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
     let queries = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];

@@ -58,10 +58,7 @@ fn rows_per_sec(
 }
 
 fn main() {
-    let events: u64 = std::env::var("SABOT_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000_000);
+    let events = sabot_test_artifacts::bench_setting("SABOT_BENCH_EVENTS", 5_000_000);
     let cache_dir = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
 

@@ -650,6 +650,17 @@ def _pad(n: int) -> int:
     return -n % 8
 
 
+def _pairs_vector(b: flatbuffers.Builder, pairs: List[Tuple[int, int]]) -> int:
+    """A vector of structs of two int64 fields (``Buffer``: offset, length; ``FieldNode``:
+    length, null_count), in order."""
+    b.StartVector(16, len(pairs), 8)
+    for first, second in reversed(pairs):
+        b.Prep(8, 16)
+        b.PrependInt64(second)
+        b.PrependInt64(first)
+    return b.EndVector()
+
+
 def encode_batch(batch: RecordBatch, with_schema: bool = True) -> bytes:
     """``batch`` as IPC stream messages: its schema (unless ``with_schema`` is false), then the batch."""
     parts: List[bytes] = []
@@ -691,18 +702,8 @@ def encode_batch(batch: RecordBatch, with_schema: bool = True) -> bytes:
             add(col.data[: n * array(t._code).itemsize])
 
     b = flatbuffers.Builder(256)
-    b.StartVector(16, len(buffers), 8)
-    for off, ln in reversed(buffers):
-        b.Prep(8, 16)
-        b.PrependInt64(ln)
-        b.PrependInt64(off)
-    buf_vec = b.EndVector()
-    b.StartVector(16, len(nodes), 8)
-    for ln, nulls in reversed(nodes):
-        b.Prep(8, 16)
-        b.PrependInt64(nulls)
-        b.PrependInt64(ln)
-    node_vec = b.EndVector()
+    buf_vec = _pairs_vector(b, buffers)
+    node_vec = _pairs_vector(b, nodes)
     b.StartObject(5)
     b.PrependInt64Slot(0, batch.num_rows, 0)
     b.PrependUOffsetTRelativeSlot(1, node_vec, 0)

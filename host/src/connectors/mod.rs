@@ -12,6 +12,19 @@ pub mod generator;
 pub mod nexmark;
 pub mod stdout;
 
+/// Checks a generating source's `rate` setting (events per second, 0 = unlimited): the error
+/// names the field and what was expected.
+fn check_rate(rate: f64) -> Result<(), (String, String)> {
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(())
+    } else {
+        Err((
+            "rate".into(),
+            format!("expected events per second ≥ 0 (0 = unlimited), got {rate}"),
+        ))
+    }
+}
+
 use std::path::PathBuf;
 
 use arrow_array::RecordBatch;

@@ -11,6 +11,14 @@ pub fn workspace() -> std::path::PathBuf {
         .expect("workspace root")
 }
 
+/// A benchmark's numeric setting: the environment variable `name`, else `default`.
+pub fn bench_setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Agents in other languages, built from source with their SDKs (`guest-sdk/js`, `/python`,
 /// `/go`) and the toolchains `scripts/languages.sh` installs: the fraud rules of
 /// `examples/fraud-detection/agents/`.

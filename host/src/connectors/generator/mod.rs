@@ -108,15 +108,7 @@ impl GeneratorSpec {
                 ),
             ));
         }
-        if !(self.rate.is_finite() && self.rate >= 0.0) {
-            return Err((
-                "rate".into(),
-                format!(
-                    "expected events per second ≥ 0 (0 = unlimited), got {}",
-                    self.rate
-                ),
-            ));
-        }
+        super::check_rate(self.rate)?;
         if self.cards == 0 {
             return Err(("cards".into(), "expected at least 1 card".into()));
         }

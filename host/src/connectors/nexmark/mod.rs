@@ -94,16 +94,7 @@ pub fn schema(port: u32) -> SchemaRef {
 impl NexmarkSpec {
     /// Checks the settings; the message names the offending field.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if !(self.rate.is_finite() && self.rate >= 0.0) {
-            return Err((
-                "rate".into(),
-                format!(
-                    "expected events per second ≥ 0 (0 = unlimited), got {}",
-                    self.rate
-                ),
-            ));
-        }
-        Ok(())
+        super::check_rate(self.rate)
     }
 
     /// A source producing chunks of `batch_size` events.
