@@ -57,6 +57,14 @@ pub enum Error {
     /// A command was given something it cannot use (the message says what and why).
     #[error("{0}")]
     Usage(String),
+    /// A Sabot server answered a command with an error, or could not be reached.
+    #[error("{message}")]
+    Remote {
+        /// What the server said, or why it could not be reached.
+        message: String,
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+    },
     /// A bug in Sabot.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,15 +83,31 @@ impl Error {
             Error::File { .. } => Fault::External,
             Error::Connector(e) => e.fault(),
             Error::State(_) | Error::Checkpoint(_) => Fault::External,
+            Error::Remote { status, .. } => match status {
+                Some(400..=499) => Fault::User,
+                Some(500..) => Fault::Internal,
+                _ => Fault::External,
+            },
             Error::Internal(_) => Fault::Internal,
         }
     }
 
     /// The process exit code for this error: 2 when the pipeline could not start because of
-    /// its definition, 1 when it failed while running.
+    /// its definition (or a server refused a request as invalid), 1 when it failed while
+    /// running; for commands against a server, 3 when it cannot be reached and 4 when it refuses
+    /// the token.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Module(_) | Error::Componentize(_) | Error::Usage(_) => 2,
+            Error::Remote { status: None, .. } => 3,
+            Error::Remote {
+                status: Some(401 | 403),
+                ..
+            } => 4,
+            Error::Remote {
+                status: Some(400..=499),
+                ..
+            } => 2,
             _ => 1,
         }
     }

@@ -23,7 +23,8 @@
 //! | [`time`] | event time as pure state machines: watermarks per partition and across inputs (with idleness), timers, the event-time column |
 //! | [`state`] | keyed state: memory and RocksDB backends, the write-back cache, snapshots and restore (at any parallelism), the key layout, and the scope that confines an instance to its key groups |
 //! | [`checkpoint`] | Chandy–Lamport checkpoints: the coordinator as a pure state machine, and checkpoint storage (atomic metadata, checksums, fallback, retention) |
-//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect`, `componentize`, and `new agent` (scaffolds in Rust, JavaScript, Python and Go) |
+//! | [`serve`] | the control plane of `sabot serve`: the HTTP API (axum) for modules (content-addressed, `name@version`) and pipelines, hot swap at a checkpoint barrier with probation and rollback, bearer-token auth, `/metrics`, health, server-sent stats, the dashboard |
+//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect`, `componentize`, `new agent` (scaffolds in Rust, JavaScript, Python and Go), `serve`, and the client commands `deploy`, `submit`, `swap`, `pipelines`, `agents`, `tables`, `modules` |
 //!
 //! The same name is used on both sides of the WIT boundary: `wit/log.wit` ↔ [`wasm::log`] ↔
 //! `sabot_sdk::log`, and likewise for `state` and `timers` (and in the other SDKs:
@@ -52,6 +53,7 @@ pub mod config;
 pub mod connectors;
 pub mod dataflow;
 mod error;
+pub mod serve;
 pub mod state;
 pub mod time;
 pub mod wasm;

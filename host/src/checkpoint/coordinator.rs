@@ -86,6 +86,12 @@ impl Coordinator {
         Some(id)
     }
 
+    /// Starts a checkpoint now, whatever the schedule, unless one is in flight or checkpoints
+    /// have stopped; returns its id.
+    pub fn start_now(&mut self) -> Option<u64> {
+        self.start(u64::MAX)
+    }
+
     /// The checkpoint in flight.
     pub fn in_flight(&self) -> Option<u64> {
         self.pending.as_ref().map(|p| p.id)

@@ -1,9 +1,14 @@
-//! The `sabot` command line: `run`, `validate`, `inspect`.
+//! The `sabot` command line: `run`, `validate`, `inspect`, `componentize`, `new agent`; `serve`
+//! (the long-running host); and against a server: `deploy`, `submit`, `swap`, `pipelines`,
+//! `agents`, `tables`, `modules`.
 //!
-//! Exit codes: 0 success; 1 the pipeline failed while running; 2 the pipeline or a module is
-//! invalid (nothing ran); 130 stopped by Ctrl-C (after flushing all output).
+//! Exit codes: 0 success; 1 the pipeline failed while running (or a swap rolled back); 2 the
+//! pipeline or a module is invalid (nothing ran), or a server refused the request; 3 a server
+//! cannot be reached; 4 a server refused the token; 130 stopped by Ctrl-C (after flushing all
+//! output).
 
 mod progress;
+pub mod remote;
 pub mod scaffold;
 
 use std::io::IsTerminal;
@@ -15,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 
 use crate::config::PipelineSpec;
-use crate::dataflow::{NodeKind, RunStats};
+use crate::dataflow::RunStats;
 use crate::wasm::{CompileCache, ModuleSource, WasmRuntime};
 use crate::{Error, Pipeline, RunOptions, RunSummary};
 
@@ -94,6 +99,77 @@ pub enum Command {
         #[arg(long, default_value = "timed-agent")]
         world: String,
     },
+    /// Run the long-running host: the HTTP API, the dashboard, pipelines defined over the API.
+    Serve {
+        /// A TOML file of server settings (see `sabot_host::serve::ServeConfig`); `SABOT_*`
+        /// variables and these flags override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where to listen (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Modules, pipelines, state and checkpoints (default ./sabot-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Upload an agent component to a server as NAME@VERSION.
+    Deploy {
+        /// The component file.
+        module: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// Define a pipeline on a server from a pipeline file (modules as NAME@VERSION or builtin:).
+    Submit {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Start it at once.
+        #[arg(long)]
+        start: bool,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// Swap a running agent's module at the next checkpoint, state kept; waits for the outcome.
+    Swap {
+        pipeline: String,
+        agent: String,
+        /// The new module: NAME@VERSION.
+        module: String,
+        /// A new config for the agent's `init` (JSON); default: the one it runs with.
+        #[arg(long, value_name = "JSON")]
+        config: Option<String>,
+        /// Return once the swap is requested, without waiting for its outcome.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// List a server's pipelines.
+    Pipelines {
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// List a pipeline's agents with their versions and counters.
+    Agents {
+        pipeline: String,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// List a pipeline's state tables.
+    Tables {
+        pipeline: String,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// List the modules uploaded to a server.
+    Modules {
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
     /// Describe a module: world, imports, exports, size, SDK version.
     Inspect {
         /// The component file.
@@ -145,12 +221,29 @@ pub fn main() -> ExitCode {
         );
         tracing_subscriber::EnvFilter::new("warn")
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match execute(cli.command) {
+    // Guest log lines are kept for the server's API whatever the level printed.
+    let guest_logs = Arc::new(crate::serve::logs::GuestLogs::default());
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let keep_guest = matches!(cli.command, Command::Serve { .. });
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter),
+            )
+            .with(keep_guest.then(|| {
+                crate::serve::logs::GuestLogLayer(guest_logs.clone()).with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("sabot::guest", tracing::Level::TRACE),
+                )
+            }))
+            .init();
+    }
+    match execute(cli.command, guest_logs) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -159,8 +252,94 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command) -> Result<ExitCode, Error> {
+/// Prints a command's result on standard output.
+#[allow(clippy::print_stdout)]
+fn print(text: &str) {
+    println!("{text}");
+}
+
+fn execute(
+    command: Command,
+    guest_logs: Arc<crate::serve::logs::GuestLogs>,
+) -> Result<ExitCode, Error> {
     match command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let mut settings =
+                crate::serve::ServeConfig::load(config.as_deref(), std::env::vars())?;
+            if let Some(l) = listen {
+                settings.listen = l;
+            }
+            if let Some(d) = data_dir {
+                settings.data_dir = d;
+            }
+            crate::serve::serve(settings, guest_logs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy {
+            module,
+            name,
+            version,
+            server,
+        } => {
+            print(&remote::deploy(
+                &remote::Client::new(&server),
+                &module,
+                &name,
+                &version,
+            )?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit {
+            pipeline,
+            start,
+            server,
+        } => {
+            print(&remote::submit(
+                &remote::Client::new(&server),
+                &pipeline,
+                start,
+            )?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Swap {
+            pipeline,
+            agent,
+            module,
+            config,
+            no_wait,
+            server,
+        } => {
+            let client = remote::Client::new(&server);
+            print(&remote::swap(
+                &client,
+                &pipeline,
+                &agent,
+                &module,
+                config.as_deref(),
+                no_wait,
+            )?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pipelines { server } => {
+            print(&remote::pipelines(&remote::Client::new(&server))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agents { pipeline, server } => {
+            print(&remote::agents(&remote::Client::new(&server), &pipeline)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tables { pipeline, server } => {
+            print(&remote::tables(&remote::Client::new(&server), &pipeline)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Modules { server } => {
+            print(&remote::modules(&remote::Client::new(&server))?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             pipeline,
             modules,
@@ -364,19 +543,14 @@ fn run(
     show_progress: bool,
 ) -> Result<ExitCode, Error> {
     let spec = pipeline.spec();
-    let stats = Arc::new(RunStats::new(
-        spec.sources
-            .keys()
-            .map(|n| (n.as_str(), NodeKind::Source))
-            .chain(spec.agents.keys().map(|n| (n.as_str(), NodeKind::Agent)))
-            .chain(spec.sinks.keys().map(|n| (n.as_str(), NodeKind::Sink))),
-    ));
+    let stats = Arc::new(RunStats::for_pipeline(spec));
     let progress = show_progress.then(|| progress::Progress::start(stats.clone()));
     let result = pipeline.run(RunOptions {
         stop: stop.clone(),
         stats: Some(stats),
         data_dir,
         fresh,
+        live: None,
     });
     if let Some(p) = progress {
         p.finish();

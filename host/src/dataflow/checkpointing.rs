@@ -18,6 +18,8 @@ pub(crate) enum Report {
     Ack(Ack),
     /// A task finished: no new checkpoint could complete.
     Finished,
+    /// Someone asks for a checkpoint now (a hot swap waits for the next barrier).
+    Trigger,
 }
 
 /// A task's handle on checkpoints.
@@ -25,7 +27,7 @@ pub(crate) enum Report {
 pub(crate) struct Checkpoints {
     /// The latest checkpoint sources are asked to start (0: none yet).
     requested: Arc<AtomicU64>,
-    reports: Sender<Report>,
+    pub(crate) reports: Sender<Report>,
     store: CheckpointStore,
     /// Whether runs keep a final checkpoint (a data directory that outlives the run).
     pub persistent: bool,
@@ -74,6 +76,7 @@ pub(crate) struct CoordinatorThread {
     pub commits: HashMap<String, Sender<u64>>,
     pub retain: usize,
     pub completed: Arc<AtomicU64>,
+    pub stats: Arc<super::RunStats>,
 }
 
 /// Creates the handle tasks share and the channel the coordinator reads.
@@ -148,8 +151,12 @@ impl CoordinatorThread {
             };
             match report {
                 Err(RecvTimeoutError::Disconnected) => return Ok(self.coordinator),
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(id) = self.coordinator.start(now_ms()) {
+                Err(RecvTimeoutError::Timeout) | Ok(Report::Trigger) => {
+                    let id = match report {
+                        Ok(_) => self.coordinator.start_now(),
+                        Err(_) => self.coordinator.start(now_ms()),
+                    };
+                    if let Some(id) = id {
                         checkpoint_started = Instant::now();
                         self.store
                             .prepare(&self.store.dir(id))
@@ -173,6 +180,11 @@ impl CoordinatorThread {
                             "checkpoint done"
                         );
                         self.completed.store(id, Ordering::Release);
+                        self.stats.checkpoints.completed(
+                            id,
+                            checkpoint_started.elapsed(),
+                            dir_size(&self.store.dir(id)),
+                        );
                         for tx in self.commits.values() {
                             // A sink that has finished commits everything at the end.
                             let _ = tx.send(id);
@@ -183,6 +195,21 @@ impl CoordinatorThread {
             }
         }
     }
+}
+
+/// The bytes of every file under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 pub(crate) fn checkpoint_error(e: crate::checkpoint::CheckpointError) -> Error {

@@ -15,6 +15,7 @@
 
 mod checkpointing;
 mod gate;
+mod live;
 mod partition;
 mod router;
 mod stats;
@@ -29,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+pub use live::{AgentVersion, Live, LiveError, SwapOutcome, SwapReport, Version};
 pub use partition::{KEY_GROUPS, instance_of, key_group, key_groups, split};
-pub use stats::{NodeKind, NodeStats, RunStats};
+pub use stats::{CheckpointStats, NO_WATERMARK, NodeKind, NodeStats, RunStats};
 
 use crate::Error;
 use crate::checkpoint::{CheckpointStore, Coordinator, Restored, TaskId};
@@ -64,6 +66,9 @@ pub struct RunOptions {
     /// Discard the checkpoints in `data_dir` and start from empty state and the beginning of
     /// every source.
     pub fresh: bool,
+    /// The live view a controller keeps of the run: the version each agent runs (the
+    /// pipeline's own modules when `None`), its state for queries, checkpoints on demand.
+    pub live: Option<Arc<Live>>,
 }
 
 /// The outcome of a successful run.
@@ -142,20 +147,49 @@ impl Pipeline {
         &self.modules
     }
 
+    /// The version agent `name` runs unless a [`Live`] view says otherwise: the pipeline's module
+    /// and config.
+    pub fn version(&self, name: &str) -> Version {
+        let agent = &self.spec.agents[name];
+        Version {
+            module: self.modules[name].clone(),
+            config: agent.config.clone(),
+            label: agent.module.to_string(),
+        }
+    }
+
+    /// A live view of this pipeline's runs, starting with its own modules.
+    pub fn live(&self) -> Live {
+        Live::new(
+            self.spec
+                .agents
+                .keys()
+                .map(|name| (name.clone(), self.version(name))),
+        )
+    }
+
     /// Runs the pipeline until its bounded inputs end, it is asked to stop, or something fails.
     pub fn run(&self, options: RunOptions) -> Result<RunSummary, Error> {
         let spec = &self.spec;
         let _span = tracing::info_span!("dataflow.run", pipeline = %spec.name).entered();
         let started = Instant::now();
-        let stats = options.stats.clone().unwrap_or_else(|| {
-            Arc::new(RunStats::new(
-                spec.sources
-                    .keys()
-                    .map(|n| (n.as_str(), NodeKind::Source))
-                    .chain(spec.agents.keys().map(|n| (n.as_str(), NodeKind::Agent)))
-                    .chain(spec.sinks.keys().map(|n| (n.as_str(), NodeKind::Sink))),
-            ))
-        });
+        let stats = options
+            .stats
+            .clone()
+            .unwrap_or_else(|| Arc::new(RunStats::for_pipeline(spec)));
+        let live = options
+            .live
+            .clone()
+            .unwrap_or_else(|| Arc::new(self.live()));
+        // However the run ends, it lets go of its state and checkpoints.
+        struct Detach(Arc<Live>);
+        impl Drop for Detach {
+            fn drop(&mut self) {
+                self.0.detach();
+            }
+        }
+        let _detach = Detach(live.clone());
+        let mut scopes: HashMap<String, Vec<StateScope>> = HashMap::new();
         let dead_letters = Arc::new(DeadLetters::new(&spec.name, spec.dead_letter.clone()));
         let control = Arc::new(Control {
             stop: options.stop.clone(),
@@ -262,7 +296,11 @@ impl Pipeline {
         }
 
         for (name, agent) in &spec.agents {
-            let module = self.modules[name].clone();
+            let version = match live.version(name) {
+                Some(v) => v.clone(),
+                None => Arc::new(AgentVersion::new(self.version(name))),
+            };
+            let (generation, current) = version.current();
             let metrics = Arc::new(AgentMetrics::default());
             agent_metrics.insert(name.clone(), metrics.clone());
             let snapshots = restored.as_ref().and_then(|r| snapshot_source(r, name));
@@ -282,27 +320,25 @@ impl Pipeline {
                     None => AgentTimers::default(),
                 };
                 tasks.push(TaskId::Agent(name.clone(), i));
+                let state =
+                    StateScope::new(backend, name, i, agent.parallelism, agent.key.is_some())
+                        .with_timers(timers);
+                scopes.entry(name.clone()).or_default().push(state.clone());
                 let task = AgentTask {
                     name: name.clone(),
                     instance: i,
                     spec: agent.clone(),
                     pipeline: spec.name.clone(),
                     runtime: self.runtime.clone(),
-                    module: module.clone(),
+                    version: version.clone(),
+                    running: (generation, current.clone()),
                     metrics: metrics.clone(),
                     gate: InputGate::new(rx.clone(), channels.count(name)),
                     router: router_for(name, i),
                     node: stats.node(name),
                     control: control.clone(),
                     dead_letters: dead_letters.clone(),
-                    state: StateScope::new(
-                        backend,
-                        name,
-                        i,
-                        agent.parallelism,
-                        agent.key.is_some(),
-                    )
-                    .with_timers(timers),
+                    state,
                     checkpoints: checkpoints.clone(),
                 };
                 let handle = std::thread::Builder::new()
@@ -365,6 +401,7 @@ impl Pipeline {
                     commits,
                     retain: every.retain,
                     completed: completed.clone(),
+                    stats: stats.clone(),
                 };
                 // A checkpoint that cannot be written stops the run at once, not at its end.
                 let control = control.clone();
@@ -385,6 +422,8 @@ impl Pipeline {
                 None
             }
         };
+        live.set_metrics(agent_metrics.clone());
+        live.attach(scopes, coordinator.as_ref().map(|_| handle.reports.clone()));
         drop(handle);
         drop(checkpoints);
 
@@ -411,6 +450,8 @@ impl Pipeline {
                 Err(_) => control.fail(Error::Internal(format!("sink {name} panicked"))),
             }
         }
+        // The coordinator ends when the last handle on it goes.
+        live.detach();
         let mut final_id = first_id;
         if let Some(handle) = coordinator {
             match handle.join() {

@@ -1,7 +1,7 @@
 //! Live counters of a run, read by the progress line and the summary.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -26,6 +26,41 @@ pub struct NodeStats {
     pub failed_batches: AtomicU64,
     /// Instances replaced after a trap.
     pub restarts: AtomicU64,
+    /// The newest watermark the node passed on, ms since the epoch ([`NO_WATERMARK`] before the
+    /// first).
+    pub watermark: AtomicI64,
+}
+
+/// [`NodeStats::watermark`] before any watermark.
+pub const NO_WATERMARK: i64 = i64::MIN;
+
+/// Counters of a run's checkpoints.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    /// Checkpoints completed.
+    pub completed: AtomicU64,
+    /// The id of the newest one (0: none yet).
+    pub last_id: AtomicU64,
+    /// How long the newest one took, from barrier injection to durable metadata, microseconds.
+    pub last_duration_us: AtomicU64,
+    /// Bytes the newest one wrote (state snapshots, timers, metadata).
+    pub last_size_bytes: AtomicU64,
+    /// When the newest one completed, ms since the epoch.
+    pub last_completed_unix_ms: AtomicU64,
+}
+
+impl CheckpointStats {
+    pub(crate) fn completed(&self, id: u64, duration: Duration, size: u64) {
+        self.last_id.store(id, Ordering::Relaxed);
+        self.last_duration_us
+            .store(duration.as_micros() as u64, Ordering::Relaxed);
+        self.last_size_bytes.store(size, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_completed_unix_ms.store(now, Ordering::Relaxed);
+        self.completed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl NodeStats {
@@ -38,7 +73,12 @@ impl NodeStats {
             batches_out: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            watermark: AtomicI64::new(NO_WATERMARK),
         }
+    }
+
+    pub(crate) fn watermark(&self, w: i64) {
+        self.watermark.fetch_max(w, Ordering::Relaxed);
     }
 
     pub(crate) fn input(&self, rows: usize) {
@@ -57,9 +97,21 @@ impl NodeStats {
 pub struct RunStats {
     pub nodes: IndexMap<String, Arc<NodeStats>>,
     pub started: Instant,
+    pub checkpoints: CheckpointStats,
 }
 
 impl RunStats {
+    /// Counters for the nodes of a pipeline.
+    pub fn for_pipeline(spec: &crate::PipelineSpec) -> Self {
+        Self::new(
+            spec.sources
+                .keys()
+                .map(|n| (n.as_str(), NodeKind::Source))
+                .chain(spec.agents.keys().map(|n| (n.as_str(), NodeKind::Agent)))
+                .chain(spec.sinks.keys().map(|n| (n.as_str(), NodeKind::Sink))),
+        )
+    }
+
     pub(crate) fn new<'a>(nodes: impl IntoIterator<Item = (&'a str, NodeKind)>) -> Self {
         RunStats {
             nodes: nodes
@@ -67,6 +119,7 @@ impl RunStats {
                 .map(|(n, k)| (n.to_owned(), Arc::new(NodeStats::new(k))))
                 .collect(),
             started: Instant::now(),
+            checkpoints: CheckpointStats::default(),
         }
     }
 

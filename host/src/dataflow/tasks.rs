@@ -10,6 +10,7 @@ use crossbeam_channel::Receiver;
 use super::Control;
 use super::checkpointing::Checkpoints;
 use super::gate::{GateEvent, InputGate};
+use super::live::{AgentVersion, SwapOutcome, SwapReport, Version};
 use super::router::{Payload, RouteError, Router};
 use super::stats::NodeStats;
 use crate::Error;
@@ -18,9 +19,7 @@ use crate::config::AgentSpec;
 use crate::connectors::{DeadLetters, OnError, Sink, Source};
 use crate::state::StateScope;
 use crate::time::{BoundedOutOfOrderness, EventTimeSpec, TimeDomain, Timer, event_times};
-use crate::wasm::{
-    AgentFailure, AgentInstance, AgentMetrics, AgentModule, Emitted, Tags, WasmRuntime,
-};
+use crate::wasm::{AgentFailure, AgentInstance, AgentMetrics, Emitted, Tags, WasmRuntime};
 
 /// The file of an instance's timers in its snapshot directory.
 pub(crate) const TIMERS_FILE: &str = "timers.bin";
@@ -130,6 +129,7 @@ impl SourceTask {
                     && sent_watermark.is_none_or(|s| w > s)
                 {
                     sent_watermark = Some(w);
+                    self.node.watermark(w);
                     if !routed(self.router.broadcast(&Payload::Watermark(w)))? {
                         return Ok(false);
                     }
@@ -207,7 +207,10 @@ pub(crate) struct AgentTask {
     pub spec: AgentSpec,
     pub pipeline: String,
     pub runtime: Arc<WasmRuntime>,
-    pub module: Arc<AgentModule>,
+    /// The version the agent should run; checked at every barrier (a hot swap).
+    pub version: Arc<AgentVersion>,
+    /// The generation and version this instance runs.
+    pub running: (u64, Arc<Version>),
     pub metrics: Arc<AgentMetrics>,
     pub gate: InputGate,
     pub router: Router,
@@ -247,12 +250,12 @@ impl AgentTask {
         result.map(|_| ())
     }
 
-    /// Runs the instance over its input; `Ok(true)` when the input was complete.
-    fn pump(&mut self) -> Result<bool, Error> {
-        let mut instance = AgentInstance::start(
+    /// Starts an instance of `version`.
+    fn start(&self, version: &Version) -> Result<AgentInstance, AgentFailure> {
+        AgentInstance::start(
             self.runtime.clone(),
-            self.module.clone(),
-            self.spec.config.clone(),
+            version.module.clone(),
+            version.config.clone(),
             self.spec.limits,
             Tags {
                 pipeline: self.pipeline.clone(),
@@ -262,7 +265,58 @@ impl AgentTask {
             self.metrics.clone(),
             self.state.clone(),
         )
-        .map_err(|f| self.agent_error(f))?;
+    }
+
+    /// At barrier `checkpoint`: when a newer version was set, starts it in place of `instance`
+    /// (same state, same timers) and says how it went. A version that does not start leaves
+    /// `instance` as it was.
+    fn swap(&mut self, instance: &mut AgentInstance, checkpoint: u64) -> bool {
+        if self.version.generation() == self.running.0 {
+            return false;
+        }
+        let (generation, version) = self.version.current();
+        if version.module.sha256 == self.running.1.module.sha256
+            && version.config == self.running.1.config
+        {
+            // What it runs already (a rollback to the version this instance never left).
+            self.running = (generation, version);
+            return false;
+        }
+        let started = Instant::now();
+        let outcome = match self.start(&version) {
+            Ok(new) => {
+                *instance = new;
+                let pause = started.elapsed();
+                tracing::info!(agent = %self.name, instance = self.instance, checkpoint, version = %version.label, pause_us = pause.as_micros() as u64, "swapped in a new version");
+                SwapOutcome::Started { pause }
+            }
+            Err(f) => {
+                tracing::warn!(agent = %self.name, instance = self.instance, checkpoint, version = %version.label, reason = %f, "a new version did not start; keeping the running one");
+                SwapOutcome::Failed {
+                    reason: f.to_string(),
+                }
+            }
+        };
+        let swapped = matches!(outcome, SwapOutcome::Started { .. });
+        if swapped {
+            self.running = (generation, version);
+        } else {
+            // Do not try this generation again; a later one (a rollback) is picked up as usual.
+            self.running.0 = generation;
+        }
+        self.version.report(SwapReport {
+            generation,
+            instance: self.instance,
+            checkpoint,
+            outcome,
+        });
+        swapped
+    }
+
+    /// Runs the instance over its input; `Ok(true)` when the input was complete.
+    fn pump(&mut self) -> Result<bool, Error> {
+        let running = self.running.1.clone();
+        let mut instance = self.start(&running).map_err(|f| self.agent_error(f))?;
         let mut restarts = 0;
         loop {
             let deadline = self.next_processing_timer();
@@ -294,10 +348,13 @@ impl AgentTask {
                             serde_json::Value::Null,
                         );
                     }
-                    if routed(self.router.broadcast(&Payload::Barrier(n)))? {
-                        Handled::Continue
-                    } else {
+                    if !routed(self.router.broadcast(&Payload::Barrier(n)))? {
                         Handled::Stop
+                    } else {
+                        if self.swap(&mut instance, n) {
+                            restarts = 0;
+                        }
+                        Handled::Continue
                     }
                 }
                 GateEvent::End { complete } => {
@@ -388,6 +445,7 @@ impl AgentTask {
     /// register at or before `w`), tell the agent, and pass the watermark on.
     fn advance(&mut self, instance: &mut AgentInstance, w: i64) -> Result<Handled, Error> {
         self.timers(|t| t.watermark = Some(w));
+        self.node.watermark(w);
         loop {
             let due = self.timers(|t| t.event.fire(w));
             if due.is_empty() {

@@ -108,6 +108,8 @@ pub struct StateScope {
     keyed: bool,
     owned: Range<u32>,
     timers: Arc<Mutex<AgentTimers>>,
+    /// The stores (tables) the instance has used, for the control plane's listing.
+    stores: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// The key groups instance `instance` of `parallelism` owns.
@@ -139,6 +141,7 @@ impl StateScope {
             keyed,
             owned: owned_key_groups(instance, parallelism),
             timers: Arc::default(),
+            stores: Arc::default(),
         }
     }
 
@@ -202,14 +205,28 @@ impl StateScope {
         Ok(group)
     }
 
-    fn check_store(store: &str) -> Result<(), Refusal> {
+    fn check_store(&self, store: &str) -> Result<(), Refusal> {
         if store.is_empty() || store.len() > MAX_STORE_NAME {
             return Err(Refusal::TooLarge(format!(
                 "a store name must be 1 to {MAX_STORE_NAME} bytes, got {}",
                 store.len()
             )));
         }
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if !stores.contains(store) {
+            stores.insert(store.to_owned());
+        }
         Ok(())
+    }
+
+    /// The stores (tables) this instance has read or written, in name order.
+    pub fn stores(&self) -> Vec<String> {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn backend_error(e: BackendError) -> Refusal {
@@ -222,7 +239,7 @@ impl StateScope {
         store: &str,
         keys: &[EntryKey],
     ) -> Result<Vec<Option<Vec<u8>>>, Refusal> {
-        Self::check_store(store)?;
+        self.check_store(store)?;
         let keys = keys
             .iter()
             .map(|(key, sub)| Ok(entry_key(store, self.group(key)?, key, sub)))
@@ -236,7 +253,7 @@ impl StateScope {
         store: &str,
         writes: Vec<(EntryKey, Option<Vec<u8>>)>,
     ) -> Result<(), Refusal> {
-        Self::check_store(store)?;
+        self.check_store(store)?;
         let writes = writes
             .into_iter()
             .map(|((key, sub), value)| {
@@ -263,7 +280,7 @@ impl StateScope {
         after: Option<&[u8]>,
         limit: u32,
     ) -> Result<Entries, Refusal> {
-        Self::check_store(store)?;
+        self.check_store(store)?;
         let base = key_prefix(store, self.group(key)?, key);
         let mut full = base.clone();
         full.extend_from_slice(prefix);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use sabot_sdk::ipc::{BatchDecoder, BatchEncoder};
@@ -59,6 +60,15 @@ fn stderr_suffix(stderr: &str) -> String {
 }
 
 impl AgentFailure {
+    /// Whether the instance trapped: a panic, a deadline, the memory cap (not an error it
+    /// returned).
+    pub fn is_trap(&self) -> bool {
+        matches!(
+            self,
+            AgentFailure::Trap { .. } | AgentFailure::Deadline { .. } | AgentFailure::Memory { .. }
+        )
+    }
+
     /// Whether the failure concerns the batch (policy applies) rather than the agent's setup.
     pub fn is_batch_failure(&self) -> bool {
         !matches!(self, AgentFailure::Init(_))
@@ -331,7 +341,10 @@ impl AgentInstance {
             self.instantiate()?;
         }
         let result = self.call(call);
-        if result.is_err() {
+        if let Err(f) = &result {
+            if f.is_trap() {
+                self.metrics.calls.trapped(f.to_string());
+            }
             self.discard();
         }
         result
@@ -344,7 +357,14 @@ impl AgentInstance {
         let ticks = self.deadline_ticks();
         let live = self.live.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(ticks);
+        let (started, cpu) = (Instant::now(), super::metrics::thread_cpu_time());
         let result = call(live);
+        let calls = &self.metrics.calls;
+        calls.record(
+            started.elapsed(),
+            super::metrics::thread_cpu_time().saturating_sub(cpu),
+        );
+        calls.memory(self.tags.instance, live.store.data().limiter.bytes as u64);
         live.stderr.flush();
         let outputs = match result {
             Ok(Ok(outputs)) => outputs,

@@ -33,7 +33,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use cache::{CacheOutcome, CompileCache};
 pub use instance::{AgentFailure, AgentInstance, Emitted};
-pub use metrics::AgentMetrics;
+pub use metrics::{AgentMetrics, CallSnapshot};
 
 /// The world every agent implements.
 pub const WORLD: &str = "sabot:agent/agent@0.1.0";
@@ -148,6 +148,8 @@ impl WasiView for HostState {
 struct MemoryLimiter {
     max_bytes: usize,
     hit: bool,
+    /// The size the instance's memory was last allowed to grow to.
+    bytes: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -161,6 +163,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.bytes = self.bytes.max(desired);
         Ok(true)
     }
 
@@ -355,6 +358,7 @@ impl WasmRuntime {
                 max_bytes: usize::try_from(limits.memory_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
                 hit: false,
+                bytes: 0,
             },
             tags,
             metrics,

@@ -10,6 +10,7 @@ mod joins;
 mod languages;
 mod nexmark;
 mod sandbox;
+mod serve;
 mod state;
 mod support;
 mod time;

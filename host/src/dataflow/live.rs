@@ -1,0 +1,252 @@
+//! A running pipeline seen from outside: what the control plane reads and changes while it runs.
+//!
+//! - [`AgentVersion`]: the module (and config) an agent's instances run. Changing it is a hot
+//!   swap: each instance picks the new version up at the next checkpoint barrier it passes, with
+//!   its state and timers kept (they live in the host, not in the instance), and reports how it
+//!   went ([`SwapReport`]).
+//! - Queryable state: the state scopes of the running instances, to read a key's entry while the
+//!   pipeline runs.
+//! - A checkpoint on demand, so a swap does not wait for the next scheduled barrier.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use super::checkpointing::Report;
+use super::partition::{instance_of, key_group};
+use crate::state::{Entries, Refusal, StateScope};
+use crate::wasm::{AgentMetrics, AgentModule};
+
+/// One version of an agent: its module and the config its `init` gets.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub module: Arc<AgentModule>,
+    /// The config passed to `init` (JSON, or a string as it is).
+    pub config: String,
+    /// How the version is called in reports: `name@version`, or the module's path.
+    pub label: String,
+}
+
+/// How an instance's swap to a new version went.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum SwapOutcome {
+    /// The new version runs; the data path paused for `pause` (instantiation and `init`).
+    Started {
+        #[serde(rename = "pause_us")]
+        #[serde(serialize_with = "micros")]
+        pause: Duration,
+    },
+    /// The new version did not start; the instance kept the version it ran.
+    Failed { reason: String },
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+/// What an instance says after picking up a new version.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SwapReport {
+    /// The version generation the instance tried.
+    pub generation: u64,
+    pub instance: usize,
+    /// The checkpoint barrier at which it switched.
+    pub checkpoint: u64,
+    #[serde(flatten)]
+    pub outcome: SwapOutcome,
+}
+
+/// The version an agent's instances should run. Generations count changes; an instance that
+/// has seen a newer generation than the one it runs switches at its next barrier.
+#[derive(Debug)]
+pub struct AgentVersion {
+    generation: AtomicU64,
+    current: Mutex<(u64, Arc<Version>)>,
+    reports: Mutex<Vec<SwapReport>>,
+}
+
+impl AgentVersion {
+    /// Starts at generation 1 with `version`.
+    pub fn new(version: Version) -> Self {
+        AgentVersion {
+            generation: AtomicU64::new(1),
+            current: Mutex::new((1, Arc::new(version))),
+            reports: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The generation of the current version: cheap, checked at every barrier.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current version and its generation.
+    pub fn current(&self) -> (u64, Arc<Version>) {
+        let c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        (c.0, c.1.clone())
+    }
+
+    /// Makes `version` current; returns its generation.
+    pub fn set(&self, version: Version) -> u64 {
+        let mut c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = c.0 + 1;
+        *c = (generation, Arc::new(version));
+        self.generation.store(generation, Ordering::Release);
+        generation
+    }
+
+    pub(crate) fn report(&self, report: SwapReport) {
+        self.reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(report);
+    }
+
+    /// The reports instances made since the last call.
+    pub fn take_reports(&self) -> Vec<SwapReport> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The live view of a run, shared by the run and whoever controls it. Make one with the
+/// version of each agent and pass it in [`RunOptions::live`](super::RunOptions::live); it
+/// outlives runs, so a restarted run continues with the versions swapped in before.
+#[derive(Debug, Default)]
+pub struct Live {
+    versions: BTreeMap<String, Arc<AgentVersion>>,
+    scopes: Mutex<HashMap<String, Vec<StateScope>>>,
+    checkpoints: Mutex<Option<Sender<Report>>>,
+    metrics: Mutex<HashMap<String, Arc<AgentMetrics>>>,
+}
+
+/// Why a read of live state failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    #[error("agent `{0}` is not running")]
+    NotRunning(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Live {
+    /// A live view whose agents start with `versions`.
+    pub fn new(versions: impl IntoIterator<Item = (String, Version)>) -> Self {
+        Live {
+            versions: versions
+                .into_iter()
+                .map(|(agent, v)| (agent, Arc::new(AgentVersion::new(v))))
+                .collect(),
+            ..Live::default()
+        }
+    }
+
+    /// The version cell of `agent`.
+    pub fn version(&self, agent: &str) -> Option<&Arc<AgentVersion>> {
+        self.versions.get(agent)
+    }
+
+    /// Every agent's version cell.
+    pub fn versions(&self) -> &BTreeMap<String, Arc<AgentVersion>> {
+        &self.versions
+    }
+
+    /// Asks the run for a checkpoint now (when none is in flight); `false` when no run with
+    /// checkpoints is going.
+    pub fn checkpoint_now(&self) -> bool {
+        match &*self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(tx) => tx.send(Report::Trigger).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The agents' metrics of the current (or last) run.
+    pub fn metrics(&self, agent: &str) -> Option<Arc<AgentMetrics>> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent)
+            .cloned()
+    }
+
+    pub(crate) fn set_metrics(&self, metrics: HashMap<String, Arc<AgentMetrics>>) {
+        *self.metrics.lock().unwrap_or_else(|p| p.into_inner()) = metrics;
+    }
+
+    pub(crate) fn attach(
+        &self,
+        scopes: HashMap<String, Vec<StateScope>>,
+        checkpoints: Option<Sender<Report>>,
+    ) {
+        *self.scopes.lock().unwrap_or_else(|p| p.into_inner()) = scopes;
+        *self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()) = checkpoints;
+    }
+
+    /// Lets go of the run's state (its RocksDB instances close once the run drops them too) and
+    /// of its checkpoint coordinator; the metrics stay for whoever looks after the run.
+    pub(crate) fn detach(&self) {
+        self.attach(HashMap::new(), None);
+    }
+
+    fn scope_for(&self, agent: &str, key: &[u8]) -> Result<StateScope, LiveError> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        let instances = scopes
+            .get(agent)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| LiveError::NotRunning(agent.to_owned()))?;
+        Ok(instances[instance_of(key_group(key), instances.len())].clone())
+    }
+
+    fn refused(r: Refusal) -> LiveError {
+        LiveError::Refused(match r {
+            Refusal::NotOwned(m) | Refusal::TooLarge(m) | Refusal::Backend(m) => m,
+        })
+    }
+
+    /// The value of `key` (sub-key `sub`) in `store` of `agent`, as the agent last wrote it.
+    pub fn get(
+        &self,
+        agent: &str,
+        store: &str,
+        key: &[u8],
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, LiveError> {
+        let scope = self.scope_for(agent, key)?;
+        let mut values = scope
+            .get_many(store, &[(key.to_vec(), sub.to_vec())])
+            .map_err(Self::refused)?;
+        Ok(values.pop().flatten())
+    }
+
+    /// Up to `limit` sub-keys and values of `key` in `store` of `agent`.
+    pub fn scan(
+        &self,
+        agent: &str,
+        store: &str,
+        key: &[u8],
+        limit: u32,
+    ) -> Result<Entries, LiveError> {
+        let scope = self.scope_for(agent, key)?;
+        scope
+            .scan(store, key, b"", None, limit)
+            .map_err(Self::refused)
+    }
+
+    /// The state stores (tables) each running agent has used.
+    pub fn tables(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes
+            .iter()
+            .map(|(agent, instances)| {
+                let mut names = BTreeSet::new();
+                for s in instances {
+                    names.extend(s.stores());
+                }
+                (agent.clone(), names)
+            })
+            .collect()
+    }
+}
