@@ -1,7 +1,7 @@
 //! `cargo bench -p sabot-host --bench serve`: the control plane of `sabot serve`, measured
 //! against the `sabot` binary over loopback HTTP. Nothing here is asserted.
 //!
-//! 1. **Upload to active**: a typical Rust agent (the fraud rules, ~16 MiB component with
+//! 1. **Upload to active**: a typical Rust agent (the fraud rules, a 4 MiB component with
 //!    arrow) uploaded to a server with an empty compile cache (compiled and checked on upload),
 //!    then swapped into a pipeline running at full speed; the time until every instance runs it.
 //! 2. **Swap pause**: the time one instance's data path stops for a swap (instantiation and

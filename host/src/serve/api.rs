@@ -359,7 +359,11 @@ async fn delete_module(
         )));
     }
     let store = s.modules.clone();
-    Ok(Json(blocking(move || store.delete(&name, &version)).await?))
+    let info = blocking(move || store.delete(&name, &version)).await?;
+    if s.modules.list().iter().all(|m| m.sha256 != info.sha256) {
+        s.runtime.forget(&info.sha256);
+    }
+    Ok(Json(info))
 }
 
 // ---- pipelines ----

@@ -306,17 +306,19 @@ impl WasmRuntime {
         };
         drop(slot);
         let load_time = started.elapsed();
+        let wrong_world = |e: wasmtime::Error| {
+            // Not an agent: keep nothing of it in memory (an upload server sees many such).
+            self.forget(&hash);
+            ModuleError::WrongWorld {
+                module: name.to_owned(),
+                message: format!("{e:#}"),
+            }
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| ModuleError::WrongWorld {
-                module: name.to_owned(),
-                message: format!("{e:#}"),
-            })?;
-        let handler = bindings::HandlerIndices::new(&pre).map_err(|e| ModuleError::WrongWorld {
-            module: name.to_owned(),
-            message: format!("{e:#}"),
-        })?;
+            .map_err(wrong_world)?;
+        let handler = bindings::HandlerIndices::new(&pre).map_err(wrong_world)?;
         // Optional: a component of the plain `agent` world has no event-time hooks.
         let time_handler = bindings::TimeHandlerIndices::new(&pre).ok();
         let pre = AgentPre {
@@ -334,6 +336,15 @@ impl WasmRuntime {
             component,
             pre,
         }))
+    }
+
+    /// Drops the compiled component of `sha256` from memory (the on-disk cache keeps it); modules
+    /// already loaded keep their own handle.
+    pub fn forget(&self, sha256: &str) {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sha256);
     }
 
     fn host_state(
