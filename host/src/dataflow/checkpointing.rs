@@ -137,11 +137,17 @@ impl CoordinatorThread {
             tracing::debug_span!("checkpoint.coordinator", pipeline = %self.spec.name).entered();
         let now_ms = || started.elapsed().as_millis() as u64;
         let mut checkpoint_started = Instant::now();
+        // A checkpoint asked for (`Report::Trigger`) while another was in flight: it starts as
+        // soon as that one completes.
+        let mut wanted = false;
         loop {
-            let deadline = self
-                .coordinator
-                .next_due_ms()
-                .map(|ms| started + Duration::from_millis(ms));
+            let deadline = if wanted && self.coordinator.in_flight().is_none() {
+                Some(Instant::now())
+            } else {
+                self.coordinator
+                    .next_due_ms()
+                    .map(|ms| started + Duration::from_millis(ms))
+            };
             let report = match deadline {
                 Some(d) => self.reports.recv_deadline(d),
                 None => self
@@ -152,10 +158,13 @@ impl CoordinatorThread {
             match report {
                 Err(RecvTimeoutError::Disconnected) => return Ok(self.coordinator),
                 Err(RecvTimeoutError::Timeout) | Ok(Report::Trigger) => {
-                    let id = match report {
-                        Ok(_) => self.coordinator.start_now(),
-                        Err(_) => self.coordinator.start(now_ms()),
+                    let asked = wanted || report.is_ok();
+                    let id = if asked {
+                        self.coordinator.start_now()
+                    } else {
+                        self.coordinator.start(now_ms())
                     };
+                    wanted = asked && id.is_none() && self.coordinator.in_flight().is_some();
                     if let Some(id) = id {
                         checkpoint_started = Instant::now();
                         self.store

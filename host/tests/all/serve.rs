@@ -18,17 +18,17 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 struct Server {
     child: Child,
     url: String,
-    scratch: Scratch,
+    scratch: std::sync::Arc<Scratch>,
     http: ureq::Agent,
 }
 
 impl Server {
     fn start(env: &[(&str, &str)]) -> Self {
-        let scratch = Scratch::new();
-        Self::start_in(scratch, env)
+        Self::start_in(std::sync::Arc::new(Scratch::new()), env)
     }
 
-    fn start_in(scratch: Scratch, env: &[(&str, &str)]) -> Self {
+    /// A server on the data directory of `scratch` (another server's, after a crash).
+    fn start_in(scratch: std::sync::Arc<Scratch>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sabot"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -191,6 +191,15 @@ impl Server {
             c.env("SABOT_TOKEN", t);
         }
         c.output().unwrap()
+    }
+}
+
+impl Server {
+    /// Kills the server with SIGKILL; its data directory stays.
+    fn crash(mut self) -> std::sync::Arc<Scratch> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.scratch.clone()
     }
 }
 
@@ -704,7 +713,7 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
 }
 
 #[test]
-fn a_swap_under_load_keeps_state_and_loses_or_duplicates_nothing() {
+fn a_swap_under_load_keeps_state_and_loses_or_duplicates_nothing_through_a_server_crash() {
     let s = Server::start(&[]);
     let v1 = module(sabot_test_artifacts::MISBEHAVE);
     assert_eq!(s.upload("mis", "1", &v1).0, 201);
@@ -734,15 +743,20 @@ fn a_swap_under_load_keeps_state_and_loses_or_duplicates_nothing() {
     assert_eq!(swap["state"], "active", "{swap}");
     assert!(swap["pause_us"].as_u64().unwrap() > 0);
     assert_eq!(p["nodes"][1]["version"], "mis@2");
-    let done = s.wait_status("swap", "finished", Duration::from_secs(60));
-    assert_eq!(done["restarts"], 0);
-    assert_exactly_once(&s.data().join("pipelines/swap/out/result.jsonl"), 150_000);
-    // The swapped version is what the pipeline runs from now on, even after a server restart.
+    // The swapped version is recorded, and is what the pipeline runs after the server crashes
+    // and starts again: it resumes from its newest checkpoint, exactly once.
     let control: Value = serde_json::from_slice(
         &std::fs::read(s.data().join("pipelines/swap/control.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(control["versions"]["m"]["module"], "mis@2");
+    assert_eq!(control["running"], true);
+    let s = Server::start_in(s.crash(), &[]);
+    let resumed = s.pipeline("swap");
+    assert_eq!(resumed["nodes"][1]["version"], "mis@2", "{resumed:#}");
+    let done = s.wait_status("swap", "finished", Duration::from_secs(60));
+    assert_eq!(done["restarts"], 0);
+    assert_exactly_once(&s.data().join("pipelines/swap/out/result.jsonl"), 150_000);
 }
 
 #[test]
