@@ -133,26 +133,6 @@ impl Server {
     }
 }
 
-/// The same component with a custom section appended: another version, the same code.
-fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
-    let mut payload = vec![tag.len() as u8];
-    payload.extend_from_slice(tag.as_bytes());
-    let mut out = bytes.to_vec();
-    out.push(0);
-    let mut n = payload.len();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
-    out.extend_from_slice(&payload);
-    out
-}
-
 fn quantile(mut v: Vec<Duration>, q: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
@@ -205,7 +185,7 @@ type = "blackhole"
     server.post(
         "/v1/modules/fraud/2",
         "application/wasm",
-        &variant(&rules, "v2"),
+        &sabot_test_artifacts::component_variant(&rules, "v2"),
     );
     let upload = started.elapsed();
     let swap = server.swap("fraud@2");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::Scratch;
+use sabot_test_artifacts::component_variant;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -126,6 +127,10 @@ impl Server {
         self.send("POST", path, content_type, body, Some(TOKEN))
     }
 
+    fn delete(&self, path: &str) -> (u16, Value) {
+        self.send("DELETE", path, "text/plain", b"", Some(TOKEN))
+    }
+
     fn upload(&self, name: &str, version: &str, bytes: &[u8]) -> (u16, Value) {
         self.post(
             &format!("/v1/modules/{name}/{version}"),
@@ -214,31 +219,6 @@ fn module(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-/// The same component with a custom section appended: other bytes (another sha256), the same
-/// behaviour — a second version to swap to.
-fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    let mut payload = Vec::new();
-    leb(tag.len(), &mut payload);
-    payload.extend_from_slice(tag.as_bytes());
-    payload.extend_from_slice(b"sabot test variant");
-    let mut out = bytes.to_vec();
-    out.push(0);
-    leb(payload.len(), &mut out);
-    out.extend_from_slice(&payload);
-    out
-}
-
 /// A keyed, stateful pipeline over `count` generated transactions at `rate` per second: the
 /// `misbehave` agent in `state` mode emits, per card and batch, how many rows of the card it has
 /// seen so far (kept in host state).
@@ -297,7 +277,7 @@ fn modules_are_stored_by_content_tagged_immutably_and_refused_with_reasons() {
     assert_eq!(info["size"], plain.len());
     // The same bytes again: nothing new. Other bytes under the tag: refused.
     assert_eq!(s.upload("echo", "1.0.0", &plain).0, 200);
-    let (status, body) = s.upload("echo", "1.0.0", &variant(&plain, "x"));
+    let (status, body) = s.upload("echo", "1.0.0", &component_variant(&plain, "x"));
     assert_eq!(status, 409, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("immutable"),
@@ -313,7 +293,7 @@ fn modules_are_stored_by_content_tagged_immutably_and_refused_with_reasons() {
         );
     }
     form.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"module\"; filename=\"echo.wasm\"\r\nContent-Type: application/wasm\r\n\r\n").as_bytes());
-    form.extend_from_slice(&variant(&plain, "2"));
+    form.extend_from_slice(&component_variant(&plain, "2"));
     form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let (status, info) = s.post(
         "/v1/modules",
@@ -367,25 +347,13 @@ fn modules_are_stored_by_content_tagged_immutably_and_refused_with_reasons() {
         "edges = [\"gen -> a -> out\"]\n[pipeline]\nname = \"uses-echo\"\n[sources.gen]\ntype = \"generator\"\ncount = 10\n[agents.a]\nmodule = \"echo@1.0.0\"\n[sinks.out]\ntype = \"blackhole\"\n",
         false,
     );
-    let (status, body) = s.send(
-        "DELETE",
-        "/v1/modules/echo/1.0.0",
-        "text/plain",
-        b"",
-        Some(TOKEN),
-    );
+    let (status, body) = s.delete("/v1/modules/echo/1.0.0");
     assert_eq!(status, 409, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("uses-echo"),
         "{body}"
     );
-    let (status, _) = s.send(
-        "DELETE",
-        "/v1/modules/echo/2",
-        "text/plain",
-        b"",
-        Some(TOKEN),
-    );
+    let (status, _) = s.delete("/v1/modules/echo/2");
     assert_eq!(status, 200);
     assert_eq!(s.get("/v1/modules/echo/2").0, 404);
     let blobs = std::fs::read_dir(s.data().join("modules/sha256"))
@@ -678,17 +646,7 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
     );
 
     // Running: cannot be deleted. Stopped (with its final checkpoint), it resumes where it was.
-    assert_eq!(
-        s.send(
-            "DELETE",
-            "/v1/pipelines/cards",
-            "text/plain",
-            b"",
-            Some(TOKEN)
-        )
-        .0,
-        409
-    );
+    assert_eq!(s.delete("/v1/pipelines/cards").0, 409);
     let (status, stopped) = s.post("/v1/pipelines/cards/stop?wait=true", "text/plain", b"");
     assert_eq!(status, 200, "{stopped}");
     assert_eq!(stopped["status"], "stopped");
@@ -698,17 +656,7 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
     );
     s.wait_status("cards", "finished", Duration::from_secs(60));
     assert_exactly_once(&s.data().join("pipelines/cards/out/result.jsonl"), 100_000);
-    assert_eq!(
-        s.send(
-            "DELETE",
-            "/v1/pipelines/cards",
-            "text/plain",
-            b"",
-            Some(TOKEN)
-        )
-        .0,
-        204
-    );
+    assert_eq!(s.delete("/v1/pipelines/cards").0, 204);
     assert!(!s.data().join("pipelines/cards").exists());
 }
 
@@ -717,7 +665,7 @@ fn a_swap_under_load_keeps_state_and_loses_or_duplicates_nothing_through_a_serve
     let s = Server::start(&[]);
     let v1 = module(sabot_test_artifacts::MISBEHAVE);
     assert_eq!(s.upload("mis", "1", &v1).0, 201);
-    assert_eq!(s.upload("mis", "2", &variant(&v1, "v2")).0, 201);
+    assert_eq!(s.upload("mis", "2", &component_variant(&v1, "v2")).0, 201);
     s.create(&stateful("swap", "mis@1", 150_000, 25_000), true);
     s.wait_for("rows through the agent", Duration::from_secs(30), || {
         s.pipeline("swap")["nodes"][1]["rows_in"]
@@ -764,7 +712,7 @@ fn a_version_that_fails_to_start_or_traps_on_probation_is_rolled_back_exactly_on
     let s = Server::start(&[("SABOT_PROBATION_MS", "5000")]);
     let v1 = module(sabot_test_artifacts::MISBEHAVE);
     assert_eq!(s.upload("mis", "1", &v1).0, 201);
-    assert_eq!(s.upload("mis", "2", &variant(&v1, "v2")).0, 201);
+    assert_eq!(s.upload("mis", "2", &component_variant(&v1, "v2")).0, 201);
     s.create(&stateful("rollback", "mis@1", 200_000, 25_000), true);
     s.wait_for("rows through the agent", Duration::from_secs(30), || {
         s.pipeline("rollback")["nodes"][1]["rows_in"]
@@ -979,7 +927,7 @@ fn the_dashboard_draws_the_pipeline_and_its_numbers_move_in_headless_chromium() 
         s.upload(
             "mis",
             "2",
-            &variant(&module(sabot_test_artifacts::MISBEHAVE), "v2")
+            &component_variant(&module(sabot_test_artifacts::MISBEHAVE), "v2")
         )
         .0,
         201

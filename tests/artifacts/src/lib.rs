@@ -11,6 +11,31 @@ pub fn workspace() -> std::path::PathBuf {
         .expect("workspace root")
 }
 
+/// The component `bytes` with a custom section named `tag` appended: other bytes (another
+/// sha256), the same code — a second version of an agent to upload and swap to.
+pub fn component_variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb(tag.len(), &mut payload);
+    payload.extend_from_slice(tag.as_bytes());
+    payload.extend_from_slice(b"sabot test variant");
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// A benchmark's numeric setting: the environment variable `name`, else `default`.
 pub fn bench_setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
