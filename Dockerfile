@@ -1,26 +1,49 @@
-# Sabot host image.
+# The Sabot host image: `sabot serve` on port 8080, data in /var/lib/sabot.
 #
-#   docker build -t sabot .                       # build from source (multi-stage)
-#   docker run --rm sabot run examples/fraud-detection/pipeline.toml
+#   docker build -t sabot .                                 # from source (multi-stage)
+#   docker run -p 8080:8080 -v sabot-data:/var/lib/sabot -e SABOT_TOKEN=… sabot
 #
-# BASE is the runtime base image (Debian bookworm slim by default).
+# An already-built binary (what the tests do, so nothing recompiles in the image):
+#
+#   mkdir ctx && cp $CARGO_TARGET_DIR/release/sabot ctx/ && cp -r examples ctx/
+#   docker build --target prebuilt -f Dockerfile -t sabot ctx
+#
+# BASE is the runtime base image: any Debian bookworm (glibc 2.36, libstdc++) image.
 ARG BASE=debian:bookworm-slim
 
+# ---- build from source ----
 FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN rustup target add wasm32-wasip2 \
  && cargo build --release --locked -p sabot-host \
  && cargo build --release --locked --target wasm32-wasip2 -p fraud-rules \
- && cp target/wasm32-wasip2/release/fraud_rules.wasm examples/fraud-detection/
+ && mkdir -p /out/examples \
+ && cp target/release/sabot /out/ \
+ && cp -r examples/fraud-detection /out/examples/ \
+ && cp target/wasm32-wasip2/release/fraud_rules.wasm /out/examples/fraud-detection/
 
-FROM ${BASE} AS runtime
-RUN useradd --system --create-home --home-dir /var/lib/sabot sabot
-COPY --from=build /src/target/release/sabot /usr/local/bin/sabot
-COPY --from=build --chown=sabot /src/examples /app/examples
-USER sabot
-WORKDIR /app
-ENV SABOT_CACHE_DIR=/var/lib/sabot/cache
+# ---- what every runtime image has ----
+FROM ${BASE} AS runtime-base
+RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/sabot sabot
+ENV SABOT_LISTEN=0.0.0.0:8080 \
+    SABOT_DATA_DIR=/var/lib/sabot \
+    SABOT_SERVER=http://127.0.0.1:8080
 VOLUME ["/var/lib/sabot"]
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["sabot", "health"]
+USER sabot
+WORKDIR /var/lib/sabot
 ENTRYPOINT ["sabot"]
-CMD ["run", "examples/fraud-detection/pipeline.toml"]
+CMD ["serve"]
+
+# ---- packaging a binary built outside (context: the binary `sabot` and `examples/`) ----
+FROM runtime-base AS prebuilt
+COPY --chown=root:root sabot /usr/local/bin/sabot
+COPY examples /opt/sabot/examples
+
+# ---- the default: built from source ----
+FROM runtime-base AS runtime
+COPY --from=build /out/sabot /usr/local/bin/sabot
+COPY --from=build /out/examples /opt/sabot/examples

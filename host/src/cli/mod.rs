@@ -1,6 +1,6 @@
 //! The `sabot` command line: `run`, `validate`, `inspect`, `componentize`, `new agent`; `serve`
 //! (the long-running host); and against a server: `deploy`, `submit`, `swap`, `pipelines`,
-//! `agents`, `tables`, `modules`.
+//! `agents`, `tables`, `modules`, `health`.
 //!
 //! Exit codes: 0 success; 1 the pipeline failed while running (or a swap rolled back); 2 the
 //! pipeline or a module is invalid (nothing ran), or a server refused the request; 3 a server
@@ -167,6 +167,11 @@ pub enum Command {
     },
     /// List the modules uploaded to a server.
     Modules {
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// Check that a server answers (exit 0), as a container health check.
+    Health {
         #[command(flatten)]
         server: remote::ServerArgs,
     },
@@ -338,6 +343,10 @@ fn execute(
         }
         Command::Modules { server } => {
             print(&remote::modules(&remote::Client::new(&server))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { server } => {
+            print(&remote::health(&remote::Client::new(&server))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {

@@ -1,5 +1,5 @@
 //! Commands against a running `sabot serve`: `deploy`, `submit`, `swap`, `pipelines`, `agents`,
-//! `tables`, `modules`.
+//! `tables`, `modules`, `health`.
 //!
 //! Exit codes (see [`Error::exit_code`]): 0 done; 1 the operation failed on the server (a swap
 //! rolled back, a 5xx); 2 the request was refused as invalid (4xx); 3 the server cannot be
@@ -252,6 +252,12 @@ pub fn swap(
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+}
+
+/// `sabot health`: whether the server answers `/healthz` (the container's health check).
+pub fn health(client: &Client) -> Result<String, Error> {
+    let answer = client.get("/healthz")?;
+    Ok(output(client, &answer, |_| "ok".to_owned()))
 }
 
 /// `sabot pipelines`.

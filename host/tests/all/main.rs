@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod cli;
+mod container;
 mod crash;
 mod files;
 mod golden;
