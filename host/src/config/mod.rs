@@ -339,6 +339,13 @@ impl Validator<'_> {
             let check = match spec {
                 SourceSpec::Generator(g) => g.validate(),
                 SourceSpec::Nexmark(n) => n.validate(),
+                SourceSpec::Kafka(k) => {
+                    if k.on_error == OnError::DeadLetter && dead_letter.is_none() {
+                        Err(("on_error".into(), "\"dead-letter\" needs a dead-letter file: set dead_letter = \"PATH\" in [pipeline]".into()))
+                    } else {
+                        k.validate()
+                    }
+                }
                 SourceSpec::File(f) => {
                     f.path = self.resolve(&f.path);
                     if f.on_error == OnError::DeadLetter && dead_letter.is_none() {
@@ -472,6 +479,7 @@ impl Validator<'_> {
                 }
                 SinkSpec::Stdout(s) => s.validate(),
                 SinkSpec::Blackhole(_) => Ok(()),
+                SinkSpec::Kafka(k) => k.validate(),
             };
             check
                 .map_err(|(field, m)| self.invalid(format!("[sinks.{name}] field `{field}`"), m))?;

@@ -9,6 +9,7 @@ pub mod blackhole;
 mod dead_letter;
 pub mod file;
 pub mod generator;
+pub mod kafka;
 pub mod nexmark;
 pub mod stdout;
 
@@ -150,6 +151,8 @@ pub enum SourceSpec {
     File(file::FileSourceSpec),
     /// The Nexmark benchmark's events: people, auctions and bids on ports 0, 1 and 2.
     Nexmark(nexmark::NexmarkSpec),
+    /// Kafka topics.
+    Kafka(kafka::KafkaSourceSpec),
 }
 
 impl SourceSpec {
@@ -159,6 +162,7 @@ impl SourceSpec {
             SourceSpec::Generator(g) => g.event_time.as_ref(),
             SourceSpec::File(f) => f.event_time.as_ref(),
             SourceSpec::Nexmark(n) => n.event_time.as_ref(),
+            SourceSpec::Kafka(k) => k.event_time.as_ref(),
         }
     }
 
@@ -176,6 +180,10 @@ impl SourceSpec {
             SourceSpec::Generator(_) => Some(generator::GeneratorSpec::schema().as_ref().clone()),
             SourceSpec::File(f) => f.declared_schema().ok().flatten(),
             SourceSpec::Nexmark(_) => Some(nexmark::schema(2).as_ref().clone()),
+            SourceSpec::Kafka(k) => kafka::format::schema_of(k)
+                .ok()
+                .flatten()
+                .map(|s| s.as_ref().clone()),
         }
     }
 
@@ -240,6 +248,8 @@ pub enum SinkSpec {
     File(file::FileSinkSpec),
     /// Counts rows and discards them.
     Blackhole(blackhole::BlackholeSpec),
+    /// A Kafka topic (at-least-once).
+    Kafka(kafka::KafkaSinkSpec),
 }
 
 /// Why a source or sink failed.
@@ -271,6 +281,18 @@ pub enum ConnectorError {
     /// Writing output failed.
     #[error("sink `{sink}`: {message}")]
     Write { sink: String, message: String },
+    /// A message broker (Kafka) failed or refused.
+    #[error("{node}: {message}")]
+    Broker { node: String, message: String },
+    /// A record does not decode, and the policy is `fail`.
+    #[error(
+        "source `{source_name}`: the record at {at} does not decode: {message} (set on_error = \"skip\" or \"dead-letter\" to go on past bad records)"
+    )]
+    BadRecord {
+        source_name: String,
+        at: String,
+        message: String,
+    },
     /// A bug in a connector.
     #[error("internal connector error: {0}")]
     Internal(String),
@@ -280,8 +302,12 @@ impl ConnectorError {
     /// Whose fault the error is.
     pub fn fault(&self) -> Fault {
         match self {
-            ConnectorError::Io { .. } | ConnectorError::Write { .. } => Fault::External,
-            ConnectorError::BadRow { .. } | ConnectorError::Format { .. } => Fault::User,
+            ConnectorError::Io { .. }
+            | ConnectorError::Write { .. }
+            | ConnectorError::Broker { .. } => Fault::External,
+            ConnectorError::BadRow { .. }
+            | ConnectorError::Format { .. }
+            | ConnectorError::BadRecord { .. } => Fault::User,
             ConnectorError::Internal(_) => Fault::Internal,
         }
     }

@@ -711,6 +711,12 @@ fn open_source(
         SourceSpec::Generator(g) => Box::new(g.open(batch_size)),
         SourceSpec::File(f) => connectors::file::open_source(name, f, batch_size, dead_letters)?,
         SourceSpec::Nexmark(n) => Box::new(n.open(batch_size)),
+        SourceSpec::Kafka(k) => Box::new(connectors::kafka::KafkaSource::open(
+            name,
+            k,
+            batch_size,
+            dead_letters,
+        )?),
     })
 }
 
@@ -719,5 +725,6 @@ fn open_sink(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ConnectorErro
         SinkSpec::Stdout(s) => Box::new(s.open(name)),
         SinkSpec::File(f) => Box::new(connectors::file::FileSink::open(name, f)?),
         SinkSpec::Blackhole(_) => Box::new(connectors::blackhole::Blackhole),
+        SinkSpec::Kafka(k) => Box::new(connectors::kafka::KafkaSink::open(name, k)?),
     })
 }

@@ -646,6 +646,7 @@ async fn list_sources(
                     crate::connectors::SourceSpec::Generator(_) => "generator",
                     crate::connectors::SourceSpec::File(_) => "file",
                     crate::connectors::SourceSpec::Nexmark(_) => "nexmark",
+                    crate::connectors::SourceSpec::Kafka(_) => "kafka",
                 });
                 let lag_ms = n
                     .watermark

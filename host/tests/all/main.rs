@@ -8,6 +8,7 @@ mod crash;
 mod files;
 mod golden;
 mod joins;
+mod kafka;
 mod languages;
 mod nexmark;
 mod sandbox;

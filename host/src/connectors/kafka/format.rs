@@ -1,0 +1,439 @@
+//! Record values to and from Arrow: JSON (`arrow-json`), MessagePack (`rmp-serde`), Arrow IPC
+//! (`arrow-ipc`), raw bytes.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+
+use super::KafkaSourceSpec;
+
+/// How record values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaFormat {
+    /// One JSON object per record (per row when writing).
+    #[default]
+    Json,
+    /// One MessagePack map per record (per row when writing).
+    Msgpack,
+    /// An Arrow IPC stream per record (per batch when writing).
+    Arrow,
+    /// The record's key and value as bytes.
+    Raw,
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "topic {} partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+/// One record read from Kafka.
+pub struct Record {
+    pub origin: Origin,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+fn metadata_fields(prefix: &str) -> Vec<Field> {
+    vec![
+        Field::new(format!("{prefix}topic"), DataType::Utf8, false),
+        Field::new(format!("{prefix}partition"), DataType::Int32, false),
+        Field::new(format!("{prefix}offset"), DataType::Int64, false),
+        Field::new(
+            format!("{prefix}timestamp"),
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+    ]
+}
+
+/// The schema of the decoded values (without metadata columns): declared for JSON and
+/// MessagePack, fixed for raw, none (taken from the records) for Arrow.
+pub fn schema_of(spec: &KafkaSourceSpec) -> Result<Option<SchemaRef>, (String, String)> {
+    match spec.format {
+        KafkaFormat::Raw => {
+            if spec.schema.is_some() {
+                return Err(("schema".into(), "`raw` records have the fixed columns key, value, topic, partition, offset, timestamp: remove `schema`".into()));
+            }
+            let mut fields = vec![
+                Field::new("key", DataType::Binary, true),
+                Field::new("value", DataType::Binary, true),
+            ];
+            fields.extend(metadata_fields(""));
+            Ok(Some(Arc::new(Schema::new(fields))))
+        }
+        KafkaFormat::Arrow => {
+            if spec.schema.is_some() {
+                return Err((
+                    "schema".into(),
+                    "`arrow` records carry their schema: remove `schema`".into(),
+                ));
+            }
+            Ok(None)
+        }
+        KafkaFormat::Json | KafkaFormat::Msgpack => {
+            let Some(columns) = &spec.schema else {
+                return Err((
+                    "schema".into(),
+                    "expected the columns of the records, e.g. schema = { card_id = \"int64\", amount = \"float64\" }".into(),
+                ));
+            };
+            if columns.is_empty() {
+                return Err(("schema".into(), "expected at least one column".into()));
+            }
+            let mut fields = columns
+                .iter()
+                .map(|(name, ty)| {
+                    crate::connectors::file::parse_type(ty)
+                        .map(|t| Field::new(name, t, true))
+                        .ok_or_else(|| {
+                            (
+                                format!("schema.{name}"),
+                                format!(
+                                    "unknown type {ty:?} (expected one of: {})",
+                                    crate::connectors::file::TYPE_NAMES
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if spec.metadata {
+                fields.extend(metadata_fields("_"));
+            }
+            Ok(Some(Arc::new(Schema::new(fields))))
+        }
+    }
+}
+
+/// Why a record did not decode.
+pub struct Undecodable {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Decodes `records` into one batch. A record that does not decode is reported by index (the
+/// caller applies the policy and calls again without it).
+pub fn decode(
+    format: KafkaFormat,
+    schema: Option<&SchemaRef>,
+    metadata: bool,
+    records: &[Record],
+) -> Result<RecordBatch, Undecodable> {
+    match format {
+        KafkaFormat::Raw => {
+            let schema = schema.expect("raw has a schema").clone();
+            let mut keys = BinaryBuilder::new();
+            let mut values = BinaryBuilder::new();
+            for r in records {
+                keys.append_option(r.key.as_deref());
+                values.append_option(r.value.as_deref());
+            }
+            let mut columns: Vec<ArrayRef> =
+                vec![Arc::new(keys.finish()), Arc::new(values.finish())];
+            columns.extend(metadata_columns(records.iter().map(|r| (&r.origin, 1))));
+            RecordBatch::try_new(schema, columns).map_err(|e| Undecodable {
+                index: 0,
+                reason: e.to_string(),
+            })
+        }
+        KafkaFormat::Json | KafkaFormat::Msgpack => {
+            let schema = schema.expect("json and msgpack have a schema").clone();
+            let value_fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .filter(|f| !(metadata && f.name().starts_with('_') && is_metadata(f.name())))
+                .map(|f| f.as_ref().clone())
+                .collect();
+            let values_schema = Arc::new(Schema::new(value_fields));
+            let mut rows = Vec::with_capacity(records.len());
+            for (index, r) in records.iter().enumerate() {
+                let bytes = r.value.as_deref().unwrap_or_default();
+                let row: Result<serde_json::Value, String> = match format {
+                    KafkaFormat::Json => {
+                        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))
+                    }
+                    _ => rmp_serde::from_slice(bytes).map_err(|e| format!("not MessagePack: {e}")),
+                };
+                match row {
+                    Ok(v @ serde_json::Value::Object(_)) => rows.push(v),
+                    Ok(other) => {
+                        return Err(Undecodable {
+                            index,
+                            reason: format!(
+                                "expected an object of the schema's columns, got {}",
+                                kind(&other)
+                            ),
+                        });
+                    }
+                    Err(reason) => return Err(Undecodable { index, reason }),
+                }
+            }
+            let rows_batch = serialize(&values_schema, &rows).map_err(|whole| {
+                // Find the row that does not fit, to name it.
+                let index = rows
+                    .iter()
+                    .position(|row| serialize(&values_schema, std::slice::from_ref(row)).is_err())
+                    .unwrap_or(0);
+                Undecodable {
+                    index,
+                    reason: format!("does not fit the schema: {whole}"),
+                }
+            })?;
+            let mut columns = rows_batch.columns().to_vec();
+            if metadata {
+                columns.extend(metadata_columns(records.iter().map(|r| (&r.origin, 1))));
+            }
+            RecordBatch::try_new(schema, columns).map_err(|e| Undecodable {
+                index: 0,
+                reason: e.to_string(),
+            })
+        }
+        KafkaFormat::Arrow => {
+            let mut batches = Vec::new();
+            let mut origins = Vec::new();
+            for (index, r) in records.iter().enumerate() {
+                let bytes = r.value.as_deref().unwrap_or_default();
+                let reader =
+                    arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                        .map_err(|e| Undecodable {
+                            index,
+                            reason: format!("not an Arrow IPC stream: {e}"),
+                        })?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| Undecodable {
+                        index,
+                        reason: format!("not an Arrow IPC stream: {e}"),
+                    })?;
+                    if let Some(first) = batches.first().map(|b: &RecordBatch| b.schema())
+                        && first != batch.schema()
+                    {
+                        return Err(Undecodable {
+                            index,
+                            reason: format!(
+                                "its schema {} differs from the batch before it ({first})",
+                                batch.schema()
+                            ),
+                        });
+                    }
+                    origins.push((&r.origin, batch.num_rows()));
+                    batches.push(batch);
+                }
+            }
+            let Some(first) = batches.first() else {
+                return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+            };
+            let base = first.schema();
+            let joined =
+                arrow_select::concat::concat_batches(&base, &batches).map_err(|e| Undecodable {
+                    index: 0,
+                    reason: e.to_string(),
+                })?;
+            if !metadata {
+                return Ok(joined);
+            }
+            let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.extend(metadata_fields("_"));
+            let mut columns = joined.columns().to_vec();
+            columns.extend(metadata_columns(origins.into_iter()));
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| Undecodable {
+                index: 0,
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
+fn is_metadata(name: &str) -> bool {
+    matches!(name, "_topic" | "_partition" | "_offset" | "_timestamp")
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn serialize(schema: &SchemaRef, rows: &[serde_json::Value]) -> Result<RecordBatch, String> {
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(rows.len().max(1))
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    decoder.serialize(rows).map_err(|e| e.to_string())?;
+    Ok(decoder
+        .flush()
+        .map_err(|e| e.to_string())?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
+}
+
+/// The metadata columns of rows from `origins` (each origin repeated for its rows).
+fn metadata_columns<'a>(origins: impl Iterator<Item = (&'a Origin, usize)>) -> Vec<ArrayRef> {
+    let mut topic = StringBuilder::new();
+    let mut partition = Int32Builder::new();
+    let mut offset = Int64Builder::new();
+    let mut timestamp = TimestampMillisecondBuilder::new();
+    for (o, rows) in origins {
+        for _ in 0..rows {
+            topic.append_value(&o.topic);
+            partition.append_value(o.partition);
+            offset.append_value(o.offset);
+            timestamp.append_option(o.timestamp);
+        }
+    }
+    vec![
+        Arc::new(topic.finish()),
+        Arc::new(partition.finish()),
+        Arc::new(offset.finish()),
+        Arc::new(timestamp.finish()),
+    ]
+}
+
+/// One record to write.
+pub struct Outgoing {
+    pub value: Vec<u8>,
+    pub key: Option<String>,
+    pub partition: Option<i32>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Encodes `batch` as records. `key`, `partition` and `headers` name columns.
+pub fn encode(
+    format: KafkaFormat,
+    batch: &RecordBatch,
+    key: Option<&str>,
+    partition: Option<&str>,
+    headers: &[String],
+) -> Result<Vec<Outgoing>, String> {
+    let text_of = |name: &str| -> Result<Vec<Option<String>>, String> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            format!(
+                "the batch has no column `{name}` (columns: {})",
+                column_names(batch)
+            )
+        })?;
+        let formatter =
+            arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &Default::default())
+                .map_err(|e| e.to_string())?;
+        Ok((0..column.len())
+            .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+            .collect())
+    };
+    let keys = key.map(text_of).transpose()?;
+    let partitions = partition
+        .map(|name| -> Result<Vec<Option<i32>>, String> {
+            let column = batch.column_by_name(name).ok_or_else(|| {
+                format!(
+                    "the batch has no column `{name}` (columns: {})",
+                    column_names(batch)
+                )
+            })?;
+            let cast = arrow_cast::cast(column, &DataType::Int32)
+                .map_err(|e| format!("column `{name}` is not a partition number: {e}"))?;
+            let ints = cast
+                .as_any()
+                .downcast_ref::<arrow_array::Int32Array>()
+                .expect("cast to int32");
+            Ok(ints.iter().collect())
+        })
+        .transpose()?;
+    let header_values = headers
+        .iter()
+        .map(|h| text_of(h).map(|v| (h.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values: Vec<Vec<u8>> = match format {
+        KafkaFormat::Arrow => {
+            let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())
+                .map_err(|e| e.to_string())?;
+            writer.write(batch).map_err(|e| e.to_string())?;
+            writer.finish().map_err(|e| e.to_string())?;
+            return Ok(vec![Outgoing {
+                value: writer.into_inner().map_err(|e| e.to_string())?,
+                key: None,
+                partition: None,
+                headers: Vec::new(),
+            }]);
+        }
+        KafkaFormat::Raw => {
+            let column = batch.column_by_name("value").ok_or_else(|| {
+                format!(
+                    "`raw` writes the column `value`, which the batch lacks (columns: {})",
+                    column_names(batch)
+                )
+            })?;
+            let bytes = arrow_cast::cast(column, &DataType::Binary)
+                .map_err(|e| format!("column `value` is not bytes or text: {e}"))?;
+            let bytes = bytes
+                .as_any()
+                .downcast_ref::<arrow_array::BinaryArray>()
+                .expect("cast to binary");
+            bytes
+                .iter()
+                .map(|b| b.unwrap_or_default().to_vec())
+                .collect()
+        }
+        KafkaFormat::Json | KafkaFormat::Msgpack => {
+            let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+            writer.write(batch).map_err(|e| e.to_string())?;
+            writer.finish().map_err(|e| e.to_string())?;
+            let text = writer.into_inner();
+            let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+            if format == KafkaFormat::Json {
+                lines.map(<[u8]>::to_vec).collect()
+            } else {
+                lines
+                    .map(|l| {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(l).map_err(|e| e.to_string())?;
+                        rmp_serde::to_vec_named(&v).map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<_, String>>()?
+            }
+        }
+    };
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| Outgoing {
+            value,
+            key: keys.as_ref().and_then(|k| k[i].clone()),
+            partition: partitions.as_ref().and_then(|p| p[i]),
+            headers: header_values
+                .iter()
+                .filter_map(|(name, values)| values[i].clone().map(|v| (name.clone(), v)))
+                .collect(),
+        })
+        .collect())
+}
+
+fn column_names(batch: &RecordBatch) -> String {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,144 @@
+//! Kafka (through librdkafka, the `rdkafka` crate): a source that reads topics with its offsets
+//! kept in Sabot's checkpoints, and a sink that writes a topic.
+//!
+//! Record values are decoded and encoded with the field's libraries: JSON (`arrow-json`),
+//! MessagePack (`rmp-serde`), Arrow IPC (`arrow-ipc`), or raw bytes.
+
+pub mod format;
+mod sink;
+mod source;
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+pub use format::KafkaFormat;
+pub use sink::KafkaSink;
+pub use source::KafkaSource;
+
+use super::OnError;
+
+/// Where a Kafka source starts when the run does not resume from a checkpoint: `"earliest"`
+/// (the default), `"latest"`, or `{ timestamp_ms = N }` (the first record at or after N ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum StartAt {
+    Named(Named),
+    Timestamp { timestamp_ms: i64 },
+}
+
+impl Default for StartAt {
+    fn default() -> Self {
+        StartAt::Named(Named::Earliest)
+    }
+}
+
+/// `"earliest"` or `"latest"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Named {
+    Earliest,
+    Latest,
+}
+
+/// `type = "kafka"` in a `[sources.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// Bootstrap servers: `host:port[,host:port…]`.
+    pub bootstrap: String,
+    /// The topics to read, every partition of each.
+    pub topics: Vec<String>,
+    /// Where to start without a checkpoint: `"earliest"` (default), `"latest"`,
+    /// `{ timestamp_ms = N }`.
+    #[serde(default)]
+    pub start: StartAt,
+    /// How record values are encoded: `json` (default), `msgpack`, `arrow`, `raw`.
+    #[serde(default)]
+    pub format: KafkaFormat,
+    /// Column names and types of `json` and `msgpack` records (`card_id = "int64"`).
+    pub schema: Option<IndexMap<String, String>>,
+    /// Add the columns `_topic`, `_partition`, `_offset`, `_timestamp` (record time, ms) to each
+    /// row (always there in `raw`, without the underscore).
+    #[serde(default)]
+    pub metadata: bool,
+    /// Stop at the end of what the topics held when the run started (a bounded input), instead of
+    /// waiting for more.
+    #[serde(default)]
+    pub bounded: bool,
+    /// A record that does not decode: `fail` (naming topic, partition and offset), `skip`, or
+    /// `dead-letter` (to the pipeline's dead-letter file, with the reason).
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Event time, e.g. `event_time = { column = "_timestamp" }`.
+    pub event_time: Option<crate::time::EventTimeSpec>,
+    /// More librdkafka consumer properties (`"security.protocol" = "ssl"`, …).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `type = "kafka"` in a `[sinks.NAME]` table. At-least-once: records are sent as batches arrive
+/// and every send is acknowledged before a checkpoint completes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    /// Bootstrap servers: `host:port[,host:port…]`.
+    pub bootstrap: String,
+    /// The topic to write.
+    pub topic: String,
+    /// How record values are encoded: `json` (default, one object per row), `msgpack` (one map
+    /// per row), `arrow` (one IPC stream per batch), `raw` (the `value` column's bytes).
+    #[serde(default)]
+    pub format: KafkaFormat,
+    /// The column whose value (as text) is each record's key.
+    pub key: Option<String>,
+    /// The column (an integer) whose value is each record's partition.
+    pub partition: Option<String>,
+    /// Columns written as record headers (as text), besides the value.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// More librdkafka producer properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSourceSpec {
+    /// Checks the settings; `Err((field, message))` names the offending field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.bootstrap.trim().is_empty() {
+            return Err((
+                "bootstrap".into(),
+                "expected host:port of a Kafka broker".into(),
+            ));
+        }
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(("topics".into(), "expected one or more topic names".into()));
+        }
+        format::schema_of(self).map(|_| ())
+    }
+}
+
+impl KafkaSinkSpec {
+    /// Checks the settings; `Err((field, message))` names the offending field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.bootstrap.trim().is_empty() {
+            return Err((
+                "bootstrap".into(),
+                "expected host:port of a Kafka broker".into(),
+            ));
+        }
+        if self.topic.trim().is_empty() {
+            return Err(("topic".into(), "expected a topic name".into()));
+        }
+        if self.format == KafkaFormat::Arrow
+            && (self.key.is_some() || self.partition.is_some() || !self.headers.is_empty())
+        {
+            return Err((
+                "format".into(),
+                "`arrow` writes one record per batch, so it takes no per-row `key`, `partition` or `headers`: use json, msgpack or raw".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! The Kafka sink, at-least-once: records are sent as batches arrive; before a checkpoint
+//! completes every one of them is acknowledged by the broker (a delivery failure fails the
+//! checkpoint, so the input is replayed). A crash can repeat records sent after the last
+//! checkpoint.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use super::KafkaSinkSpec;
+use super::format;
+use crate::connectors::{ConnectorError, Sink};
+
+/// How long a checkpoint waits for outstanding records to be acknowledged.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Keeps the first delivery failure.
+#[derive(Default, Clone)]
+struct Deliveries {
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((e, _)) = result {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            failure.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// A running Kafka sink.
+pub struct KafkaSink {
+    name: String,
+    spec: KafkaSinkSpec,
+    producer: ThreadedProducer<Deliveries>,
+    deliveries: Deliveries,
+}
+
+impl KafkaSink {
+    /// Connects a producer (idempotent: retries do not duplicate within a session).
+    pub fn open(name: &str, spec: &KafkaSinkSpec) -> Result<Self, ConnectorError> {
+        let deliveries = Deliveries::default();
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &spec.bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        for (k, v) in &spec.properties {
+            config.set(k, v);
+        }
+        let producer = config
+            .create_with_context(deliveries.clone())
+            .map_err(|e| ConnectorError::Broker {
+                node: format!("sink `{name}`"),
+                message: format!("cannot create a Kafka producer: {e}"),
+            })?;
+        Ok(KafkaSink {
+            name: name.to_owned(),
+            spec: spec.clone(),
+            producer,
+            deliveries,
+        })
+    }
+
+    fn error(&self, message: String) -> ConnectorError {
+        ConnectorError::Write {
+            sink: self.name.clone(),
+            message,
+        }
+    }
+
+    fn check_deliveries(&self) -> Result<(), ConnectorError> {
+        match self
+            .deliveries
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(e) => Err(self.error(format!(
+                "a record was not delivered to topic `{}`: {e}",
+                self.spec.topic
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn recover(&mut self, _pending: Option<&serde_json::Value>) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        self.check_deliveries()?;
+        let records = format::encode(
+            self.spec.format,
+            batch,
+            self.spec.key.as_deref(),
+            self.spec.partition.as_deref(),
+            &self.spec.headers,
+        )
+        .map_err(|m| self.error(m))?;
+        for r in records {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record = BaseRecord::<str, [u8]>::to(&self.spec.topic)
+                .payload(&r.value)
+                .headers(headers);
+            if let Some(k) = &r.key {
+                record = record.key(k.as_str());
+            }
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The local queue is full: wait for deliveries to drain it.
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => {
+                        return Err(
+                            self.error(format!("cannot send to topic `{}`: {e}", self.spec.topic))
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _epoch: u64) -> Result<serde_json::Value, ConnectorError> {
+        self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
+            self.error(format!(
+                "records to topic `{}` were not acknowledged within {} s: {e}",
+                self.spec.topic,
+                FLUSH_TIMEOUT.as_secs()
+            ))
+        })?;
+        self.check_deliveries()?;
+        Ok(serde_json::Value::Null)
+    }
+
+    fn commit(&mut self, _epoch: u64) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    fn abort(&mut self, _keep_pending: bool) {
+        // Sent records cannot be taken back: that is what at-least-once means.
+    }
+}

@@ -1,0 +1,298 @@
+//! Kafka sources and sinks against a real Apache Kafka broker on loopback (`scripts/test` starts
+//! one with `scripts/kafka.sh` and exports `SABOT_KAFKA_BOOTSTRAP`), with `kcat` as the client
+//! that is not Sabot.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::Value;
+
+use crate::support::Scratch;
+
+/// The broker's address.
+fn bootstrap() -> String {
+    std::env::var("SABOT_KAFKA_BOOTSTRAP").expect(
+        "SABOT_KAFKA_BOOTSTRAP is not set: run the tests with scripts/test, which starts a Kafka broker (scripts/kafka.sh)",
+    )
+}
+
+/// A topic name no other test or run uses.
+fn topic(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Produces `lines` to `topic` with kcat, one record each (`key<TAB>value` when `keyed`).
+fn kcat_produce(topic: &str, lines: &[String], keyed: bool) {
+    let mut args = vec![
+        "-b".to_owned(),
+        bootstrap(),
+        "-t".into(),
+        topic.into(),
+        "-P".into(),
+    ];
+    if keyed {
+        args.extend(["-K".into(), "\t".into()]);
+    }
+    let mut child = Command::new("kcat")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run kcat (Debian package kcat; scripts/setup installs it)");
+    {
+        let stdin = child.stdin.as_mut().unwrap();
+        for l in lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+    }
+    assert!(
+        child.wait().unwrap().success(),
+        "kcat could not produce to {topic}"
+    );
+}
+
+/// Every record of `topic` read by kcat with `isolation.level=read_committed`: (key, value).
+fn kcat_consume(topic: &str) -> Vec<(String, String)> {
+    let out = Command::new("kcat")
+        .args([
+            "-b",
+            &bootstrap(),
+            "-t",
+            topic,
+            "-C",
+            "-e",
+            "-o",
+            "beginning",
+            "-q",
+            "-X",
+            "isolation.level=read_committed",
+            "-f",
+            "%k\t%s\n",
+        ])
+        .output()
+        .expect("run kcat");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap_or(("", l));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn transactions(n: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({"txn_id": i, "card_id": i % 37, "amount": (i * 7919 % 1000) as f64 / 10.0})
+                .to_string()
+        })
+        .collect()
+}
+
+const SCHEMA: &str = "schema = { txn_id = \"int64\", card_id = \"int64\", amount = \"float64\" }";
+
+#[test]
+fn records_from_kcat_go_through_an_agent_and_kcat_reads_the_output_read_committed() {
+    let (input, output) = (topic("in"), topic("out"));
+    kcat_produce(&input, &transactions(5_000), false);
+    let s = Scratch::new();
+    let summary = s
+        .run(&format!(
+            r#"edges = ["txns -> big -> out"]
+[pipeline]
+name = "kafka-interop"
+batch_size = 700
+[sources.txns]
+type = "kafka"
+bootstrap = "{b}"
+topics = ["{input}"]
+bounded = true
+{SCHEMA}
+[agents.big]
+module = "builtin:filter"
+config = {{ where = "amount >= 50.0" }}
+[sinks.out]
+type = "kafka"
+bootstrap = "{b}"
+topic = "{output}"
+key = "card_id"
+"#,
+            b = bootstrap()
+        ))
+        .unwrap();
+    assert_eq!(summary.events_in, 5_000);
+    let got = kcat_consume(&output);
+    let expected: Vec<Value> = transactions(5_000)
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["amount"].as_f64().unwrap() >= 50.0)
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    let mut by_id: BTreeMap<i64, (String, Value)> = BTreeMap::new();
+    for (key, value) in got {
+        let v: Value = serde_json::from_str(&value).unwrap();
+        by_id.insert(v["txn_id"].as_i64().unwrap(), (key, v));
+    }
+    for e in &expected {
+        let (key, v) = &by_id[&e["txn_id"].as_i64().unwrap()];
+        assert_eq!(v, e);
+        assert_eq!(key, &e["card_id"].to_string(), "the record key is the card");
+    }
+}
+
+#[test]
+fn a_stopped_run_resumes_from_the_offsets_in_its_checkpoint_exactly_once() {
+    let input = topic("resume");
+    kcat_produce(&input, &transactions(60_000), false);
+    let s = Scratch::new();
+    let pipeline = s
+        .pipeline(&format!(
+            r#"edges = ["txns -> m -> out"]
+[pipeline]
+name = "kafka-resume"
+batch_size = 500
+[pipeline.checkpoint]
+interval_ms = 50
+[sources.txns]
+type = "kafka"
+bootstrap = "{b}"
+topics = ["{input}"]
+bounded = true
+{SCHEMA}
+[agents.m]
+module = "{m}"
+config = {{ mode = "pass" }}
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+"#,
+            b = bootstrap(),
+            m = sabot_test_artifacts::MISBEHAVE
+        ))
+        .unwrap();
+    let data = s.path("data");
+    // Stop the first run part-way; the second resumes from its final checkpoint.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(sabot_host::dataflow::RunStats::for_pipeline(
+        pipeline.spec(),
+    ));
+    let watcher = {
+        let (stop, stats) = (stop.clone(), stats.clone());
+        std::thread::spawn(move || {
+            while stats.events_in() < 20_000 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let first = pipeline
+        .run(sabot_host::RunOptions {
+            stop,
+            stats: Some(stats),
+            data_dir: Some(data.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    watcher.join().unwrap();
+    assert!(first.interrupted && first.events_in < 60_000, "{first:?}");
+    let second = pipeline
+        .run(sabot_host::RunOptions {
+            data_dir: Some(data),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(first.events_in + second.events_in, 60_000);
+    let mut ids: Vec<i64> = s
+        .read("out.jsonl")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["txn_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..60_000).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
+}
+
+#[test]
+fn a_record_that_does_not_decode_fails_naming_it_or_is_skipped() {
+    let input = topic("bad");
+    let mut lines = transactions(10);
+    lines.insert(4, "{not json".into());
+    kcat_produce(&input, &lines, false);
+    let s = Scratch::new();
+    let toml = |policy: &str| {
+        format!(
+            "edges = [\"txns -> out\"]\n[pipeline]\nname = \"kafka-bad\"\n[sources.txns]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopics = [\"{input}\"]\nbounded = true\non_error = \"{policy}\"\n{SCHEMA}\n[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+            bootstrap()
+        )
+    };
+    let e = s.run(&toml("fail")).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "the record at topic {input} partition 0 offset 4 does not decode"
+        )) && e.contains("not JSON"),
+        "{e}"
+    );
+    let summary = s.run(&toml("skip")).unwrap();
+    assert_eq!(summary.events_out, 10);
+    // A topic that does not exist is named.
+    let e = s
+        .run(&toml("fail").replace(&input, "no-such-topic-sabot"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("topic `no-such-topic-sabot` does not exist"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_format_round_trips_through_a_topic() {
+    for format in ["json", "msgpack", "arrow"] {
+        let t = topic(&format!("fmt-{format}"));
+        let s = Scratch::new();
+        let input = s.write("in.jsonl", &transactions(3_000).join("\n"));
+        s.run(&format!(
+            "edges = [\"file -> out\"]\n[pipeline]\nname = \"to-kafka\"\n[sources.file]\ntype = \"file\"\npath = \"{}\"\n{SCHEMA}\n[sinks.out]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"{t}\"\nformat = \"{format}\"\n",
+            input.display(),
+            bootstrap()
+        ))
+        .unwrap();
+        let schema = if format == "arrow" { "" } else { SCHEMA };
+        s.run(&format!(
+            "edges = [\"k -> out\"]\n[pipeline]\nname = \"from-kafka\"\n[sources.k]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopics = [\"{t}\"]\nbounded = true\nformat = \"{format}\"\n{schema}\n[sinks.out]\ntype = \"file\"\npath = \"back.jsonl\"\n",
+            bootstrap()
+        ))
+        .unwrap();
+        let mut back: Vec<Value> = s
+            .read("back.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        back.sort_by_key(|v| v["txn_id"].as_i64().unwrap());
+        let expected: Vec<Value> = transactions(3_000)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, expected, "{format}");
+    }
+}
