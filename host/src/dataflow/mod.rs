@@ -274,7 +274,7 @@ impl Pipeline {
         // Sinks first, so their inboxes drain as soon as data flows.
         for (name, sink_spec) in &spec.sinks {
             let (_, rx) = inboxes[name][0].clone();
-            let mut sink = open_sink(name, sink_spec)?;
+            let mut sink = open_sink(&spec.name, name, sink_spec, root.path())?;
             sink.recover(restored.as_ref().and_then(|r| r.metadata.sinks.get(name)))?;
             let (commit_tx, commit_rx) = crossbeam_channel::unbounded();
             commits.insert(name.clone(), commit_tx);
@@ -720,11 +720,30 @@ fn open_source(
     })
 }
 
-fn open_sink(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ConnectorError> {
+/// Opens sink `name` of `pipeline`; sinks that keep files of their own (spills) keep them under
+/// `data/sinks/NAME`.
+fn open_sink(
+    pipeline: &str,
+    name: &str,
+    spec: &SinkSpec,
+    data: &Path,
+) -> Result<Box<dyn Sink>, ConnectorError> {
     Ok(match spec {
         SinkSpec::Stdout(s) => Box::new(s.open(name)),
         SinkSpec::File(f) => Box::new(connectors::file::FileSink::open(name, f)?),
         SinkSpec::Blackhole(_) => Box::new(connectors::blackhole::Blackhole),
-        SinkSpec::Kafka(k) => Box::new(connectors::kafka::KafkaSink::open(name, k)?),
+        SinkSpec::Kafka(k) => match k.delivery {
+            connectors::kafka::Delivery::ExactlyOnce => {
+                Box::new(connectors::kafka::TransactionalSink::open(
+                    pipeline,
+                    name,
+                    k,
+                    &data.join("sinks").join(name),
+                )?)
+            }
+            connectors::kafka::Delivery::AtLeastOnce => {
+                Box::new(connectors::kafka::KafkaSink::open(name, k)?)
+            }
+        },
     })
 }

@@ -96,13 +96,13 @@ fn kcat_consume(topic: &str) -> Vec<(String, String)> {
 fn transactions(n: u64) -> Vec<String> {
     (0..n)
         .map(|i| {
-            serde_json::json!({"txn_id": i, "card_id": i % 37, "amount": (i * 7919 % 1000) as f64 / 10.0})
+            serde_json::json!({"txn_id": i, "card_id": i % 37, "merchant_id": format!("m{}", i % 13), "amount": (i * 7919 % 1000) as f64 / 10.0})
                 .to_string()
         })
         .collect()
 }
 
-const SCHEMA: &str = "schema = { txn_id = \"int64\", card_id = \"int64\", amount = \"float64\" }";
+const SCHEMA: &str = "schema = { txn_id = \"int64\", card_id = \"int64\", merchant_id = \"utf8\", amount = \"float64\" }";
 
 #[test]
 fn records_from_kcat_go_through_an_agent_and_kcat_reads_the_output_read_committed() {
@@ -295,4 +295,116 @@ fn every_format_round_trips_through_a_topic() {
             .collect();
         assert_eq!(back, expected, "{format}");
     }
+}
+
+/// The crash test of the Kafka path: Kafka → an agent with keyed state → Kafka (exactly-once),
+/// the real `sabot` binary killed with SIGKILL at random points while kcat keeps producing the
+/// input; a `read_committed` consumer then finds every result exactly once.
+#[test]
+fn killed_at_random_points_kafka_to_kafka_output_is_exactly_once() {
+    let rounds: usize = std::env::var("SABOT_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    let (input, output) = (topic("crash-in"), topic("crash-out"));
+    let events: u64 = 40_000;
+    let all = transactions(events);
+    kcat_produce(&input, &all[..2_000], false);
+    let producer = {
+        let (input, rest) = (input.clone(), all[2_000..].to_vec());
+        std::thread::spawn(move || {
+            for chunk in rest.chunks(1_000) {
+                kcat_produce(&input, chunk, false);
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+        })
+    };
+    let s = Scratch::new();
+    let pipeline = |bounded: bool| {
+        format!(
+            r#"edges = ["txns -> m -> out"]
+[pipeline]
+name = "kafka-crash"
+batch_size = 500
+[pipeline.checkpoint]
+interval_ms = 100
+[sources.txns]
+type = "kafka"
+bootstrap = "{b}"
+topics = ["{input}"]
+bounded = {bounded}
+{SCHEMA}
+[agents.m]
+module = "{m}"
+key = "card_id"
+parallelism = 2
+config = {{ mode = "state" }}
+[sinks.out]
+type = "kafka"
+bootstrap = "{b}"
+topic = "{output}"
+"#,
+            b = bootstrap(),
+            m = sabot_test_artifacts::MISBEHAVE
+        )
+    };
+    s.write("unbounded.toml", &pipeline(false));
+    s.write("bounded.toml", &pipeline(true));
+    let mut rng = fastrand::Rng::with_seed(rounds as u64 + 5);
+    let run = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sabot"))
+            .args(["run", file, "--data-dir", "data", "--no-progress"])
+            .current_dir(s.dir.path())
+            .env("SABOT_CACHE_DIR", crate::support::cache_dir())
+            .env_remove("SABOT_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut kills = 0;
+    while kills < rounds {
+        let mut child = run("unbounded.toml");
+        std::thread::sleep(std::time::Duration::from_millis(rng.u64(200..1_200)));
+        match child.try_wait().unwrap() {
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            Some(status) => {
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "an unbounded run ended by itself ({status}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    producer.join().unwrap();
+    // Everything is in the topic now: a last run reads to its end.
+    let done = run("bounded.toml").wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "after {kills} kills: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    let mut last: BTreeMap<i64, u64> = BTreeMap::new();
+    for (_, value) in kcat_consume(&output) {
+        let row: Value = serde_json::from_str(&value).unwrap();
+        let card = row["card_id"].as_i64().unwrap();
+        let seen = row["seen"].as_u64().unwrap();
+        if let Some(before) = last.insert(card, seen) {
+            assert!(
+                seen > before,
+                "card {card}: seen went from {before} to {seen}: a duplicated or replayed result"
+            );
+        }
+    }
+    assert_eq!(
+        last.values().sum::<u64>(),
+        events,
+        "every event counted once across {kills} kills"
+    );
 }

@@ -7,6 +7,7 @@
 pub mod format;
 mod sink;
 mod source;
+mod transactional;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 pub use format::KafkaFormat;
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
+pub use transactional::TransactionalSink;
 
 use super::OnError;
 
@@ -78,8 +80,20 @@ pub struct KafkaSourceSpec {
     pub properties: BTreeMap<String, String>,
 }
 
-/// `type = "kafka"` in a `[sinks.NAME]` table. At-least-once: records are sent as batches arrive
-/// and every send is acknowledged before a checkpoint completes.
+/// How a Kafka sink delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Each checkpoint's records in one Kafka transaction, committed when the checkpoint
+    /// completes: `read_committed` consumers see every record once, through any crash.
+    #[default]
+    ExactlyOnce,
+    /// Records sent as batches arrive, acknowledged before a checkpoint completes: lower latency;
+    /// a crash can repeat records sent after the last checkpoint.
+    AtLeastOnce,
+}
+
+/// `type = "kafka"` in a `[sinks.NAME]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkSpec {
@@ -98,6 +112,12 @@ pub struct KafkaSinkSpec {
     /// Columns written as record headers (as text), besides the value.
     #[serde(default)]
     pub headers: Vec<String>,
+    /// `exactly-once` (default) or `at-least-once`.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Exactly-once: the topic of the commit markers (one partition, compacted; created when
+    /// missing). Default: `TOPIC.sabot-commits`.
+    pub commit_topic: Option<String>,
     /// More librdkafka producer properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,

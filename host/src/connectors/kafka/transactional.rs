@@ -1,0 +1,470 @@
+//! The exactly-once Kafka sink: each checkpoint's output goes to Kafka in one transaction, when
+//! the checkpoint completes, together with a marker record saying which epoch it was.
+//!
+//! - `write`: batches are spilled to an Arrow IPC file under the run's data directory
+//!   (`sinks/NAME/`), nothing is sent.
+//! - `pre_commit(n)`: the spill is synced and becomes epoch `n`'s; the list of epochs not yet
+//!   known to be committed goes into the checkpoint.
+//! - `commit(n)`: for each such epoch, in order: begin a transaction, produce its records and the
+//!   marker `{pipeline}/{sink} = n` to the commit topic, commit the transaction, delete the spill.
+//! - `recover`: the commit topic, read `read_committed`, tells the last epoch whose transaction
+//!   committed; epochs of the checkpoint after it are committed again from their spills. The
+//!   stable `transactional.id` fences a zombie producer of an earlier run.
+//!
+//! Consumers with `isolation.level=read_committed` see each record exactly once, through any
+//! crash; records become visible when their checkpoint completes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{KafkaSinkSpec, format};
+use crate::connectors::{ConnectorError, Sink};
+
+/// How long transactional calls and the marker lookup may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An exactly-once Kafka sink.
+pub struct TransactionalSink {
+    name: String,
+    spec: KafkaSinkSpec,
+    /// `{pipeline}/{sink}`: the marker key.
+    id: String,
+    commit_topic: String,
+    dir: PathBuf,
+    producer: ThreadedProducer<DefaultProducerContext>,
+    /// The spill of the epoch being written: its segments (one per schema), and the open writer.
+    segments: Vec<PathBuf>,
+    writer: Option<(
+        SchemaRef,
+        arrow_ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>,
+    )>,
+    /// Pre-committed epochs not yet known to be committed, with their segments.
+    pending: Vec<(u64, Vec<PathBuf>)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingEpoch {
+    epoch: u64,
+    /// Segment file names under the sink's directory.
+    segments: Vec<String>,
+}
+
+impl TransactionalSink {
+    /// Connects a transactional producer (fencing any earlier one of this sink) under `dir`.
+    pub fn open(
+        pipeline: &str,
+        name: &str,
+        spec: &KafkaSinkSpec,
+        dir: &Path,
+    ) -> Result<Self, ConnectorError> {
+        let broker = |what: &str, e: &dyn std::fmt::Display| ConnectorError::Broker {
+            node: format!("sink `{name}`"),
+            message: format!("{what}: {e}"),
+        };
+        std::fs::create_dir_all(dir).map_err(|source| ConnectorError::Io {
+            action: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let commit_topic = spec
+            .commit_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.sabot-commits", spec.topic));
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &spec.bootstrap)
+            .set("transactional.id", format!("sabot-{pipeline}-{name}"))
+            .set("linger.ms", "5");
+        for (k, v) in &spec.properties {
+            config.set(k, v);
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> = config
+            .create()
+            .map_err(|e| broker("cannot create a transactional producer", &e))?;
+        producer
+            .init_transactions(TIMEOUT)
+            .map_err(|e| broker("cannot initialise transactions", &e))?;
+        let sink = TransactionalSink {
+            name: name.to_owned(),
+            spec: spec.clone(),
+            id: format!("{pipeline}/{name}"),
+            commit_topic,
+            dir: dir.to_owned(),
+            producer,
+            segments: Vec::new(),
+            writer: None,
+            pending: Vec::new(),
+        };
+        sink.ensure_commit_topic()?;
+        Ok(sink)
+    }
+
+    fn broker(&self, what: &str, e: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::Broker {
+            node: format!("sink `{}`", self.name),
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    /// Creates the commit topic (one partition, compacted) unless it exists.
+    fn ensure_commit_topic(&self) -> Result<(), ConnectorError> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.spec.bootstrap);
+        for (k, v) in &self.spec.properties {
+            config.set(k, v);
+        }
+        let admin: AdminClient<DefaultClientContext> = config
+            .create()
+            .map_err(|e| self.broker("cannot create an admin client", e))?;
+        let topic = NewTopic::new(&self.commit_topic, 1, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| self.broker("cannot start a runtime for the admin client", e))?;
+        let results = runtime
+            .block_on(admin.create_topics(
+                [&topic],
+                &AdminOptions::new().request_timeout(Some(TIMEOUT)),
+            ))
+            .map_err(|e| {
+                self.broker(
+                    &format!("cannot create the commit topic `{}`", self.commit_topic),
+                    e,
+                )
+            })?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => {
+                    return Err(self.broker(&format!("cannot create the commit topic `{t}`"), code));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The last epoch this sink committed, from the commit topic (read_committed).
+    fn last_committed(&self) -> Result<Option<u64>, ConnectorError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.spec.bootstrap)
+            .set("group.id", format!("sabot-commits-{}", self.id))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true");
+        for (k, v) in &self.spec.properties {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| self.broker("cannot create a consumer for the commit topic", e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.commit_topic, 0, Offset::Beginning)
+            .map_err(|e| self.broker("cannot read the commit topic", e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| self.broker("cannot read the commit topic", e))?;
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut last = None;
+        loop {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    if m.key() == Some(self.id.as_bytes())
+                        && let Some(epoch) = m
+                            .payload()
+                            .and_then(|p| std::str::from_utf8(p).ok())
+                            .and_then(|p| p.parse::<u64>().ok())
+                    {
+                        last = last.max(Some(epoch));
+                    }
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(last),
+                Some(Err(e)) => return Err(self.broker("cannot read the commit topic", e)),
+                None if std::time::Instant::now() > deadline => {
+                    return Err(self.broker(
+                        "cannot read the commit topic",
+                        format!(
+                            "no end of `{}` within {} s",
+                            self.commit_topic,
+                            TIMEOUT.as_secs()
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn io(action: &'static str, path: &Path, source: std::io::Error) -> ConnectorError {
+        ConnectorError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Ends the open segment, synced.
+    fn close_segment(&mut self) -> Result<(), ConnectorError> {
+        if let Some((_, mut writer)) = self.writer.take() {
+            let path = self.segments.last().cloned().unwrap_or_default();
+            writer.finish().map_err(|e| ConnectorError::Write {
+                sink: self.name.clone(),
+                message: e.to_string(),
+            })?;
+            let file = writer
+                .into_inner()
+                .map_err(|e| ConnectorError::Write {
+                    sink: self.name.clone(),
+                    message: e.to_string(),
+                })?
+                .into_inner()
+                .map_err(|e| Self::io("write", &path, e.into_error()))?;
+            file.sync_all().map_err(|e| Self::io("sync", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Produces one epoch's records and its marker in one transaction.
+    fn commit_epoch(&mut self, epoch: u64, segments: &[PathBuf]) -> Result<(), ConnectorError> {
+        let _span = tracing::debug_span!("kafka.commit", sink = %self.name, epoch).entered();
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.broker("cannot begin a transaction", e))?;
+        let mut sent = 0usize;
+        for segment in segments {
+            let file = std::fs::File::open(segment).map_err(|e| Self::io("open", segment, e))?;
+            let reader =
+                arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)
+                    .map_err(|e| ConnectorError::Write {
+                        sink: self.name.clone(),
+                        message: format!("{}: {e}", segment.display()),
+                    })?;
+            for batch in reader {
+                let batch = batch.map_err(|e| ConnectorError::Write {
+                    sink: self.name.clone(),
+                    message: format!("{}: {e}", segment.display()),
+                })?;
+                sent += self.send(&batch)?;
+            }
+        }
+        let marker = epoch.to_string();
+        self.send_record(
+            BaseRecord::<str, [u8]>::to(&self.commit_topic)
+                .key(self.id.as_str())
+                .payload(marker.as_bytes()),
+        )?;
+        self.producer.commit_transaction(TIMEOUT).map_err(|e| {
+            self.broker(
+                &format!("cannot commit the transaction of epoch {epoch}"),
+                e,
+            )
+        })?;
+        for segment in segments {
+            let _ = std::fs::remove_file(segment);
+        }
+        tracing::debug!(sink = %self.name, epoch, records = sent, "committed an epoch to Kafka");
+        Ok(())
+    }
+
+    fn send_record(&self, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), ConnectorError> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    return Err(
+                        self.broker(&format!("cannot send to topic `{}`", self.spec.topic), e)
+                    );
+                }
+            }
+        }
+    }
+
+    fn send(&self, batch: &RecordBatch) -> Result<usize, ConnectorError> {
+        let records = format::encode(
+            self.spec.format,
+            batch,
+            self.spec.key.as_deref(),
+            self.spec.partition.as_deref(),
+            &self.spec.headers,
+        )
+        .map_err(|message| ConnectorError::Write {
+            sink: self.name.clone(),
+            message,
+        })?;
+        let n = records.len();
+        for r in &records {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record = BaseRecord::<str, [u8]>::to(&self.spec.topic)
+                .payload(&r.value)
+                .headers(headers);
+            if let Some(k) = &r.key {
+                record = record.key(k.as_str());
+            }
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            self.send_record(record)?;
+        }
+        Ok(n)
+    }
+
+    fn pending_value(&self) -> serde_json::Value {
+        let list: Vec<PendingEpoch> = self
+            .pending
+            .iter()
+            .map(|(epoch, segments)| PendingEpoch {
+                epoch: *epoch,
+                segments: segments
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .collect(),
+            })
+            .collect();
+        serde_json::to_value(list).unwrap_or_default()
+    }
+
+    /// Removes spill files no pending epoch holds.
+    fn sweep(&self) {
+        let keep: Vec<&PathBuf> = self.pending.iter().flat_map(|(_, s)| s).collect();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if !keep.contains(&&path) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+}
+
+impl Sink for TransactionalSink {
+    fn recover(&mut self, pending: Option<&serde_json::Value>) -> Result<(), ConnectorError> {
+        let epochs: Vec<PendingEpoch> = match pending {
+            Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| {
+                ConnectorError::Internal(format!(
+                    "sink `{}`: the checkpoint's pending epochs {v} do not read: {e}",
+                    self.name
+                ))
+            })?,
+            _ => Vec::new(),
+        };
+        self.pending = epochs
+            .into_iter()
+            .map(|p| {
+                (
+                    p.epoch,
+                    p.segments.iter().map(|s| self.dir.join(s)).collect(),
+                )
+            })
+            .collect();
+        self.sweep();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let last = self.last_committed()?;
+        for (epoch, segments) in std::mem::take(&mut self.pending) {
+            if last.is_some_and(|l| l >= epoch) {
+                tracing::info!(sink = %self.name, epoch, "the checkpoint's epoch was committed before the restart");
+                continue;
+            }
+            tracing::info!(sink = %self.name, epoch, "committing the checkpoint's epoch again after a restart");
+            self.commit_epoch(epoch, &segments)?;
+        }
+        self.sweep();
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self
+            .writer
+            .as_ref()
+            .is_some_and(|(s, _)| *s != batch.schema())
+        {
+            self.close_segment()?;
+        }
+        if self.writer.is_none() {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = self
+                .dir
+                .join(format!("spill-{}-{n}.arrows", std::process::id()));
+            let file = std::fs::File::create(&path).map_err(|e| Self::io("create", &path, e))?;
+            let writer = arrow_ipc::writer::StreamWriter::try_new(
+                std::io::BufWriter::new(file),
+                &batch.schema(),
+            )
+            .map_err(|e| ConnectorError::Write {
+                sink: self.name.clone(),
+                message: e.to_string(),
+            })?;
+            self.segments.push(path);
+            self.writer = Some((batch.schema(), writer));
+        }
+        let (_, writer) = self.writer.as_mut().expect("opened above");
+        writer.write(batch).map_err(|e| ConnectorError::Write {
+            sink: self.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn pre_commit(&mut self, epoch: u64) -> Result<serde_json::Value, ConnectorError> {
+        self.close_segment()?;
+        let segments = std::mem::take(&mut self.segments);
+        self.pending.push((epoch, segments));
+        Ok(self.pending_value())
+    }
+
+    fn commit(&mut self, epoch: u64) -> Result<(), ConnectorError> {
+        while let Some((e, _)) = self.pending.first() {
+            if *e > epoch {
+                break;
+            }
+            let (e, segments) = self.pending.remove(0);
+            self.commit_epoch(e, &segments)?;
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self, keep_pending: bool) {
+        self.writer = None;
+        for s in self.segments.drain(..) {
+            let _ = std::fs::remove_file(s);
+        }
+        if !keep_pending {
+            for (_, segments) in self.pending.drain(..) {
+                for s in segments {
+                    let _ = std::fs::remove_file(s);
+                }
+            }
+        }
+    }
+}
