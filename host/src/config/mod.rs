@@ -340,8 +340,11 @@ impl Validator<'_> {
                 SourceSpec::Generator(g) => g.validate(),
                 SourceSpec::Nexmark(n) => n.validate(),
                 SourceSpec::Kafka(k) => {
-                    if k.on_error == OnError::DeadLetter && dead_letter.is_none() {
-                        Err(("on_error".into(), "\"dead-letter\" needs a dead-letter file: set dead_letter = \"PATH\" in [pipeline]".into()))
+                    if k.on_error == OnError::DeadLetter
+                        && dead_letter.is_none()
+                        && k.dead_letter_topic.is_none()
+                    {
+                        Err(("on_error".into(), "\"dead-letter\" needs a place for them: set dead_letter_topic = \"TOPIC\" here, or dead_letter = \"PATH\" in [pipeline]".into()))
                     } else {
                         k.validate()
                     }

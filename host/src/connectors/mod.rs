@@ -59,6 +59,22 @@ pub trait Source: Send {
     fn at_boundary(&self) -> bool {
         true
     }
+    /// Whether the source tracks event time itself — per partition, with idleness (Kafka) —
+    /// rather than leaving its task to bound the event times of whole batches.
+    fn tracks_event_time(&self) -> bool {
+        false
+    }
+    /// A source that [tracks event time](Source::tracks_event_time): its watermark now, after
+    /// the batches returned so far (`None` before it has one).
+    fn watermark(&mut self) -> Option<i64> {
+        None
+    }
+    /// A checkpoint holding `position` (what [`Source::position`] returned at its barrier)
+    /// completed: the source may tell its system, for monitoring (Kafka commits the offsets to the
+    /// consumer group). Sabot resumes from its own checkpoints, never from this.
+    fn checkpoint_completed(&mut self, position: &serde_json::Value) {
+        let _ = position;
+    }
     /// Where the source is: enough to resume right after the last batch it returned.
     fn position(&self) -> serde_json::Value;
     /// Resumes at `position`, which [`Source::position`] returned in an earlier run with the same

@@ -27,6 +27,8 @@ pub(crate) enum Report {
 pub(crate) struct Checkpoints {
     /// The latest checkpoint sources are asked to start (0: none yet).
     requested: Arc<AtomicU64>,
+    /// The newest completed checkpoint (0: none yet).
+    pub(crate) completed: Arc<AtomicU64>,
     pub(crate) reports: Sender<Report>,
     store: CheckpointStore,
     /// Whether runs keep a final checkpoint (a data directory that outlives the run).
@@ -38,6 +40,11 @@ impl Checkpoints {
     pub fn requested_after(&self, last: u64) -> Option<u64> {
         let r = self.requested.load(Ordering::Acquire);
         (r > last).then_some(r)
+    }
+
+    /// The newest checkpoint that completed (0: none yet).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
     }
 
     /// Acknowledges checkpoint `checkpoint` for `task`.
@@ -89,6 +96,7 @@ pub(crate) fn channel(
     (
         Checkpoints {
             requested: requested.clone(),
+            completed: Arc::new(AtomicU64::new(0)),
             reports: tx,
             store,
             persistent,

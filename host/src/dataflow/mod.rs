@@ -389,7 +389,7 @@ impl Pipeline {
         // The graph now holds every sender it needs; dropping ours lets channels close.
         drop(inboxes);
 
-        let completed = Arc::new(AtomicU64::new(0));
+        let completed = handle.completed.clone();
         let coordinator = match (&spec.checkpoint, control.failed()) {
             (Some(every), false) => {
                 let thread = CoordinatorThread {

@@ -81,11 +81,24 @@ impl SourceTask {
         let mut last_data = Instant::now();
         let mut idle = false;
         let mut last_barrier = 0;
+        // Positions at barriers whose checkpoint has not completed yet.
+        let mut acked: std::collections::VecDeque<(u64, serde_json::Value)> = Default::default();
         while !self.control.stopping() {
+            if let Some(cp) = &self.checkpoints {
+                let done = cp.completed();
+                while acked.front().is_some_and(|(n, _)| *n <= done) {
+                    let (n, position) = acked.pop_front().expect("checked");
+                    if n == done {
+                        self.source.checkpoint_completed(&position);
+                    }
+                }
+            }
             if let Some(cp) = &self.checkpoints
                 && let Some(n) = cp.requested_after(last_barrier)
             {
-                cp.ack(n, TaskId::Source(self.name.clone()), self.source.position());
+                let position = self.source.position();
+                acked.push_back((n, position.clone()));
+                cp.ack(n, TaskId::Source(self.name.clone()), position);
                 last_barrier = n;
                 if !routed(self.router.broadcast(&Payload::Barrier(n)))? {
                     return Ok(false);
@@ -95,6 +108,10 @@ impl SourceTask {
                 return Ok(true);
             };
             if batch.num_rows() == 0 {
+                // Per-partition watermarks (with idleness) can move without new rows.
+                if !self.source_watermark(&mut sent_watermark)? {
+                    return Ok(false);
+                }
                 let timeout = self.event_time.as_ref().and_then(|et| et.idle_timeout_ms);
                 if let Some(ms) = timeout
                     && !idle
@@ -113,7 +130,13 @@ impl SourceTask {
             if !routed(self.router.send(port, &batch))? {
                 return Ok(false);
             }
-            if let (Some(generator), Some(et)) = (&mut generator, &self.event_time) {
+            // After the batch, never before it: its rows are not late.
+            if !self.source_watermark(&mut sent_watermark)? {
+                return Ok(false);
+            }
+            if let (Some(generator), Some(et)) = (&mut generator, &self.event_time)
+                && !self.source.tracks_event_time()
+            {
                 match event_times(&batch, &et.column) {
                     Ok(Some(max)) => generator.observe(max),
                     Ok(None) => {}
@@ -137,6 +160,24 @@ impl SourceTask {
             }
         }
         Ok(false)
+    }
+}
+
+impl SourceTask {
+    /// Sends the watermark of a source that tracks event time itself, when it advanced;
+    /// `Ok(false)` when downstream is gone.
+    fn source_watermark(&mut self, sent: &mut Option<i64>) -> Result<bool, Error> {
+        if !self.source.tracks_event_time() {
+            return Ok(true);
+        }
+        match self.source.watermark() {
+            Some(w) if sent.is_none_or(|s| w > s) => {
+                *sent = Some(w);
+                self.node.watermark(w);
+                routed(self.router.broadcast(&Payload::Watermark(w)))
+            }
+            _ => Ok(true),
+        }
     }
 }
 

@@ -170,6 +170,7 @@ interval_ms = 50
 type = "kafka"
 bootstrap = "{b}"
 topics = ["{input}"]
+group = "group-{input}"
 bounded = true
 {SCHEMA}
 [agents.m]
@@ -254,6 +255,39 @@ fn a_record_that_does_not_decode_fails_naming_it_or_is_skipped() {
     );
     let summary = s.run(&toml("skip")).unwrap();
     assert_eq!(summary.events_out, 10);
+    // Dead-lettered to a topic, as it was, with the reason and origin in headers.
+    let dlq = topic("dlq");
+    let summary = s
+        .run(&toml("dead-letter").replace(
+            "on_error = \"dead-letter\"",
+            &format!("on_error = \"dead-letter\"\ndead_letter_topic = \"{dlq}\""),
+        ))
+        .unwrap();
+    assert_eq!(summary.events_out, 10);
+    let out = Command::new("kcat")
+        .args([
+            "-b",
+            &bootstrap(),
+            "-t",
+            &dlq,
+            "-C",
+            "-e",
+            "-q",
+            "-f",
+            "%h|%s\n",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("{not json") && text.contains("not JSON"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("sabot.origin=topic {input} partition 0 offset 4")),
+        "{text}"
+    );
     // A topic that does not exist is named.
     let e = s
         .run(&toml("fail").replace(&input, "no-such-topic-sabot"))
@@ -406,5 +440,121 @@ topic = "{output}"
         last.values().sum::<u64>(),
         events,
         "every event counted once across {kills} kills"
+    );
+}
+
+/// Creates `topic` with `partitions` partitions.
+fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for r in runtime
+        .block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+/// Produces `{"ts": t}` records with the given event times to one partition.
+fn produce_times(topic: &str, partition: i32, times: impl Iterator<Item = i64>) {
+    let mut child = Command::new("kcat")
+        .args([
+            "-b",
+            &bootstrap(),
+            "-t",
+            topic,
+            "-P",
+            "-p",
+            &partition.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let stdin = child.stdin.as_mut().unwrap();
+        for t in times {
+            writeln!(stdin, "{{\"ts\": {t}}}").unwrap();
+        }
+    }
+    assert!(child.wait().unwrap().success());
+}
+
+/// Runs a Kafka source over `topic` with event time until its watermark reaches `until` (or
+/// `wait` passes); returns the watermark it sent.
+fn watermark_of(
+    topic: &str,
+    idle_timeout_ms: Option<u64>,
+    until: i64,
+    wait: std::time::Duration,
+) -> i64 {
+    let s = Scratch::new();
+    let idle = idle_timeout_ms.map_or(String::new(), |ms| format!(", idle_timeout_ms = {ms}"));
+    let pipeline = s
+        .pipeline(&format!(
+            "edges = [\"k -> out\"]\n[pipeline]\nname = \"kafka-watermarks\"\n[sources.k]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopics = [\"{topic}\"]\nschema = {{ ts = \"int64\" }}\nevent_time = {{ column = \"ts\"{idle} }}\n[sinks.out]\ntype = \"blackhole\"\n",
+            bootstrap()
+        ))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(sabot_host::dataflow::RunStats::for_pipeline(
+        pipeline.spec(),
+    ));
+    let watcher = {
+        let (stop, stats) = (stop.clone(), stats.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + wait;
+            let node = stats.nodes["k"].clone();
+            while node.watermark.load(Ordering::Relaxed) < until
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            // A little longer: a watermark past `until` would show now.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    pipeline
+        .run(sabot_host::RunOptions {
+            stop,
+            stats: Some(stats.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    watcher.join().unwrap();
+    stats.nodes["k"].watermark.load(Ordering::Relaxed)
+}
+
+#[test]
+fn the_watermark_is_the_slowest_partitions_and_an_idle_partition_stops_holding_it_back() {
+    let t = topic("wm");
+    create_topic(&t, 2);
+    produce_times(&t, 0, (0..1_000).map(|i| i * 10));
+    produce_times(&t, 1, (0..201).map(|i| i * 10));
+    assert_eq!(
+        watermark_of(&t, None, 1_999, std::time::Duration::from_secs(15)),
+        1_999,
+        "partition 1 (at 2 000: watermark 1 999) holds back partition 0 (at 9 990)"
+    );
+    let idle = topic("wm-idle");
+    create_topic(&idle, 2);
+    produce_times(&idle, 0, (0..501).map(|i| i * 10));
+    assert_eq!(
+        watermark_of(&idle, None, 4_999, std::time::Duration::from_secs(2)),
+        i64::MIN,
+        "without idleness, the empty partition 1 holds the watermark back"
+    );
+    assert_eq!(
+        watermark_of(&idle, Some(300), 4_999, std::time::Duration::from_secs(15)),
+        4_999,
+        "partition 1 is idle after 300 ms"
     );
 }

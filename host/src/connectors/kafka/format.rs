@@ -130,14 +130,15 @@ pub struct Undecodable {
     pub reason: String,
 }
 
-/// Decodes `records` into one batch. A record that does not decode is reported by index (the
-/// caller applies the policy and calls again without it).
+/// Decodes `records` into one batch, with how many rows each record became. A record that does
+/// not decode is reported by index (the caller applies the policy and calls again without it).
 pub fn decode(
     format: KafkaFormat,
     schema: Option<&SchemaRef>,
     metadata: bool,
     records: &[Record],
-) -> Result<RecordBatch, Undecodable> {
+) -> Result<(RecordBatch, Vec<usize>), Undecodable> {
+    let one_each = || vec![1; records.len()];
     match format {
         KafkaFormat::Raw => {
             let schema = schema.expect("raw has a schema").clone();
@@ -150,10 +151,12 @@ pub fn decode(
             let mut columns: Vec<ArrayRef> =
                 vec![Arc::new(keys.finish()), Arc::new(values.finish())];
             columns.extend(metadata_columns(records.iter().map(|r| (&r.origin, 1))));
-            RecordBatch::try_new(schema, columns).map_err(|e| Undecodable {
-                index: 0,
-                reason: e.to_string(),
-            })
+            RecordBatch::try_new(schema, columns)
+                .map(|b| (b, one_each()))
+                .map_err(|e| Undecodable {
+                    index: 0,
+                    reason: e.to_string(),
+                })
         }
         KafkaFormat::Json | KafkaFormat::Msgpack => {
             let schema = schema.expect("json and msgpack have a schema").clone();
@@ -202,14 +205,17 @@ pub fn decode(
             if metadata {
                 columns.extend(metadata_columns(records.iter().map(|r| (&r.origin, 1))));
             }
-            RecordBatch::try_new(schema, columns).map_err(|e| Undecodable {
-                index: 0,
-                reason: e.to_string(),
-            })
+            RecordBatch::try_new(schema, columns)
+                .map(|b| (b, one_each()))
+                .map_err(|e| Undecodable {
+                    index: 0,
+                    reason: e.to_string(),
+                })
         }
         KafkaFormat::Arrow => {
             let mut batches = Vec::new();
             let mut origins = Vec::new();
+            let mut rows = vec![0; records.len()];
             for (index, r) in records.iter().enumerate() {
                 let bytes = r.value.as_deref().unwrap_or_default();
                 let reader =
@@ -235,11 +241,12 @@ pub fn decode(
                         });
                     }
                     origins.push((&r.origin, batch.num_rows()));
+                    rows[index] += batch.num_rows();
                     batches.push(batch);
                 }
             }
             let Some(first) = batches.first() else {
-                return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+                return Ok((RecordBatch::new_empty(Arc::new(Schema::empty())), rows));
             };
             let base = first.schema();
             let joined =
@@ -248,16 +255,18 @@ pub fn decode(
                     reason: e.to_string(),
                 })?;
             if !metadata {
-                return Ok(joined);
+                return Ok((joined, rows));
             }
             let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
             fields.extend(metadata_fields("_"));
             let mut columns = joined.columns().to_vec();
             columns.extend(metadata_columns(origins.into_iter()));
-            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| Undecodable {
-                index: 0,
-                reason: e.to_string(),
-            })
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                .map(|b| (b, rows))
+                .map_err(|e| Undecodable {
+                    index: 0,
+                    reason: e.to_string(),
+                })
         }
     }
 }

@@ -52,6 +52,9 @@ pub struct KafkaSourceSpec {
     pub bootstrap: String,
     /// The topics to read, every partition of each.
     pub topics: Vec<String>,
+    /// The consumer group the offsets are committed to after each checkpoint, for monitoring
+    /// (lag); Sabot resumes from its checkpoints, not from these. Default: `sabot-NAME`.
+    pub group: Option<String>,
     /// Where to start without a checkpoint: `"earliest"` (default), `"latest"`,
     /// `{ timestamp_ms = N }`.
     #[serde(default)]
@@ -70,9 +73,13 @@ pub struct KafkaSourceSpec {
     #[serde(default)]
     pub bounded: bool,
     /// A record that does not decode: `fail` (naming topic, partition and offset), `skip`, or
-    /// `dead-letter` (to the pipeline's dead-letter file, with the reason).
+    /// `dead-letter` (to `dead_letter_topic`, else to the pipeline's dead-letter file, with the
+    /// reason).
     #[serde(default)]
     pub on_error: OnError,
+    /// `on_error = "dead-letter"`: the topic that gets each record that does not decode, as it
+    /// was, with headers `sabot.reason`, `sabot.source` and `sabot.origin` (topic/partition/offset).
+    pub dead_letter_topic: Option<String>,
     /// Event time, e.g. `event_time = { column = "_timestamp" }`.
     pub event_time: Option<crate::time::EventTimeSpec>,
     /// More librdkafka consumer properties (`"security.protocol" = "ssl"`, …).

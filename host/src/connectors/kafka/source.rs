@@ -10,12 +10,14 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::format::{self, Origin, Record};
 use super::{KafkaSourceSpec, Named, StartAt};
 use crate::connectors::{ConnectorError, DeadLetters, OnError, Source};
+use crate::time::{BoundedOutOfOrderness, WatermarkTracker};
 
 /// How long broker metadata and offset lookups may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,6 +41,47 @@ pub struct KafkaSource {
     end: Option<BTreeMap<Tp, i64>>,
     dead_letters: Arc<DeadLetters>,
     started: bool,
+    /// With event time: a watermark per partition, combined with idleness.
+    watermarks: Option<PartitionWatermarks>,
+    /// With `dead_letter_topic`: the producer of dead letters.
+    dead_letter_producer: Option<ThreadedProducer<DefaultProducerContext>>,
+}
+
+/// Per-partition watermarks: each partition's bounded out-of-orderness, combined (the minimum
+/// over partitions that are not idle) by a [`WatermarkTracker`].
+struct PartitionWatermarks {
+    column: String,
+    index: BTreeMap<Tp, usize>,
+    generators: Vec<BoundedOutOfOrderness>,
+    tracker: WatermarkTracker,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Each row's event time in ms (an integer of ms, or a timestamp of any unit).
+fn event_millis(batch: &RecordBatch, column: &str) -> Result<Vec<Option<i64>>, String> {
+    use arrow_schema::{DataType, TimeUnit};
+    let array = batch
+        .column_by_name(column)
+        .ok_or_else(|| format!("has no event-time column `{column}`"))?;
+    let ms = match array.data_type() {
+        DataType::Timestamp(_, tz) => arrow_cast::cast(
+            array,
+            &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
+        )
+        .and_then(|a| arrow_cast::cast(&a, &DataType::Int64)),
+        _ => arrow_cast::cast(array, &DataType::Int64),
+    }
+    .map_err(|e| format!("event-time column `{column}` is not a time: {e}"))?;
+    let ms = ms
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .expect("cast to int64");
+    Ok(ms.iter().collect())
 }
 
 fn kafka_error(source: &str, what: &str, e: impl std::fmt::Display) -> ConnectorError {
@@ -62,7 +105,12 @@ impl KafkaSource {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.bootstrap)
-            .set("group.id", format!("sabot-{name}"))
+            .set(
+                "group.id",
+                spec.group
+                    .clone()
+                    .unwrap_or_else(|| format!("sabot-{name}")),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
@@ -103,7 +151,24 @@ impl KafkaSource {
                 partitions.push((topic.clone(), p.id()));
             }
         }
+        let dead_letter_producer =
+            match &spec.dead_letter_topic {
+                Some(_) => {
+                    let mut config = ClientConfig::new();
+                    config
+                        .set("bootstrap.servers", &spec.bootstrap)
+                        .set("enable.idempotence", "true");
+                    for (k, v) in &spec.properties {
+                        config.set(k, v);
+                    }
+                    Some(config.create().map_err(|e| {
+                        kafka_error(name, "cannot create the dead-letter producer", e)
+                    })?)
+                }
+                None => None,
+            };
         Ok(KafkaSource {
+            dead_letter_producer,
             name: name.to_owned(),
             spec: spec.clone(),
             batch_size,
@@ -114,6 +179,12 @@ impl KafkaSource {
             end: None,
             dead_letters,
             started: false,
+            watermarks: spec.event_time.as_ref().map(|et| PartitionWatermarks {
+                column: et.column.clone(),
+                index: BTreeMap::new(),
+                generators: Vec::new(),
+                tracker: WatermarkTracker::new(0, et.idle_timeout_ms, now_ms()),
+            }),
         })
     }
 
@@ -170,6 +241,61 @@ impl KafkaSource {
         self.consumer
             .assign(&tpl)
             .map_err(|e| kafka_error(&self.name, "cannot assign the partitions", e))?;
+        if let (Some(w), Some(et)) = (&mut self.watermarks, &self.spec.event_time) {
+            w.index = self
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, tp)| (tp.clone(), i))
+                .collect();
+            w.generators =
+                vec![BoundedOutOfOrderness::new(et.max_out_of_orderness_ms); self.partitions.len()];
+            w.tracker = WatermarkTracker::new(self.partitions.len(), et.idle_timeout_ms, now_ms());
+        }
+        Ok(())
+    }
+
+    /// Advances the partitions' watermarks past the rows of `batch`, decoded from `records`
+    /// (`rows[i]` rows from record `i`).
+    fn observe(
+        &mut self,
+        batch: &RecordBatch,
+        records: &[Record],
+        rows: &[usize],
+    ) -> Result<(), ConnectorError> {
+        let Some(w) = &mut self.watermarks else {
+            return Ok(());
+        };
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let times = event_millis(batch, &w.column).map_err(|m| {
+            ConnectorError::Internal(format!(
+                "source `{}`: a batch {m}; fix `event_time.column`",
+                self.name
+            ))
+        })?;
+        let now = now_ms();
+        let mut row = 0;
+        let mut touched = std::collections::BTreeSet::new();
+        for (record, n) in records.iter().zip(rows) {
+            let tp = (record.origin.topic.clone(), record.origin.partition);
+            if let Some(&p) = w.index.get(&tp) {
+                for t in times[row..row + n].iter().flatten() {
+                    w.generators[p].observe(*t);
+                }
+                touched.insert(p);
+            }
+            row += n;
+        }
+        for p in touched {
+            match w.generators[p].watermark() {
+                Some(wm) => {
+                    w.tracker.update(p, wm, now);
+                }
+                None => w.tracker.activity(p, now),
+            }
+        }
         Ok(())
     }
 
@@ -206,12 +332,43 @@ impl KafkaSource {
                 tracing::warn!(source = %self.name, at = %location, %reason, "skipped a record that does not decode");
                 Ok(())
             }
-            OnError::DeadLetter => self.dead_letters.raw(
-                &self.name,
-                &location,
-                reason,
-                &String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()),
-            ),
+            OnError::DeadLetter => match (&self.dead_letter_producer, &self.spec.dead_letter_topic)
+            {
+                (Some(producer), Some(topic)) => {
+                    let headers = OwnedHeaders::new()
+                        .insert(Header {
+                            key: "sabot.reason",
+                            value: Some(reason),
+                        })
+                        .insert(Header {
+                            key: "sabot.source",
+                            value: Some(self.name.as_str()),
+                        })
+                        .insert(Header {
+                            key: "sabot.origin",
+                            value: Some(location.as_str()),
+                        });
+                    let mut out = BaseRecord::<[u8], [u8]>::to(topic)
+                        .payload(record.value.as_deref().unwrap_or_default())
+                        .headers(headers);
+                    if let Some(k) = &record.key {
+                        out = out.key(k.as_slice());
+                    }
+                    producer.send(out).map_err(|(e, _)| {
+                        kafka_error(
+                            &self.name,
+                            &format!("cannot dead-letter to topic `{topic}`"),
+                            e,
+                        )
+                    })
+                }
+                _ => self.dead_letters.raw(
+                    &self.name,
+                    &location,
+                    reason,
+                    &String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()),
+                ),
+            },
         }
     }
 }
@@ -273,7 +430,10 @@ impl Source for KafkaSource {
                 self.spec.metadata,
                 &records,
             ) {
-                Ok(batch) => return Ok(Some(batch)),
+                Ok((batch, rows)) => {
+                    self.observe(&batch, &records, &rows)?;
+                    return Ok(Some(batch));
+                }
                 Err(bad) => {
                     let record = records.remove(bad.index);
                     self.undecodable(&record, &bad.reason)?;
@@ -282,7 +442,46 @@ impl Source for KafkaSource {
         }
     }
 
+    fn checkpoint_completed(&mut self, position: &serde_json::Value) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partitions) in position
+            .get("offsets")
+            .and_then(|o| o.as_object())
+            .into_iter()
+            .flatten()
+        {
+            for (partition, next) in partitions.as_object().into_iter().flatten() {
+                if let (Ok(p), Some(n)) = (partition.parse::<i32>(), next.as_i64()) {
+                    let _ = tpl.add_partition_offset(topic, p, Offset::Offset(n));
+                }
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = self
+                .consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+        {
+            tracing::warn!(source = %self.name, error = %e, "cannot commit offsets to the consumer group (monitoring only)");
+        }
+    }
+
+    fn tracks_event_time(&self) -> bool {
+        self.watermarks.is_some()
+    }
+
+    fn watermark(&mut self) -> Option<i64> {
+        let w = self.watermarks.as_mut()?;
+        w.tracker.check_idle(now_ms());
+        w.tracker.current()
+    }
+
     fn position(&self) -> serde_json::Value {
+        // Dead letters are acknowledged before a checkpoint covers the records they replace.
+        if let Some(p) = &self.dead_letter_producer
+            && let Err(e) = p.flush(METADATA_TIMEOUT)
+        {
+            tracing::error!(source = %self.name, error = %e, "dead letters were not acknowledged");
+        }
         let mut offsets: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         for ((topic, partition), next) in &self.next {
             offsets
