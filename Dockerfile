@@ -21,7 +21,7 @@ RUN rustup target add wasm32-wasip2 \
  && cargo build --release --locked --target wasm32-wasip2 -p fraud-rules \
  && mkdir -p /out/examples \
  && cp target/release/sabot /out/ \
- && cp -r examples/fraud-detection /out/examples/ \
+ && cp -r examples/fraud-detection examples/kafka /out/examples/ \
  && cp target/wasm32-wasip2/release/fraud_rules.wasm /out/examples/fraud-detection/
 
 # ---- what every runtime image has ----

@@ -195,6 +195,44 @@ fn the_image_runs_the_server_as_a_non_root_user_with_a_data_volume_and_a_health_
     let rows = std::fs::read_to_string(data.join("pipelines/boxed/out/rows.jsonl")).unwrap();
     assert_eq!(rows.lines().count(), 20_000);
 
+    // Kafka → agent → Kafka, from the container to the loopback broker, exactly-once.
+    use crate::kafka::{SCHEMA, bootstrap, kcat_consume, kcat_produce, topic, transactions};
+    let (input, output) = (topic("boxed-in"), topic("boxed-out"));
+    kcat_produce(&input, &transactions(5_000), false);
+    let pipeline = format!(
+        "edges = [\"k -> m -> out\"]\n[pipeline]\nname = \"boxed-kafka\"\n[sources.k]\ntype = \"kafka\"\nbootstrap = \"{b}\"\ntopics = [\"{input}\"]\nbounded = true\n{SCHEMA}\n[agents.m]\nmodule = \"mis@1\"\nconfig = {{ mode = \"pass\" }}\n[sinks.out]\ntype = \"kafka\"\nbootstrap = \"{b}\"\ntopic = \"{output}\"\n",
+        b = bootstrap()
+    );
+    let (status, body) = http(
+        &agent,
+        "POST",
+        &format!("{url}/v1/pipelines?start=true"),
+        pipeline.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, p) = http(
+            &agent,
+            "GET",
+            &format!("{url}/v1/pipelines/boxed-kafka"),
+            b"",
+        );
+        if p["status"] == "finished" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Kafka pipeline did not finish: {p}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        kcat_consume(&output).len(),
+        5_000,
+        "every record once, read_committed"
+    );
+
     // SIGTERM: the server stops its pipelines and exits cleanly.
     podman(&["stop", "--time", "20", &name]);
     let code =

@@ -13,14 +13,14 @@ use serde_json::Value;
 use crate::support::Scratch;
 
 /// The broker's address.
-fn bootstrap() -> String {
+pub(crate) fn bootstrap() -> String {
     std::env::var("SABOT_KAFKA_BOOTSTRAP").expect(
         "SABOT_KAFKA_BOOTSTRAP is not set: run the tests with scripts/test, which starts a Kafka broker (scripts/kafka.sh)",
     )
 }
 
 /// A topic name no other test or run uses.
-fn topic(name: &str) -> String {
+pub(crate) fn topic(name: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!(
         "{name}-{}-{}",
@@ -30,7 +30,7 @@ fn topic(name: &str) -> String {
 }
 
 /// Produces `lines` to `topic` with kcat, one record each (`key<TAB>value` when `keyed`).
-fn kcat_produce(topic: &str, lines: &[String], keyed: bool) {
+pub(crate) fn kcat_produce(topic: &str, lines: &[String], keyed: bool) {
     let mut args = vec![
         "-b".to_owned(),
         bootstrap(),
@@ -59,7 +59,7 @@ fn kcat_produce(topic: &str, lines: &[String], keyed: bool) {
 }
 
 /// Every record of `topic` read by kcat with `isolation.level=read_committed`: (key, value).
-fn kcat_consume(topic: &str) -> Vec<(String, String)> {
+pub(crate) fn kcat_consume(topic: &str) -> Vec<(String, String)> {
     let out = Command::new("kcat")
         .args([
             "-b",
@@ -93,7 +93,7 @@ fn kcat_consume(topic: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn transactions(n: u64) -> Vec<String> {
+pub(crate) fn transactions(n: u64) -> Vec<String> {
     (0..n)
         .map(|i| {
             serde_json::json!({"txn_id": i, "card_id": i % 37, "merchant_id": format!("m{}", i % 13), "amount": (i * 7919 % 1000) as f64 / 10.0})
@@ -102,7 +102,7 @@ fn transactions(n: u64) -> Vec<String> {
         .collect()
 }
 
-const SCHEMA: &str = "schema = { txn_id = \"int64\", card_id = \"int64\", merchant_id = \"utf8\", amount = \"float64\" }";
+pub(crate) const SCHEMA: &str = "schema = { txn_id = \"int64\", card_id = \"int64\", merchant_id = \"utf8\", amount = \"float64\" }";
 
 #[test]
 fn records_from_kcat_go_through_an_agent_and_kcat_reads_the_output_read_committed() {
@@ -557,4 +557,71 @@ fn the_watermark_is_the_slowest_partitions_and_an_idle_partition_stops_holding_i
         4_999,
         "partition 1 is idle after 300 ms"
     );
+}
+
+#[test]
+fn the_kafka_example_flags_fraud_from_a_topic_into_a_topic() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kafka");
+    let (transactions, alerts) = (topic("example-txns"), topic("example-alerts"));
+    let adapt = |file: &str| {
+        std::fs::read_to_string(examples.join(file))
+            .unwrap()
+            .replace("kafka:9092", &bootstrap())
+            .replace(
+                "topic = \"transactions\"",
+                &format!("topic = \"{transactions}\""),
+            )
+            .replace(
+                "topics = [\"transactions\"]",
+                &format!("topics = [\"{transactions}\"]"),
+            )
+            .replace("topic = \"alerts\"", &format!("topic = \"{alerts}\""))
+            .replace("transactions.dlq", &format!("{transactions}.dlq"))
+            .replace("fraud@1", sabot_test_artifacts::FRAUD_RULES)
+    };
+    let s = Scratch::new();
+    // The generator bounded and at full speed; the fraud pipeline bounded to what is there.
+    let produced = s
+        .run(&adapt("transactions.toml").replace("rate = 1000", "count = 50000"))
+        .unwrap();
+    assert_eq!(produced.events_out, 50_000);
+    let flagged = s
+        .run(&adapt("fraud.toml").replace("group = ", "bounded = true\ngroup = "))
+        .unwrap();
+    assert_eq!(flagged.events_in, 50_000);
+    let out = Command::new("kcat")
+        .args([
+            "-b",
+            &bootstrap(),
+            "-t",
+            &alerts,
+            "-C",
+            "-e",
+            "-q",
+            "-X",
+            "isolation.level=read_committed",
+            "-f",
+            "%k|%h|%s\n",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines.is_empty(), "no alerts");
+    assert_eq!(lines.len() as u64, flagged.events_out);
+    for line in lines {
+        let mut parts = line.splitn(3, '|');
+        let (key, headers, value) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let v: Value = serde_json::from_str(value).unwrap();
+        assert_eq!(key, v["card_id"].to_string());
+        assert!(headers.starts_with("reason="), "{line}");
+        assert_eq!(
+            headers.trim_start_matches("reason="),
+            v["reason"].as_str().unwrap()
+        );
+    }
 }
