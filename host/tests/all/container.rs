@@ -64,6 +64,29 @@ fn http(agent: &ureq::Agent, method: &str, url: &str, body: &[u8]) -> (u16, serd
     }
 }
 
+/// Creates and starts `pipeline` on the server at `url`, and waits until `name` finished.
+fn run_to_end(agent: &ureq::Agent, url: &str, pipeline: &str, name: &str) {
+    let (status, body) = http(
+        agent,
+        "POST",
+        &format!("{url}/v1/pipelines?start=true"),
+        pipeline.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, p) = http(agent, "GET", &format!("{url}/v1/pipelines/{name}"), b"");
+        if p["status"] == "finished" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pipeline {name} did not finish: {p}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn the_image_runs_the_server_as_a_non_root_user_with_a_data_volume_and_a_health_check() {
     let s = Scratch::new();
@@ -173,25 +196,7 @@ fn the_image_runs_the_server_as_a_non_root_user_with_a_data_volume_and_a_health_
     let (status, body) = http(&agent, "POST", &format!("{url}/v1/modules/mis/1"), &module);
     assert_eq!(status, 201, "{body}");
     let pipeline = "edges = [\"gen -> m -> out\"]\n[pipeline]\nname = \"boxed\"\n[sources.gen]\ntype = \"generator\"\ncount = 20000\n[agents.m]\nmodule = \"mis@1\"\nconfig = { mode = \"pass\" }\n[sinks.out]\ntype = \"file\"\npath = \"out/rows.jsonl\"\n";
-    let (status, body) = http(
-        &agent,
-        "POST",
-        &format!("{url}/v1/pipelines?start=true"),
-        pipeline.as_bytes(),
-    );
-    assert_eq!(status, 201, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, p) = http(&agent, "GET", &format!("{url}/v1/pipelines/boxed"), b"");
-        if p["status"] == "finished" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pipeline did not finish: {p}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run_to_end(&agent, &url, pipeline, "boxed");
     let rows = std::fs::read_to_string(data.join("pipelines/boxed/out/rows.jsonl")).unwrap();
     assert_eq!(rows.lines().count(), 20_000);
 
@@ -203,30 +208,7 @@ fn the_image_runs_the_server_as_a_non_root_user_with_a_data_volume_and_a_health_
         "edges = [\"k -> m -> out\"]\n[pipeline]\nname = \"boxed-kafka\"\n[sources.k]\ntype = \"kafka\"\nbootstrap = \"{b}\"\ntopics = [\"{input}\"]\nbounded = true\n{SCHEMA}\n[agents.m]\nmodule = \"mis@1\"\nconfig = {{ mode = \"pass\" }}\n[sinks.out]\ntype = \"kafka\"\nbootstrap = \"{b}\"\ntopic = \"{output}\"\n",
         b = bootstrap()
     );
-    let (status, body) = http(
-        &agent,
-        "POST",
-        &format!("{url}/v1/pipelines?start=true"),
-        pipeline.as_bytes(),
-    );
-    assert_eq!(status, 201, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, p) = http(
-            &agent,
-            "GET",
-            &format!("{url}/v1/pipelines/boxed-kafka"),
-            b"",
-        );
-        if p["status"] == "finished" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Kafka pipeline did not finish: {p}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run_to_end(&agent, &url, &pipeline, "boxed-kafka");
     assert_eq!(
         kcat_consume(&output).len(),
         5_000,

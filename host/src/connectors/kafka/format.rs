@@ -337,12 +337,7 @@ pub fn encode(
     headers: &[String],
 ) -> Result<Vec<Outgoing>, String> {
     let text_of = |name: &str| -> Result<Vec<Option<String>>, String> {
-        let column = batch.column_by_name(name).ok_or_else(|| {
-            format!(
-                "the batch has no column `{name}` (columns: {})",
-                column_names(batch)
-            )
-        })?;
+        let column = column(batch, name)?;
         let formatter =
             arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &Default::default())
                 .map_err(|e| e.to_string())?;
@@ -353,12 +348,7 @@ pub fn encode(
     let keys = key.map(text_of).transpose()?;
     let partitions = partition
         .map(|name| -> Result<Vec<Option<i32>>, String> {
-            let column = batch.column_by_name(name).ok_or_else(|| {
-                format!(
-                    "the batch has no column `{name}` (columns: {})",
-                    column_names(batch)
-                )
-            })?;
+            let column = column(batch, name)?;
             let cast = arrow_cast::cast(column, &DataType::Int32)
                 .map_err(|e| format!("column `{name}` is not a partition number: {e}"))?;
             let ints = cast
@@ -435,6 +425,16 @@ pub fn encode(
                 .collect(),
         })
         .collect())
+}
+
+/// Column `name` of `batch`, or an error naming the columns it has.
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
+    batch.column_by_name(name).ok_or_else(|| {
+        format!(
+            "the batch has no column `{name}` (columns: {})",
+            column_names(batch)
+        )
+    })
 }
 
 fn column_names(batch: &RecordBatch) -> String {

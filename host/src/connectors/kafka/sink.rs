@@ -38,6 +38,58 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// Sends `record`, waiting while librdkafka's local queue is full.
+pub(super) fn send_retrying<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, str, [u8], C::DeliveryOpaque>,
+) -> Result<(), KafkaError>
+where
+    C::DeliveryOpaque: Default,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // Wait for deliveries to drain the queue.
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Sends `records` to `topic`: value, key, partition and headers as encoded.
+pub(super) fn send_all<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    topic: &str,
+    records: &[format::Outgoing],
+) -> Result<(), KafkaError>
+where
+    C::DeliveryOpaque: Default,
+{
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(topic, Default::default())
+            .payload(r.value.as_slice())
+            .headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_str());
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        send_retrying(producer, record)?;
+    }
+    Ok(())
+}
+
 /// A running Kafka sink.
 pub struct KafkaSink {
     name: String,
@@ -111,39 +163,8 @@ impl Sink for KafkaSink {
             &self.spec.headers,
         )
         .map_err(|m| self.error(m))?;
-        for r in records {
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            let mut record = BaseRecord::<str, [u8]>::to(&self.spec.topic)
-                .payload(&r.value)
-                .headers(headers);
-            if let Some(k) = &r.key {
-                record = record.key(k.as_str());
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p);
-            }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // The local queue is full: wait for deliveries to drain it.
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err((e, _)) => {
-                        return Err(
-                            self.error(format!("cannot send to topic `{}`: {e}", self.spec.topic))
-                        );
-                    }
-                }
-            }
-        }
+        send_all(&self.producer, &self.spec.topic, &records)
+            .map_err(|e| self.error(format!("cannot send to topic `{}`: {e}", self.spec.topic)))?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use arrow_schema::SchemaRef;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -259,11 +259,13 @@ impl TransactionalSink {
             }
         }
         let marker = epoch.to_string();
-        self.send_record(
-            BaseRecord::<str, [u8]>::to(&self.commit_topic)
+        super::sink::send_retrying(
+            &self.producer,
+            BaseRecord::to(&self.commit_topic)
                 .key(self.id.as_str())
                 .payload(marker.as_bytes()),
-        )?;
+        )
+        .map_err(|e| self.broker(&format!("cannot send to topic `{}`", self.commit_topic), e))?;
         self.producer.commit_transaction(TIMEOUT).map_err(|e| {
             self.broker(
                 &format!("cannot commit the transaction of epoch {epoch}"),
@@ -275,28 +277,6 @@ impl TransactionalSink {
         }
         tracing::debug!(sink = %self.name, epoch, records = sent, "committed an epoch to Kafka");
         Ok(())
-    }
-
-    fn send_record(&self, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), ConnectorError> {
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    back,
-                )) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    return Err(
-                        self.broker(&format!("cannot send to topic `{}`", self.spec.topic), e)
-                    );
-                }
-            }
-        }
     }
 
     fn send(&self, batch: &RecordBatch) -> Result<usize, ConnectorError> {
@@ -311,27 +291,9 @@ impl TransactionalSink {
             sink: self.name.clone(),
             message,
         })?;
-        let n = records.len();
-        for r in &records {
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            let mut record = BaseRecord::<str, [u8]>::to(&self.spec.topic)
-                .payload(&r.value)
-                .headers(headers);
-            if let Some(k) = &r.key {
-                record = record.key(k.as_str());
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p);
-            }
-            self.send_record(record)?;
-        }
-        Ok(n)
+        super::sink::send_all(&self.producer, &self.spec.topic, &records)
+            .map_err(|e| self.broker(&format!("cannot send to topic `{}`", self.spec.topic), e))?;
+        Ok(records.len())
     }
 
     fn pending_value(&self) -> serde_json::Value {
