@@ -8,8 +8,8 @@
 //!
 //! ```text
 //!   connectors::Source ──► dataflow (router: fan-out, key partitioning) ──► agent tasks ──► … ──► connectors::Sink
-//!   (generator, file,        bounded channels, one thread per task          wasm::AgentInstance     (stdout, file, blackhole)
-//!    nexmark)
+//!   (generator, file,        bounded channels, one thread per task          wasm::AgentInstance     (stdout, file, blackhole,
+//!    nexmark, kafka)                                                                                 kafka)
 //!        │                   watermarks, barriers, end of input in-band     state::StateScope        two-phase commit
 //!        └── position ──────────────► checkpoint::Coordinator ◄── acks: snapshots (state, timers), pending commits
 //! ```
@@ -19,12 +19,12 @@
 //! | [`config`] | the pipeline file (TOML): parsing, validation with errors that name file, table and field |
 //! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`, `state`), the sandbox (deadline, memory cap, output cap), module inspection, `componentize` (a wasip1 core module, such as Go's, into an agent component) |
 //! | [`dataflow`] | building the task graph from a pipeline and running it: threads, bounded channels with backpressure, hash partitioning on a key column, input gates (barrier alignment, watermark merging), the checkpoint coordinator thread, resume from a checkpoint, graceful shutdown, run statistics |
-//! | [`connectors`] | sources and sinks, one folder per system, and the row-level bad-input policy |
+//! | [`connectors`] | sources and sinks, one folder per system (generator, file, nexmark, stdout, blackhole, kafka: offsets in checkpoints, per-partition watermarks, an exactly-once transactional sink), and the row-level bad-input policy |
 //! | [`time`] | event time as pure state machines: watermarks per partition and across inputs (with idleness), timers, the event-time column |
 //! | [`state`] | keyed state: memory and RocksDB backends, the write-back cache, snapshots and restore (at any parallelism), the key layout, and the scope that confines an instance to its key groups |
 //! | [`checkpoint`] | Chandy–Lamport checkpoints: the coordinator as a pure state machine, and checkpoint storage (atomic metadata, checksums, fallback, retention) |
 //! | [`serve`] | the control plane of `sabot serve`: the HTTP API (axum) for modules (content-addressed, `name@version`) and pipelines, hot swap at a checkpoint barrier with probation and rollback, bearer-token auth, `/metrics`, health, server-sent stats, the dashboard |
-//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect`, `componentize`, `new agent` (scaffolds in Rust, JavaScript, Python and Go), `serve`, and the client commands `deploy`, `submit`, `swap`, `pipelines`, `agents`, `tables`, `modules` |
+//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect`, `componentize`, `new agent` (scaffolds in Rust, JavaScript, Python and Go), `serve`, and the client commands `deploy`, `submit`, `swap`, `pipelines`, `agents`, `tables`, `modules`, `health` |
 //!
 //! The same name is used on both sides of the WIT boundary: `wit/log.wit` ↔ [`wasm::log`] ↔
 //! `sabot_sdk::log`, and likewise for `state` and `timers` (and in the other SDKs:
