@@ -151,12 +151,7 @@ pub fn decode(
             let mut columns: Vec<ArrayRef> =
                 vec![Arc::new(keys.finish()), Arc::new(values.finish())];
             columns.extend(metadata_columns(records.iter().map(|r| (&r.origin, 1))));
-            RecordBatch::try_new(schema, columns)
-                .map(|b| (b, one_each()))
-                .map_err(|e| Undecodable {
-                    index: 0,
-                    reason: e.to_string(),
-                })
+            assemble(schema, columns, one_each())
         }
         KafkaFormat::Json | KafkaFormat::Msgpack => {
             let schema = schema.expect("json and msgpack have a schema").clone();
@@ -167,50 +162,19 @@ pub fn decode(
                 .map(|f| f.as_ref().clone())
                 .collect();
             let values_schema = Arc::new(Schema::new(value_fields));
-            let mut rows = Vec::with_capacity(records.len());
-            for (index, r) in records.iter().enumerate() {
-                let bytes = r.value.as_deref().unwrap_or_default();
-                let row: Result<serde_json::Value, String> = match format {
-                    KafkaFormat::Json => {
-                        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))
-                    }
-                    _ => rmp_serde::from_slice(bytes).map_err(|e| format!("not MessagePack: {e}")),
-                };
-                match row {
-                    Ok(v @ serde_json::Value::Object(_)) => rows.push(v),
-                    Ok(other) => {
-                        return Err(Undecodable {
-                            index,
-                            reason: format!(
-                                "expected an object of the schema's columns, got {}",
-                                kind(&other)
-                            ),
-                        });
-                    }
-                    Err(reason) => return Err(Undecodable { index, reason }),
-                }
-            }
-            let rows_batch = serialize(&values_schema, &rows).map_err(|whole| {
-                // Find the row that does not fit, to name it.
-                let index = rows
-                    .iter()
-                    .position(|row| serialize(&values_schema, std::slice::from_ref(row)).is_err())
-                    .unwrap_or(0);
-                Undecodable {
-                    index,
-                    reason: format!("does not fit the schema: {whole}"),
-                }
-            })?;
+            let fast = match format {
+                KafkaFormat::Json => json_fast(&values_schema, records),
+                _ => None,
+            };
+            let rows_batch = match fast {
+                Some(batch) => batch,
+                None => decode_rows(format, &values_schema, records)?,
+            };
             let mut columns = rows_batch.columns().to_vec();
             if metadata {
                 columns.extend(metadata_columns(records.iter().map(|r| (&r.origin, 1))));
             }
-            RecordBatch::try_new(schema, columns)
-                .map(|b| (b, one_each()))
-                .map_err(|e| Undecodable {
-                    index: 0,
-                    reason: e.to_string(),
-                })
+            assemble(schema, columns, one_each())
         }
         KafkaFormat::Arrow => {
             let mut batches = Vec::new();
@@ -261,14 +225,85 @@ pub fn decode(
             fields.extend(metadata_fields("_"));
             let mut columns = joined.columns().to_vec();
             columns.extend(metadata_columns(origins.into_iter()));
-            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-                .map(|b| (b, rows))
-                .map_err(|e| Undecodable {
-                    index: 0,
-                    reason: e.to_string(),
-                })
+            assemble(Arc::new(Schema::new(fields)), columns, rows)
         }
     }
+}
+
+/// Decodes JSON or MessagePack records one by one (through a value tree), naming the first that
+/// is not an object of the schema's columns.
+fn decode_rows(
+    format: KafkaFormat,
+    values_schema: &SchemaRef,
+    records: &[Record],
+) -> Result<RecordBatch, Undecodable> {
+    let mut rows = Vec::with_capacity(records.len());
+    for (index, r) in records.iter().enumerate() {
+        let bytes = r.value.as_deref().unwrap_or_default();
+        let row: Result<serde_json::Value, String> = match format {
+            KafkaFormat::Json => {
+                serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))
+            }
+            _ => rmp_serde::from_slice(bytes).map_err(|e| format!("not MessagePack: {e}")),
+        };
+        match row {
+            Ok(v @ serde_json::Value::Object(_)) => rows.push(v),
+            Ok(other) => {
+                return Err(Undecodable {
+                    index,
+                    reason: format!(
+                        "expected an object of the schema's columns, got {}",
+                        kind(&other)
+                    ),
+                });
+            }
+            Err(reason) => return Err(Undecodable { index, reason }),
+        }
+    }
+    serialize(values_schema, &rows).map_err(|whole| {
+        // Find the row that does not fit, to name it.
+        let index = rows
+            .iter()
+            .position(|row| serialize(values_schema, std::slice::from_ref(row)).is_err())
+            .unwrap_or(0);
+        Undecodable {
+            index,
+            reason: format!("does not fit the schema: {whole}"),
+        }
+    })
+}
+
+/// The decoded batch of `schema` and `columns`, with the rows each record became.
+fn assemble(
+    schema: SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: Vec<usize>,
+) -> Result<(RecordBatch, Vec<usize>), Undecodable> {
+    RecordBatch::try_new(schema, columns)
+        .map(|b| (b, rows))
+        .map_err(|e| Undecodable {
+            index: 0,
+            reason: e.to_string(),
+        })
+}
+
+/// JSON records decoded all at once by `arrow-json`, when every record is one object that fits:
+/// no per-record value tree. `None` sends the caller to the record-by-record path, which names
+/// the record that does not decode.
+fn json_fast(schema: &SchemaRef, records: &[Record]) -> Option<RecordBatch> {
+    // One row of room past the records: a full batch stops the decoder before the last separator.
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(records.len() + 1)
+        .build_decoder()
+        .ok()?;
+    for r in records {
+        let bytes = r.value.as_deref().unwrap_or_default();
+        if decoder.decode(bytes).ok()? != bytes.len() || decoder.decode(b"\n").ok()? != 1 {
+            return None;
+        }
+    }
+    let batch = decoder.flush().ok()??;
+    (batch.num_rows() == records.len()).then_some(batch)
 }
 
 fn is_metadata(name: &str) -> bool {
@@ -445,4 +480,36 @@ fn column_names(batch: &RecordBatch) -> String {
         .map(|f| f.name().as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(values: &[&str]) -> Vec<Record> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                origin: Origin {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: i as i64,
+                    timestamp: None,
+                },
+                key: None,
+                value: Some(v.as_bytes().to_vec()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_json_batches_decode_at_once_and_odd_records_go_one_by_one() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let ok = json_fast(&schema, &records(&[r#"{"a":1}"#, r#"{"a":2}"#])).unwrap();
+        assert_eq!(ok.num_rows(), 2);
+        for bad in [&[r#"{"a":1"#, r#"{"a":2}"#][..], &["5"], &[r#"{"a":"x"}"#]] {
+            assert!(json_fast(&schema, &records(bad)).is_none(), "{bad:?}");
+        }
+    }
 }

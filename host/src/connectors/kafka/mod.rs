@@ -147,6 +147,20 @@ impl KafkaSourceSpec {
 }
 
 impl KafkaSinkSpec {
+    /// `batch` as the records this sink writes: value in its format, key, partition, headers.
+    pub(crate) fn encode(
+        &self,
+        batch: &arrow_array::RecordBatch,
+    ) -> Result<Vec<format::Outgoing>, String> {
+        format::encode(
+            self.format,
+            batch,
+            self.key.as_deref(),
+            self.partition.as_deref(),
+            &self.headers,
+        )
+    }
+
     /// Checks the settings; `Err((field, message))` names the offending field.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.bootstrap.trim().is_empty() {

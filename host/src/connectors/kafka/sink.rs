@@ -155,14 +155,7 @@ impl Sink for KafkaSink {
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         self.check_deliveries()?;
-        let records = format::encode(
-            self.spec.format,
-            batch,
-            self.spec.key.as_deref(),
-            self.spec.partition.as_deref(),
-            &self.spec.headers,
-        )
-        .map_err(|m| self.error(m))?;
+        let records = self.spec.encode(batch).map_err(|m| self.error(m))?;
         send_all(&self.producer, &self.spec.topic, &records)
             .map_err(|e| self.error(format!("cannot send to topic `{}`: {e}", self.spec.topic)))?;
         Ok(())

@@ -26,7 +26,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::{KafkaSinkSpec, format};
+use super::KafkaSinkSpec;
 use crate::connectors::{ConnectorError, Sink};
 
 /// How long transactional calls and the marker lookup may take.
@@ -280,17 +280,13 @@ impl TransactionalSink {
     }
 
     fn send(&self, batch: &RecordBatch) -> Result<usize, ConnectorError> {
-        let records = format::encode(
-            self.spec.format,
-            batch,
-            self.spec.key.as_deref(),
-            self.spec.partition.as_deref(),
-            &self.spec.headers,
-        )
-        .map_err(|message| ConnectorError::Write {
-            sink: self.name.clone(),
-            message,
-        })?;
+        let records = self
+            .spec
+            .encode(batch)
+            .map_err(|message| ConnectorError::Write {
+                sink: self.name.clone(),
+                message,
+            })?;
         super::sink::send_all(&self.producer, &self.spec.topic, &records)
             .map_err(|e| self.broker(&format!("cannot send to topic `{}`", self.spec.topic), e))?;
         Ok(records.len())
