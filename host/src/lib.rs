@@ -53,6 +53,7 @@ pub mod config;
 pub mod connectors;
 pub mod dataflow;
 mod error;
+pub mod scaleout;
 pub mod serve;
 pub mod state;
 pub mod time;

@@ -360,6 +360,9 @@ fn execute(
             // Before loading: a Ctrl-C while modules compile stops cleanly too.
             let stop = on_ctrl_c();
             let pipeline = load(&pipeline, &modules, &cache)?;
+            if pipeline.spec().scale_out.is_some() {
+                return run_scaled_out(&pipeline, stop, data_dir, fresh);
+            }
             run(
                 &pipeline,
                 stop,
@@ -560,6 +563,7 @@ fn run(
         data_dir,
         fresh,
         live: None,
+        work_dir: None,
     });
     if let Some(p) = progress {
         p.finish();
@@ -571,6 +575,51 @@ fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `sabot run` of a pipeline with `[pipeline.scale_out]`: one member of the consumer group,
+/// printing the partitions it gains and loses.
+fn run_scaled_out(
+    pipeline: &Pipeline,
+    stop: Arc<AtomicBool>,
+    data_dir: Option<PathBuf>,
+    fresh: bool,
+) -> Result<ExitCode, Error> {
+    let spec = pipeline.spec();
+    if fresh {
+        let shared = spec
+            .scale_out
+            .as_ref()
+            .map(|s| s.shared_dir.join(&spec.name));
+        return Err(Error::Usage(format!(
+            "--fresh does not apply to a scaled-out pipeline: its checkpoints belong to the whole group, under {} (remove that directory while no member runs to start over)",
+            shared.unwrap_or_default().display()
+        )));
+    }
+    let scale = spec.scale_out.as_ref().expect("checked by the caller");
+    eprintln!(
+        "sabot: pipeline `{}` shares the partitions of source `{}` with its consumer group; checkpoints under {}",
+        spec.name,
+        scale.source,
+        scale.shared_dir.join(&spec.name).display()
+    );
+    let summary = crate::scaleout::run(
+        pipeline,
+        crate::scaleout::ScaleOutOptions {
+            stop,
+            data_dir,
+            on_event: Some(Arc::new(|event| eprintln!("sabot: {event}"))),
+        },
+    )?;
+    eprintln!(
+        "sabot: pipeline `{}` stopped after {:.2} s: {} partition task(s), {} events in, {} out",
+        summary.pipeline,
+        summary.elapsed.as_secs_f64(),
+        summary.tasks,
+        progress::grouped(summary.events_in),
+        progress::grouped(summary.events_out),
+    );
+    Ok(ExitCode::from(130))
 }
 
 /// The one-line summary printed at the end of a run.

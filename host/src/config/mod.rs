@@ -73,6 +73,15 @@ struct RawSettings {
     #[serde(default)]
     limits: RawLimits,
     checkpoint: Option<CheckpointSpec>,
+    scale_out: Option<RawScaleOut>,
+}
+
+/// `[pipeline.scale_out]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScaleOut {
+    source: Option<String>,
+    shared_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default)]
@@ -172,10 +181,30 @@ pub struct PipelineSpec {
     pub state_cache_mb: u64,
     /// `[pipeline.checkpoint]`: periodic checkpoints, when set.
     pub checkpoint: Option<CheckpointSpec>,
+    /// `[pipeline.scale_out]`: share a Kafka source's partitions with the other processes of its
+    /// consumer group (see [`crate::scaleout`]).
+    pub scale_out: Option<ScaleOutSpec>,
     pub sources: IndexMap<String, SourceSpec>,
     pub agents: IndexMap<String, AgentSpec>,
     pub sinks: IndexMap<String, SinkSpec>,
     pub edges: Vec<Edge>,
+}
+
+/// `[pipeline.scale_out]`: the pipeline runs one copy per partition of a Kafka source, on
+/// whichever process of the source's consumer group is assigned that partition.
+///
+/// ```toml
+/// [pipeline.scale_out]
+/// source = "payments"              # the Kafka source whose partitions are shared
+/// shared_dir = "/mnt/sabot/shared" # every process reaches it: checkpoints, pending output
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleOutSpec {
+    /// The Kafka source whose partitions are shared (its `group` is the consumer group).
+    pub source: String,
+    /// Where each partition's checkpoints and pending exactly-once output live, reachable by
+    /// every process of the group.
+    pub shared_dir: PathBuf,
 }
 
 /// The default rows per source batch.
@@ -488,6 +517,11 @@ impl Validator<'_> {
                 .map_err(|(field, m)| self.invalid(format!("[sinks.{name}] field `{field}`"), m))?;
         }
 
+        let scale_out = match &settings.scale_out {
+            Some(raw) => Some(self.scale_out(raw, settings, &sources, &sinks)?),
+            None => None,
+        };
+
         let outputs: HashMap<&str, u32> = sources
             .iter()
             .map(|(n, s)| (n.as_str(), s.outputs()))
@@ -504,10 +538,93 @@ impl Validator<'_> {
             state: settings.state,
             state_cache_mb: settings.state_cache_mb.unwrap_or(DEFAULT_STATE_CACHE_MB),
             checkpoint: settings.checkpoint,
+            scale_out,
             sources,
             agents,
             sinks,
             edges,
+        })
+    }
+
+    /// Checks `[pipeline.scale_out]`: a Kafka source alone, checkpoints on, no output that
+    /// every copy would write.
+    fn scale_out(
+        &self,
+        raw: &RawScaleOut,
+        settings: &RawSettings,
+        sources: &IndexMap<String, SourceSpec>,
+        sinks: &IndexMap<String, SinkSpec>,
+    ) -> Result<ScaleOutSpec, ConfigError> {
+        let at = |field: &str| format!("[pipeline.scale_out] field `{field}`");
+        let kafka: Vec<&String> = sources
+            .iter()
+            .filter(|(_, s)| matches!(s, SourceSpec::Kafka(_)))
+            .map(|(n, _)| n)
+            .collect();
+        let source = match &raw.source {
+            Some(name) => match sources.get(name) {
+                Some(SourceSpec::Kafka(_)) => name.clone(),
+                Some(_) => {
+                    return Err(self.invalid(
+                        at("source"),
+                        format!("source `{name}` is not a Kafka source: only a Kafka consumer group can share partitions"),
+                    ));
+                }
+                None => {
+                    return Err(self.invalid(
+                        at("source"),
+                        format!(
+                            "there is no source `{name}` (sources: {})",
+                            sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            },
+            None => match kafka.as_slice() {
+                [one] => (*one).clone(),
+                _ => {
+                    return Err(self.invalid(
+                        at("source"),
+                        "expected the name of the Kafka source whose partitions are shared",
+                    ));
+                }
+            },
+        };
+        if let Some(other) = sources.keys().find(|n| **n != source) {
+            return Err(self.invalid(
+                format!("[sources.{other}]"),
+                format!("a scaled-out pipeline runs one copy per partition of `{source}`, so it reads that source alone: every copy would read `{other}` again"),
+            ));
+        }
+        if let Some(SourceSpec::Kafka(k)) = sources.get(&source)
+            && k.bounded
+        {
+            return Err(self.invalid(
+                format!("[sources.{source}] field `bounded`"),
+                "a scaled-out pipeline runs until it is stopped, while partitions move between processes: remove `bounded`",
+            ));
+        }
+        if let Some((name, _)) = sinks.iter().find(|(_, s)| matches!(s, SinkSpec::File(_))) {
+            return Err(self.invalid(
+                format!("[sinks.{name}]"),
+                "every partition's copy of a scaled-out pipeline would write this one file: write to Kafka (type = \"kafka\") instead",
+            ));
+        }
+        if settings.checkpoint.is_none() {
+            return Err(self.invalid(
+                "[pipeline.checkpoint]",
+                "a scaled-out pipeline needs checkpoints: a partition that moves resumes from its newest one; set interval_ms",
+            ));
+        }
+        if raw.shared_dir.as_os_str().is_empty() {
+            return Err(self.invalid(
+                at("shared_dir"),
+                "expected a directory every process of the group reaches",
+            ));
+        }
+        Ok(ScaleOutSpec {
+            source,
+            shared_dir: self.resolve(&raw.shared_dir),
         })
     }
 
@@ -728,6 +845,77 @@ mod tests {
 
     const SOURCE: &str = "[sources.gen]\ntype = \"generator\"\ncount = 10\n";
     const SINK: &str = "[sinks.out]\ntype = \"blackhole\"\n";
+
+    const KAFKA: &str = "[sources.k]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9092\"\ntopics = [\"in\"]\nformat = \"raw\"\n";
+    const SCALED: &str =
+        "[pipeline.checkpoint]\ninterval_ms = 500\n[pipeline.scale_out]\nshared_dir = \"shared\"\n";
+
+    #[test]
+    fn scale_out_names_its_kafka_source_and_resolves_the_shared_dir() {
+        let p = parse(&format!(
+            "edges = [\"k -> out\"]\n{KAFKA}{SINK}[pipeline]\n{SCALED}"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.scale_out,
+            Some(ScaleOutSpec {
+                source: "k".into(),
+                shared_dir: PathBuf::from("/nowhere/shared"),
+            })
+        );
+    }
+
+    #[test]
+    fn scale_out_refuses_what_every_partition_copy_would_repeat() {
+        let scaled = |extra: &str, edges: &str, settings: &str| {
+            parse(&format!(
+                "edges = [{edges}]\n{KAFKA}{SINK}{extra}[pipeline]\n{settings}"
+            ))
+            .unwrap_err()
+        };
+        let err = scaled(SOURCE, "\"k -> out\", \"gen -> out\"", SCALED);
+        assert!(
+            err.contains("[sources.gen]: a scaled-out pipeline runs one copy per partition of `k`"),
+            "{err}"
+        );
+        let err = scaled(
+            "[sinks.f]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+            "\"k -> out\", \"k -> f\"",
+            SCALED,
+        );
+        assert!(err.contains("[sinks.f]: every partition's copy"), "{err}");
+        let err = scaled(
+            "",
+            "\"k -> out\"",
+            "[pipeline.scale_out]\nshared_dir = \"s\"\n",
+        );
+        assert!(
+            err.contains("[pipeline.checkpoint]: a scaled-out pipeline needs checkpoints"),
+            "{err}"
+        );
+        let err = scaled(
+            "",
+            "\"k -> out\"",
+            "[pipeline.checkpoint]\ninterval_ms = 500\n[pipeline.scale_out]\nsource = \"gen\"\nshared_dir = \"s\"\n",
+        );
+        assert!(
+            err.contains("field `source`: there is no source `gen` (sources: k)"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "edges = [\"k -> out\"]\n{KAFKA}bounded = true\n{SINK}[pipeline]\n{SCALED}"
+        ))
+        .unwrap_err();
+        assert!(err.contains("[sources.k] field `bounded`"), "{err}");
+        let err = parse(&format!(
+            "edges = [\"k -> out\"]\n{KAFKA}partitions = []\n{SINK}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("[sources.k] field `partitions`: expected one or more partition numbers"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_minimal_pipeline_parses_with_defaults() {

@@ -69,6 +69,10 @@ pub struct RunOptions {
     /// The live view a controller keeps of the run: the version each agent runs (the
     /// pipeline's own modules when `None`), its state for queries, checkpoints on demand.
     pub live: Option<Arc<Live>>,
+    /// Where agents keep their working state (`state/AGENT/INSTANCE`) when it should not be
+    /// `data_dir`: checkpoints and pending output can then live on shared storage while the
+    /// working databases stay on a local disk. Emptied at the start of the run.
+    pub work_dir: Option<PathBuf>,
 }
 
 /// The outcome of a successful run.
@@ -100,7 +104,7 @@ pub struct RunSummary {
 }
 
 /// A validated pipeline with its modules loaded, ready to run (any number of times).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pipeline {
     spec: PipelineSpec,
     runtime: Arc<WasmRuntime>,
@@ -168,9 +172,51 @@ impl Pipeline {
         )
     }
 
+    /// The copy of this pipeline that a scaled-out run (`[pipeline.scale_out]`) runs for one
+    /// partition of its shared source: named `PIPELINE.TOPIC.PARTITION` (which names its
+    /// checkpoints, its exactly-once sinks' `transactional.id` and epoch groups), reading that
+    /// partition alone and committing no offsets itself (the group member does).
+    pub fn for_partition(&self, topic: &str, partition: i32) -> Result<Pipeline, Error> {
+        let Some(scale) = &self.spec.scale_out else {
+            return Err(Error::Internal(format!(
+                "pipeline `{}` has no [pipeline.scale_out]",
+                self.spec.name
+            )));
+        };
+        let mut spec = self.spec.clone();
+        spec.name = format!("{}.{topic}.{partition}", self.spec.name);
+        spec.scale_out = None;
+        match spec.sources.get_mut(&scale.source) {
+            Some(SourceSpec::Kafka(k)) => {
+                k.topics = vec![topic.to_owned()];
+                k.partitions = Some(vec![partition]);
+                k.commit_offsets = false;
+            }
+            _ => {
+                return Err(Error::Internal(format!(
+                    "the scale-out source `{}` is not a Kafka source",
+                    scale.source
+                )));
+            }
+        }
+        Ok(Pipeline {
+            spec,
+            runtime: self.runtime.clone(),
+            modules: self.modules.clone(),
+        })
+    }
+
     /// Runs the pipeline until its bounded inputs end, it is asked to stop, or something fails.
+    ///
+    /// A pipeline with `[pipeline.scale_out]` runs with [`crate::scaleout::run`] instead.
     pub fn run(&self, options: RunOptions) -> Result<RunSummary, Error> {
         let spec = &self.spec;
+        if spec.scale_out.is_some() {
+            return Err(Error::Internal(format!(
+                "pipeline `{}` shares its partitions with a consumer group ([pipeline.scale_out]): run it with `sabot run` (sabot_host::scaleout::run)",
+                spec.name
+            )));
+        }
         let _span = tracing::info_span!("dataflow.run", pipeline = %spec.name).entered();
         let started = Instant::now();
         let stats = options
@@ -308,7 +354,13 @@ impl Pipeline {
                 let owned = owned_key_groups(i, agent.parallelism);
                 let backend = open_instance(
                     spec.state,
-                    &root.path().join("state").join(name).join(i.to_string()),
+                    &options
+                        .work_dir
+                        .as_deref()
+                        .unwrap_or(root.path())
+                        .join("state")
+                        .join(name)
+                        .join(i.to_string()),
                     snapshots.as_ref(),
                     i,
                     agent.parallelism,

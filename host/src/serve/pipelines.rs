@@ -780,6 +780,7 @@ impl Supervisor {
                 data_dir: Some(entry.dir.join("run")),
                 fresh,
                 live: Some(entry.live.clone()),
+                work_dir: None,
             });
             fresh = false;
             let mut inner = entry.inner();

@@ -444,7 +444,7 @@ topic = "{output}"
 }
 
 /// Creates `topic` with `partitions` partitions.
-fn create_topic(topic: &str, partitions: i32) {
+pub(crate) fn create_topic(topic: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
@@ -552,11 +552,22 @@ fn the_watermark_is_the_slowest_partitions_and_an_idle_partition_stops_holding_i
         i64::MIN,
         "without idleness, the empty partition 1 holds the watermark back"
     );
-    assert_eq!(
-        watermark_of(&idle, Some(300), 4_999, std::time::Duration::from_secs(15)),
-        4_999,
-        "partition 1 is idle after 300 ms"
-    );
+    // Partition 0 stays active (more records at 5 000, which keep its watermark at 4 999) while
+    // partition 1 goes idle; were both idle, neither would move the watermark.
+    let active = Arc::new(AtomicBool::new(true));
+    let feeder = {
+        let (idle, active) = (idle.clone(), active.clone());
+        std::thread::spawn(move || {
+            while active.load(Ordering::Relaxed) {
+                produce_times(&idle, 0, std::iter::once(5_000));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let watermark = watermark_of(&idle, Some(300), 4_999, std::time::Duration::from_secs(15));
+    active.store(false, Ordering::Relaxed);
+    feeder.join().unwrap();
+    assert_eq!(watermark, 4_999, "partition 1 is idle after 300 ms");
 }
 
 #[test]

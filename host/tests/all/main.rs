@@ -12,6 +12,7 @@ mod kafka;
 mod languages;
 mod nexmark;
 mod sandbox;
+mod scaleout;
 mod serve;
 mod state;
 mod support;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 pub use format::KafkaFormat;
 pub use sink::KafkaSink;
-pub use source::KafkaSource;
+pub use source::{KafkaSource, offsets_of};
 pub use transactional::TransactionalSink;
 
 use super::OnError;
@@ -50,11 +50,17 @@ pub enum Named {
 pub struct KafkaSourceSpec {
     /// Bootstrap servers: `host:port[,host:port…]`.
     pub bootstrap: String,
-    /// The topics to read, every partition of each.
+    /// The topics to read, every partition of each unless `partitions` says otherwise.
     pub topics: Vec<String>,
+    /// Read only these partitions of each topic (default: all of them).
+    pub partitions: Option<Vec<i32>>,
     /// The consumer group the offsets are committed to after each checkpoint, for monitoring
-    /// (lag); Sabot resumes from its checkpoints, not from these. Default: `sabot-NAME`.
+    /// (lag); Sabot resumes from its checkpoints, not from these. With `[pipeline.scale_out]`,
+    /// the group whose members share the partitions. Default: `sabot-NAME`.
     pub group: Option<String>,
+    /// Commit the offsets of each completed checkpoint to `group` (default true).
+    #[serde(default = "yes")]
+    pub commit_offsets: bool,
     /// Where to start without a checkpoint: `"earliest"` (default), `"latest"`,
     /// `{ timestamp_ms = N }`.
     #[serde(default)]
@@ -122,15 +128,28 @@ pub struct KafkaSinkSpec {
     /// `exactly-once` (default) or `at-least-once`.
     #[serde(default)]
     pub delivery: Delivery,
-    /// Exactly-once: the topic of the commit markers (one partition, compacted; created when
-    /// missing). Default: `TOPIC.sabot-commits`.
+    /// Exactly-once: the topic against whose partition 0 each transaction records its epoch,
+    /// as the offset of the consumer group named like the `transactional.id`
+    /// (`sabot-PIPELINE-SINK`); created with one partition when missing, it holds no records.
+    /// Default: `TOPIC.sabot-commits`.
     pub commit_topic: Option<String>,
     /// More librdkafka producer properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl KafkaSourceSpec {
+    /// The consumer group of source `name`.
+    pub fn group_of(&self, name: &str) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("sabot-{name}"))
+    }
+
     /// Checks the settings; `Err((field, message))` names the offending field.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.bootstrap.trim().is_empty() {
@@ -141,6 +160,20 @@ impl KafkaSourceSpec {
         }
         if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
             return Err(("topics".into(), "expected one or more topic names".into()));
+        }
+        if let Some(partitions) = &self.partitions {
+            if partitions.is_empty() {
+                return Err((
+                    "partitions".into(),
+                    "expected one or more partition numbers (or no `partitions` for all)".into(),
+                ));
+            }
+            if let Some(p) = partitions.iter().find(|p| **p < 0) {
+                return Err((
+                    "partitions".into(),
+                    format!("expected partition numbers from 0, got {p}"),
+                ));
+            }
         }
         format::schema_of(self).map(|_| ())
     }

@@ -105,12 +105,7 @@ impl KafkaSource {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.bootstrap)
-            .set(
-                "group.id",
-                spec.group
-                    .clone()
-                    .unwrap_or_else(|| format!("sabot-{name}")),
-            )
+            .set("group.id", spec.group_of(name))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
@@ -147,8 +142,25 @@ impl KafkaSource {
                         "create it first, or list an existing topic in `topics`",
                     )
                 })?;
-            for p in t.partitions() {
-                partitions.push((topic.clone(), p.id()));
+            let all: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            match &spec.partitions {
+                None => partitions.extend(all.iter().map(|p| (topic.clone(), *p))),
+                Some(wanted) => {
+                    for p in wanted {
+                        if !all.contains(p) {
+                            return Err(kafka_error(
+                                name,
+                                &format!("topic `{topic}` has no partition {p}"),
+                                format_args!(
+                                    "it has {} partition(s), 0 to {}; fix `partitions`",
+                                    all.len(),
+                                    all.len().saturating_sub(1)
+                                ),
+                            ));
+                        }
+                        partitions.push((topic.clone(), *p));
+                    }
+                }
             }
         }
         let dead_letter_producer =
@@ -443,19 +455,10 @@ impl Source for KafkaSource {
     }
 
     fn checkpoint_completed(&mut self, position: &serde_json::Value) {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partitions) in position
-            .get("offsets")
-            .and_then(|o| o.as_object())
-            .into_iter()
-            .flatten()
-        {
-            for (partition, next) in partitions.as_object().into_iter().flatten() {
-                if let (Ok(p), Some(n)) = (partition.parse::<i32>(), next.as_i64()) {
-                    let _ = tpl.add_partition_offset(topic, p, Offset::Offset(n));
-                }
-            }
+        if !self.spec.commit_offsets {
+            return;
         }
+        let tpl = offsets_of(position);
         if tpl.count() > 0
             && let Err(e) = self
                 .consumer
@@ -515,4 +518,23 @@ impl Source for KafkaSource {
         }
         Ok(())
     }
+}
+
+/// The next offsets in a source position (`{"offsets": {TOPIC: {PARTITION: NEXT}}}`), as a list
+/// to commit to a consumer group.
+pub fn offsets_of(position: &serde_json::Value) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partitions) in position
+        .get("offsets")
+        .and_then(|o| o.as_object())
+        .into_iter()
+        .flatten()
+    {
+        for (partition, next) in partitions.as_object().into_iter().flatten() {
+            if let (Ok(p), Some(n)) = (partition.parse::<i32>(), next.as_i64()) {
+                let _ = tpl.add_partition_offset(topic, p, Offset::Offset(n));
+            }
+        }
+    }
+    tpl
 }

@@ -1,15 +1,20 @@
 //! The exactly-once Kafka sink: each checkpoint's output goes to Kafka in one transaction, when
-//! the checkpoint completes, together with a marker record saying which epoch it was.
+//! the checkpoint completes, together with a record of which epoch it was.
 //!
 //! - `write`: batches are spilled to an Arrow IPC file under the run's data directory
 //!   (`sinks/NAME/`), nothing is sent.
 //! - `pre_commit(n)`: the spill is synced and becomes epoch `n`'s; the list of epochs not yet
 //!   known to be committed goes into the checkpoint.
-//! - `commit(n)`: for each such epoch, in order: begin a transaction, produce its records and the
-//!   marker `{pipeline}/{sink} = n` to the commit topic, commit the transaction, delete the spill.
-//! - `recover`: the commit topic, read `read_committed`, tells the last epoch whose transaction
-//!   committed; epochs of the checkpoint after it are committed again from their spills. The
-//!   stable `transactional.id` fences a zombie producer of an earlier run.
+//! - `commit(n)`: for each such epoch, in order: begin a transaction, produce its records, add
+//!   the offset `n` of the commit topic's partition 0 for the consumer group named like the
+//!   `transactional.id` (`send_offsets_to_transaction`), commit the transaction, delete the spill.
+//! - `recover`: that group's committed offset, read with `require_stable` (pending transactional
+//!   offsets resolved first), is the last epoch whose transaction committed; epochs of the
+//!   checkpoint after it are committed again from their spills. The stable `transactional.id`
+//!   fences a zombie producer of an earlier run (or of a partition's previous owner).
+//!
+//! The lookup is one OffsetFetch of the sink's own group, so it never waits on other producers'
+//! transactions, as reading a shared marker topic to its last stable offset would.
 //!
 //! Consumers with `isolation.level=read_committed` see each record exactly once, through any
 //! crash; records become visible when their checkpoint completes.
@@ -22,25 +27,25 @@ use arrow_schema::SchemaRef;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::KafkaSinkSpec;
 use crate::connectors::{ConnectorError, Sink};
 
-/// How long transactional calls and the marker lookup may take.
+/// How long transactional calls and the epoch lookup may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An exactly-once Kafka sink.
 pub struct TransactionalSink {
     name: String,
     spec: KafkaSinkSpec,
-    /// `{pipeline}/{sink}`: the marker key.
-    id: String,
     commit_topic: String,
     dir: PathBuf,
     producer: ThreadedProducer<DefaultProducerContext>,
+    /// A consumer of the sink's epoch group (`sabot-PIPELINE-SINK`): its group metadata goes
+    /// into each transaction, and it reads the group's committed epoch.
+    epochs: BaseConsumer,
     /// The spill of the epoch being written: its segments (one per schema), and the open writer.
     segments: Vec<PathBuf>,
     writer: Option<(
@@ -79,10 +84,11 @@ impl TransactionalSink {
             .commit_topic
             .clone()
             .unwrap_or_else(|| format!("{}.sabot-commits", spec.topic));
+        let id = format!("sabot-{pipeline}-{name}");
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.bootstrap)
-            .set("transactional.id", format!("sabot-{pipeline}-{name}"))
+            .set("transactional.id", &id)
             .set("linger.ms", "5");
         for (k, v) in &spec.properties {
             config.set(k, v);
@@ -90,14 +96,26 @@ impl TransactionalSink {
         let producer: ThreadedProducer<DefaultProducerContext> = config
             .create()
             .map_err(|e| broker("cannot create a transactional producer", &e))?;
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &spec.bootstrap)
+            .set("group.id", &id)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        for (k, v) in &spec.properties {
+            config.set(k, v);
+        }
+        let epochs: BaseConsumer = config
+            .create()
+            .map_err(|e| broker("cannot create the epoch group's consumer", &e))?;
         producer
             .init_transactions(TIMEOUT)
             .map_err(|e| broker("cannot initialise transactions", &e))?;
         let sink = TransactionalSink {
             name: name.to_owned(),
             spec: spec.clone(),
-            id: format!("{pipeline}/{name}"),
             commit_topic,
+            epochs,
             dir: dir.to_owned(),
             producer,
             segments: Vec::new(),
@@ -154,56 +172,24 @@ impl TransactionalSink {
         Ok(())
     }
 
-    /// The last epoch this sink committed, from the commit topic (read_committed).
+    /// The last epoch this sink committed: its epoch group's committed offset, stable (any
+    /// transaction still deciding it resolved first).
     fn last_committed(&self) -> Result<Option<u64>, ConnectorError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.spec.bootstrap)
-            .set("group.id", format!("sabot-commits-{}", self.id))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true");
-        for (k, v) in &self.spec.properties {
-            config.set(k, v);
-        }
-        let consumer: BaseConsumer = config
-            .create()
-            .map_err(|e| self.broker("cannot create a consumer for the commit topic", e))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.commit_topic, 0, Offset::Beginning)
-            .map_err(|e| self.broker("cannot read the commit topic", e))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| self.broker("cannot read the commit topic", e))?;
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        let mut last = None;
-        loop {
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    if m.key() == Some(self.id.as_bytes())
-                        && let Some(epoch) = m
-                            .payload()
-                            .and_then(|p| std::str::from_utf8(p).ok())
-                            .and_then(|p| p.parse::<u64>().ok())
-                    {
-                        last = last.max(Some(epoch));
-                    }
-                }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(last),
-                Some(Err(e)) => return Err(self.broker("cannot read the commit topic", e)),
-                None if std::time::Instant::now() > deadline => {
-                    return Err(self.broker(
-                        "cannot read the commit topic",
-                        format!(
-                            "no end of `{}` within {} s",
-                            self.commit_topic,
-                            TIMEOUT.as_secs()
-                        ),
-                    ));
-                }
-                None => {}
-            }
-        }
+        tpl.add_partition(&self.commit_topic, 0);
+        let committed = self
+            .epochs
+            .committed_offsets(tpl, TIMEOUT)
+            .map_err(|e| self.broker("cannot read the last committed epoch", e))?;
+        Ok(
+            match committed
+                .find_partition(&self.commit_topic, 0)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(n)) if n > 0 => Some(n as u64),
+                _ => None,
+            },
+        )
     }
 
     fn io(action: &'static str, path: &Path, source: std::io::Error) -> ConnectorError {
@@ -235,7 +221,7 @@ impl TransactionalSink {
         Ok(())
     }
 
-    /// Produces one epoch's records and its marker in one transaction.
+    /// Produces one epoch's records, and the epoch as its group's offset, in one transaction.
     fn commit_epoch(&mut self, epoch: u64, segments: &[PathBuf]) -> Result<(), ConnectorError> {
         let _span = tracing::debug_span!("kafka.commit", sink = %self.name, epoch).entered();
         self.producer
@@ -258,14 +244,22 @@ impl TransactionalSink {
                 sent += self.send(&batch)?;
             }
         }
-        let marker = epoch.to_string();
-        super::sink::send_retrying(
-            &self.producer,
-            BaseRecord::to(&self.commit_topic)
-                .key(self.id.as_str())
-                .payload(marker.as_bytes()),
-        )
-        .map_err(|e| self.broker(&format!("cannot send to topic `{}`", self.commit_topic), e))?;
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&self.commit_topic, 0, Offset::Offset(epoch as i64))
+            .map_err(|e| self.broker("cannot record the epoch", e))?;
+        let group = self
+            .epochs
+            .group_metadata()
+            .ok_or_else(|| self.broker("cannot record the epoch", "no group metadata"))?;
+        self.producer
+            .send_offsets_to_transaction(&offsets, &group, TIMEOUT)
+            .map_err(|e| {
+                self.broker(
+                    &format!("cannot record epoch {epoch} in the transaction"),
+                    e,
+                )
+            })?;
         self.producer.commit_transaction(TIMEOUT).map_err(|e| {
             self.broker(
                 &format!("cannot commit the transaction of epoch {epoch}"),
