@@ -19,6 +19,8 @@ sabot_languages() {
     echo "==> Python SDK: $venv" >&2
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -e "guest-sdk/python[test]"
+    # fastavro: the Avro implementation that is not Sabot, for the Kafka Avro interop test.
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "fastavro==1.12.1"
     echo "==> Go SDK: go mod download" >&2
     (cd guest-sdk/go && go mod download)
     (cd examples/fraud-detection/agents/go && go mod download)

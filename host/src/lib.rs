@@ -23,6 +23,7 @@
 //! | [`time`] | event time as pure state machines: watermarks per partition and across inputs (with idleness), timers, the event-time column |
 //! | [`state`] | keyed state: memory and RocksDB backends, the write-back cache, snapshots and restore (at any parallelism), the key layout, and the scope that confines an instance to its key groups |
 //! | [`checkpoint`] | Chandy–Lamport checkpoints: the coordinator as a pure state machine, and checkpoint storage (atomic metadata, checksums, fallback, retention) |
+//! | [`scaleout`] | several `sabot` processes sharing a Kafka source's partitions as one consumer group: one pipeline copy per partition, started and stopped by cooperative rebalances, resuming from checkpoints on shared storage |
 //! | [`serve`] | the control plane of `sabot serve`: the HTTP API (axum) for modules (content-addressed, `name@version`) and pipelines, hot swap at a checkpoint barrier with probation and rollback, bearer-token auth, `/metrics`, health, server-sent stats, the dashboard |
 //! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect`, `componentize`, `new agent` (scaffolds in Rust, JavaScript, Python and Go), `serve`, and the client commands `deploy`, `submit`, `swap`, `pipelines`, `agents`, `tables`, `modules`, `health` |
 //!

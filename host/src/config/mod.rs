@@ -369,7 +369,16 @@ impl Validator<'_> {
                 SourceSpec::Generator(g) => g.validate(),
                 SourceSpec::Nexmark(n) => n.validate(),
                 SourceSpec::Kafka(k) => {
-                    if k.on_error == OnError::DeadLetter
+                    let avro = match &mut k.avro {
+                        Some(a) => {
+                            a.schema_file = self.resolve(&a.schema_file);
+                            a.load()
+                        }
+                        None => Ok(()),
+                    };
+                    if let Err(e) = avro {
+                        Err(e)
+                    } else if k.on_error == OnError::DeadLetter
                         && dead_letter.is_none()
                         && k.dead_letter_topic.is_none()
                     {
@@ -511,7 +520,13 @@ impl Validator<'_> {
                 }
                 SinkSpec::Stdout(s) => s.validate(),
                 SinkSpec::Blackhole(_) => Ok(()),
-                SinkSpec::Kafka(k) => k.validate(),
+                SinkSpec::Kafka(k) => match &mut k.avro {
+                    Some(a) => {
+                        a.schema_file = self.resolve(&a.schema_file);
+                        a.load().and_then(|()| k.validate())
+                    }
+                    None => k.validate(),
+                },
             };
             check
                 .map_err(|(field, m)| self.invalid(format!("[sinks.{name}] field `{field}`"), m))?;
@@ -915,6 +930,56 @@ mod tests {
             err.contains("[sources.k] field `partitions`: expected one or more partition numbers"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn avro_needs_a_readable_schema_and_confluent_framing_an_id() {
+        let dir = std::env::temp_dir().join(format!("sabot-config-avro-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bad.avsc"), "{\"type\": \"record\"").unwrap();
+        std::fs::write(
+            dir.join("ok.avsc"),
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#,
+        )
+        .unwrap();
+        let parse_in = |avro: &str| {
+            PipelineSpec::parse(
+                &format!("edges = [\"k -> out\"]\n[sources.k]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9092\"\ntopics = [\"in\"]\nformat = \"avro\"\n{avro}{SINK}"),
+                &dir.join("p.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let err = parse_in("").unwrap_err();
+        assert!(
+            err.contains("[sources.k] field `avro`: format = \"avro\" needs the records' schema"),
+            "{err}"
+        );
+        let err = parse_in("avro = { schema_file = \"missing.avsc\" }\n").unwrap_err();
+        assert!(
+            err.contains("field `avro.schema_file`: cannot read") && err.contains("missing.avsc"),
+            "{err}"
+        );
+        let err = parse_in("avro = { schema_file = \"bad.avsc\" }\n").unwrap_err();
+        assert!(
+            err.contains("field `avro.schema_file`") && err.contains("not a usable Avro schema"),
+            "{err}"
+        );
+        let err = parse_in("avro = { schema_file = \"ok.avsc\", framing = \"confluent\" }\n")
+            .unwrap_err();
+        assert!(
+            err.contains(
+                "field `avro.schema_id`: framing = \"confluent\" needs the schema's registry id"
+            ),
+            "{err}"
+        );
+        let ok = parse_in(
+            "avro = { schema_file = \"ok.avsc\", framing = \"confluent\", schema_id = 3 }\n",
+        )
+        .unwrap();
+        let SourceSpec::Kafka(k) = &ok.sources["k"] else {
+            panic!()
+        };
+        assert!(k.avro.as_ref().unwrap().schema.contains("\"R\""));
     }
 
     #[test]

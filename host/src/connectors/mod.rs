@@ -265,7 +265,7 @@ pub enum SinkSpec {
     /// Counts rows and discards them.
     Blackhole(blackhole::BlackholeSpec),
     /// A Kafka topic (at-least-once).
-    Kafka(kafka::KafkaSinkSpec),
+    Kafka(Box<kafka::KafkaSinkSpec>),
 }
 
 /// Why a source or sink failed.

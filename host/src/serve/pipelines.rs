@@ -344,6 +344,11 @@ impl Pipelines {
         let mut spec =
             PipelineSpec::parse_with_modules(text, &dir.join("pipeline.toml"), &overrides)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if spec.scale_out.is_some() {
+            return Err(ApiError::bad_request(
+                "[pipeline.scale_out]: a server runs whole pipelines; run a scaled-out pipeline with `sabot run` on each member of the group",
+            ));
+        }
         for (name, source) in &spec.sources {
             if let SourceSpec::File(f) = source {
                 check_inside(&dir, &f.path, &format!("[sources.{name}] path"))?;

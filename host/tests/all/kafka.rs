@@ -636,3 +636,165 @@ fn the_kafka_example_flags_fraud_from_a_topic_into_a_topic() {
         );
     }
 }
+
+/// Runs Python (the `$SABOT_VENV` that `scripts/languages.sh` makes, with fastavro) on `script`,
+/// feeding `input`; its stdout.
+fn fastavro(script: &str, input: &str) -> String {
+    let venv = std::env::var("SABOT_VENV")
+        .unwrap_or_else(|_| format!("{}/.cache/sabot/venv", std::env::var("HOME").unwrap()));
+    let mut child = Command::new(format!("{venv}/bin/python"))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the Python of $SABOT_VENV (scripts/languages.sh makes it, with fastavro)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const TXN_AVSC: &str = r#"{"type": "record", "name": "Txn", "namespace": "sabot.test", "fields": [
+  {"name": "card_id", "type": "long"},
+  {"name": "merchant", "type": "string"},
+  {"name": "amount", "type": ["null", "double"], "default": null}]}"#;
+
+#[test]
+fn avro_from_fastavro_in_confluent_framing_goes_through_sabot_and_fastavro_reads_it_back() {
+    let (input, output) = (topic("avro-in"), topic("avro-out"));
+    let s = Scratch::new();
+    s.write("txn.avsc", TXN_AVSC);
+    // fastavro writes Confluent-framed records (schema id 7), hex, one per line.
+    let produced = fastavro(
+        r#"
+import io, json, struct, sys, fastavro
+schema = fastavro.parse_schema(json.load(open(sys.argv[1] if len(sys.argv) > 1 else "/dev/stdin")))
+for i in range(300):
+    out = io.BytesIO()
+    out.write(b"\x00" + struct.pack(">I", 7))
+    fastavro.schemaless_writer(out, schema, {"card_id": i % 7, "merchant": "m%d" % i, "amount": None if i % 10 == 0 else i * 1.5})
+    print(out.getvalue().hex())
+"#,
+        TXN_AVSC,
+    );
+    let mut values: Vec<Vec<u8>> = produced.lines().map(|l| hex::decode(l).unwrap()).collect();
+    assert_eq!(values.len(), 300);
+    // A record of a schema id the pipeline does not know.
+    values.insert(150, b"\x00\x00\x00\x00\x09garbage".to_vec());
+    {
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+        let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .create()
+            .unwrap();
+        for v in &values {
+            producer
+                .send(BaseRecord::<(), _>::to(&input).payload(v))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    }
+    let pipeline = |on_error: &str| {
+        format!(
+            r#"edges = ["txns -> out"]
+[sources.txns]
+type = "kafka"
+bootstrap = "{b}"
+topics = ["{input}"]
+bounded = true
+format = "avro"
+avro = {{ schema_file = "txn.avsc", framing = "confluent", schema_id = 7 }}
+on_error = "{on_error}"
+[sinks.out]
+type = "kafka"
+bootstrap = "{b}"
+topic = "{output}"
+format = "avro"
+avro = {{ schema_file = "txn.avsc" }}
+key = "merchant"
+"#,
+            b = bootstrap()
+        )
+    };
+    let err = s.run(&pipeline("fail")).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("topic {input} partition 0 offset 150"))
+            && err.contains("expected Avro"),
+        "{err}"
+    );
+    let summary = s.run(&pipeline("skip")).unwrap();
+    assert_eq!(summary.events_out, 300);
+
+    // fastavro reads the bare datums Sabot wrote, read_committed.
+    let records = consume_hex(&output);
+    assert_eq!(records.len(), 300);
+    let lines: String = records.iter().map(|(_, v)| format!("{v}\n")).collect();
+    let decoded = fastavro(
+        &format!(
+            r#"
+import io, json, sys, fastavro
+schema = fastavro.parse_schema(json.loads('''{TXN_AVSC}'''))
+for line in sys.stdin:
+    print(json.dumps(fastavro.schemaless_reader(io.BytesIO(bytes.fromhex(line.strip())), schema, None), sort_keys=True))
+"#
+        ),
+        &lines,
+    );
+    let rows: Vec<Value> = decoded
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let i = i as i64;
+        let amount = if i % 10 == 0 {
+            Value::Null
+        } else {
+            serde_json::json!(i as f64 * 1.5)
+        };
+        assert_eq!(
+            row,
+            &serde_json::json!({"card_id": i % 7, "merchant": format!("m{i}"), "amount": amount}),
+        );
+        assert_eq!(records[i as usize].0, format!("m{i}"), "the key column");
+    }
+}
+
+/// Every record of `topic`, read_committed: (key as text, value as hex).
+fn consume_hex(topic: &str) -> Vec<(String, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("read-{topic}"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(std::time::Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                hex::encode(m.payload().unwrap_or_default()),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    out
+}

@@ -520,6 +520,16 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
         assert_eq!(status, 400, "{body}");
         assert!(body["error"].as_str().unwrap().contains(expected), "{body}");
     }
+    let scaled = "edges = [\"k -> out\"]\n[pipeline]\nname = \"scaled\"\n[pipeline.checkpoint]\ninterval_ms = 500\n[pipeline.scale_out]\nshared_dir = \"shared\"\n[sources.k]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9\"\ntopics = [\"t\"]\nformat = \"raw\"\n[sinks.out]\ntype = \"blackhole\"\n";
+    let (status, body) = s.post("/v1/pipelines", "application/toml", scaled.as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("run a scaled-out pipeline with `sabot run`"),
+        "{body}"
+    );
     let toml = stateful("file-module", "/etc/agent.wasm", 10, 0);
     let (status, body) = s.post("/v1/pipelines", "application/toml", toml.as_bytes());
     assert_eq!(status, 400, "{body}");

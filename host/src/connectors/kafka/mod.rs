@@ -2,7 +2,8 @@
 //! kept in Sabot's checkpoints, and a sink that writes a topic.
 //!
 //! Record values are decoded and encoded with the field's libraries: JSON (`arrow-json`),
-//! MessagePack (`rmp-serde`), Arrow IPC (`arrow-ipc`), or raw bytes.
+//! MessagePack (`rmp-serde`), Avro (`arrow-avro`: bare datums, Confluent's wire format,
+//! single-object encoding), Arrow IPC (`arrow-ipc`), or raw bytes.
 
 pub mod format;
 mod sink;
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-pub use format::KafkaFormat;
+pub use format::{AvroFraming, AvroSpec, KafkaFormat};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, offsets_of};
 pub use transactional::TransactionalSink;
@@ -65,9 +66,11 @@ pub struct KafkaSourceSpec {
     /// `{ timestamp_ms = N }`.
     #[serde(default)]
     pub start: StartAt,
-    /// How record values are encoded: `json` (default), `msgpack`, `arrow`, `raw`.
+    /// How record values are encoded: `json` (default), `msgpack`, `arrow`, `raw`, `avro`.
     #[serde(default)]
     pub format: KafkaFormat,
+    /// `format = "avro"`: the records' schema and framing.
+    pub avro: Option<AvroSpec>,
     /// Column names and types of `json` and `msgpack` records (`card_id = "int64"`).
     pub schema: Option<IndexMap<String, String>>,
     /// Add the columns `_topic`, `_partition`, `_offset`, `_timestamp` (record time, ms) to each
@@ -115,9 +118,12 @@ pub struct KafkaSinkSpec {
     /// The topic to write.
     pub topic: String,
     /// How record values are encoded: `json` (default, one object per row), `msgpack` (one map
-    /// per row), `arrow` (one IPC stream per batch), `raw` (the `value` column's bytes).
+    /// per row), `arrow` (one IPC stream per batch), `raw` (the `value` column's bytes), `avro`
+    /// (one datum per row).
     #[serde(default)]
     pub format: KafkaFormat,
+    /// `format = "avro"`: the records' schema and framing.
+    pub avro: Option<AvroSpec>,
     /// The column whose value (as text) is each record's key.
     pub key: Option<String>,
     /// The column (an integer) whose value is each record's partition.
@@ -187,6 +193,7 @@ impl KafkaSinkSpec {
     ) -> Result<Vec<format::Outgoing>, String> {
         format::encode(
             self.format,
+            self.avro.as_ref(),
             batch,
             self.key.as_deref(),
             self.partition.as_deref(),
@@ -204,6 +211,9 @@ impl KafkaSinkSpec {
         }
         if self.topic.trim().is_empty() {
             return Err(("topic".into(), "expected a topic name".into()));
+        }
+        if self.format == KafkaFormat::Avro && self.avro.is_none() {
+            return Err(("avro".into(), "format = \"avro\" needs the records' schema: avro = { schema_file = \"FILE.avsc\" }".into()));
         }
         if self.format == KafkaFormat::Arrow
             && (self.key.is_some() || self.partition.is_some() || !self.headers.is_empty())

@@ -440,6 +440,7 @@ impl Source for KafkaSource {
                 self.spec.format,
                 self.schema.as_ref(),
                 self.spec.metadata,
+                self.spec.avro.as_ref(),
                 &records,
             ) {
                 Ok((batch, rows)) => {
