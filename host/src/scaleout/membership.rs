@@ -19,6 +19,8 @@ use crate::{Error, Pipeline, RunOptions, RunSummary};
 /// A partition: topic and number.
 type Tp = (String, i32);
 
+/// How long the group's committed offsets may take to read.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a task waits before it tries a partition directory its previous owner still locks.
 const LOCKED_RETRY: Duration = Duration::from_millis(250);
 
@@ -60,8 +62,20 @@ impl ConsumerContext for Membership {
             if let Err(e) = consumer.pause(tpl) {
                 tracing::warn!(error = %e, "cannot pause the member's partitions");
             }
+            // What the group committed for them: a partition processed before must find its
+            // checkpoints in the shared directory.
+            let committed = consumer
+                .committed_offsets((*tpl).clone(), COMMITTED_TIMEOUT)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read the group's committed offsets");
+                    TopicPartitionList::new()
+                });
             for tp in partitions(tpl) {
-                self.tasks.start(tp);
+                let offset = match committed.find_partition(&tp.0, tp.1).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => Some(n),
+                    _ => None,
+                };
+                self.tasks.start(tp, offset);
             }
         }
     }
@@ -97,6 +111,7 @@ struct Task {
 pub(super) struct Tasks {
     pipeline: Pipeline,
     source: String,
+    group: String,
     shared: PathBuf,
     local: PathBuf,
     on_event: Option<OnEvent>,
@@ -111,6 +126,7 @@ impl Tasks {
     pub(super) fn new(
         pipeline: Pipeline,
         source: String,
+        group: String,
         shared: PathBuf,
         local: PathBuf,
         on_event: Option<OnEvent>,
@@ -118,6 +134,7 @@ impl Tasks {
         Tasks {
             pipeline,
             source,
+            group,
             shared,
             local,
             on_event,
@@ -166,8 +183,8 @@ impl Tasks {
         format!("{topic}.{partition}")
     }
 
-    /// Starts the task of a partition assigned here.
-    fn start(&self, tp: Tp) {
+    /// Starts the task of a partition assigned here, for which the group committed `committed`.
+    fn start(&self, tp: Tp, committed: Option<i64>) {
         let mut running = self.running();
         if running.contains_key(&tp) || self.failed() {
             return;
@@ -177,6 +194,17 @@ impl Tasks {
             Err(e) => return self.fail(e),
         };
         let dir = self.shared.join(self.partition_dir(&tp));
+        let has_checkpoints = std::fs::read_dir(dir.join("checkpoints"))
+            .is_ok_and(|mut entries| entries.next().is_some());
+        if let Some(offset) = committed.filter(|o| *o > 0 && !has_checkpoints) {
+            return self.fail(Error::Usage(format!(
+                "partition {}/{}: consumer group `{}` committed offset {offset} for it, but {} holds no checkpoint of it: every member must see the same shared_dir, or the partition would start over and repeat its output (to start the group over, use a new `group`)",
+                tp.0,
+                tp.1,
+                self.group,
+                dir.display()
+            )));
+        }
         let store = CheckpointStore::new(&dir, &pipeline.spec().name);
         let options = RunOptions {
             stop: Arc::new(AtomicBool::new(false)),

@@ -147,6 +147,7 @@ pub fn run(pipeline: &Pipeline, options: ScaleOutOptions) -> Result<ScaleOutSumm
     let tasks = Arc::new(Tasks::new(
         pipeline.clone(),
         scale.source.clone(),
+        group.clone(),
         shared,
         local.join("partitions"),
         options.on_event,

@@ -21,8 +21,12 @@ struct Member {
 
 impl Member {
     fn start(dir: &std::path::Path, data: &str) -> Self {
+        Self::start_file(dir, "scale.toml", data)
+    }
+
+    fn start_file(dir: &std::path::Path, file: &str, data: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sabot"))
-            .args(["run", "scale.toml", "--data-dir", data, "--no-progress"])
+            .args(["run", file, "--data-dir", data, "--no-progress"])
             .current_dir(dir)
             .env("SABOT_CACHE_DIR", crate::support::cache_dir())
             .env(
@@ -310,5 +314,73 @@ path = "out.jsonl"
         err.contains(&format!("topic `{input}` has no partition 7"))
             && err.contains("it has 2 partition(s), 0 to 1; fix `partitions`"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_member_that_does_not_see_the_groups_checkpoints_refuses_to_start_the_partition_over() {
+    let input = topic("scale-shared");
+    create_topic(&input, 1);
+    kcat_produce(&input, &keyed(0..100), true);
+    let s = Scratch::new();
+    let pipeline = |shared: &str| {
+        format!(
+            r#"edges = ["txns -> out"]
+[pipeline]
+name = "shared"
+[pipeline.checkpoint]
+interval_ms = 100
+[pipeline.scale_out]
+shared_dir = "{shared}"
+[sources.txns]
+type = "kafka"
+bootstrap = "{b}"
+topics = ["{input}"]
+group = "group-{input}"
+{SCHEMA}
+[sinks.out]
+type = "blackhole"
+"#,
+            b = bootstrap(),
+        )
+    };
+    s.write("a.toml", &pipeline("shared-a"));
+    s.write("b.toml", &pipeline("shared-b"));
+    let mut first = Member::start_file(s.dir.path(), "a.toml", "a");
+    first.wait_for("the partition", |m| m.partitions().len() == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(first.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(
+        first.child.wait().unwrap().code(),
+        Some(130),
+        "{}",
+        first.log()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        first.log().contains("released after checkpoint"),
+        "{}",
+        first.log()
+    );
+
+    // The same group, another shared directory: the partition's offsets are committed, its
+    // checkpoints are not there.
+    let mut second = Member::start_file(s.dir.path(), "b.toml", "b");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{}", second.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let log = second.log();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "partition {input}/0: consumer group `group-{input}` committed offset "
+        )) && log.contains("holds no checkpoint of it: every member must see the same shared_dir"),
+        "{log}"
     );
 }
