@@ -686,8 +686,13 @@ mod tests {
     use super::*;
 
     fn records(values: &[&str]) -> Vec<Record> {
+        records_of(values.iter().map(|v| v.as_bytes().to_vec()))
+    }
+
+    /// Records of topic `t`, partition 0, at offsets 0, 1, …
+    fn records_of(values: impl IntoIterator<Item = Vec<u8>>) -> Vec<Record> {
         values
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, v)| Record {
                 origin: Origin {
@@ -697,7 +702,7 @@ mod tests {
                     timestamp: None,
                 },
                 key: None,
-                value: Some(v.as_bytes().to_vec()),
+                value: Some(v),
             })
             .collect()
     }
@@ -747,20 +752,7 @@ mod tests {
                 AvroFraming::SingleObject => assert_eq!(&values[0][..2], &[0xC3, 0x01]),
                 AvroFraming::None => assert_eq!(values[0][0], 2, "zig-zag 1 first"),
             }
-            let mut incoming: Vec<Record> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| Record {
-                    origin: Origin {
-                        topic: "t".into(),
-                        partition: 0,
-                        offset: i as i64,
-                        timestamp: None,
-                    },
-                    key: None,
-                    value: Some(v.clone()),
-                })
-                .collect();
+            let mut incoming = records_of(values.iter().cloned());
             let (decoded, rows) = decode(
                 KafkaFormat::Avro,
                 Some(&schema),
