@@ -126,11 +126,41 @@ impl AvroSpec {
         Ok(self.decoder(1)?.schema())
     }
 
-    /// `batch`'s rows as Avro values in this framing.
+    /// `batch`'s rows as Avro values in this framing: the columns the schema's fields name, in
+    /// the schema's order (others are left out).
     fn encode(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
         use arrow_avro::schema::{FingerprintStrategy, SCHEMA_METADATA_KEY};
         use arrow_avro::writer::WriterBuilder;
         use arrow_avro::writer::format::{AvroBinaryFormat, AvroSoeFormat};
+        let wanted = self.arrow_schema()?;
+        let have_schema = batch.schema();
+        let mut columns = Vec::with_capacity(wanted.fields().len());
+        for field in wanted.fields() {
+            let (i, _) = have_schema.column_with_name(field.name()).ok_or_else(|| {
+                format!(
+                    "the Avro schema's field `{}` is not a column of the batch (columns: {})",
+                    field.name(),
+                    column_names(batch)
+                )
+            })?;
+            // The writer encodes what the Arrow types say: make them the schema's, or refuse.
+            let strict = arrow_cast::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            let column = arrow_cast::cast_with_options(batch.column(i), field.data_type(), &strict)
+                .map_err(|e| {
+                    format!(
+                        "the batch does not fit the Avro schema: column `{}` ({}) is not {}: {e}",
+                        field.name(),
+                        batch.column(i).data_type(),
+                        field.data_type()
+                    )
+                })?;
+            columns.push(column);
+        }
+        let batch = RecordBatch::try_new(wanted.clone(), columns)
+            .map_err(|e| format!("the batch does not fit the Avro schema: {e}"))?;
         let mut metadata = batch.schema().metadata().clone();
         metadata.insert(SCHEMA_METADATA_KEY.to_owned(), self.schema.clone());
         let schema = batch.schema().as_ref().clone().with_metadata(metadata);
@@ -713,9 +743,11 @@ mod tests {
         {"name": "amount", "type": ["null", "double"], "default": null}]}"#;
 
     fn avro(framing: AvroFraming) -> AvroSpec {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!("sabot-avro-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("txn.avsc");
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!("txn-{n}.avsc"));
         std::fs::write(&file, TXN).unwrap();
         let mut spec = AvroSpec {
             schema_file: file,
@@ -775,6 +807,83 @@ mod tests {
             .unwrap_err();
             assert_eq!(bad.index, 1, "{framing:?}: {}", bad.reason);
         }
+    }
+
+    #[test]
+    fn a_batch_that_does_not_fit_the_avro_schema_is_refused_naming_the_schema() {
+        let spec = avro(AvroFraming::None);
+        let wrong = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "card_id",
+                DataType::Int64,
+                false,
+            )])),
+            vec![Arc::new(arrow_array::Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        let err = spec.encode(&wrong).unwrap_err();
+        assert!(
+            err.contains(
+                "the Avro schema's field `merchant` is not a column of the batch (columns: card_id)"
+            ),
+            "{err}"
+        );
+        let wrong = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("card_id", DataType::Utf8, false),
+                Field::new("merchant", DataType::Utf8, false),
+                Field::new("amount", DataType::Float64, true),
+            ])),
+            vec![
+                Arc::new(arrow_array::StringArray::from(vec!["x"])),
+                Arc::new(arrow_array::StringArray::from(vec!["m"])),
+                Arc::new(arrow_array::Float64Array::from(vec![Some(1.0)])),
+            ],
+        )
+        .unwrap();
+        let err = spec.encode(&wrong).unwrap_err();
+        assert!(
+            err.contains("column `card_id` (Utf8) is not Int64: Cast error"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn avro_takes_the_schemas_columns_by_name_in_its_order() {
+        let spec = avro(AvroFraming::None);
+        let shuffled = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("_partition", DataType::Int32, false),
+                Field::new("amount", DataType::Float64, true),
+                Field::new("merchant", DataType::Utf8, false),
+                Field::new("card_id", DataType::Int64, false),
+            ])),
+            vec![
+                Arc::new(arrow_array::Int32Array::from(vec![3])),
+                Arc::new(arrow_array::Float64Array::from(vec![Some(2.5)])),
+                Arc::new(arrow_array::StringArray::from(vec!["m9"])),
+                Arc::new(arrow_array::Int64Array::from(vec![42])),
+            ],
+        )
+        .unwrap();
+        let values = spec.encode(&shuffled).unwrap();
+        let schema = spec.arrow_schema().unwrap();
+        let (decoded, _) = decode(
+            KafkaFormat::Avro,
+            Some(&schema),
+            false,
+            Some(&spec),
+            &records_of(values),
+        )
+        .unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["card_id", "merchant", "amount"]);
+        let card = decoded
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
+        assert_eq!(card.value(0), 42);
     }
 
     #[test]
