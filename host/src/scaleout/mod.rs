@@ -37,6 +37,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::connectors::SourceSpec;
+use crate::connectors::kafka::kafka_error;
 use crate::{Error, Pipeline};
 use membership::{Membership, Tasks};
 
@@ -165,11 +166,11 @@ pub fn run(pipeline: &Pipeline, options: ScaleOutOptions) -> Result<ScaleOutSumm
     }
     let consumer: BaseConsumer<Membership> = config
         .create_with_context(Membership::new(tasks.clone()))
-        .map_err(|e| broker(&scale.source, "cannot create the group member", e))?;
+        .map_err(|e| kafka_error(&scale.source, "cannot create the group member", e))?;
     let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(|e| broker(&scale.source, "cannot join the consumer group", e))?;
+        .map_err(|e| kafka_error(&scale.source, "cannot join the consumer group", e))?;
     tracing::info!(group = %group, topics = ?source.topics, "joined the consumer group");
 
     let mut last_commit = Instant::now();
@@ -203,12 +204,5 @@ pub fn run(pipeline: &Pipeline, options: ScaleOutOptions) -> Result<ScaleOutSumm
         events_out,
         tasks: count,
         elapsed: started.elapsed(),
-    })
-}
-
-fn broker(source: &str, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Connector(crate::connectors::ConnectorError::Broker {
-        node: format!("source `{source}`"),
-        message: format!("{what}: {e}"),
     })
 }

@@ -58,6 +58,9 @@ pub struct AvroSpec {
     /// The schema's text, read from `schema_file` when the pipeline is loaded.
     #[serde(skip)]
     pub schema: String,
+    /// The Arrow schema of its records, derived once when the pipeline is loaded.
+    #[serde(skip)]
+    arrow: Option<SchemaRef>,
 }
 
 impl AvroSpec {
@@ -75,9 +78,12 @@ impl AvroSpec {
                 "framing = \"confluent\" needs the schema's registry id, e.g. schema_id = 7".into(),
             ));
         }
-        self.arrow_schema()
-            .map(|_| ())
-            .map_err(|m| ("avro.schema_file".to_owned(), m))
+        let arrow = self
+            .decoder(1)
+            .map_err(|m| ("avro.schema_file".to_owned(), m))?
+            .schema();
+        self.arrow = Some(arrow);
+        Ok(())
     }
 
     /// A decoder of up to `rows` records of this schema and framing.
@@ -123,7 +129,10 @@ impl AvroSpec {
 
     /// The Arrow schema of the decoded records.
     pub fn arrow_schema(&self) -> Result<SchemaRef, String> {
-        Ok(self.decoder(1)?.schema())
+        match &self.arrow {
+            Some(schema) => Ok(schema.clone()),
+            None => Ok(self.decoder(1)?.schema()),
+        }
     }
 
     /// `batch`'s rows as Avro values in this framing: the columns the schema's fields name, in
@@ -754,6 +763,7 @@ mod tests {
             framing,
             schema_id: Some(7),
             schema: String::new(),
+            arrow: None,
         };
         spec.load().unwrap();
         spec

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 pub use format::{AvroFraming, AvroSpec, KafkaFormat};
 pub use sink::KafkaSink;
+pub(crate) use source::kafka_error;
 pub use source::{KafkaSource, offsets_of};
 pub use transactional::TransactionalSink;
 

@@ -84,7 +84,8 @@ fn event_millis(batch: &RecordBatch, column: &str) -> Result<Vec<Option<i64>>, S
     Ok(ms.iter().collect())
 }
 
-fn kafka_error(source: &str, what: &str, e: impl std::fmt::Display) -> ConnectorError {
+/// A broker error of source `source`.
+pub(crate) fn kafka_error(source: &str, what: &str, e: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::Broker {
         node: format!("source `{source}`"),
         message: format!("{what}: {e}"),
