@@ -35,7 +35,7 @@ use crate::checkpoint::CheckpointSpec;
 
 use crate::connectors::{OnError, SinkSpec, SourceSpec};
 use crate::state::BackendKind;
-use crate::wasm::{Limits, ModuleSource};
+use crate::wasm::{Limits, LimitsOverride, ModuleSource};
 
 /// Why a pipeline file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +67,13 @@ struct RawSettings {
     batch_size: Option<usize>,
     channel_capacity: Option<usize>,
     dead_letter: Option<PathBuf>,
+    dead_letter_mb: Option<u64>,
+    file_sink_mb: Option<u64>,
     #[serde(default)]
     state: BackendKind,
     state_cache_mb: Option<u64>,
     #[serde(default)]
-    limits: RawLimits,
+    limits: LimitsOverride,
     checkpoint: Option<CheckpointSpec>,
     scale_out: Option<RawScaleOut>,
 }
@@ -82,24 +84,6 @@ struct RawSettings {
 struct RawScaleOut {
     source: Option<String>,
     shared_dir: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    deadline_ms: Option<u64>,
-    memory_mb: Option<u64>,
-    max_output_mb: Option<u64>,
-}
-
-impl RawLimits {
-    fn over(self, base: Limits) -> Limits {
-        Limits {
-            deadline_ms: self.deadline_ms.unwrap_or(base.deadline_ms),
-            memory_mb: self.memory_mb.unwrap_or(base.memory_mb),
-            max_output_mb: self.max_output_mb.unwrap_or(base.max_output_mb),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,7 +97,7 @@ struct RawAgent {
     #[serde(default)]
     on_error: OnError,
     #[serde(default)]
-    limits: RawLimits,
+    limits: LimitsOverride,
 }
 
 fn one() -> usize {
@@ -175,6 +159,10 @@ pub struct PipelineSpec {
     pub channel_capacity: usize,
     /// Where dead letters go.
     pub dead_letter: Option<PathBuf>,
+    /// The most the dead-letter file may hold, in MiB.
+    pub dead_letter_mb: u64,
+    /// The most one file sink may write per checkpoint (per run without checkpoints), in MiB.
+    pub file_sink_mb: u64,
     /// Where agents' keyed state is kept.
     pub state: BackendKind,
     /// The write-back cache in front of each RocksDB instance, in MiB (0: none).
@@ -213,6 +201,10 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
 /// The default write-back cache per RocksDB instance, in MiB.
 pub const DEFAULT_STATE_CACHE_MB: u64 = 64;
+/// The default budget of the dead-letter file, in MiB.
+pub const DEFAULT_DEAD_LETTER_MB: u64 = 1024;
+/// The default budget of a file sink per checkpoint, in MiB.
+pub const DEFAULT_FILE_SINK_MB: u64 = 1024;
 /// The most instances an agent may have.
 pub const MAX_PARALLELISM: usize = 256;
 
@@ -333,6 +325,24 @@ impl Validator<'_> {
         let base_limits = settings.limits.over(Limits::default());
         self.check_limits("[pipeline.limits]", base_limits)?;
         let dead_letter = settings.dead_letter.as_deref().map(|p| self.resolve(p));
+        let mib_setting = |field: &str, value: Option<u64>, default: u64| {
+            let value = value.unwrap_or(default);
+            if (1..=1 << 20).contains(&value) {
+                Ok(value)
+            } else {
+                Err(self.invalid(
+                    format!("[pipeline] field `{field}`"),
+                    format!("expected 1 to 1048576 MiB, got {value}"),
+                ))
+            }
+        };
+        let dead_letter_mb = mib_setting(
+            "dead_letter_mb",
+            settings.dead_letter_mb,
+            DEFAULT_DEAD_LETTER_MB,
+        )?;
+        let file_sink_mb =
+            mib_setting("file_sink_mb", settings.file_sink_mb, DEFAULT_FILE_SINK_MB)?;
 
         if raw.sources.is_empty() {
             return Err(self.invalid("[sources]", "a pipeline needs at least one source, e.g. [sources.input] with type = \"generator\""));
@@ -550,6 +560,8 @@ impl Validator<'_> {
             batch_size,
             channel_capacity,
             dead_letter,
+            dead_letter_mb,
+            file_sink_mb,
             state: settings.state,
             state_cache_mb: settings.state_cache_mb.unwrap_or(DEFAULT_STATE_CACHE_MB),
             checkpoint: settings.checkpoint,
@@ -644,25 +656,9 @@ impl Validator<'_> {
     }
 
     fn check_limits(&self, table: &str, limits: Limits) -> Result<(), ConfigError> {
-        if limits.deadline_ms == 0 || limits.deadline_ms > 3_600_000 {
-            return Err(self.invalid(
-                format!("{table} field `deadline_ms`"),
-                format!("expected 1 to 3600000 ms, got {}", limits.deadline_ms),
-            ));
-        }
-        if limits.memory_mb == 0 || limits.memory_mb > 4096 {
-            return Err(self.invalid(
-                format!("{table} field `memory_mb`"),
-                format!("expected 1 to 4096 MiB, got {}", limits.memory_mb),
-            ));
-        }
-        if limits.max_output_mb == 0 || limits.max_output_mb > 4096 {
-            return Err(self.invalid(
-                format!("{table} field `max_output_mb`"),
-                format!("expected 1 to 4096 MiB, got {}", limits.max_output_mb),
-            ));
-        }
-        Ok(())
+        limits
+            .check()
+            .map_err(|(field, expected)| self.invalid(format!("{table} field `{field}`"), expected))
     }
 
     fn edges(

@@ -99,6 +99,10 @@ pub trait Sink: Send {
     /// Discards what was written and not pre-committed; with `keep_pending` false, pre-committed
     /// epochs not yet committed too (nothing will resume them).
     fn abort(&mut self, keep_pending: bool);
+    /// Bytes the sink has written so far, for metrics (0 where it does not count them).
+    fn bytes_written(&self) -> u64 {
+        0
+    }
 }
 
 /// Reads field `field` of a position as a `u64`, for [`Source::seek`].
@@ -309,6 +313,9 @@ pub enum ConnectorError {
         at: String,
         message: String,
     },
+    /// Output would go over one of the pipeline's output budgets (dead letters, file sinks).
+    #[error("{0}")]
+    Budget(String),
     /// A bug in a connector.
     #[error("internal connector error: {0}")]
     Internal(String),
@@ -323,7 +330,8 @@ impl ConnectorError {
             | ConnectorError::Broker { .. } => Fault::External,
             ConnectorError::BadRow { .. }
             | ConnectorError::Format { .. }
-            | ConnectorError::BadRecord { .. } => Fault::User,
+            | ConnectorError::BadRecord { .. }
+            | ConnectorError::Budget(_) => Fault::User,
             ConnectorError::Internal(_) => Fault::Internal,
         }
     }

@@ -130,6 +130,9 @@ pub enum LiveError {
     NotRunning(String),
     #[error("{0}")]
     Refused(String),
+    /// The instance that owns the key never used the store: nothing is read, nothing is kept.
+    #[error("agent `{agent}` has no table `{table}` (for this key's instance)")]
+    UnknownTable { agent: String, table: String },
 }
 
 impl Live {
@@ -201,9 +204,20 @@ impl Live {
     }
 
     fn refused(r: Refusal) -> LiveError {
-        LiveError::Refused(match r {
-            Refusal::NotOwned(m) | Refusal::TooLarge(m) | Refusal::Backend(m) => m,
-        })
+        LiveError::Refused(r.message().to_owned())
+    }
+
+    /// The scope of the instance that owns `key`, when it has used `store`: a read never
+    /// registers a store name.
+    fn scope_with(&self, agent: &str, store: &str, key: &[u8]) -> Result<StateScope, LiveError> {
+        let scope = self.scope_for(agent, key)?;
+        if !scope.has_store(store) {
+            return Err(LiveError::UnknownTable {
+                agent: agent.to_owned(),
+                table: store.chars().take(255).collect(),
+            });
+        }
+        Ok(scope)
     }
 
     /// The value of `key` (sub-key `sub`) in `store` of `agent`, as the agent last wrote it.
@@ -214,7 +228,7 @@ impl Live {
         key: &[u8],
         sub: &[u8],
     ) -> Result<Option<Vec<u8>>, LiveError> {
-        let scope = self.scope_for(agent, key)?;
+        let scope = self.scope_with(agent, store, key)?;
         let mut values = scope
             .get_many(store, &[(key.to_vec(), sub.to_vec())])
             .map_err(Self::refused)?;
@@ -229,7 +243,7 @@ impl Live {
         key: &[u8],
         limit: u32,
     ) -> Result<Entries, LiveError> {
-        let scope = self.scope_for(agent, key)?;
+        let scope = self.scope_with(agent, store, key)?;
         scope
             .scan(store, key, b"", None, limit)
             .map_err(Self::refused)

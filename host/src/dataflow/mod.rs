@@ -236,7 +236,11 @@ impl Pipeline {
         }
         let _detach = Detach(live.clone());
         let mut scopes: HashMap<String, Vec<StateScope>> = HashMap::new();
-        let dead_letters = Arc::new(DeadLetters::new(&spec.name, spec.dead_letter.clone()));
+        let dead_letters = Arc::new(DeadLetters::new(
+            &spec.name,
+            spec.dead_letter.clone(),
+            spec.dead_letter_mb << 20,
+        ));
         let control = Arc::new(Control {
             stop: options.stop.clone(),
             failure: Mutex::new(None),
@@ -320,7 +324,7 @@ impl Pipeline {
         // Sinks first, so their inboxes drain as soon as data flows.
         for (name, sink_spec) in &spec.sinks {
             let (_, rx) = inboxes[name][0].clone();
-            let mut sink = open_sink(&spec.name, name, sink_spec, root.path())?;
+            let mut sink = open_sink(spec, name, sink_spec, root.path())?;
             sink.recover(restored.as_ref().and_then(|r| r.metadata.sinks.get(name)))?;
             let (commit_tx, commit_rx) = crossbeam_channel::unbounded();
             commits.insert(name.clone(), commit_tx);
@@ -775,14 +779,18 @@ fn open_source(
 /// Opens sink `name` of `pipeline`; sinks that keep files of their own (spills) keep them under
 /// `data/sinks/NAME`.
 fn open_sink(
-    pipeline: &str,
+    pipeline: &PipelineSpec,
     name: &str,
     spec: &SinkSpec,
     data: &Path,
 ) -> Result<Box<dyn Sink>, ConnectorError> {
+    let file_sink_mb = pipeline.file_sink_mb;
+    let pipeline = pipeline.name.as_str();
     Ok(match spec {
         SinkSpec::Stdout(s) => Box::new(s.open(name)),
-        SinkSpec::File(f) => Box::new(connectors::file::FileSink::open(name, f)?),
+        SinkSpec::File(f) => {
+            Box::new(connectors::file::FileSink::open(name, f)?.with_budget(file_sink_mb << 20))
+        }
         SinkSpec::Blackhole(_) => Box::new(connectors::blackhole::Blackhole),
         SinkSpec::Kafka(k) => match k.delivery {
             connectors::kafka::Delivery::ExactlyOnce => {

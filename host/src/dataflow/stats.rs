@@ -26,6 +26,8 @@ pub struct NodeStats {
     pub failed_batches: AtomicU64,
     /// Instances replaced after a trap.
     pub restarts: AtomicU64,
+    /// Bytes a sink wrote (sinks that count them: files).
+    pub bytes_written: AtomicU64,
     /// The newest watermark the node passed on, ms since the epoch ([`NO_WATERMARK`] before the
     /// first).
     pub watermark: AtomicI64,
@@ -73,6 +75,7 @@ impl NodeStats {
             batches_out: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
         }
     }

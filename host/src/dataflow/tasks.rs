@@ -222,6 +222,9 @@ impl SinkTask {
                     }
                     self.sink.write(&batch)?;
                     self.node.input(batch.num_rows());
+                    self.node
+                        .bytes_written
+                        .store(self.sink.bytes_written(), Ordering::Relaxed);
                 }
                 GateEvent::Barrier(n) => {
                     let pending = self.sink.pre_commit(n)?;

@@ -806,6 +806,7 @@ async fn read_table(
             "{e}: state is read from the running pipeline (start it first)"
         )),
         crate::dataflow::LiveError::Refused(m) => ApiError::bad_request(m),
+        e @ crate::dataflow::LiveError::UnknownTable { .. } => ApiError::not_found(e.to_string()),
     };
     if q.scan {
         let entries = entry

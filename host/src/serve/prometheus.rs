@@ -152,6 +152,13 @@ pub fn render(entries: &[std::sync::Arc<Entry>], uptime_s: f64) -> String {
                         &labels,
                         load(&n.batches_in),
                     );
+                    out.metric(
+                        "sabot_sink_bytes_written_total",
+                        "counter",
+                        "Bytes a sink wrote (file sinks).",
+                        &labels,
+                        load(&n.bytes_written),
+                    );
                 }
                 NodeKind::Agent => {
                     out.metric(
@@ -263,6 +270,29 @@ pub fn render(entries: &[std::sync::Arc<Entry>], uptime_s: f64) -> String {
                             "Linear memory held by the agent's instances.",
                             &labels,
                             c.memory_bytes as f64,
+                        );
+                        for (budget, count) in m.sandbox.exceeded_counts() {
+                            out.metric(
+                                "sabot_agent_budget_exceeded_total",
+                                "counter",
+                                "Guest calls failed for going over a budget of the agent's limits.",
+                                &[labels[0], labels[1], ("budget", budget.name())],
+                                count as f64,
+                            );
+                        }
+                        out.metric(
+                            "sabot_agent_log_dropped_total",
+                            "counter",
+                            "Guest log lines dropped over the log budget (limits.log_lines_per_s, log_bytes_per_s).",
+                            &labels,
+                            m.sandbox.log_dropped() as f64,
+                        );
+                        out.metric(
+                            "sabot_agent_state_bytes",
+                            "gauge",
+                            "Keyed state the agent's instances keep (as last measured).",
+                            &labels,
+                            m.sandbox.state_bytes() as f64,
                         );
                         for (name, value) in m.counters() {
                             out.metric(

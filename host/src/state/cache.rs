@@ -30,6 +30,8 @@ struct Generations {
     old: Map,
     young_bytes: usize,
     dirty: usize,
+    /// What the dirty entries (not yet in the backend) take.
+    dirty_bytes: usize,
 }
 
 fn size(key: &[u8], slot: &Slot) -> usize {
@@ -72,6 +74,7 @@ impl CachedBackend {
             }
         }
         g.dirty = 0;
+        g.dirty_bytes = 0;
         self.inner.write(writes)
     }
 
@@ -80,11 +83,20 @@ impl CachedBackend {
             && old.dirty
         {
             g.dirty -= 1;
+            g.dirty_bytes -= size(&key, &old);
         }
-        g.young_bytes += size(&key, &slot);
-        g.dirty += usize::from(slot.dirty);
-        if let Some(previous) = g.young.insert(key, slot) {
-            g.dirty -= usize::from(previous.dirty);
+        let bytes = size(&key, &slot);
+        g.young_bytes += bytes;
+        if slot.dirty {
+            g.dirty += 1;
+            g.dirty_bytes += bytes;
+        }
+        let key_len = key.len();
+        if let Some(previous) = g.young.insert(key, slot)
+            && previous.dirty
+        {
+            g.dirty -= 1;
+            g.dirty_bytes -= key_len + previous.value.as_ref().map_or(0, Vec::len) + 48;
         }
         if g.young_bytes > self.budget / 2 {
             // Turnover: what was not used since the last one goes (written first if dirty).
@@ -179,6 +191,12 @@ impl StateBackend for CachedBackend {
         let mut g = self.lock();
         self.flush(&mut g)?;
         self.inner.snapshot(dir)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        // Dirty entries are not in the backend yet; an overwrite of one it holds counts twice
+        // until the next flush.
+        self.inner.size_bytes() + self.lock().dirty_bytes as u64
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{BackendError, StateBackend};
 
@@ -10,13 +11,18 @@ use super::{BackendError, StateBackend};
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Bytes of keys and values kept.
+    bytes: AtomicU64,
 }
 
 impl MemoryBackend {
     /// A backend holding `entries`.
     pub fn from_entries(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        let map: BTreeMap<Vec<u8>, Vec<u8>> = entries.into_iter().collect();
+        let bytes = map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
         MemoryBackend {
-            map: RwLock::new(entries.into_iter().collect()),
+            map: RwLock::new(map),
+            bytes: AtomicU64::new(bytes),
         }
     }
 
@@ -39,16 +45,24 @@ impl StateBackend for MemoryBackend {
 
     fn write(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), BackendError> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut bytes = self.bytes.load(Ordering::Relaxed);
         for (k, v) in writes {
+            let key_len = k.len() as u64;
             match v {
                 Some(v) => {
-                    map.insert(k, v);
+                    bytes += key_len + v.len() as u64;
+                    if let Some(old) = map.insert(k, v) {
+                        bytes -= key_len + old.len() as u64;
+                    }
                 }
                 None => {
-                    map.remove(&k);
+                    if let Some(old) = map.remove(&k) {
+                        bytes -= key_len + old.len() as u64;
+                    }
                 }
             }
         }
+        self.bytes.store(bytes, Ordering::Relaxed);
         Ok(())
     }
 
@@ -58,6 +72,10 @@ impl StateBackend for MemoryBackend {
             return Ok(()); // restoring finds no file: empty state
         }
         super::snapshot::write_memory_snapshot(dir, map.iter())
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     fn scan(

@@ -14,7 +14,7 @@ mod snapshot;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use crate::time::AgentTimers;
+use crate::time::{AgentTimers, TIMER_OVERHEAD, TimeDomain};
 
 pub use cache::CachedBackend;
 pub use memory::MemoryBackend;
@@ -63,6 +63,9 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// Writes a consistent copy of everything kept into the empty directory `dir`, to be
     /// restored with [`open_instance`].
     fn snapshot(&self, dir: &std::path::Path) -> Result<(), BackendError>;
+    /// About how many bytes of keys and values are kept (exact for memory; for RocksDB its own
+    /// estimate of live data plus its memtables).
+    fn size_bytes(&self) -> u64;
 }
 
 /// The longest store name.
@@ -96,6 +99,51 @@ pub enum Refusal {
     NotOwned(String),
     TooLarge(String),
     Backend(String),
+    /// The call would go over one of the instance's budgets: `field` of its `limits`, and the
+    /// figures. The guest is told `too-large`; the call then fails.
+    OverBudget {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl Refusal {
+    /// What the guest is told.
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::NotOwned(m) | Refusal::TooLarge(m) | Refusal::Backend(m) => m,
+            Refusal::OverBudget { message, .. } => message,
+        }
+    }
+}
+
+/// What an instance may keep: state bytes, stores, timers (from its `limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateBudget {
+    /// Bytes of keys and values.
+    pub bytes: u64,
+    /// Distinct store names.
+    pub stores: usize,
+    /// Timers registered at once.
+    pub timers: usize,
+    /// What the timers hold: their keys, and [`TIMER_OVERHEAD`](crate::time::TIMER_OVERHEAD) each.
+    pub timer_bytes: u64,
+}
+
+impl Default for StateBudget {
+    /// No limit: for scopes that only read (queries) and for tools.
+    fn default() -> Self {
+        StateBudget {
+            bytes: u64::MAX,
+            stores: usize::MAX,
+            timers: usize::MAX,
+            timer_bytes: u64::MAX,
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
 /// An instance's view of its agent's state: the backend, and the key groups it owns.
@@ -110,6 +158,9 @@ pub struct StateScope {
     timers: Arc<Mutex<AgentTimers>>,
     /// The stores (tables) the instance has used, for the control plane's listing.
     stores: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    budget: StateBudget,
+    /// The state kept, in bytes, as last measured (before a write).
+    size: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The key groups instance `instance` of `parallelism` owns.
@@ -142,7 +193,28 @@ impl StateScope {
             owned: owned_key_groups(instance, parallelism),
             timers: Arc::default(),
             stores: Arc::default(),
+            budget: StateBudget::default(),
+            size: Arc::default(),
         }
+    }
+
+    /// This scope, held to `budget` (an agent instance's; other scopes are unlimited).
+    pub fn with_budget(mut self, budget: StateBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The state this instance keeps, in bytes, as last measured.
+    pub fn size_bytes(&self) -> u64 {
+        self.size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the instance has used store `store`.
+    pub fn has_store(&self, store: &str) -> bool {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(store)
     }
 
     /// The scope of a lone instance with its own memory state: for tests, benchmarks and tools
@@ -214,7 +286,80 @@ impl StateScope {
         }
         let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         if !stores.contains(store) {
+            if stores.len() >= self.budget.stores {
+                return Err(Refusal::OverBudget {
+                    field: "max_stores",
+                    message: format!(
+                        "store `{store}` would be its store number {}, over the limit of {}",
+                        stores.len() + 1,
+                        self.budget.stores
+                    ),
+                });
+            }
             stores.insert(store.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Refuses writing `incoming` more bytes when the state would go over its budget.
+    fn check_size(&self, store: &str, incoming: u64) -> Result<(), Refusal> {
+        if self.budget.bytes == u64::MAX && incoming == 0 {
+            return Ok(());
+        }
+        let size = self.backend.size_bytes();
+        self.size.store(size, std::sync::atomic::Ordering::Relaxed);
+        if size.saturating_add(incoming) > self.budget.bytes {
+            return Err(Refusal::OverBudget {
+                field: "state_mb",
+                message: format!(
+                    "writing {incoming} bytes to store `{store}` would keep {} of state, over the budget of {}",
+                    mib(size.saturating_add(incoming)),
+                    mib(self.budget.bytes)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers timers `(domain, key, ts)`, each on a key this instance owns, within the
+    /// instance's timer budget (all or none).
+    pub fn register_timers(&self, timers: Vec<(TimeDomain, Vec<u8>, i64)>) -> Result<(), Refusal> {
+        for (_, key, _) in &timers {
+            self.owns(key).map_err(|r| match r {
+                Refusal::NotOwned(m) => Refusal::NotOwned(format!("timer: {m}")),
+                Refusal::TooLarge(m) => Refusal::TooLarge(format!("timer: {m}")),
+                other => other,
+            })?;
+        }
+        let mut all = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+        let count = all.len().saturating_add(timers.len());
+        if count > self.budget.timers {
+            return Err(Refusal::OverBudget {
+                field: "max_timers",
+                message: format!(
+                    "registering {} timers would make {count}, over the limit of {}",
+                    timers.len(),
+                    self.budget.timers
+                ),
+            });
+        }
+        let bytes = timers
+            .iter()
+            .map(|(_, k, _)| k.len() as u64 + TIMER_OVERHEAD)
+            .fold(all.bytes(), u64::saturating_add);
+        if bytes > self.budget.timer_bytes {
+            return Err(Refusal::OverBudget {
+                field: "timers_mb",
+                message: format!(
+                    "registering {} timers would hold {} of timers, over the budget of {}",
+                    timers.len(),
+                    mib(bytes),
+                    mib(self.budget.timer_bytes)
+                ),
+            });
+        }
+        for (domain, key, ts) in timers {
+            all.queue(domain).register(key, ts);
         }
         Ok(())
     }
@@ -254,6 +399,15 @@ impl StateScope {
         writes: Vec<(EntryKey, Option<Vec<u8>>)>,
     ) -> Result<(), Refusal> {
         self.check_store(store)?;
+        let incoming = writes
+            .iter()
+            .map(|((key, sub), value)| {
+                value.as_ref().map_or(0, |v| {
+                    (v.len() + key.len() + sub.len() + store.len() + 7) as u64
+                })
+            })
+            .fold(0, u64::saturating_add);
+        self.check_size(store, incoming)?;
         let writes = writes
             .into_iter()
             .map(|((key, sub), value)| {

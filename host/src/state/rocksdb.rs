@@ -116,6 +116,11 @@ impl StateBackend for RocksBackend {
             .map_err(|e| failed("checkpoint", &self.path, e))
     }
 
+    fn size_bytes(&self) -> u64 {
+        let property = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        property("rocksdb.estimate-live-data-size") + property("rocksdb.cur-size-all-mem-tables")
+    }
+
     fn scan(
         &self,
         prefix: &[u8],

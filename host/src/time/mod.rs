@@ -20,7 +20,7 @@ mod timers;
 mod watermark;
 
 pub use column::{EventTimeError, event_times};
-pub use timers::{AgentTimers, TimeDomain, Timer, TimerQueue};
+pub use timers::{AgentTimers, TIMER_OVERHEAD, TimeDomain, Timer, TimerQueue};
 pub use watermark::{BoundedOutOfOrderness, WatermarkTracker};
 
 use serde::Deserialize;

@@ -4,6 +4,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+/// What a timer costs in a timer budget besides its key.
+pub const TIMER_OVERHEAD: u64 = 32;
+
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TimeDomain {
@@ -40,12 +43,57 @@ impl AgentTimers {
             TimeDomain::ProcessingTime => &mut self.processing,
         }
     }
+
+    /// How many timers are registered, both clocks.
+    pub fn len(&self) -> usize {
+        self.event.len() + self.processing.len()
+    }
+
+    /// Whether no timer is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the timers hold: their keys, and [`TIMER_OVERHEAD`] bytes each.
+    pub fn bytes(&self) -> u64 {
+        self.event.key_bytes() + self.processing.key_bytes() + self.len() as u64 * TIMER_OVERHEAD
+    }
 }
 
 /// Registered timers of one clock: `(timestamp, key)`, each at most once.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct TimerQueue {
     timers: BTreeSet<(i64, Vec<u8>)>,
+    /// Bytes of the timers' keys.
+    key_bytes: u64,
+}
+
+/// How a queue is stored in a checkpoint.
+#[derive(Serialize)]
+struct Stored<'a> {
+    timers: &'a BTreeSet<(i64, Vec<u8>)>,
+}
+
+#[derive(Deserialize)]
+struct Restored {
+    timers: BTreeSet<(i64, Vec<u8>)>,
+}
+
+impl Serialize for TimerQueue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Stored {
+            timers: &self.timers,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimerQueue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Restored { timers } = Restored::deserialize(deserializer)?;
+        let key_bytes = timers.iter().map(|(_, k)| k.len() as u64).sum();
+        Ok(TimerQueue { timers, key_bytes })
+    }
 }
 
 impl TimerQueue {
@@ -56,12 +104,22 @@ impl TimerQueue {
 
     /// Registers a timer for `key` at `ts` (registering the same one twice keeps one).
     pub fn register(&mut self, key: Vec<u8>, ts: i64) {
-        self.timers.insert((ts, key));
+        let len = key.len() as u64;
+        if self.timers.insert((ts, key)) {
+            self.key_bytes += len;
+        }
     }
 
     /// Deletes the timer for `key` at `ts`, if any.
     pub fn delete(&mut self, key: &[u8], ts: i64) {
-        self.timers.remove(&(ts, key.to_vec()));
+        if self.timers.remove(&(ts, key.to_vec())) {
+            self.key_bytes -= key.len() as u64;
+        }
+    }
+
+    /// Bytes of the timers' keys.
+    pub fn key_bytes(&self) -> u64 {
+        self.key_bytes
     }
 
     /// How many timers are registered.
@@ -82,8 +140,11 @@ impl TimerQueue {
     /// Moves into this queue the timers of `other` whose key satisfies `keep` (a restore that
     /// takes the key groups an instance owns).
     pub fn absorb(&mut self, other: TimerQueue, mut keep: impl FnMut(&[u8]) -> bool) {
-        self.timers
-            .extend(other.timers.into_iter().filter(|(_, k)| keep(k)));
+        for (ts, key) in other.timers {
+            if keep(&key) {
+                self.register(key, ts);
+            }
+        }
     }
 
     /// Removes and returns every timer at or before `watermark`, in timestamp order (then key
@@ -95,6 +156,7 @@ impl TimerQueue {
                 break;
             }
             let (ts, key) = self.timers.pop_first().expect("checked non-empty");
+            self.key_bytes -= key.len() as u64;
             fired.push((key, ts));
         }
         fired

@@ -13,6 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::Tags;
+use super::log::LogThrottle;
 
 /// How much of the recent output is kept for trap reports.
 const TAIL: usize = 8 * 1024;
@@ -34,17 +35,20 @@ impl std::fmt::Debug for Capture {
 struct Inner {
     stream: &'static str,
     tags: Arc<Tags>,
+    log: Arc<LogThrottle>,
     tail: VecDeque<u8>,
     line: Vec<u8>,
 }
 
 impl Capture {
-    /// A capture for `stream` of the instance `tags` names.
-    pub fn new(stream: &'static str, tags: Arc<Tags>) -> Self {
+    /// A capture for `stream` of the instance `tags` names, its lines within the instance's log
+    /// budget `log`.
+    pub fn new(stream: &'static str, tags: Arc<Tags>, log: Arc<LogThrottle>) -> Self {
         Capture {
             inner: Arc::new(Mutex::new(Inner {
                 stream,
                 tags,
+                log,
                 tail: VecDeque::with_capacity(TAIL),
                 line: Vec::new(),
             })),
@@ -96,6 +100,10 @@ impl Capture {
 impl Inner {
     fn emit(&mut self) {
         if self.line.is_empty() {
+            return;
+        }
+        if !self.log.admit(self.line.len()) {
+            self.line.clear();
             return;
         }
         let line = String::from_utf8_lossy(&self.line).into_owned();
@@ -166,7 +174,9 @@ mod tests {
 
     #[test]
     fn the_tail_keeps_only_the_most_recent_output() {
-        let c = Capture::new("stderr", Arc::new(Tags::default()));
+        let tags = Arc::new(Tags::default());
+        let log = LogThrottle::new(&Default::default(), tags.clone(), Default::default());
+        let c = Capture::new("stderr", tags, Arc::new(log));
         c.push(&vec![b'a'; TAIL]);
         c.push(b"panicked at the end\n");
         let tail = c.tail();

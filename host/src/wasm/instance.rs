@@ -1,5 +1,5 @@
-//! One sandboxed agent instance: calls with a deadline, a memory cap and an output cap; a trapped
-//! instance is discarded and replaced on the next call.
+//! One sandboxed agent instance: every call within the instance's budget ([`Limits`]); a trapped
+//! instance, or one over a budget, is discarded and replaced on the next call.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use wasmtime::Store;
 use super::bindings::exports::sabot::agent::{handler, time_handler};
 use super::bindings::{self, sabot::agent::types::Output};
 use super::capture::Capture;
+use super::limits::{self, Budget, BudgetExceeded};
+use super::log::LogThrottle;
 use super::{AgentMetrics, AgentModule, EPOCH_TICK, HostState, Limits, Tags, WasmRuntime};
 use crate::state::StateScope;
 use crate::time::Timer;
@@ -38,9 +40,14 @@ pub enum AgentFailure {
     /// A call ran past its deadline and was interrupted.
     #[error("exceeded its deadline of {deadline_ms} ms for one call and was stopped")]
     Deadline { deadline_ms: u64 },
-    /// The instance tried to grow its memory past the cap.
-    #[error("exceeded its memory cap of {memory_mb} MiB and was stopped{}", stderr_suffix(.stderr))]
-    Memory { memory_mb: u64, stderr: String },
+    /// The instance tried to hold more memory and tables than its cap.
+    #[error("exceeded its memory cap of {memory_mb} MiB (limits.memory_mb) and was stopped: {detail}{}", stderr_suffix(.stderr))]
+    Memory {
+        memory_mb: u64,
+        /// What it asked for.
+        detail: String,
+        stderr: String,
+    },
     /// One call returned more output than allowed.
     #[error(
         "returned {bytes} bytes of output from one call, over the cap of {cap} bytes (limits.max_output_mb)"
@@ -49,6 +56,9 @@ pub enum AgentFailure {
     /// The output is not valid Arrow IPC.
     #[error("returned output on port {port} that is not valid Arrow IPC: {message}")]
     MalformedOutput { port: u32, message: String },
+    /// The call went over another budget of the instance's [`Limits`].
+    #[error("{0}")]
+    Budget(BudgetExceeded),
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -60,13 +70,59 @@ fn stderr_suffix(stderr: &str) -> String {
 }
 
 impl AgentFailure {
-    /// Whether the instance trapped: a panic, a deadline, the memory cap (not an error it
-    /// returned).
+    /// Whether the instance trapped: a panic, a deadline, a budget (not an error it returned).
     pub fn is_trap(&self) -> bool {
         matches!(
             self,
-            AgentFailure::Trap { .. } | AgentFailure::Deadline { .. } | AgentFailure::Memory { .. }
+            AgentFailure::Trap { .. }
+                | AgentFailure::Deadline { .. }
+                | AgentFailure::Memory { .. }
+                | AgentFailure::OutputTooLarge { .. }
+                | AgentFailure::Budget(_)
         )
+    }
+
+    /// The budget the call went over, if that is what failed.
+    pub fn budget(&self) -> Option<Budget> {
+        match self {
+            AgentFailure::Deadline { .. } => Some(Budget::Deadline),
+            AgentFailure::Memory { .. } => Some(Budget::Memory),
+            AgentFailure::OutputTooLarge { .. } => Some(Budget::OutputBytes),
+            AgentFailure::Budget(b) => Some(b.budget),
+            _ => None,
+        }
+    }
+
+    /// The failure with every text the agent chose cut to `max` bytes (with a marker), so that
+    /// what is printed, stored and returned about it stays small.
+    pub fn bounded(self, max: u64) -> Self {
+        let cut = |m: String| limits::cut_message(m, max);
+        match self {
+            AgentFailure::Init(m) => AgentFailure::Init(cut(m)),
+            AgentFailure::Error { kind, message, row } => AgentFailure::Error {
+                kind,
+                message: cut(message),
+                row,
+            },
+            AgentFailure::Trap { reason, stderr } => AgentFailure::Trap {
+                reason: cut(reason),
+                stderr: cut(stderr),
+            },
+            AgentFailure::Memory {
+                memory_mb,
+                detail,
+                stderr,
+            } => AgentFailure::Memory {
+                memory_mb,
+                detail,
+                stderr: cut(stderr),
+            },
+            AgentFailure::MalformedOutput { port, message } => AgentFailure::MalformedOutput {
+                port,
+                message: cut(message),
+            },
+            other => other,
+        }
     }
 
     /// Whether the failure concerns the batch (policy applies) rather than the agent's setup.
@@ -94,6 +150,7 @@ pub struct AgentInstance {
     tags: Arc<Tags>,
     metrics: Arc<AgentMetrics>,
     state: StateScope,
+    log: Arc<LogThrottle>,
     live: Option<Live>,
     to_guest: HashMap<u32, BatchEncoder>,
     from_guest: HashMap<u32, BatchDecoder>,
@@ -121,21 +178,36 @@ impl AgentInstance {
         metrics: Arc<AgentMetrics>,
         state: StateScope,
     ) -> Result<Self, AgentFailure> {
+        let tags = Arc::new(tags);
+        let log = Arc::new(LogThrottle::new(&limits, tags.clone(), metrics.clone()));
         let mut instance = AgentInstance {
             runtime,
             module,
             config,
             limits,
-            tags: Arc::new(tags),
+            tags,
             metrics,
-            state,
+            state: state.with_budget(limits.state_budget()),
+            log,
             live: None,
             to_guest: HashMap::new(),
             from_guest: HashMap::new(),
             restarts: 0,
         };
-        instance.instantiate()?;
+        instance.instantiate().map_err(|f| instance.failed(f))?;
         Ok(instance)
+    }
+
+    /// Bounds a failure's texts and counts it in the metrics.
+    fn failed(&self, failure: AgentFailure) -> AgentFailure {
+        let failure = failure.bounded(self.limits.max_error_bytes);
+        if let Some(budget) = failure.budget() {
+            self.metrics.sandbox.exceeded(budget);
+        }
+        if failure.is_trap() {
+            self.metrics.calls.trapped(failure.to_string());
+        }
+        failure
     }
 
     /// How many times the instance was replaced after a failure.
@@ -159,6 +231,7 @@ impl AgentInstance {
             self.tags.clone(),
             self.metrics.clone(),
             self.state.clone(),
+            self.log.clone(),
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -175,14 +248,13 @@ impl AgentInstance {
         });
         let (handler, time_handler) = match loaded {
             Ok(b) => b,
-            Err(e) => {
-                return Err(AgentFailure::Init(
-                    self.classify(e, &store, &stderr).to_string(),
-                ));
-            }
+            Err(e) => return Err(at_init(self.classify(e, &store, &stderr))),
         };
         let result = handler.call_init(&mut store, &self.config);
         stderr.flush();
+        if let Some(exceeded) = store.data_mut().exceeded.take() {
+            return Err(AgentFailure::Budget(exceeded));
+        }
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -192,11 +264,7 @@ impl AgentInstance {
                     e.message
                 )));
             }
-            Err(e) => {
-                return Err(AgentFailure::Init(
-                    self.classify(e, &store, &stderr).to_string(),
-                ));
-            }
+            Err(e) => return Err(at_init(self.classify(e, &store, &stderr))),
         }
         self.to_guest.clear();
         self.from_guest.clear();
@@ -223,11 +291,15 @@ impl AgentInstance {
                 deadline_ms: self.limits.deadline_ms,
             };
         }
-        if store.data().limiter.hit {
+        if let Some(exceeded) = &store.data().limiter.exceeded {
             return AgentFailure::Memory {
                 memory_mb: self.limits.memory_mb,
+                detail: exceeded.message.clone(),
                 stderr: tail,
             };
+        }
+        if let Some(exceeded) = limits::count_exceeded(&e, &self.limits) {
+            return AgentFailure::Budget(exceeded);
         }
         let mut reason = match e.downcast_ref::<wasmtime::Trap>() {
             Some(trap) => trap.to_string(),
@@ -297,7 +369,9 @@ impl AgentInstance {
                 return Err(e);
             }
         };
-        self.invoke(|live| live.handler.call_process(&mut live.store, port, &bytes))
+        self.invoke(Some(batch.num_rows()), |live| {
+            live.handler.call_process(&mut live.store, port, &bytes)
+        })
     }
 
     /// Whether the agent exports the event-time hooks.
@@ -311,7 +385,7 @@ impl AgentInstance {
         if !self.has_time_handler() {
             return Ok(Vec::new());
         }
-        self.invoke(|live| match &live.time_handler {
+        self.invoke(None, |live| match &live.time_handler {
             Some(t) => t.call_on_watermark(&mut live.store, watermark),
             None => Ok(Ok(Vec::new())),
         })
@@ -323,35 +397,41 @@ impl AgentInstance {
             return Ok(Vec::new());
         }
         let timers: Vec<_> = timers.iter().map(super::timers::to_wit).collect();
-        self.invoke(|live| match &live.time_handler {
+        self.invoke(None, |live| match &live.time_handler {
             Some(t) => t.call_on_timers(&mut live.store, &timers),
             None => Ok(Ok(Vec::new())),
         })
     }
 
     /// Makes one guest call (instantiating first if the last one failed) and checks and decodes
-    /// its output. On failure the instance is discarded.
+    /// its output; `input_rows` are the rows of a `process` call's batch. On failure the
+    /// instance is discarded.
     fn invoke(
         &mut self,
+        input_rows: Option<usize>,
         call: impl FnOnce(&mut Live) -> RawResult,
     ) -> Result<Vec<Emitted>, AgentFailure> {
         if self.live.is_none() {
             self.restarts += 1;
             tracing::info!(agent = %self.tags.agent, instance = self.tags.instance, restarts = self.restarts, "starting a fresh instance after a failure");
-            self.instantiate()?;
-        }
-        let result = self.call(call);
-        if let Err(f) = &result {
-            if f.is_trap() {
-                self.metrics.calls.trapped(f.to_string());
+            if let Err(f) = self.instantiate() {
+                return Err(self.failed(f));
             }
-            self.discard();
         }
-        result
+        let result = self.call(input_rows, call);
+        self.log.report(false);
+        self.metrics
+            .sandbox
+            .state(self.tags.instance, self.state.size_bytes());
+        result.map_err(|f| {
+            self.discard();
+            self.failed(f)
+        })
     }
 
     fn call(
         &mut self,
+        input_rows: Option<usize>,
         call: impl FnOnce(&mut Live) -> RawResult,
     ) -> Result<Vec<Emitted>, AgentFailure> {
         let ticks = self.deadline_ticks();
@@ -364,8 +444,12 @@ impl AgentInstance {
             started.elapsed(),
             super::metrics::thread_cpu_time().saturating_sub(cpu),
         );
-        calls.memory(self.tags.instance, live.store.data().limiter.bytes as u64);
+        calls.memory(self.tags.instance, live.store.data().limiter.held() as u64);
         live.stderr.flush();
+        // A state or timer budget gone over fails the call, whatever the guest did next.
+        if let Some(exceeded) = live.store.data_mut().exceeded.take() {
+            return Err(AgentFailure::Budget(exceeded));
+        }
         let outputs = match result {
             Ok(Ok(outputs)) => outputs,
             Ok(Err(e)) => {
@@ -381,12 +465,11 @@ impl AgentInstance {
             }
         };
         let total: usize = outputs.iter().map(|o| o.batch.len()).sum();
-        let cap = usize::try_from(self.limits.max_output_mb.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX);
+        let cap = self.limits.output_bytes();
         if total > cap {
             return Err(AgentFailure::OutputTooLarge { bytes: total, cap });
         }
-        outputs
+        let emitted = outputs
             .into_iter()
             .map(|o| {
                 let port = o.port;
@@ -400,7 +483,71 @@ impl AgentInstance {
                         message: e.to_string(),
                     })
             })
-            .collect()
+            .collect::<Result<Vec<Emitted>, AgentFailure>>()?;
+        self.check_output(input_rows, &emitted)?;
+        Ok(emitted)
+    }
+
+    /// Refuses output over the row budget, or that expands past the byte budget when written
+    /// out (a few bytes of IPC can declare millions of rows, or repeat one large dictionary value
+    /// in every row).
+    fn check_output(
+        &self,
+        input_rows: Option<usize>,
+        emitted: &[Emitted],
+    ) -> Result<(), AgentFailure> {
+        let rows: u64 = emitted.iter().map(|(_, b)| b.num_rows() as u64).sum();
+        let max_rows = self.limits.output_rows(input_rows);
+        if rows > max_rows {
+            let relative = match input_rows {
+                Some(n) if max_rows < self.limits.max_output_rows => format!(
+                    " for {n} input rows (limits.max_output_ratio = {} per input row, at least {})",
+                    self.limits.max_output_ratio,
+                    limits::OUTPUT_ROWS_FLOOR
+                ),
+                _ => String::new(),
+            };
+            let budget = if relative.is_empty() {
+                "limits.max_output_rows"
+            } else {
+                "the relative row budget"
+            };
+            return Err(AgentFailure::Budget(BudgetExceeded::new(
+                Budget::OutputRows,
+                format!("emitted {rows} rows in one call, over {budget} of {max_rows}{relative}"),
+            )));
+        }
+        let cap = self.limits.output_bytes() as u64;
+        let mut expanded: u64 = 0;
+        for (port, batch) in emitted {
+            expanded = expanded.saturating_add(limits::expanded_bytes(batch));
+            if expanded > cap {
+                return Err(AgentFailure::Budget(BudgetExceeded::new(
+                    Budget::OutputBytes,
+                    format!(
+                        "the output of one call (up to port {port}) expands to more than {cap} bytes when written out (dictionary and view values counted per row), over the cap of {} MiB",
+                        self.limits.max_output_mb
+                    ),
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A failure while instantiating or in `init`: a budget keeps its name, anything else is an
+/// `init` failure.
+fn at_init(failure: AgentFailure) -> AgentFailure {
+    if failure.budget().is_some() {
+        failure
+    } else {
+        AgentFailure::Init(failure.to_string())
+    }
+}
+
+impl Drop for AgentInstance {
+    fn drop(&mut self) {
+        self.log.report(true);
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::HostState;
 use super::bindings::sabot::agent::metrics::{Host, add_to_linker};
+use super::{Budget, HostState};
 use wasmtime::component::{HasSelf, Linker};
 
 /// An agent may define at most this many metric names; more are dropped (and counted), so a
@@ -32,6 +32,55 @@ pub struct AgentMetrics {
     inner: Mutex<Inner>,
     /// What the host measures of every guest call, whatever the guest records itself.
     pub calls: CallStats,
+    /// What the sandbox refused or dropped, and the state the instances keep.
+    pub sandbox: SandboxStats,
+}
+
+/// What the sandbox refused an agent (all instances together): the budgets its calls went over,
+/// the log lines it dropped, and the state each instance keeps.
+#[derive(Debug, Default)]
+pub struct SandboxStats {
+    exceeded: [AtomicU64; Budget::ALL.len()],
+    /// Guest log lines dropped over the log budget.
+    pub log_dropped: AtomicU64,
+    state_bytes: Mutex<BTreeMap<usize, u64>>,
+}
+
+impl SandboxStats {
+    /// Counts a call that went over `budget`.
+    pub fn exceeded(&self, budget: Budget) {
+        self.exceeded[budget as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many calls went over each budget.
+    pub fn exceeded_counts(&self) -> Vec<(Budget, u64)> {
+        Budget::ALL
+            .iter()
+            .map(|b| (*b, self.exceeded[*b as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Guest log lines dropped so far.
+    pub fn log_dropped(&self) -> u64 {
+        self.log_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records the state instance `instance` keeps, in bytes.
+    pub fn state(&self, instance: usize, bytes: u64) {
+        self.state_bytes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(instance, bytes);
+    }
+
+    /// The state all instances keep, in bytes (as last measured).
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
 }
 
 /// The upper bounds (seconds) of the call latency histogram's buckets; one more counts the rest.

@@ -3,8 +3,9 @@
 //! - [`WasmRuntime`]: one engine per process, with epoch interruption driven by a ticker thread,
 //!   the [`cache::CompileCache`], and the one [`Linker`] that offers the agent world's imports.
 //! - [`AgentModule`]: a loaded, compiled and type-checked component.
-//! - [`AgentInstance`]: one sandboxed instance with its limits: a deadline per call, a memory cap,
-//!   an output cap. A trapped instance is discarded and the next call gets a fresh one.
+//! - [`AgentInstance`]: one sandboxed instance within its budget ([`limits`]): a deadline per
+//!   call, memory and tables, output rows and bytes, error bytes, log rate, state, timers. A
+//!   trapped instance, or one over a budget, is discarded and the next call gets a fresh one.
 //! - One file per imported WIT interface: [`log`], [`metrics`], [`state`]. WASI is linked with nothing
 //!   granted: no preopened directories, no sockets, no environment; standard output and error are
 //!   captured ([`capture`]).
@@ -16,6 +17,7 @@ pub mod capture;
 pub mod componentize;
 pub mod inspect;
 mod instance;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod state;
@@ -26,13 +28,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use wasmtime::Engine;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use cache::{CacheOutcome, CompileCache};
 pub use instance::{AgentFailure, AgentInstance, Emitted};
+pub use limits::{Budget, BudgetExceeded, Limits, LimitsOverride};
 pub use metrics::{AgentMetrics, CallSnapshot};
 
 /// The world every agent implements.
@@ -44,28 +46,6 @@ pub const HANDLER: &str = "sabot:agent/handler@0.1.0";
 
 /// How often the epoch advances: the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Per-instance sandbox limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Longest a single call (`init`, one `process`) may run, in milliseconds.
-    pub deadline_ms: u64,
-    /// Most linear memory an instance may hold, in MiB.
-    pub memory_mb: u64,
-    /// Most output bytes (Arrow IPC) one call may return, in MiB.
-    pub max_output_mb: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            deadline_ms: 2_000,
-            memory_mb: 256,
-            max_output_mb: 64,
-        }
-    }
-}
 
 /// Names an instance in logs and errors.
 #[derive(Debug, Clone, Default)]
@@ -128,7 +108,12 @@ pub enum ModuleError {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limiter: MemoryLimiter,
+    limiter: limits::InstanceLimiter,
+    /// Where the instance's guest log lines are throttled.
+    log: Arc<log::LogThrottle>,
+    /// A state or timer budget the running call went over: the call fails, whatever the guest
+    /// made of the refusal.
+    exceeded: Option<BudgetExceeded>,
     tags: Arc<Tags>,
     metrics: Arc<AgentMetrics>,
     state: crate::state::StateScope,
@@ -140,40 +125,6 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// Caps an instance's memory and remembers whether the cap was hit, so an out-of-memory trap
-/// can be reported as such.
-struct MemoryLimiter {
-    max_bytes: usize,
-    hit: bool,
-    /// The size the instance's memory was last allowed to grow to.
-    bytes: usize,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.bytes = self.bytes.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
     }
 }
 
@@ -353,9 +304,10 @@ impl WasmRuntime {
         tags: Arc<Tags>,
         metrics: Arc<AgentMetrics>,
         state: crate::state::StateScope,
+        log: Arc<log::LogThrottle>,
     ) -> (HostState, capture::Capture) {
-        let stdout = capture::Capture::new("stdout", tags.clone());
-        let stderr = capture::Capture::new("stderr", tags.clone());
+        let stdout = capture::Capture::new("stdout", tags.clone(), log.clone());
+        let stderr = capture::Capture::new("stderr", tags.clone(), log.clone());
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
         wasi.stdout(stdout)
             .stderr(stderr.clone())
@@ -365,12 +317,9 @@ impl WasmRuntime {
         let host = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                max_bytes: usize::try_from(limits.memory_mb.saturating_mul(1 << 20))
-                    .unwrap_or(usize::MAX),
-                hit: false,
-                bytes: 0,
-            },
+            limiter: limits::InstanceLimiter::new(limits),
+            log,
+            exceeded: None,
             tags,
             metrics,
             state,

@@ -6,11 +6,22 @@ use super::bindings::sabot::agent::state::{EntryKey, Host, StateError, add_to_li
 use crate::state::Refusal;
 use wasmtime::component::{HasSelf, Linker};
 
-fn refusal(r: Refusal) -> StateError {
-    match r {
-        Refusal::NotOwned(m) => StateError::NotOwned(m),
-        Refusal::TooLarge(m) => StateError::TooLarge(m),
-        Refusal::Backend(m) => StateError::Backend(m),
+impl HostState {
+    /// What the guest is told of a refusal; one over a budget also fails the call.
+    pub(super) fn refused(&mut self, r: Refusal) -> StateError {
+        match r {
+            Refusal::NotOwned(m) => StateError::NotOwned(m),
+            Refusal::TooLarge(m) => StateError::TooLarge(m),
+            Refusal::Backend(m) => StateError::Backend(m),
+            Refusal::OverBudget { field, message } => {
+                if self.exceeded.is_none()
+                    && let Some(budget) = super::Budget::from_field(field)
+                {
+                    self.exceeded = Some(super::BudgetExceeded::new(budget, message.clone()));
+                }
+                StateError::TooLarge(format!("over the budget limits.{field}: {message}"))
+            }
+        }
     }
 }
 
@@ -21,7 +32,9 @@ impl Host for HostState {
         keys: Vec<EntryKey>,
     ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
         let keys: Vec<(Vec<u8>, Vec<u8>)> = keys.into_iter().map(|k| (k.key, k.sub)).collect();
-        self.state.get_many(&store, &keys).map_err(refusal)
+        self.state
+            .get_many(&store, &keys)
+            .map_err(|r| self.refused(r))
     }
 
     fn put_many(
@@ -33,12 +46,16 @@ impl Host for HostState {
             .into_iter()
             .map(|(k, v)| ((k.key, k.sub), Some(v)))
             .collect();
-        self.state.write(&store, writes).map_err(refusal)
+        self.state
+            .write(&store, writes)
+            .map_err(|r| self.refused(r))
     }
 
     fn delete_many(&mut self, store: String, keys: Vec<EntryKey>) -> Result<(), StateError> {
         let writes = keys.into_iter().map(|k| ((k.key, k.sub), None)).collect();
-        self.state.write(&store, writes).map_err(refusal)
+        self.state
+            .write(&store, writes)
+            .map_err(|r| self.refused(r))
     }
 
     fn scan(
@@ -51,7 +68,7 @@ impl Host for HostState {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
         self.state
             .scan(&store, &key, &prefix, after.as_deref(), limit)
-            .map_err(refusal)
+            .map_err(|r| self.refused(r))
     }
 }
 

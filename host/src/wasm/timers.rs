@@ -8,7 +8,6 @@ use super::bindings::sabot::agent::state::StateError;
 use super::bindings::sabot::agent::timers::{
     Host, TimeDomain as WitDomain, Timer as WitTimer, add_to_linker,
 };
-use crate::state::Refusal;
 use crate::time::{TimeDomain, Timer};
 
 pub(crate) fn domain(d: WitDomain) -> TimeDomain {
@@ -31,19 +30,6 @@ pub(crate) fn to_wit(t: &Timer) -> WitTimer {
 }
 
 impl HostState {
-    fn check_timers(&self, timers: &[WitTimer]) -> Result<(), StateError> {
-        for t in timers {
-            self.state.owns(&t.key).map_err(|r| match r {
-                Refusal::NotOwned(m) => StateError::NotOwned(format!("timer: {m}")),
-                Refusal::TooLarge(m) => StateError::TooLarge(format!("timer: {m}")),
-                Refusal::Backend(m) => StateError::Backend(m),
-            })?;
-        }
-        Ok(())
-    }
-}
-
-impl HostState {
     fn with_timers<T>(&self, f: impl FnOnce(&mut crate::time::AgentTimers) -> T) -> T {
         f(&mut self
             .state
@@ -55,13 +41,13 @@ impl HostState {
 
 impl Host for HostState {
     fn register(&mut self, timers: Vec<WitTimer>) -> Result<(), StateError> {
-        self.check_timers(&timers)?;
-        self.with_timers(|all| {
-            for t in timers {
-                all.queue(domain(t.domain)).register(t.key, t.ts);
-            }
-        });
-        Ok(())
+        let timers = timers
+            .into_iter()
+            .map(|t| (domain(t.domain), t.key, t.ts))
+            .collect();
+        self.state
+            .register_timers(timers)
+            .map_err(|r| self.refused(r))
     }
 
     fn delete(&mut self, timers: Vec<WitTimer>) -> Result<(), StateError> {

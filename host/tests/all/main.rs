@@ -7,6 +7,7 @@ mod container;
 mod crash;
 mod files;
 mod golden;
+mod hostile;
 mod joins;
 mod kafka;
 mod languages;

@@ -252,7 +252,7 @@ fn skip_policy_replaces_a_trapped_instance_and_goes_on() {
 }
 
 #[test]
-fn dead_letter_policy_writes_each_row_with_the_reason() {
+fn dead_letter_policy_writes_each_row_and_the_reason_once_per_batch() {
     let s = Scratch::new();
     let summary = s
         .run(&pipeline(
@@ -268,15 +268,20 @@ fn dead_letter_policy_writes_each_row_with_the_reason() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 1000);
-    assert_eq!(lines[0]["node"], "m");
+    // One line with the reason per batch, then its rows, which refer to it.
+    let (batches, rows): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.get("reason").is_some());
+    assert_eq!(batches.len(), 10);
+    assert_eq!(rows.len(), 1000);
+    assert_eq!(batches[0]["node"], "m");
+    assert_eq!(batches[0]["rows"], 100);
     assert!(
-        lines[0]["reason"]
+        batches[0]["reason"]
             .as_str()
             .unwrap()
             .contains("misbehave refuses this row")
     );
-    let mut ids: Vec<i64> = lines
+    assert_eq!(rows[0]["batch"], batches[0]["batch"]);
+    let mut ids: Vec<i64> = rows
         .iter()
         .map(|l| l["row"]["txn_id"].as_i64().unwrap())
         .collect();

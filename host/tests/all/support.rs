@@ -95,6 +95,54 @@ pub fn sabot(args: &[&str], cwd: &Path) -> Output {
         .expect("run sabot")
 }
 
+/// A run of the real binary, and what it cost.
+pub struct Measured {
+    pub output: Output,
+    /// The process's peak resident set, bytes (its own `ru_maxrss`, from `wait4`).
+    pub peak_rss: u64,
+}
+
+/// Runs the real `sabot` binary and measures its peak RSS.
+// The child is reaped by `wait4` (which `Child::wait` cannot do: it gives no `rusage`).
+#[allow(clippy::zombie_processes)]
+pub fn sabot_measured(args: &[&str], cwd: &Path) -> Measured {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sabot"))
+        .args(args)
+        .current_dir(cwd)
+        .env("SABOT_CACHE_DIR", cache_dir())
+        .env_remove("SABOT_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sabot");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            r.read_to_end(&mut bytes).expect("read the child's output");
+            bytes
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is valid; `wait4` fills it for the child we spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing through valid pointers.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    Measured {
+        output: Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: out.join().expect("stdout reader"),
+            stderr: err.join().expect("stderr reader"),
+        },
+        peak_rss: usage.ru_maxrss as u64 * 1024,
+    }
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

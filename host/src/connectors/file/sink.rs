@@ -10,10 +10,15 @@
 //!
 //! Arrow IPC files cannot be appended to: with checkpoints, the file sink writes JSON Lines or
 //! CSV (the pipeline validation says so); without, the whole run is one epoch.
+//!
+//! An epoch's part may grow to a budget (`[pipeline] file_sink_mb`): a write past it fails the
+//! run, naming the sink, before the bytes reach the disk.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Schema, SchemaRef};
@@ -54,6 +59,40 @@ pub struct FileSink {
     schema: Option<SchemaRef>,
     /// Whether the target holds this run's lineage yet (a fresh run replaces an old file).
     initialized: bool,
+    /// The most bytes one epoch's part may take.
+    budget: u64,
+    /// Bytes written to parts so far, all epochs.
+    written: Arc<AtomicU64>,
+    /// Set when a part refused a write over the budget.
+    over: Arc<AtomicBool>,
+}
+
+/// A part file that refuses to grow past its epoch's budget.
+struct Budgeted {
+    file: File,
+    epoch: u64,
+    budget: u64,
+    written: Arc<AtomicU64>,
+    over: Arc<AtomicBool>,
+}
+
+impl Write for Budgeted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.epoch.saturating_add(buf.len() as u64) > self.budget {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other(
+                "over the sink's budget per checkpoint",
+            ));
+        }
+        let n = self.file.write(buf)?;
+        self.epoch += n as u64;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl std::fmt::Debug for FileSink {
@@ -68,9 +107,9 @@ impl std::fmt::Debug for FileSink {
 }
 
 enum Writer {
-    Jsonl(arrow_json::LineDelimitedWriter<BufWriter<File>>),
-    Csv(arrow_csv::Writer<BufWriter<File>>),
-    Arrow(arrow_ipc::writer::FileWriter<BufWriter<File>>),
+    Jsonl(arrow_json::LineDelimitedWriter<BufWriter<Budgeted>>),
+    Csv(arrow_csv::Writer<BufWriter<Budgeted>>),
+    Arrow(arrow_ipc::writer::FileWriter<BufWriter<Budgeted>>),
 }
 
 /// The hidden directory of `target`'s pending parts.
@@ -112,7 +151,16 @@ impl FileSink {
             parts: Vec::new(),
             schema: None,
             initialized: false,
+            budget: u64::MAX,
+            written: Arc::default(),
+            over: Arc::default(),
         })
+    }
+
+    /// The sink with each epoch's part limited to `bytes`.
+    pub fn with_budget(mut self, bytes: u64) -> Self {
+        self.budget = bytes;
+        self
     }
 
     fn error(&self, message: impl std::fmt::Display) -> ConnectorError {
@@ -120,6 +168,26 @@ impl FileSink {
             sink: self.name.clone(),
             message: message.to_string(),
         }
+    }
+
+    /// Creates the pending file of the next epoch, under a temporary name (the epoch is not known
+    /// until pre-commit), written through the sink's budget.
+    fn open_part(&self) -> Result<(PathBuf, BufWriter<Budgeted>), ConnectorError> {
+        fs::create_dir_all(&self.pending_dir)
+            .map_err(|e| ConnectorError::io("create directory", &self.pending_dir, e))?;
+        let path = self.pending_dir.join("open");
+        let file = File::create(&path).map_err(|e| ConnectorError::io("create", &path, e))?;
+        let out = BufWriter::with_capacity(
+            1 << 20,
+            Budgeted {
+                file,
+                epoch: 0,
+                budget: self.budget,
+                written: self.written.clone(),
+                over: self.over.clone(),
+            },
+        );
+        Ok((path, out))
     }
 
     fn part_path(&self, epoch: u64) -> PathBuf {
@@ -209,12 +277,7 @@ impl FileSink {
             )));
         }
         if self.open.is_none() {
-            fs::create_dir_all(&self.pending_dir)
-                .map_err(|e| ConnectorError::io("create directory", &self.pending_dir, e))?;
-            // The epoch is not known until pre-commit: write to a temporary name.
-            let path = self.pending_dir.join("open");
-            let file = File::create(&path).map_err(|e| ConnectorError::io("create", &path, e))?;
-            let out = BufWriter::with_capacity(1 << 20, file);
+            let (path, out) = self.open_part()?;
             let writer = match self.format {
                 Format::Jsonl => Writer::Jsonl(arrow_json::LineDelimitedWriter::new(out)),
                 Format::Csv => Writer::Csv(
@@ -257,7 +320,13 @@ impl FileSink {
                 w.into_inner().map_err(|e| fail(&e))?
             }
         };
-        let file = out.into_inner().map_err(|e| fail(&e.error().to_string()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| {
+                self.over_budget()
+                    .unwrap_or_else(|| fail(&e.error().to_string()))
+            })?
+            .file;
         file.sync_all()
             .map_err(|e| ConnectorError::io("sync", &path, e))?;
         let len = file
@@ -265,6 +334,18 @@ impl FileSink {
             .map_err(|e| ConnectorError::io("stat", &path, e))?
             .len();
         Ok(Some((path, len)))
+    }
+
+    /// The error of a write refused over the budget, if that is what failed.
+    fn over_budget(&self) -> Option<ConnectorError> {
+        self.over.load(Ordering::Relaxed).then(|| {
+            ConnectorError::Budget(format!(
+                "sink `{}`: writing {} would take this checkpoint's output past its budget of {} MiB ([pipeline] file_sink_mb); nothing past it was written",
+                self.name,
+                self.target.display(),
+                self.budget >> 20
+            ))
+        })
     }
 
     fn pending(&self) -> serde_json::Value {
@@ -350,7 +431,14 @@ impl Sink for FileSink {
             Writer::Csv(w) => w.write(batch),
             Writer::Arrow(w) => w.write(batch),
         };
-        result.map_err(|e| self.error(format!("writing {}: {e}", self.target.display())))
+        result.map_err(|e| {
+            self.over_budget()
+                .unwrap_or_else(|| self.error(format!("writing {}: {e}", self.target.display())))
+        })
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     fn pre_commit(&mut self, epoch: u64) -> Result<serde_json::Value, ConnectorError> {
@@ -360,13 +448,8 @@ impl Sink for FileSink {
             && !self.initialized
         {
             // No batch at all: an Arrow file with an empty schema, like any empty Arrow output.
-            let path = {
-                fs::create_dir_all(&self.pending_dir)
-                    .map_err(|e| ConnectorError::io("create directory", &self.pending_dir, e))?;
-                self.pending_dir.join("open")
-            };
-            let file = File::create(&path).map_err(|e| ConnectorError::io("create", &path, e))?;
-            let w = arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &Schema::empty())
+            let (path, out) = self.open_part()?;
+            let w = arrow_ipc::writer::FileWriter::try_new(out, &Schema::empty())
                 .map_err(|e| self.error(e))?;
             self.open = Some((path, Writer::Arrow(w)));
         }

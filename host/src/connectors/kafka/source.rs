@@ -348,10 +348,18 @@ impl KafkaSource {
             OnError::DeadLetter => match (&self.dead_letter_producer, &self.spec.dead_letter_topic)
             {
                 (Some(producer), Some(topic)) => {
+                    let reason = crate::connectors::dead_letter::cut(reason);
+                    let payload = record.value.as_deref().unwrap_or_default();
+                    let size = payload.len()
+                        + record.key.as_ref().map_or(0, Vec::len)
+                        + reason.len()
+                        + self.name.len()
+                        + location.len();
+                    self.dead_letters.charge_topic(topic, size as u64)?;
                     let headers = OwnedHeaders::new()
                         .insert(Header {
                             key: "sabot.reason",
-                            value: Some(reason),
+                            value: Some(reason.as_str()),
                         })
                         .insert(Header {
                             key: "sabot.source",
@@ -362,7 +370,7 @@ impl KafkaSource {
                             value: Some(location.as_str()),
                         });
                     let mut out = BaseRecord::<[u8], [u8]>::to(topic)
-                        .payload(record.value.as_deref().unwrap_or_default())
+                        .payload(payload)
                         .headers(headers);
                     if let Some(k) = &record.key {
                         out = out.key(k.as_slice());

@@ -20,6 +20,17 @@
 //! - `steal`: reads state for keys 0..64 whatever its input, which other instances own;
 //! - `split`: sends the rows whose utf8 `column` is `right` to port 1 and the others to port 0, in
 //!   that order, without that column (one upstream for both inputs of a join, in a known order).
+//!
+//! Hostile modes, each aimed at one budget of the host (`limits`):
+//!
+//! - `long-error`: returns an `invalid-input` error whose message is `bytes` bytes long;
+//! - `log-flood`: logs `count` error lines of `bytes` bytes per batch, and writes as many to
+//!   stderr;
+//! - `null-rows`: emits one batch of `count` rows of a null-typed column (a few bytes of IPC);
+//! - `dict-bomb`: emits `count` rows of a dictionary column whose one value is `bytes` bytes;
+//! - `stores`: reads `count` stores of new names per batch;
+//! - `state-flood`: writes `count` new entries of `bytes` bytes per batch;
+//! - `timer-flood`: registers `count` new event-time timers per batch, and passes the batch on.
 
 // Natively (`cargo test --workspace`) nothing exports the agent, so its types look unused.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -150,6 +161,64 @@ impl Agent for Misbehave {
                 let seen: sabot_sdk::state::ReducingState<u64> =
                     sabot_sdk::state::ReducingState::new("seen", |a, b| a + b);
                 seen.add_many(cards.values().iter().map(|c| (*c, 1u64)).collect())?;
+                out.emit(batch);
+            }
+            "long-error" => {
+                return Err(AgentError::invalid_input("x".repeat(self.settings.bytes)));
+            }
+            "log-flood" => {
+                let line = "l".repeat(self.settings.bytes);
+                for _ in 0..self.settings.count {
+                    sabot_sdk::log::error(&line);
+                    eprintln!("{line}");
+                }
+                out.emit(batch);
+            }
+            "null-rows" => {
+                use sabot_sdk::arrow::array::NullArray;
+                let schema = Arc::new(Schema::new(vec![Field::new("z", DataType::Null, true)]));
+                let column: ArrayRef = Arc::new(NullArray::new(self.settings.count as usize));
+                out.emit(RecordBatch::try_new(schema, vec![column])?);
+            }
+            "dict-bomb" => {
+                use sabot_sdk::arrow::array::Array;
+                use sabot_sdk::arrow::array::types::Int32Type;
+                use sabot_sdk::arrow::array::{DictionaryArray, Int32Array, StringArray};
+                let big = "d".repeat(self.settings.bytes);
+                let values = StringArray::from(vec![big.as_str()]);
+                let keys = Int32Array::from(vec![0; self.settings.count as usize]);
+                let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))?;
+                let schema = Arc::new(Schema::new(vec![Field::new(
+                    "d",
+                    dict.data_type().clone(),
+                    false,
+                )]));
+                out.emit(RecordBatch::try_new(
+                    schema,
+                    vec![Arc::new(dict) as ArrayRef],
+                )?);
+            }
+            "stores" => {
+                for i in 0..self.settings.count {
+                    let store = format!("s{}-{i}", self.seen);
+                    sabot_sdk::state::ValueState::<u64>::new(&store).get_many(&[0i64])?;
+                }
+                out.emit(batch);
+            }
+            "state-flood" => {
+                let value = vec![5u8; self.settings.bytes];
+                let base = self.seen as i64 * self.settings.count as i64;
+                let entries: Vec<(i64, Vec<u8>)> = (0..self.settings.count as i64)
+                    .map(|i| (base + i, value.clone()))
+                    .collect();
+                sabot_sdk::state::ValueState::<Vec<u8>>::new("flood").set_many(&entries)?;
+                out.emit(batch);
+            }
+            "timer-flood" => {
+                let base = self.seen as i64 * self.settings.count as i64;
+                for i in 0..self.settings.count as i64 {
+                    sabot_sdk::timers::register_event_time(&(base + i), i64::MAX - 1);
+                }
                 out.emit(batch);
             }
             "steal" => {
