@@ -1,16 +1,26 @@
 //! A task's input: the channels feeding it, merged into one sequence of events with barriers
 //! aligned, watermarks combined and the end of input detected.
 //!
-//! Alignment: once barrier *n* arrives on a channel, that channel's later messages are held back
-//! until *n* has arrived on every channel still open; then the task sees the barrier once, and
-//! the held messages are replayed in arrival order. So everything a task handled before it
-//! snapshots belongs to checkpoint *n*, and nothing after.
+//! A channel is one edge from one upstream instance. The channels from the same upstream
+//! instance (several edges, e.g. both inputs of a join) share one bounded queue, so that what
+//! that instance sent arrives in the order it sent it; the queues are read round-robin.
+//!
+//! Alignment (Flink's model): once barrier *n* arrives on a channel, that channel is not read
+//! again until *n* has arrived on every channel still open; then the task sees the barrier once.
+//! A queue whose channels all hold the barrier is not read: it fills and its sender waits —
+//! backpressure, not buffering — so memory during alignment stays within the queues' capacity
+//! (`channel_capacity` messages per channel) whatever the skew between inputs. An upstream
+//! instance broadcasts a barrier on all its channels at once, so a shared queue holds nothing
+//! between the barrier on one of its channels and the barrier on the next (a message for a
+//! blocked channel read from a shared queue would be held and handled first after the barrier;
+//! the broadcast makes that not happen). Everything a task handled before it snapshots belongs to
+//! checkpoint *n*, and nothing after.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, Select, TryRecvError};
 
 use super::router::{Message, Payload};
 use crate::time::WatermarkTracker;
@@ -28,8 +38,8 @@ pub(crate) enum GateEvent {
     Untimed,
     /// Barrier *n* arrived on every open channel.
     Barrier(u64),
-    /// Every channel has ended (or every sender is gone): `complete` when every one of them
-    /// reached the end of its input, rather than stopping.
+    /// Every channel has ended (or a sender is gone without ending): `complete` when every one
+    /// of them reached the end of its input, rather than stopping.
     End {
         complete: bool,
     },
@@ -37,15 +47,30 @@ pub(crate) enum GateEvent {
     Timeout,
 }
 
+/// What waiting on the channels gave.
+enum Received {
+    Message(Message),
+    /// The sender of a channel is gone without ending it: an upstream task failed.
+    Gone,
+    Timeout,
+}
+
 /// The merged input of one task.
 pub(crate) struct InputGate {
-    rx: Receiver<Message>,
+    /// The bounded queues, one per upstream instance.
+    queues: Vec<Receiver<Message>>,
+    /// The channels of each queue.
+    channels_of: Vec<Vec<usize>>,
+    /// Messages taken from a shared queue for a channel that is aligning, kept until the barrier.
+    held: VecDeque<Message>,
+    /// Held messages, to handle before reading on.
+    replay: VecDeque<Message>,
     ended: Vec<bool>,
     open: usize,
     blocked: Vec<bool>,
     aligning: Option<u64>,
-    held: Vec<Message>,
-    replay: VecDeque<Message>,
+    /// Where the next round-robin read starts.
+    cursor: usize,
     out: VecDeque<GateEvent>,
     watermarks: WatermarkTracker,
     untimed_reported: bool,
@@ -56,16 +81,23 @@ pub(crate) struct InputGate {
 }
 
 impl InputGate {
-    /// The gate over `channels` channels that share `rx`.
-    pub fn new(rx: Receiver<Message>, channels: usize) -> Self {
+    /// The gate over `queues`; `queue_of[c]` is the queue channel `c` arrives on.
+    pub fn new(queues: Vec<Receiver<Message>>, queue_of: &[usize]) -> Self {
+        let channels = queue_of.len();
+        let mut channels_of = vec![Vec::new(); queues.len()];
+        for (c, &q) in queue_of.iter().enumerate() {
+            channels_of[q].push(c);
+        }
         InputGate {
-            rx,
+            held: VecDeque::new(),
+            queues,
+            channels_of,
+            replay: VecDeque::new(),
             ended: vec![false; channels],
             open: channels,
             blocked: vec![false; channels],
             aligning: None,
-            held: Vec::new(),
-            replay: VecDeque::new(),
+            cursor: 0,
             out: VecDeque::new(),
             watermarks: WatermarkTracker::new(channels, None, 0),
             untimed_reported: false,
@@ -85,40 +117,93 @@ impl InputGate {
             if let Some(event) = self.out.pop_front() {
                 return event;
             }
+            if self.open == 0 && self.replay.is_empty() {
+                self.finished = true;
+            }
             if self.finished {
                 return GateEvent::End {
                     complete: !self.stopped,
                 };
             }
-            let message = match self.replay.pop_front() {
-                Some(m) => m,
-                None => {
-                    let received = match deadline {
-                        Some(d) => self.rx.recv_deadline(d),
-                        None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    };
-                    match received {
-                        Ok(m) => m,
-                        Err(RecvTimeoutError::Timeout) => return GateEvent::Timeout,
-                        Err(RecvTimeoutError::Disconnected) => {
-                            // Every sender is gone without saying so: an upstream task failed.
-                            self.finished = true;
-                            self.stopped = true;
-                            return GateEvent::End { complete: false };
-                        }
+            if let Some(m) = self.replay.pop_front() {
+                self.handle(m);
+                continue;
+            }
+            match self.receive(deadline) {
+                Received::Message(m) => {
+                    if self.blocked[m.channel as usize] {
+                        self.held.push_back(m);
+                    } else {
+                        self.handle(m);
                     }
                 }
-            };
-            self.handle(message);
+                Received::Timeout => return GateEvent::Timeout,
+                Received::Gone => {
+                    self.finished = true;
+                    self.stopped = true;
+                    return GateEvent::End { complete: false };
+                }
+            }
+        }
+    }
+
+    /// Whether queue `q` is read now: one of its channels is open and not holding a barrier.
+    fn readable(&self, q: usize) -> bool {
+        self.channels_of[q]
+            .iter()
+            .any(|&c| !self.ended[c] && !self.blocked[c])
+    }
+
+    /// The next message of a readable queue: round-robin among those with one waiting, else
+    /// the first to arrive before `deadline`.
+    fn receive(&mut self, deadline: Option<Instant>) -> Received {
+        let n = self.queues.len();
+        for k in 0..n {
+            let q = (self.cursor + k) % n;
+            if !self.readable(q) {
+                continue;
+            }
+            match self.queues[q].try_recv() {
+                Ok(m) => {
+                    self.cursor = (q + 1) % n;
+                    return Received::Message(m);
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Received::Gone,
+            }
+        }
+        let readable: Vec<usize> = (0..n).filter(|&q| self.readable(q)).collect();
+        if readable.is_empty() {
+            // Every open channel is blocked: alignment completes as the last barrier is
+            // handled, so this is not reached; wait out the deadline rather than spin.
+            if let Some(d) = deadline {
+                std::thread::sleep(d.saturating_duration_since(Instant::now()));
+            }
+            return Received::Timeout;
+        }
+        let mut select = Select::new();
+        for &q in &readable {
+            select.recv(&self.queues[q]);
+        }
+        let selected = match deadline {
+            Some(d) => match select.select_deadline(d) {
+                Ok(op) => op,
+                Err(_) => return Received::Timeout,
+            },
+            None => select.select(),
+        };
+        let q = readable[selected.index()];
+        match selected.recv(&self.queues[q]) {
+            Ok(m) => {
+                self.cursor = (q + 1) % n;
+                Received::Message(m)
+            }
+            Err(_) => Received::Gone,
         }
     }
 
     fn handle(&mut self, message: Message) {
         let c = message.channel as usize;
-        if self.blocked[c] {
-            self.held.push(message);
-            return;
-        }
         let now = self.now_ms();
         match message.payload {
             Payload::Batch(batch) => {
@@ -165,12 +250,6 @@ impl InputGate {
                     self.out.push_back(GateEvent::Watermark(w));
                 }
                 self.try_align();
-                if self.open == 0 && self.replay.is_empty() {
-                    self.finished = true;
-                    self.out.push_back(GateEvent::End {
-                        complete: !self.stopped,
-                    });
-                }
             }
         }
     }
@@ -183,12 +262,9 @@ impl InputGate {
         }
         self.aligning = None;
         self.blocked.iter_mut().for_each(|b| *b = false);
-        // Held messages go first, in the order they arrived, before anything new.
-        let held = std::mem::take(&mut self.held);
-        for m in held.into_iter().rev() {
-            self.replay.push_front(m);
-        }
         self.out.push_back(GateEvent::Barrier(n));
+        // What was held back comes first, before anything new.
+        self.replay.append(&mut self.held);
     }
 }
 
@@ -226,19 +302,33 @@ mod tests {
         }
     }
 
+    /// Feeds `messages` one at a time, in this order, taking every event the gate has after
+    /// each (a blocked channel's message stays in its queue); then closes every channel.
     fn run(channels: usize, messages: Vec<(u32, Payload)>) -> Vec<String> {
-        let (tx, rx) = unbounded();
-        for (channel, payload) in messages {
-            tx.send(Message {
-                channel,
-                port: 0,
-                payload,
-            })
-            .unwrap();
-        }
-        drop(tx);
-        let mut gate = InputGate::new(rx, channels);
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..channels).map(|_| unbounded()).unzip();
+        let queue_of: Vec<usize> = (0..channels).collect();
+        let mut gate = InputGate::new(rxs, &queue_of);
         let mut out = Vec::new();
+        for (channel, payload) in messages {
+            txs[channel as usize]
+                .send(Message {
+                    channel,
+                    port: 0,
+                    payload,
+                })
+                .unwrap();
+            loop {
+                match describe(gate.next(Some(Instant::now()))) {
+                    e if e == "timeout" => break,
+                    e if e == "end" || e == "stop" => {
+                        out.push(e);
+                        return out;
+                    }
+                    e => out.push(e),
+                }
+            }
+        }
+        drop(txs);
         loop {
             let e = describe(gate.next(None));
             out.push(e.clone());
@@ -246,6 +336,83 @@ mod tests {
                 return out;
             }
         }
+    }
+
+    #[test]
+    fn a_blocked_channel_is_not_read_so_its_sender_feels_backpressure() {
+        let (a_tx, a_rx) = crossbeam_channel::bounded(2);
+        let (b_tx, b_rx) = crossbeam_channel::bounded(2);
+        let mut gate = InputGate::new(vec![a_rx, b_rx], &[0, 1]);
+        let send = |tx: &crossbeam_channel::Sender<Message>, channel, payload| {
+            tx.try_send(Message {
+                channel,
+                port: 0,
+                payload,
+            })
+            .is_ok()
+        };
+        assert!(send(&a_tx, 0, Payload::Barrier(1)));
+        assert_eq!(describe(gate.next(Some(Instant::now()))), "timeout");
+        // Channel 0 is aligning: it fills and then refuses, however much it has to send.
+        let mut accepted = 0;
+        for v in 0..1000 {
+            if send(&a_tx, 0, batch(v)) {
+                accepted += 1;
+            }
+            assert_eq!(describe(gate.next(Some(Instant::now()))), "timeout");
+        }
+        assert_eq!(accepted, 2, "only channel_capacity messages wait");
+        assert!(send(&b_tx, 1, batch(100)));
+        assert!(send(&b_tx, 1, Payload::Barrier(1)));
+        let got: Vec<String> = (0..4).map(|_| describe(gate.next(None))).collect();
+        assert_eq!(got, ["b100", "B1", "b0", "b1"]);
+    }
+
+    #[test]
+    fn channels_of_one_upstream_share_a_queue_and_keep_its_order() {
+        let (one, one_rx) = unbounded();
+        let (other, other_rx) = unbounded();
+        // Channels 0 and 1 (two edges) come from one upstream instance, channel 2 from another.
+        let mut gate = InputGate::new(vec![one_rx, other_rx], &[0, 0, 1]);
+        let send = |tx: &crossbeam_channel::Sender<Message>, channel: u32, payload| {
+            tx.send(Message {
+                channel,
+                port: channel,
+                payload,
+            })
+            .unwrap()
+        };
+        send(&one, 1, batch(1));
+        send(&one, 0, batch(2));
+        send(&one, 1, batch(3));
+        send(&one, 0, Payload::Barrier(1));
+        send(&one, 1, Payload::Barrier(1));
+        send(&one, 0, batch(4));
+        send(&other, 2, batch(10));
+        send(&other, 2, Payload::Barrier(1));
+        send(&other, 2, batch(11));
+        for c in 0..2 {
+            send(&one, c, Payload::End(true));
+        }
+        send(&other, 2, Payload::End(true));
+        let mut got = Vec::new();
+        loop {
+            let e = describe(gate.next(None));
+            got.push(e.clone());
+            if e == "end" {
+                break;
+            }
+        }
+        // The first upstream's order is kept across its two channels; the barrier comes once.
+        let firsts: Vec<&str> = got
+            .iter()
+            .map(String::as_str)
+            .filter(|e| ["b1", "b2", "b3", "B1", "b4"].contains(e))
+            .collect();
+        assert_eq!(firsts, ["b1", "b2", "b3", "B1", "b4"], "{got:?}");
+        let barrier = got.iter().position(|e| e == "B1").unwrap();
+        assert!(got[..barrier].contains(&"b10".to_owned()), "{got:?}");
+        assert!(got[barrier..].contains(&"b11".to_owned()), "{got:?}");
     }
 
     #[test]

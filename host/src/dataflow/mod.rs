@@ -47,7 +47,12 @@ use router::{Message, Route, Router, Target};
 use tasks::{AgentTask, SinkTask, SourceTask, TIMERS_FILE};
 
 /// The channel feeding one agent instance or sink.
-type Inbox = (Sender<Message>, Receiver<Message>);
+/// A task's input: a bounded queue per upstream instance, and the queue of each channel.
+struct Inbox {
+    txs: Vec<Sender<Message>>,
+    rxs: Vec<Receiver<Message>>,
+    queue_of: Vec<usize>,
+}
 /// A sink's thread: it hands the sink back, to be committed or aborted once every task is done.
 type SinkThread = JoinHandle<Result<Box<dyn Sink>, Error>>;
 
@@ -269,30 +274,40 @@ impl Pipeline {
         let (handle, reports, requested) = checkpointing::channel(store.clone(), root.persistent);
         let checkpoints = checkpointing.then(|| handle.clone());
 
-        // One channel per agent instance and per sink, numbered inputs per receiver.
+        // One inbox per agent instance and per sink: a bounded queue per upstream instance.
         let mut inboxes: HashMap<String, Vec<Inbox>> = HashMap::new();
         let channels = Channels::new(spec);
+        let inbox = |name: &str| -> Inbox {
+            let queue_of = channels.queues(spec, name);
+            let queues = queue_of.iter().max().map_or(0, |q| q + 1);
+            let (txs, rxs) = (0..queues)
+                .map(|q| {
+                    let shared = queue_of.iter().filter(|&&x| x == q).count();
+                    bounded(spec.channel_capacity * shared)
+                })
+                .unzip();
+            Inbox { txs, rxs, queue_of }
+        };
         for (name, agent) in &spec.agents {
-            let capacity = spec.channel_capacity * channels.count(name).max(1);
             inboxes.insert(
                 name.clone(),
-                (0..agent.parallelism).map(|_| bounded(capacity)).collect(),
+                (0..agent.parallelism).map(|_| inbox(name)).collect(),
             );
         }
         for name in spec.sinks.keys() {
-            let capacity = spec.channel_capacity * channels.count(name).max(1);
-            inboxes.insert(name.clone(), vec![bounded(capacity)]);
+            inboxes.insert(name.clone(), vec![inbox(name)]);
         }
         let router_for = |node: &str, instance: usize| -> Router {
             let routes = spec
                 .outputs_of(node)
                 .map(|edge| {
                     let base = channels.base(edge);
+                    let channel = base + instance as u32;
                     let targets: Vec<Target> = inboxes[&edge.to]
                         .iter()
-                        .map(|(tx, _)| Target {
-                            tx: tx.clone(),
-                            channel: base + instance as u32,
+                        .map(|inbox| Target {
+                            tx: inbox.txs[inbox.queue_of[channel as usize]].clone(),
+                            channel,
                         })
                         .collect();
                     let key = spec.agents.get(&edge.to).and_then(|a| a.key.clone());
@@ -323,7 +338,7 @@ impl Pipeline {
 
         // Sinks first, so their inboxes drain as soon as data flows.
         for (name, sink_spec) in &spec.sinks {
-            let (_, rx) = inboxes[name][0].clone();
+            let input = &inboxes[name][0];
             let mut sink = open_sink(spec, name, sink_spec, root.path())?;
             sink.recover(restored.as_ref().and_then(|r| r.metadata.sinks.get(name)))?;
             let (commit_tx, commit_rx) = crossbeam_channel::unbounded();
@@ -332,7 +347,7 @@ impl Pipeline {
             let task = SinkTask {
                 name: name.clone(),
                 sink,
-                gate: InputGate::new(rx, channels.count(name)),
+                gate: InputGate::new(input.rxs.clone(), &input.queue_of),
                 node: stats.node(name),
                 control: control.clone(),
                 checkpoints: checkpoints.clone(),
@@ -354,7 +369,7 @@ impl Pipeline {
             let metrics = Arc::new(AgentMetrics::default());
             agent_metrics.insert(name.clone(), metrics.clone());
             let snapshots = restored.as_ref().and_then(|r| snapshot_source(r, name));
-            for (i, (_, rx)) in inboxes[name].iter().enumerate() {
+            for (i, input) in inboxes[name].iter().enumerate() {
                 let owned = owned_key_groups(i, agent.parallelism);
                 let backend = open_instance(
                     spec.state,
@@ -389,7 +404,7 @@ impl Pipeline {
                     version: version.clone(),
                     running: (generation, current.clone()),
                     metrics: metrics.clone(),
-                    gate: InputGate::new(rx.clone(), channels.count(name)),
+                    gate: InputGate::new(input.rxs.clone(), &input.queue_of),
                     router: router_for(name, i),
                     node: stats.node(name),
                     control: control.clone(),
@@ -651,6 +666,21 @@ impl Channels {
             edge.to.clone(),
             edge.to_port,
         )]
+    }
+
+    /// The queue each input channel of `node` arrives on: one per upstream instance, whatever
+    /// the number of edges from it, so that what an instance sends arrives in order.
+    fn queues(&self, spec: &PipelineSpec, node: &str) -> Vec<usize> {
+        let mut queues: HashMap<(&str, usize), usize> = HashMap::new();
+        let mut queue_of = Vec::with_capacity(self.count(node));
+        for edge in spec.inputs_of(node) {
+            let instances = spec.agents.get(&edge.from).map_or(1, |a| a.parallelism);
+            for i in 0..instances {
+                let next = queues.len();
+                queue_of.push(*queues.entry((edge.from.as_str(), i)).or_insert(next));
+            }
+        }
+        queue_of
     }
 
     fn count(&self, node: &str) -> usize {

@@ -2,8 +2,9 @@
 //!
 //! Every edge is a set of *channels*: one per (upstream instance, downstream instance). A
 //! downstream task numbers its incoming channels so that it can tell them apart: to align
-//! barriers, to combine watermarks, and to know when all of its input has ended. Several channels
-//! share the receiving task's one bounded queue (fan-in); each message carries its channel.
+//! barriers, to combine watermarks, and to know when all of its input has ended. Each channel is
+//! a bounded queue of its own (`channel_capacity` messages), so that a task aligning a barrier
+//! can stop reading one channel and let its sender wait; each message carries its channel.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,6 +1,7 @@
 //! Sabot's integration tests: one binary, one module per area. Guest components are built from
 //! source by `sabot-test-artifacts`.
 
+mod alignment;
 mod checkpoint;
 mod cli;
 mod container;

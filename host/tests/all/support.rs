@@ -98,48 +98,57 @@ pub fn sabot(args: &[&str], cwd: &Path) -> Output {
 /// A run of the real binary, and what it cost.
 pub struct Measured {
     pub output: Output,
-    /// The process's peak resident set, bytes (its own `ru_maxrss`, from `wait4`).
+    /// The process's peak resident set, bytes (`ru_maxrss`, measured clean: see
+    /// [`sabot_measured`]).
     pub peak_rss: u64,
 }
 
+/// Forks and execs its arguments, waits, writes the child's `ru_maxrss` (KiB) to the file
+/// named first, and ends as the child ended (the same exit code or signal).
+const MEASURE: &str = r#"
+import os, signal, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    sig = os.WTERMSIG(status)
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+sys.exit(os.WEXITSTATUS(status))
+"#;
+
 /// Runs the real `sabot` binary and measures its peak RSS.
-// The child is reaped by `wait4` (which `Child::wait` cannot do: it gives no `rusage`).
-#[allow(clippy::zombie_processes)]
+///
+/// A process's `ru_maxrss` starts at the resident set of the process it was spawned from (the
+/// kernel carries the old address space's high-water mark across `exec`), and this test process
+/// can hold hundreds of MiB while other tests run. So `sabot` is started by a small Python
+/// process that forks it and reports its `ru_maxrss`: what is measured is `sabot`, plus at
+/// most the few MiB of that interpreter.
 pub fn sabot_measured(args: &[&str], cwd: &Path) -> Measured {
-    use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sabot"))
+    let report = tempfile::NamedTempFile::new().expect("a report file");
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(MEASURE)
+        .arg(report.path())
+        .arg(env!("CARGO_BIN_EXE_sabot"))
         .args(args)
         .current_dir(cwd)
         .env("SABOT_CACHE_DIR", cache_dir())
         .env_remove("SABOT_LOG")
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run sabot");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            r.read_to_end(&mut bytes).expect("read the child's output");
-            bytes
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped")));
-    let err = drain(Box::new(child.stderr.take().expect("piped")));
-    let mut status = 0;
-    // SAFETY: an all-zero `rusage` is valid; `wait4` fills it for the child we spawned.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing through valid pointers.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+        .output()
+        .expect("run sabot under python3");
+    let kib: u64 = std::fs::read_to_string(report.path())
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS reported: {}", stderr(&output)));
     Measured {
-        output: Output {
-            status: std::process::ExitStatus::from_raw(status),
-            stdout: out.join().expect("stdout reader"),
-            stderr: err.join().expect("stderr reader"),
-        },
-        peak_rss: usage.ru_maxrss as u64 * 1024,
+        output,
+        peak_rss: kib * 1024,
     }
 }
 

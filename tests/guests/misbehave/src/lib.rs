@@ -5,6 +5,7 @@
 //! - `error`: returns an `invalid-input` error naming row 1;
 //! - `panic`: panics with a recognisable message;
 //! - `trap-after`: passes `count` batches, then panics (for re-instantiation tests);
+//! - `sleep`: sleeps `count` ms on each batch, then passes it on (a slow agent);
 //! - `loop`: spins forever;
 //! - `bomb`: allocates until memory runs out;
 //! - `huge-output`: emits one batch of `bytes` bytes;
@@ -98,6 +99,11 @@ impl Agent for Misbehave {
                 out.emit_to(0, filter_record_batch(&rest, &left)?);
             }
             "" | "pass" | "bad-ipc" => out.emit(batch),
+            "sleep" => {
+                // A slow agent: `count` ms a batch, within the call deadline.
+                std::thread::sleep(std::time::Duration::from_millis(self.settings.count));
+                out.emit(batch);
+            }
             "error" => {
                 return Err(AgentError::invalid_input("misbehave refuses this row").at_row(1));
             }
