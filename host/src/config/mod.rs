@@ -25,6 +25,8 @@
 //! Loading validates everything that can be checked before running; every error names the file,
 //! the table and field, and what was expected.
 
+pub mod paths;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +34,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::checkpoint::CheckpointSpec;
+use crate::connectors::kafka::AvroSpec;
+pub use paths::Paths;
 
 use crate::connectors::{OnError, SinkSpec, SourceSpec};
 use crate::state::BackendKind;
@@ -242,6 +246,25 @@ impl PipelineSpec {
         file: &Path,
         modules: &[(String, ModuleSource)],
     ) -> Result<Self, ConfigError> {
+        Self::parse_in(text, file, modules, Paths::Anywhere)
+    }
+
+    /// Like [`PipelineSpec::parse_with_modules`], for a definition a client sent to a server:
+    /// every path it names must stay inside `file`'s directory ([`paths`]).
+    pub fn parse_confined(
+        text: &str,
+        file: &Path,
+        modules: &[(String, ModuleSource)],
+    ) -> Result<Self, ConfigError> {
+        Self::parse_in(text, file, modules, Paths::Confined)
+    }
+
+    fn parse_in(
+        text: &str,
+        file: &Path,
+        modules: &[(String, ModuleSource)],
+        paths: Paths,
+    ) -> Result<Self, ConfigError> {
         let raw: RawPipeline = toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_owned(),
             message: e.to_string().trim_end().to_owned(),
@@ -254,6 +277,7 @@ impl PipelineSpec {
             file,
             base,
             modules,
+            paths,
         }
         .validate(raw)
     }
@@ -274,6 +298,8 @@ struct Validator<'a> {
     base: &'a Path,
     /// Modules given instead of the file's, by agent.
     modules: &'a [(String, ModuleSource)],
+    /// Where the paths it names may point.
+    paths: Paths,
 }
 
 impl Validator<'_> {
@@ -285,12 +311,28 @@ impl Validator<'_> {
         }
     }
 
-    fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base.join(path)
-        }
+    /// `path` anchored at the file's directory; on a server, confined to it.
+    /// `Err((field, message))`.
+    fn place(&self, path: &Path, field: &str) -> Result<PathBuf, (String, String)> {
+        self.paths
+            .place(self.base, path)
+            .map_err(|m| (field.to_owned(), m))
+    }
+
+    /// Places an Avro schema file and loads it; on a server a schema that does not parse is
+    /// refused without the parser's words, which may quote the file.
+    fn avro(&self, a: &mut AvroSpec) -> Result<(), (String, String)> {
+        a.schema_file = self.place(&a.schema_file, "avro.schema_file")?;
+        a.load().map_err(|(field, m)| match self.paths {
+            Paths::Confined if m.contains("not a usable Avro schema") => (
+                field,
+                format!(
+                    "{}: not a usable Avro schema (on a server the parser's reason is not shown, as it may quote the file: check the schema locally)",
+                    a.schema_file.display()
+                ),
+            ),
+            _ => (field, m),
+        })
     }
 
     fn validate(&self, raw: RawPipeline) -> Result<PipelineSpec, ConfigError> {
@@ -324,7 +366,13 @@ impl Validator<'_> {
         }
         let base_limits = settings.limits.over(Limits::default());
         self.check_limits("[pipeline.limits]", base_limits)?;
-        let dead_letter = settings.dead_letter.as_deref().map(|p| self.resolve(p));
+        let dead_letter = match settings.dead_letter.as_deref() {
+            Some(p) => Some(
+                self.place(p, "dead_letter")
+                    .map_err(|(f, m)| self.invalid(format!("[pipeline] field `{f}`"), m))?,
+            ),
+            None => None,
+        };
         let mib_setting = |field: &str, value: Option<u64>, default: u64| {
             let value = value.unwrap_or(default);
             if (1..=1 << 20).contains(&value) {
@@ -380,12 +428,10 @@ impl Validator<'_> {
                 SourceSpec::Nexmark(n) => n.validate(),
                 SourceSpec::Kafka(k) => {
                     let avro = match &mut k.avro {
-                        Some(a) => {
-                            a.schema_file = self.resolve(&a.schema_file);
-                            a.load()
-                        }
+                        Some(a) => self.avro(a),
                         None => Ok(()),
-                    };
+                    }
+                    .and_then(|()| self.paths.kafka_properties(self.base, &mut k.properties));
                     if let Err(e) = avro {
                         Err(e)
                     } else if k.on_error == OnError::DeadLetter
@@ -397,14 +443,17 @@ impl Validator<'_> {
                         k.validate()
                     }
                 }
-                SourceSpec::File(f) => {
-                    f.path = self.resolve(&f.path);
-                    if f.on_error == OnError::DeadLetter && dead_letter.is_none() {
-                        Err(("on_error".into(), "\"dead-letter\" needs a dead-letter file: set dead_letter = \"PATH\" in [pipeline]".into()))
-                    } else {
-                        f.validate()
+                SourceSpec::File(f) => match self.place(&f.path, "path") {
+                    Err(e) => Err(e),
+                    Ok(path) => {
+                        f.path = path;
+                        if f.on_error == OnError::DeadLetter && dead_letter.is_none() {
+                            Err(("on_error".into(), "\"dead-letter\" needs a dead-letter file: set dead_letter = \"PATH\" in [pipeline]".into()))
+                        } else {
+                            f.validate()
+                        }
                     }
-                }
+                },
             };
             check
                 .and_then(|()| spec.check_event_time())
@@ -518,8 +567,8 @@ impl Validator<'_> {
         for (name, spec) in sinks.iter_mut() {
             let check = match spec {
                 SinkSpec::File(f) => {
-                    f.path = self.resolve(&f.path);
-                    match f.validate() {
+                    let placed = self.place(&f.path, "path").map(|p| f.path = p);
+                    match placed.and_then(|()| f.validate()) {
                         Ok(()) if settings.checkpoint.is_some()
                             && f.format() == Some(crate::connectors::Format::Arrow) =>
                         {
@@ -531,12 +580,11 @@ impl Validator<'_> {
                 SinkSpec::Stdout(s) => s.validate(),
                 SinkSpec::Blackhole(_) => Ok(()),
                 SinkSpec::Kafka(k) => match &mut k.avro {
-                    Some(a) => {
-                        a.schema_file = self.resolve(&a.schema_file);
-                        a.load().and_then(|()| k.validate())
-                    }
-                    None => k.validate(),
-                },
+                    Some(a) => self.avro(a),
+                    None => Ok(()),
+                }
+                .and_then(|()| self.paths.kafka_properties(self.base, &mut k.properties))
+                .and_then(|()| k.validate()),
             };
             check
                 .map_err(|(field, m)| self.invalid(format!("[sinks.{name}] field `{field}`"), m))?;
@@ -651,7 +699,9 @@ impl Validator<'_> {
         }
         Ok(ScaleOutSpec {
             source,
-            shared_dir: self.resolve(&raw.shared_dir),
+            shared_dir: self
+                .place(&raw.shared_dir, "shared_dir")
+                .map_err(|(f, m)| self.invalid(at(&f), m))?,
         })
     }
 

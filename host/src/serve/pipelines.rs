@@ -18,7 +18,7 @@
 //!    recorded in `control.json`.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ use super::modules::{ModuleStore, check_name};
 use super::{ApiError, logs::GuestLogs, now_unix_ms};
 use crate::checkpoint::CheckpointSpec;
 use crate::config::PipelineSpec;
-use crate::connectors::{SinkSpec, SourceSpec};
 use crate::dataflow::{Live, RunStats, SwapOutcome, Version};
 use crate::wasm::{ModuleSource, WasmRuntime};
 use crate::{Error, Pipeline, RunOptions};
@@ -227,21 +226,6 @@ fn module_references(text: &str) -> Result<BTreeMap<String, String>, ApiError> {
     Ok(refs)
 }
 
-/// Checks that a path the pipeline writes or reads stays under its directory `base`.
-fn check_inside(base: &Path, path: &Path, what: &str) -> Result<(), ApiError> {
-    let inside = path
-        .strip_prefix(base)
-        .is_ok_and(|rest| rest.components().all(|c| matches!(c, Component::Normal(_))));
-    if inside {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{what} {} is outside the pipeline's directory: on a server, file paths must be relative, without `..` (they are kept under DATA/pipelines/NAME/)",
-            path.display()
-        )))
-    }
-}
-
 impl Pipelines {
     /// The pipelines kept under `dir` (loaded, not started: see [`Pipelines::resume_all`]).
     pub fn new(
@@ -341,26 +325,12 @@ impl Pipelines {
             })?;
             overrides.push((agent.clone(), ModuleSource::Path(path)));
         }
-        let mut spec =
-            PipelineSpec::parse_with_modules(text, &dir.join("pipeline.toml"), &overrides)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut spec = PipelineSpec::parse_confined(text, &dir.join("pipeline.toml"), &overrides)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         if spec.scale_out.is_some() {
             return Err(ApiError::bad_request(
                 "[pipeline.scale_out]: a server runs whole pipelines; run a scaled-out pipeline with `sabot run` on each member of the group",
             ));
-        }
-        for (name, source) in &spec.sources {
-            if let SourceSpec::File(f) = source {
-                check_inside(&dir, &f.path, &format!("[sources.{name}] path"))?;
-            }
-        }
-        for (name, sink) in &spec.sinks {
-            if let SinkSpec::File(f) = sink {
-                check_inside(&dir, &f.path, &format!("[sinks.{name}] path"))?;
-            }
-        }
-        if let Some(dl) = &spec.dead_letter {
-            check_inside(&dir, dl, "[pipeline] dead_letter")?;
         }
         if spec.checkpoint.is_none() {
             spec.checkpoint = Some(CheckpointSpec {
@@ -866,23 +836,6 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_must_stay_inside_the_pipeline_directory() {
-        let base = Path::new("/data/pipelines/p");
-        assert!(check_inside(base, &base.join("out/x.jsonl"), "path").is_ok());
-        for bad in [
-            "/etc/passwd",
-            "/data/pipelines/p/../q/x",
-            "/data/pipelines/other/x",
-        ] {
-            let e = check_inside(base, Path::new(bad), "[sinks.out] path").unwrap_err();
-            assert!(
-                e.message.contains("[sinks.out] path") && e.message.contains("relative"),
-                "{e:?}"
-            );
-        }
-    }
 
     #[test]
     fn module_references_are_read_from_the_definition() {
