@@ -267,4 +267,67 @@ fn main() {
         all_memory / 1e6,
         all_memory / pass
     );
+
+    // 5. What the sandbox's budget accounting costs per call, beside the call it guards.
+    budget_accounting(&input, pass, rocks);
+}
+
+/// The host's budget accounting per call — the output's row count and the size its rows expand
+/// to (`limits::expanded_bytes`), and for a stateful call the state-size check of its batched
+/// write (`StateBackend::size_bytes`, RocksDB) — timed alone and set beside the time of the calls
+/// it guards, measured in this run: a pass-through call on an 8192-row batch (the cheapest call
+/// there is) and a `count` call in the RocksDB pipeline (2 instances).
+fn budget_accounting(input: &[RecordBatch], pass_rows_per_s: f64, rocks_events_per_s: f64) {
+    use sabot_host::state::StateBackend;
+    let rounds = 20;
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for _ in 0..rounds {
+        for batch in input {
+            bytes = bytes.wrapping_add(std::hint::black_box(
+                sabot_host::wasm::limits::expanded_bytes(batch),
+            ));
+        }
+    }
+    let output_check = started.elapsed().as_secs_f64() / (rounds * input.len()) as f64;
+    std::hint::black_box(bytes);
+
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = sabot_host::state::RocksBackend::open(dir.path()).unwrap();
+    for chunk in 0..10u64 {
+        rocks
+            .write(
+                (chunk * 10_000..(chunk + 1) * 10_000)
+                    .map(|k| (k.to_be_bytes().to_vec(), Some(vec![7u8; 24])))
+                    .collect(),
+            )
+            .unwrap();
+    }
+    let checks = 20_000;
+    let started = Instant::now();
+    for _ in 0..checks {
+        std::hint::black_box(rocks.size_bytes());
+    }
+    let size_check = started.elapsed().as_secs_f64() / f64::from(checks);
+
+    // A pass-through call on a whole batch; a `count` call on an instance's half of one.
+    let pass_call = BATCH as f64 / pass_rows_per_s;
+    let count_call = 2.0 * (BATCH as f64 / 2.0) / rocks_events_per_s;
+    let count_accounting = output_check / 2.0 + size_check;
+    println!("\n## Budget accounting per call\n");
+    println!("| call | call (baseline) | accounting | share |");
+    println!("|---|---|---|---|");
+    println!(
+        "| pass-through, {BATCH} rows: output rows + expanded bytes | {:.1} µs | {:.2} µs | {:.2} % |",
+        pass_call * 1e6,
+        output_check * 1e6,
+        100.0 * output_check / pass_call
+    );
+    println!(
+        "| `count` with RocksDB, {} rows: output + state size | {:.1} µs | {:.2} µs | {:.2} % |",
+        BATCH / 2,
+        count_call * 1e6,
+        count_accounting * 1e6,
+        100.0 * count_accounting / count_call
+    );
 }

@@ -175,6 +175,18 @@ pub enum Command {
         #[command(flatten)]
         server: remote::ServerArgs,
     },
+    /// Compile a module into the compile cache, for a server (internal: the server runs it in a
+    /// child process it can stop).
+    #[command(name = "__precompile", hide = true)]
+    Precompile {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        #[arg(long)]
+        cache_mb: u64,
+        #[arg(long)]
+        name: String,
+        file: PathBuf,
+    },
     /// Describe a module: world, imports, exports, size, SDK version.
     Inspect {
         /// The component file.
@@ -408,6 +420,23 @@ fn execute(
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Precompile {
+            cache_dir,
+            cache_mb,
+            name,
+            file,
+        } => match crate::wasm::isolate::child(&cache_dir, cache_mb, &name, &file) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            // The server reads the reason from standard output.
+            Err(crate::wasm::ModuleError::Invalid { message, .. }) => {
+                print(&message);
+                Ok(ExitCode::FAILURE)
+            }
+            Err(other) => {
+                print(&other.to_string());
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Componentize {
             core,
             output,

@@ -31,6 +31,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
@@ -38,8 +39,10 @@ use super::auth::Token;
 use super::logs::GuestLogs;
 use super::modules::{ModuleInfo, ModuleStore, check_name, check_version};
 use super::pipelines::{Entry, Pipelines, Status, Swap};
+use super::upload::{Spool, Uploads};
 use super::{ApiError, ServeConfig};
 use crate::dataflow::{NO_WATERMARK, NodeKind};
+use crate::wasm::isolate::Isolation;
 use crate::wasm::{ModuleError, WasmRuntime};
 
 /// The dashboard page.
@@ -57,8 +60,15 @@ pub struct Shared {
     pub pipelines: Arc<Pipelines>,
     logs: Arc<GuestLogs>,
     validations: Arc<tokio::sync::Semaphore>,
+    compiling: Compiling,
     ready: AtomicBool,
     started: Instant,
+}
+
+/// Where uploads are received and compiled.
+pub struct Compiling {
+    pub uploads: Arc<Uploads>,
+    pub isolation: Isolation,
 }
 
 impl std::ops::Deref for AppState {
@@ -76,9 +86,11 @@ impl AppState {
         modules: Arc<ModuleStore>,
         pipelines: Arc<Pipelines>,
         logs: Arc<GuestLogs>,
+        compiling: Compiling,
     ) -> Self {
         AppState(Arc::new(Shared {
             validations: Arc::new(tokio::sync::Semaphore::new(config.validations)),
+            compiling,
             config,
             token,
             runtime,
@@ -126,7 +138,10 @@ pub fn router(state: AppState) -> axum::Router {
             get(read_table),
         )
         .route("/v1/pipelines/{name}/logs", get(read_logs))
-        .layer(DefaultBodyLimit::max(upload_limit))
+        // Multipart uploads: the module field is bounded by the upload spool; this bounds the form.
+        .layer(DefaultBodyLimit::max(
+            upload_limit.saturating_add(64 * 1024),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -163,25 +178,32 @@ async fn require_token(
     next.run(request).await
 }
 
-/// A request body, with a refusal that says what the limit is.
+/// The largest body of a request other than an upload (a pipeline definition, a swap).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A request body of at most [`MAX_BODY`] bytes, with a refusal that says what the limit is.
 pub struct Body(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(request, state)
-            .await
-            .map(Body)
-            .map_err(|e| ApiError {
-                status: e.status(),
-                message: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    "the body is larger than the server takes (max_upload_mb, SABOT_MAX_UPLOAD_MB)"
-                        .into()
-                } else {
-                    format!("the body cannot be read: {}", e.body_text())
-                },
-            })
+    async fn from_request(request: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
+        let mut body = request.into_body().into_data_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("the body cannot be read: {e}")))?;
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    message: format!(
+                        "the body is larger than the {MAX_BODY} bytes the server takes for a definition (modules are uploaded to /v1/modules)"
+                    ),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Body(bytes.into()))
     }
 }
 
@@ -258,15 +280,55 @@ async fn get_module(
 async fn upload_raw(
     State(s): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-    Body(body): Body,
+    request: axum::extract::Request,
 ) -> Result<(StatusCode, Json<ModuleInfo>), ApiError> {
-    store_module(s, name, version, body).await
+    let started = Instant::now();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = request.into_body().into_data_stream();
+    let checked = check_name("module", &name).and_then(|()| check_version(&version));
+    let mut spool = match checked.and_then(|()| s.compiling.uploads.start(declared)) {
+        Ok(spool) => spool,
+        Err(e) => return Err(drained(e, &mut body, s.config.max_upload_mb << 20).await),
+    };
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the body cannot be read: {e}")))?;
+        if let Err(e) = spool.push(&chunk) {
+            drop(spool);
+            return Err(drained(e, &mut body, s.config.max_upload_mb << 20).await);
+        }
+    }
+    store_module(s, name, version, spool.finish()?, started).await
 }
+
+/// `refusal`, once the rest of the body (up to `limit` bytes, kept nowhere) has been read, so
+/// that a client still sending it reads the answer rather than a closed connection. A body over
+/// `limit` (a refusal for size) is not read on.
+async fn drained(refusal: ApiError, body: &mut axum::body::BodyDataStream, limit: u64) -> ApiError {
+    if refusal.status != StatusCode::PAYLOAD_TOO_LARGE {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen += chunk.len() as u64;
+            if seen > limit {
+                break;
+            }
+        }
+    }
+    refusal
+}
+
+/// The longest `name` or `version` field of a multipart upload.
+const MAX_FORM_TEXT: usize = 256;
 
 async fn upload_multipart(
     State(s): State<AppState>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<ModuleInfo>), ApiError> {
+    let started = Instant::now();
     let mut form = form.map_err(|e| ApiError {
         status: e.status(),
         message: format!(
@@ -277,13 +339,43 @@ async fn upload_multipart(
     let (mut name, mut version, mut module) = (None, None, None);
     let bad = |e: axum::extract::multipart::MultipartError| ApiError {
         status: e.status(),
-        message: format!("the multipart body does not read: {}", e.body_text()),
+        message: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "the body is larger than the server takes (max_upload_mb, SABOT_MAX_UPLOAD_MB)".into()
+        } else {
+            format!("the multipart body does not read: {}", e.body_text())
+        },
     };
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        match field.name().unwrap_or_default() {
-            "name" => name = Some(field.text().await.map_err(bad)?),
-            "version" => version = Some(field.text().await.map_err(bad)?),
-            "module" => module = Some(field.bytes().await.map_err(bad)?),
+    while let Some(mut field) = form.next_field().await.map_err(bad)? {
+        let field_name = field.name().unwrap_or_default().to_owned();
+        match field_name.as_str() {
+            "name" | "version" => {
+                let mut text = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    if text.len() + chunk.len() > MAX_FORM_TEXT {
+                        return Err(ApiError::bad_request(format!(
+                            "the multipart field `{field_name}` is longer than {MAX_FORM_TEXT} bytes: expected a {field_name}"
+                        )));
+                    }
+                    text.extend_from_slice(&chunk);
+                }
+                let text = String::from_utf8(text).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "the multipart field `{field_name}` is not UTF-8"
+                    ))
+                })?;
+                if field_name == "name" {
+                    name = Some(text);
+                } else {
+                    version = Some(text);
+                }
+            }
+            "module" => {
+                let mut spool = s.compiling.uploads.start(None)?;
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    spool.push(&chunk)?;
+                }
+                module = Some(spool.finish()?);
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unexpected multipart field {other:?}: expected `name`, `version` and `module`"
@@ -299,44 +391,78 @@ async fn upload_multipart(
     let name = name.ok_or_else(|| missing("name"))?;
     let version = version.ok_or_else(|| missing("version"))?;
     let module = module.ok_or_else(|| missing("module"))?;
-    store_module(s, name, version, module).await
+    check_name("module", &name)?;
+    check_version(&version)?;
+    store_module(s, name, version, module, started).await
 }
 
-/// Validates (compiles, checks the world) and stores an upload. Compiling happens on a blocking
-/// thread, at most `validations` at a time, within the request timeout.
+/// Validates and stores an upload, at most `validations` at a time: compiles it in a child
+/// process stopped at the request's deadline, then loads it from the compile cache and checks
+/// its world. A refused module leaves nothing behind: its temporary file and its compiled form
+/// are removed.
 async fn store_module(
     s: AppState,
     name: String,
     version: String,
-    bytes: Bytes,
+    upload: Spool,
+    started: Instant,
 ) -> Result<(StatusCode, Json<ModuleInfo>), ApiError> {
-    check_name("module", &name)?;
-    check_version(&version)?;
-    if bytes.is_empty() {
+    if upload.is_empty() {
         return Err(ApiError::bad_request(
             "the upload is empty: expected the bytes of a WebAssembly component",
         ));
     }
-    let permit = tokio::time::timeout(
-        Duration::from_millis(s.config.request_timeout_ms / 2),
-        s.validations.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| ApiError::unavailable("busy validating other uploads: retry later"))?
-    .map_err(|_| ApiError::internal("the validation queue closed"))?;
-    let runtime = s.runtime.clone();
+    let timeout = Duration::from_millis(s.config.request_timeout_ms);
+    // A little before the request's own timeout, so the answer says why.
+    let deadline = started + timeout.mul_f64(0.9);
+    let permit = tokio::time::timeout(timeout / 2, s.validations.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError::unavailable("busy validating other uploads: retry later"))?
+        .map_err(|_| ApiError::internal("the validation queue closed"))?;
+    let shared = s.clone();
     let label = format!("{name}@{version}");
-    let checked = bytes.clone();
-    let module = blocking(move || {
+    let (info, created) = blocking(move || {
         let _permit = permit;
-        runtime.load_bytes(&label, &checked).map_err(|e| match e {
+        let s = shared;
+        let bytes = std::fs::read(upload.path()).map_err(|e| {
+            ApiError::internal(format!(
+                "cannot read the upload back from {}: {e}",
+                upload.path().display()
+            ))
+        })?;
+        let refused = |e: ModuleError| match e {
             ModuleError::Engine(m) => ApiError::internal(m),
+            e @ ModuleError::CompileTimeout { .. } => ApiError::unprocessable(e.to_string()),
             other => ApiError::unprocessable(other.to_string()),
-        })
+        };
+        crate::wasm::check_header(&label, &bytes).map_err(refused)?;
+        let hash = crate::wasm::cache::sha256_hex(&bytes);
+        let known = s.modules.list().iter().any(|m| m.sha256 == hash);
+        // A module this server holds is compiled already; anything else is compiled apart.
+        if !known {
+            s.compiling
+                .isolation
+                .precompile(&label, upload.path(), deadline)
+                .map_err(refused)?;
+        }
+        let forget = |s: &AppState| {
+            if !known {
+                s.runtime.forget(&hash);
+                s.runtime.cache().remove(s.runtime.engine(), &hash);
+            }
+        };
+        let module = match s.runtime.load_bytes(&label, &bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                forget(&s);
+                return Err(refused(e));
+            }
+        };
+        s.modules
+            .put(&name, &version, &bytes, &module)
+            .inspect_err(|_| forget(&s))
     })
     .await?;
-    let store = s.modules.clone();
-    let (info, created) = blocking(move || store.put(&name, &version, &bytes, &module)).await?;
     tracing::info!(module = %info.reference(), sha256 = %info.sha256, size = info.size, created, "module uploaded");
     let status = if created {
         StatusCode::CREATED

@@ -10,16 +10,20 @@
 //!        └── /  the dashboard (dashboard.html)
 //! ```
 //!
-//! Wasm never runs on the async threads: validation compiles on blocking threads (at most
-//! [`ServeConfig::validations`] at a time), pipelines run on their own task threads. Every
-//! mutating endpoint needs the bearer token; reads are open.
+//! Wasm never runs on the async threads: an upload is streamed to a temporary file
+//! ([`upload`]), compiled in a child process that is killed at the request's deadline (at most
+//! [`ServeConfig::validations`] at a time, [`crate::wasm::isolate`]), then loaded from the
+//! compile cache; pipelines run on their own task threads. Connections are capped in number and
+//! closed when idle ([`listen`]). Every mutating endpoint needs the bearer token; reads are open.
 
 pub mod api;
 pub mod auth;
+pub mod listen;
 pub mod logs;
 pub mod modules;
 pub mod pipelines;
 pub mod prometheus;
+pub mod upload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +62,20 @@ pub struct ServeConfig {
     pub checkpoint_ms: u64,
     /// The compiled-component cache (`SABOT_CACHE_DIR`; default `DATA/cache`).
     pub cache_dir: Option<PathBuf>,
+    /// The most the compile cache may hold, MiB (`SABOT_CACHE_MB`); least recently used entries go.
+    pub cache_mb: u64,
+    /// Connections held at once (`SABOT_MAX_CONNECTIONS`); one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client has to send a request's head, from connecting or from the previous
+    /// response, ms (`SABOT_HEADER_TIMEOUT_MS`).
+    pub header_timeout_ms: u64,
+    /// How long a connection may move no byte either way, ms (`SABOT_IDLE_TIMEOUT_MS`); never
+    /// less than `request_timeout_ms` + 1 s, so that a request being answered is not cut.
+    pub idle_timeout_ms: u64,
+    /// All uploads being received at once, MiB (`SABOT_UPLOAD_BUFFER_MB`); on disk, not memory.
+    pub upload_buffer_mb: u64,
+    /// The address space of a module's compiler process, MiB (`SABOT_COMPILE_MEMORY_MB`).
+    pub compile_memory_mb: u64,
 }
 
 impl Default for ServeConfig {
@@ -72,6 +90,12 @@ impl Default for ServeConfig {
             probation_ms: 5_000,
             checkpoint_ms: 1_000,
             cache_dir: None,
+            cache_mb: crate::wasm::cache::DEFAULT_CACHE_MB,
+            max_connections: 256,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            upload_buffer_mb: 256,
+            compile_memory_mb: 4_096,
         }
     }
 }
@@ -115,10 +139,24 @@ impl ServeConfig {
                 "SABOT_PROBATION_MS" => config.probation_ms = number("milliseconds")?,
                 "SABOT_CHECKPOINT_MS" => config.checkpoint_ms = number("milliseconds")?,
                 "SABOT_CACHE_DIR" => config.cache_dir = Some(PathBuf::from(&value)),
+                "SABOT_CACHE_MB" => config.cache_mb = number("a size in MiB")?,
+                "SABOT_MAX_CONNECTIONS" => config.max_connections = number("a count")? as usize,
+                "SABOT_HEADER_TIMEOUT_MS" => config.header_timeout_ms = number("milliseconds")?,
+                "SABOT_IDLE_TIMEOUT_MS" => config.idle_timeout_ms = number("milliseconds")?,
+                "SABOT_UPLOAD_BUFFER_MB" => config.upload_buffer_mb = number("a size in MiB")?,
+                "SABOT_COMPILE_MEMORY_MB" => config.compile_memory_mb = number("a size in MiB")?,
                 _ => {}
             }
         }
         Ok(config)
+    }
+
+    /// The idle timeout applied: `idle_timeout_ms`, raised to `request_timeout_ms` + 1 s.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.idle_timeout_ms
+                .max(self.request_timeout_ms.saturating_add(1_000)),
+        )
     }
 
     /// Checks the settings that cannot be zero.
@@ -128,6 +166,11 @@ impl ServeConfig {
             ("request_timeout_ms", self.request_timeout_ms),
             ("validations", self.validations as u64),
             ("checkpoint_ms", self.checkpoint_ms),
+            ("cache_mb", self.cache_mb),
+            ("max_connections", self.max_connections as u64),
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("upload_buffer_mb", self.upload_buffer_mb),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -135,6 +178,18 @@ impl ServeConfig {
                     "server setting `{name}` is 0: expected at least 1"
                 )));
             }
+        }
+        if self.upload_buffer_mb < self.max_upload_mb {
+            return Err(Error::Usage(format!(
+                "server setting `upload_buffer_mb` ({}) is smaller than `max_upload_mb` ({}): expected at least one upload's worth",
+                self.upload_buffer_mb, self.max_upload_mb
+            )));
+        }
+        if self.compile_memory_mb < 256 {
+            return Err(Error::Usage(format!(
+                "server setting `compile_memory_mb` is {}: expected at least 256 (MiB of address space for the compiler)",
+                self.compile_memory_mb
+            )));
         }
         if let Some(token) = &self.token
             && token.len() < 16
@@ -189,7 +244,10 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Busy, not broken: the client is told to retry.
+            tracing::debug!(status = 503, error = %self.message, "request deferred");
+        } else if self.status.is_server_error() {
             tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
         } else {
             tracing::debug!(status = self.status.as_u16(), error = %self.message, "request refused");
@@ -218,13 +276,28 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         source,
     })?;
     let token = auth::Token::load_or_generate(config.token.as_deref(), data)?;
-    let cache = CompileCache::new(
-        config
-            .cache_dir
-            .clone()
-            .or_else(|| Some(data.join("cache"))),
-    );
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| data.join("cache"));
+    let cache = CompileCache::new(Some(cache_dir.clone())).with_budget(config.cache_mb << 20);
     let runtime = WasmRuntime::new(cache)?;
+    let isolation = crate::wasm::isolate::Isolation {
+        exe: std::env::current_exe()
+            .map_err(|e| Error::Internal(format!("cannot find the sabot binary: {e}")))?,
+        memory_mb: config.compile_memory_mb,
+        cache_dir,
+        cache_mb: config.cache_mb,
+    };
+    let uploads = upload::Uploads::new(
+        data.join("uploads"),
+        config.max_upload_mb << 20,
+        config.upload_buffer_mb << 20,
+    )
+    .map_err(|source| Error::File {
+        path: data.join("uploads").display().to_string(),
+        source,
+    })?;
     let modules = Arc::new(
         modules::ModuleStore::open(&data.join("modules")).map_err(|e| Error::Usage(e.message))?,
     );
@@ -251,6 +324,7 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         modules,
         pipelines.clone(),
         logs,
+        api::Compiling { uploads, isolation },
     );
     let result = tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -273,15 +347,50 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
             ready.pipelines.resume_all();
             ready.set_ready();
         });
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| Error::Internal(format!("the HTTP server failed: {e}")))
+        let limits = listen::ConnLimits {
+            max_connections: config.max_connections,
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
+            idle_timeout: config.idle_timeout(),
+        };
+        raise_open_files(config.max_connections);
+        listen::serve(listener, api::router(state), limits, shutdown_signal()).await;
+        Ok::<(), Error>(())
     });
     tracing::info!("stopping every pipeline");
     pipelines.stop_all();
     drop(tokio);
     result
+}
+
+/// Raises the soft limit of open files to the hard one, so that `max_connections` sockets and
+/// the pipelines' files fit; warns when they may not.
+fn raise_open_files(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit`/`setrlimit` read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    if limit.rlim_cur < max_connections as u64 + 256 {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            max_connections,
+            "the open-file limit leaves little room beyond max_connections: raise `ulimit -n` or lower max_connections"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -97,6 +97,21 @@ pub fn render(entries: &[std::sync::Arc<Entry>], uptime_s: f64) -> String {
         &[],
         uptime_s,
     );
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    out.metric(
+        "sabot_http_connections_refused_total",
+        "counter",
+        "Connections answered 503 and closed because the server held max_connections.",
+        &[],
+        count(&super::listen::REFUSED),
+    );
+    out.metric(
+        "sabot_http_connections_timed_out_total",
+        "counter",
+        "Connections closed by the header or idle timeout.",
+        &[],
+        count(&super::listen::TIMED_OUT),
+    );
     let now_ms = super::now_unix_ms() as f64;
     for entry in entries {
         let p = entry.name.as_str();

@@ -17,6 +17,7 @@ pub mod capture;
 pub mod componentize;
 pub mod inspect;
 mod instance;
+pub mod isolate;
 pub mod limits;
 pub mod log;
 pub mod metrics;
@@ -102,6 +103,16 @@ pub enum ModuleError {
     /// The engine could not be created.
     #[error("cannot create the WebAssembly engine: {0}")]
     Engine(String),
+    /// The compile cache directory is not safe to load native code from.
+    #[error(
+        "the compile cache directory {dir} is not safe to load compiled code from: {reason}; use a directory of your own that no other user can write (--cache-dir, SABOT_CACHE_DIR)"
+    )]
+    UntrustedCache { dir: String, reason: String },
+    /// Compiling took longer than it was given, and was stopped.
+    #[error(
+        "module {module} took longer than {ms} ms to compile and was stopped (a module that costs this much to compile is refused)"
+    )]
+    CompileTimeout { module: String, ms: u128 },
 }
 
 /// The store data of one instance.
@@ -128,6 +139,33 @@ impl WasiView for HostState {
     }
 }
 
+/// The engine every process of this build creates: the same settings, so that one process may
+/// compile into the cache for another ([`isolate`]).
+pub(crate) fn new_engine() -> Result<Engine, ModuleError> {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Engine::new(&config).map_err(|e| ModuleError::Engine(e.to_string()))
+}
+
+/// Refuses at once bytes that are not a component: a core module, or not WebAssembly.
+pub fn check_header(name: &str, bytes: &[u8]) -> Result<(), ModuleError> {
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(ModuleError::NotAComponent {
+            module: name.to_owned(),
+        });
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(ModuleError::Invalid {
+            module: name.to_owned(),
+            message: "the file does not start with the WebAssembly component header".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The engine, linker and compile cache shared by every agent of a process.
 pub struct WasmRuntime {
     engine: Engine,
@@ -149,12 +187,16 @@ impl std::fmt::Debug for WasmRuntime {
 impl WasmRuntime {
     /// Creates the engine (epoch interruption on, optimising compiler) and starts its ticker.
     pub fn new(cache: CompileCache) -> Result<Arc<Self>, ModuleError> {
-        let mut config = wasmtime::Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(|e| ModuleError::Engine(e.to_string()))?;
+        if let Err(reason) = cache.verify() {
+            return Err(ModuleError::UntrustedCache {
+                dir: cache
+                    .dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                reason,
+            });
+        }
+        let engine = new_engine()?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -197,6 +239,11 @@ impl WasmRuntime {
         &self.engine
     }
 
+    /// The compile cache.
+    pub fn cache(&self) -> &CompileCache {
+        &self.cache
+    }
+
     /// Reads, compiles (or loads from the cache) and type-checks a module.
     pub fn load(&self, source: &ModuleSource) -> Result<Arc<AgentModule>, ModuleError> {
         let name = source.to_string();
@@ -219,17 +266,7 @@ impl WasmRuntime {
     /// in messages.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Arc<AgentModule>, ModuleError> {
         let _span = tracing::info_span!("wasm.load", module = %name).entered();
-        if wasmparser::Parser::is_core_wasm(bytes) {
-            return Err(ModuleError::NotAComponent {
-                module: name.to_owned(),
-            });
-        }
-        if !wasmparser::Parser::is_component(bytes) {
-            return Err(ModuleError::Invalid {
-                module: name.to_owned(),
-                message: "the file does not start with the WebAssembly component header".into(),
-            });
-        }
+        check_header(name, bytes)?;
         let hash = cache::sha256_hex(bytes);
         let started = Instant::now();
         let slot = self

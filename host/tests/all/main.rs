@@ -5,6 +5,7 @@ mod alignment;
 mod checkpoint;
 mod cli;
 mod container;
+mod control_plane;
 mod crash;
 mod files;
 mod golden;

@@ -13,23 +13,23 @@ use serde_json::{Value, json};
 use crate::support::Scratch;
 use sabot_test_artifacts::component_variant;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A `sabot serve` process on a free loopback port, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     scratch: std::sync::Arc<Scratch>,
     http: ureq::Agent,
 }
 
 impl Server {
-    fn start(env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(env: &[(&str, &str)]) -> Self {
         Self::start_in(std::sync::Arc::new(Scratch::new()), env)
     }
 
     /// A server on the data directory of `scratch` (another server's, after a crash).
-    fn start_in(scratch: std::sync::Arc<Scratch>, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_in(scratch: std::sync::Arc<Scratch>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sabot"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -74,7 +74,7 @@ impl Server {
         server
     }
 
-    fn answer(mut r: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    pub(crate) fn answer(mut r: ureq::http::Response<ureq::Body>) -> (u16, Value) {
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap_or_default();
         (
@@ -83,7 +83,7 @@ impl Server {
         )
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         Self::answer(
             self.http
                 .get(&format!("{}{path}", self.url))
@@ -92,14 +92,14 @@ impl Server {
         )
     }
 
-    fn text(&self, path: &str) -> String {
+    pub(crate) fn text(&self, path: &str) -> String {
         match self.get(path).1 {
             Value::String(s) => s,
             other => other.to_string(),
         }
     }
 
-    fn send(
+    pub(crate) fn send(
         &self,
         method: &str,
         path: &str,
@@ -123,15 +123,15 @@ impl Server {
         }
     }
 
-    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
         self.send("POST", path, content_type, body, Some(TOKEN))
     }
 
-    fn delete(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn delete(&self, path: &str) -> (u16, Value) {
         self.send("DELETE", path, "text/plain", b"", Some(TOKEN))
     }
 
-    fn upload(&self, name: &str, version: &str, bytes: &[u8]) -> (u16, Value) {
+    pub(crate) fn upload(&self, name: &str, version: &str, bytes: &[u8]) -> (u16, Value) {
         self.post(
             &format!("/v1/modules/{name}/{version}"),
             "application/wasm",
@@ -139,7 +139,7 @@ impl Server {
         )
     }
 
-    fn create(&self, toml: &str, start: bool) -> Value {
+    pub(crate) fn create(&self, toml: &str, start: bool) -> Value {
         let (status, body) = self.post(
             &format!("/v1/pipelines?start={start}"),
             "application/toml",
@@ -149,14 +149,14 @@ impl Server {
         body
     }
 
-    fn pipeline(&self, name: &str) -> Value {
+    pub(crate) fn pipeline(&self, name: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/pipelines/{name}"));
         assert_eq!(status, 200, "{body}");
         body
     }
 
     #[track_caller]
-    fn wait_for(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !done() {
             assert!(
@@ -167,7 +167,7 @@ impl Server {
         }
     }
 
-    fn wait_status(&self, name: &str, status: &str, timeout: Duration) -> Value {
+    pub(crate) fn wait_status(&self, name: &str, status: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let last = self.pipeline(name);
@@ -182,12 +182,12 @@ impl Server {
         }
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.scratch.path("data")
     }
 
     /// Runs the `sabot` CLI against this server.
-    fn cli(&self, args: &[&str], token: Option<&str>) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str], token: Option<&str>) -> std::process::Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sabot"));
         c.args(args)
             .env("SABOT_SERVER", &self.url)
@@ -201,7 +201,7 @@ impl Server {
 
 impl Server {
     /// Kills the server with SIGKILL; its data directory stays.
-    fn crash(mut self) -> std::sync::Arc<Scratch> {
+    pub(crate) fn crash(mut self) -> std::sync::Arc<Scratch> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.scratch.clone()
@@ -215,14 +215,14 @@ impl Drop for Server {
     }
 }
 
-fn module(path: &str) -> Vec<u8> {
+pub(crate) fn module(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
 /// A keyed, stateful pipeline over `count` generated transactions at `rate` per second: the
 /// `misbehave` agent in `state` mode emits, per card and batch, how many rows of the card it has
 /// seen so far (kept in host state).
-fn stateful(name: &str, module: &str, count: u64, rate: u64) -> String {
+pub(crate) fn stateful(name: &str, module: &str, count: u64, rate: u64) -> String {
     format!(
         r#"edges = ["gen -> m -> out"]
 [pipeline]
