@@ -163,6 +163,7 @@ fn main() {
     let (pass, _) = rows_per_sec(5, &input, |b| {
         passthrough.process(0, b).unwrap()[0].1.num_rows()
     });
+    let pass_through_rows_per_s = pass;
     println!(
         "## Where the time goes ({} bytes of IPC per batch)\n",
         encoded[1].len()
@@ -269,7 +270,7 @@ fn main() {
     );
 
     // 5. What the sandbox's budget accounting costs per call, beside the call it guards.
-    budget_accounting(&input, pass, rocks);
+    budget_accounting(&input, pass_through_rows_per_s, rocks);
 }
 
 /// The host's budget accounting per call — the output's row count and the size its rows expand
