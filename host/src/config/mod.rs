@@ -584,7 +584,11 @@ impl Validator<'_> {
                     None => Ok(()),
                 }
                 .and_then(|()| self.paths.kafka_properties(self.base, &mut k.properties))
-                .and_then(|()| k.validate()),
+                .and_then(|()| k.validate())
+                .and_then(|()| match settings.checkpoint {
+                    Some(c) => k.validate_with_checkpoints(c.interval_ms),
+                    None => Ok(()),
+                }),
             };
             check
                 .map_err(|(field, m)| self.invalid(format!("[sinks.{name}] field `{field}`"), m))?;
@@ -908,6 +912,47 @@ mod tests {
     const SINK: &str = "[sinks.out]\ntype = \"blackhole\"\n";
 
     const KAFKA: &str = "[sources.k]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9092\"\ntopics = [\"in\"]\nformat = \"raw\"\n";
+
+    #[test]
+    fn kafka_properties_that_would_break_exactly_once_are_refused_by_name() {
+        for (key, why) in [
+            ("group.id", "use `group"),
+            ("enable.auto.commit", "commit_offsets"),
+            ("isolation.level", "read_committed"),
+            ("enable_auto_commit", "commit_offsets"),
+        ] {
+            let text = format!(
+                "edges = [\"k -> out\"]\n{KAFKA}properties = {{ \"{key}\" = \"x\" }}\n{SINK}"
+            );
+            let err = parse(&text).unwrap_err();
+            assert!(
+                err.contains(&format!("[sources.k] field `properties.\"{key}\"`"))
+                    && err.contains("cannot be set by a pipeline")
+                    && err.contains(why),
+                "{key}: {err}"
+            );
+        }
+        let sink = |props: &str, checkpoint: &str| {
+            format!(
+                "edges = [\"gen -> out\"]\n{checkpoint}{SOURCE}[sinks.out]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9092\"\ntopic = \"t\"\nproperties = {{ {props} }}\n"
+            )
+        };
+        for key in ["transactional.id", "enable.idempotence"] {
+            let err = parse(&sink(&format!("\"{key}\" = \"x\""), "")).unwrap_err();
+            assert!(
+                err.contains(&format!("[sinks.out] field `properties.\"{key}\"`")),
+                "{err}"
+            );
+        }
+        let checkpoint = "[pipeline.checkpoint]\ninterval_ms = 60000\n";
+        let err = parse(&sink("\"transaction.timeout.ms\" = \"30000\"", checkpoint)).unwrap_err();
+        assert!(
+            err.contains("30000 ms is not longer than the checkpoint interval (60000 ms)"),
+            "{err}"
+        );
+        parse(&sink("\"transaction.timeout.ms\" = \"120000\"", checkpoint)).unwrap();
+        parse(&sink("\"compression.type\" = \"lz4\"", checkpoint)).unwrap();
+    }
     const SCALED: &str =
         "[pipeline.checkpoint]\ninterval_ms = 500\n[pipeline.scale_out]\nshared_dir = \"shared\"\n";
 

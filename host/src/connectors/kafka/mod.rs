@@ -149,6 +149,61 @@ fn yes() -> bool {
     true
 }
 
+/// Consumer properties Sabot sets itself, and why a pipeline may not: each one would break
+/// exactly-once reading.
+const SOURCE_OWNED: &[(&str, &str)] = &[
+    (
+        "group.id",
+        "Sabot sets the consumer group: use `group = \"…\"`",
+    ),
+    (
+        "enable.auto.commit",
+        "offsets are committed by Sabot when a checkpoint completes (`commit_offsets`); auto-commit would move them past rows not yet checkpointed",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are stored by Sabot when a checkpoint completes",
+    ),
+    (
+        "isolation.level",
+        "a source reads `read_committed`, so that records of aborted transactions are never read",
+    ),
+    (
+        "enable.partition.eof",
+        "Sabot uses the end of a partition to bound a `bounded` source",
+    ),
+];
+
+/// Producer properties Sabot sets itself on a sink, and why a pipeline may not.
+const SINK_OWNED: &[(&str, &str)] = &[
+    (
+        "transactional.id",
+        "Sabot gives each exactly-once sink a stable id (`sabot-PIPELINE-SINK`) that fences a zombie producer after a crash",
+    ),
+    (
+        "enable.idempotence",
+        "Sabot's producers are idempotent: without it a retried send is written twice",
+    ),
+];
+
+/// The first property of `properties` in `owned`, as `Err((field, message))`.
+fn refuse_owned(
+    properties: &BTreeMap<String, String>,
+    owned: &[(&str, &str)],
+) -> Result<(), (String, String)> {
+    for key in properties.keys() {
+        // librdkafka also takes some names with `_` for `.`.
+        let name = key.to_ascii_lowercase().replace('_', ".");
+        if let Some((_, why)) = owned.iter().find(|(k, _)| *k == name) {
+            return Err((
+                format!("properties.\"{key}\""),
+                format!("cannot be set by a pipeline: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl KafkaSourceSpec {
     /// The consumer group of source `name`.
     pub fn group_of(&self, name: &str) -> String {
@@ -182,6 +237,7 @@ impl KafkaSourceSpec {
                 ));
             }
         }
+        refuse_owned(&self.properties, SOURCE_OWNED)?;
         format::schema_of(self).map(|_| ())
     }
 }
@@ -224,6 +280,34 @@ impl KafkaSinkSpec {
                 "`arrow` writes one record per batch, so it takes no per-row `key`, `partition` or `headers`: use json, msgpack or raw".into(),
             ));
         }
-        Ok(())
+        refuse_owned(&self.properties, SINK_OWNED)
+    }
+
+    /// Checks what depends on the checkpoint interval: an exactly-once sink's transaction
+    /// stays open from one checkpoint to the next, so its timeout must outlast the interval.
+    pub fn validate_with_checkpoints(&self, interval_ms: u64) -> Result<(), (String, String)> {
+        if self.delivery != Delivery::ExactlyOnce {
+            return Ok(());
+        }
+        let Some((key, value)) = self
+            .properties
+            .iter()
+            .find(|(k, _)| k.to_ascii_lowercase().replace('_', ".") == "transaction.timeout.ms")
+        else {
+            return Ok(());
+        };
+        match value.trim().parse::<u64>() {
+            Ok(ms) if ms > interval_ms => Ok(()),
+            Ok(ms) => Err((
+                format!("properties.\"{key}\""),
+                format!(
+                    "{ms} ms is not longer than the checkpoint interval ({interval_ms} ms): each transaction stays open until the next checkpoint completes, so the broker would abort it; expected more than {interval_ms}"
+                ),
+            )),
+            Err(_) => Err((
+                format!("properties.\"{key}\""),
+                format!("{value:?} is not a number of milliseconds"),
+            )),
+        }
     }
 }
