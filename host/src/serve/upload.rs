@@ -1,4 +1,4 @@
-//! Module uploads, streamed to temporary files under `DATA/uploads`: an upload holds at most
+//! Module uploads, streamed to temporary files under `DATA/uploads`: an upload holds about
 //! [`CHUNK`] bytes of memory while it is received, at most `max_upload_mb` of disk, and all
 //! uploads in flight together at most `upload_buffer_mb`. A temporary file is removed when its
 //! upload is done with, whatever the outcome; the directory is emptied at start.
