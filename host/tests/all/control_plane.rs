@@ -66,53 +66,36 @@ fn junk_component(len: usize) -> Vec<u8> {
     bytes
 }
 
-fn uleb(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
-    out.push(id);
-    uleb(body.len() as u64, out);
-    out.extend_from_slice(body);
-}
-
 /// A component whose core module has `functions` functions of `ops` additions each: valid, and
 /// costly to compile (about `functions × ops × 6` bytes of code).
 fn expensive_component(functions: u32, ops: u32) -> Vec<u8> {
-    let mut module = b"\0asm\x01\x00\x00\x00".to_vec();
-    // One type: (i64) -> i64.
-    section(1, &[1, 0x60, 1, 0x7e, 1, 0x7e], &mut module);
-    let mut funcs = Vec::new();
-    uleb(functions.into(), &mut funcs);
-    funcs.extend(std::iter::repeat_n(0u8, functions as usize));
-    section(3, &funcs, &mut module);
-    let mut body = vec![0u8]; // no locals
+    use wasm_encoder::{
+        CodeSection, Component, Function, FunctionSection, Instruction, Module, ModuleSection,
+        TypeSection, ValType,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I64], [ValType::I64]);
+    let mut funcs = FunctionSection::new();
+    let mut body = Function::new([]);
     for i in 0..ops {
-        // local.get 0; i64.const i; i64.add; local.set 0 — each sum feeds the next.
-        body.extend_from_slice(&[0x20, 0]);
-        body.push(0x42);
-        uleb(u64::from(i % 100_000), &mut body);
-        body.extend_from_slice(&[0x7c, 0x21, 0]);
+        // Each sum feeds the next.
+        body.instruction(&Instruction::LocalGet(0))
+            .instruction(&Instruction::I64Const(i64::from(i % 100_000)))
+            .instruction(&Instruction::I64Add)
+            .instruction(&Instruction::LocalSet(0));
     }
-    body.extend_from_slice(&[0x20, 0, 0x0b]);
-    let mut code = Vec::new();
-    uleb(functions.into(), &mut code);
+    body.instruction(&Instruction::LocalGet(0))
+        .instruction(&Instruction::End);
+    let mut code = CodeSection::new();
     for _ in 0..functions {
-        uleb(body.len() as u64, &mut code);
-        code.extend_from_slice(&body);
+        funcs.function(0);
+        code.function(&body);
     }
-    section(10, &code, &mut module);
-    let mut component = b"\0asm\x0d\x00\x01\x00".to_vec();
-    section(1, &module, &mut component);
-    component
+    let mut module = Module::new();
+    module.section(&types).section(&funcs).section(&code);
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    component.finish()
 }
 
 #[test]
