@@ -188,23 +188,38 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
-        let mut body = request.into_body().into_data_stream();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::bad_request(format!("the body cannot be read: {e}")))?;
-            if bytes.len() + chunk.len() > MAX_BODY {
-                return Err(ApiError {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    message: format!(
-                        "the body is larger than the {MAX_BODY} bytes the server takes for a definition (modules are uploaded to /v1/modules)"
-                    ),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_bounded(
+            request.into_body().into_data_stream(),
+            MAX_BODY,
+            || ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!(
+                    "the body is larger than the {MAX_BODY} bytes the server takes for a definition (modules are uploaded to /v1/modules)"
+                ),
+            },
+            |e| ApiError::bad_request(format!("the body cannot be read: {e}")),
+        )
+        .await?;
         Ok(Body(bytes.into()))
     }
+}
+
+/// The bytes of `stream`, refused with `too_long()` as soon as they pass `max`.
+async fn read_bounded<E>(
+    mut stream: impl futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    max: usize,
+    too_long: impl FnOnce() -> ApiError,
+    unreadable: impl Fn(E) -> ApiError,
+) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(&unreadable)?;
+        if bytes.len() + chunk.len() > max {
+            return Err(too_long());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -349,15 +364,17 @@ async fn upload_multipart(
         let field_name = field.name().unwrap_or_default().to_owned();
         match field_name.as_str() {
             "name" | "version" => {
-                let mut text = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                    if text.len() + chunk.len() > MAX_FORM_TEXT {
-                        return Err(ApiError::bad_request(format!(
+                let text = read_bounded(
+                    &mut field,
+                    MAX_FORM_TEXT,
+                    || {
+                        ApiError::bad_request(format!(
                             "the multipart field `{field_name}` is longer than {MAX_FORM_TEXT} bytes: expected a {field_name}"
-                        )));
-                    }
-                    text.extend_from_slice(&chunk);
-                }
+                        ))
+                    },
+                    bad,
+                )
+                .await?;
                 let text = String::from_utf8(text).map_err(|_| {
                     ApiError::bad_request(format!(
                         "the multipart field `{field_name}` is not UTF-8"
