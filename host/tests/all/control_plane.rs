@@ -544,3 +544,54 @@ fn every_path_a_pipeline_names_is_confined_to_its_directory_on_a_server() {
     );
     assert!(!Path::new("/tmp/pwned").exists());
 }
+
+#[test]
+fn oversized_definitions_and_form_fields_are_refused_without_being_held() {
+    let s = Server::start(&[]);
+    let pid = s.child.id();
+    let before = proc_status(pid, "VmRSS");
+    // Eight clients each sending a 32 MiB "definition": refused at 1 MiB, never gathered.
+    let body = vec![b'#'; 32 << 20];
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, body) = (&s, &body);
+                scope.spawn(move || s.post("/v1/pipelines", "application/toml", body))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, body) in &answers {
+        // 413, or the connection closed under the client still sending.
+        assert!([413, 0].contains(status), "{status} {body}");
+        if *status == 413 {
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains("1048576 bytes"), "{error}");
+        }
+    }
+    let peak = proc_status(pid, "VmHWM");
+    assert!(
+        peak < before + 64 * MIB,
+        "peak RSS {} MiB, {} MiB before: definitions were held whole",
+        peak / MIB,
+        before / MIB
+    );
+    // A multipart `name` longer than any name is refused as it arrives, naming the field.
+    let boundary = "b0undary";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{}\r\n--{boundary}--\r\n",
+        "n".repeat(4096)
+    );
+    let (status, body) = s.post(
+        "/v1/modules",
+        &format!("multipart/form-data; boundary={boundary}"),
+        form.as_bytes(),
+    );
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("multipart field `name`") && error.contains("256 bytes"),
+        "{error}"
+    );
+    assert_eq!(s.get("/healthz").0, 200);
+}
