@@ -7,25 +7,35 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 
 use super::KafkaSinkSpec;
+use super::client::{self, Diagnosis};
 use super::format;
 use crate::connectors::{ConnectorError, Sink};
 
 /// How long a checkpoint waits for outstanding records to be acknowledged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Keeps the first delivery failure.
+/// Keeps the first delivery failure (and what librdkafka reported about connections).
 #[derive(Default, Clone)]
 struct Deliveries {
     failure: Arc<Mutex<Option<String>>>,
+    diagnosis: Diagnosis,
 }
 
-impl rdkafka::ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.diagnosis.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.diagnosis.error(error, reason);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -110,12 +120,19 @@ impl KafkaSink {
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
-        let producer = config
+        let producer: ThreadedProducer<Deliveries> = config
             .create_with_context(deliveries.clone())
             .map_err(|e| ConnectorError::Broker {
                 node: format!("sink `{name}`"),
                 message: format!("cannot create a Kafka producer: {e}"),
             })?;
+        client::connect(
+            client::metadata_of(producer.client()),
+            &deliveries.diagnosis,
+            &format!("sink `{name}`"),
+            &spec.bootstrap,
+            &spec.properties,
+        )?;
         Ok(KafkaSink {
             name: name.to_owned(),
             spec: spec.clone(),

@@ -11,9 +11,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::client::{self, Diagnosis};
 use super::format::{self, Origin, Record};
 use super::{KafkaSourceSpec, Named, StartAt};
 use crate::connectors::{ConnectorError, DeadLetters, OnError, Source};
@@ -33,7 +34,7 @@ pub struct KafkaSource {
     spec: KafkaSourceSpec,
     batch_size: usize,
     schema: Option<SchemaRef>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Diagnosis>,
     partitions: Vec<Tp>,
     /// The next offset of each partition (only those read from, or sought to).
     next: BTreeMap<Tp, i64>,
@@ -44,7 +45,7 @@ pub struct KafkaSource {
     /// With event time: a watermark per partition, combined with idleness.
     watermarks: Option<PartitionWatermarks>,
     /// With `dead_letter_topic`: the producer of dead letters.
-    dead_letter_producer: Option<ThreadedProducer<DefaultProducerContext>>,
+    dead_letter_producer: Option<ThreadedProducer<Diagnosis>>,
 }
 
 /// Per-partition watermarks: each partition's bounded out-of-orderness, combined (the minimum
@@ -114,9 +115,17 @@ impl KafkaSource {
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
-        let consumer: BaseConsumer = config
-            .create()
+        let diagnosis = Diagnosis::default();
+        let consumer: BaseConsumer<Diagnosis> = config
+            .create_with_context(diagnosis.clone())
             .map_err(|e| kafka_error(name, "cannot create a Kafka consumer", e))?;
+        client::connect(
+            client::metadata_of_consumer(&consumer),
+            &diagnosis,
+            &format!("source `{name}`"),
+            &spec.bootstrap,
+            &spec.properties,
+        )?;
         let mut partitions = Vec::new();
         for topic in &spec.topics {
             let metadata = consumer
@@ -174,7 +183,7 @@ impl KafkaSource {
                     for (k, v) in &spec.properties {
                         config.set(k, v);
                     }
-                    Some(config.create().map_err(|e| {
+                    Some(config.create_with_context(diagnosis.clone()).map_err(|e| {
                         kafka_error(name, "cannot create the dead-letter producer", e)
                     })?)
                 }
@@ -420,7 +429,17 @@ impl Source for KafkaSource {
                 }
                 break;
             };
-            let m = message.map_err(|e| kafka_error(&self.name, "cannot read from Kafka", e))?;
+            let m = match message {
+                Ok(m) => m,
+                Err(e) if client::gives_up(&e) => {
+                    return Err(kafka_error(&self.name, "cannot read from Kafka", e));
+                }
+                Err(e) => {
+                    // librdkafka reconnects by itself (a broker restarting, a leader moving).
+                    tracing::warn!(source = %self.name, error = %e, "Kafka reported an error; reading on");
+                    break;
+                }
+            };
             let tp = (m.topic().to_owned(), m.partition());
             self.next.insert(tp, m.offset() + 1);
             records.push(Record {

@@ -25,12 +25,12 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::KafkaSinkSpec;
+use super::client::{self, Diagnosis};
 use crate::connectors::{ConnectorError, Sink};
 
 /// How long transactional calls and the epoch lookup may take.
@@ -42,10 +42,10 @@ pub struct TransactionalSink {
     spec: KafkaSinkSpec,
     commit_topic: String,
     dir: PathBuf,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<Diagnosis>,
     /// A consumer of the sink's epoch group (`sabot-PIPELINE-SINK`): its group metadata goes
     /// into each transaction, and it reads the group's committed epoch.
-    epochs: BaseConsumer,
+    epochs: BaseConsumer<Diagnosis>,
     /// The spill of the epoch being written: its segments (one per schema), and the open writer.
     segments: Vec<PathBuf>,
     writer: Option<(
@@ -93,9 +93,18 @@ impl TransactionalSink {
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
-        let producer: ThreadedProducer<DefaultProducerContext> = config
-            .create()
-            .map_err(|e| broker("cannot create a transactional producer", &e))?;
+        let diagnosis = Diagnosis::default();
+        let producer: ThreadedProducer<Diagnosis> =
+            config
+                .create_with_context(diagnosis.clone())
+                .map_err(|e| broker("cannot create a transactional producer", &e))?;
+        client::connect(
+            client::metadata_of(producer.client()),
+            &diagnosis,
+            &format!("sink `{name}`"),
+            &spec.bootstrap,
+            &spec.properties,
+        )?;
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.bootstrap)
@@ -105,8 +114,8 @@ impl TransactionalSink {
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
-        let epochs: BaseConsumer = config
-            .create()
+        let epochs: BaseConsumer<Diagnosis> = config
+            .create_with_context(diagnosis)
             .map_err(|e| broker("cannot create the epoch group's consumer", &e))?;
         producer
             .init_transactions(TIMEOUT)
@@ -140,8 +149,8 @@ impl TransactionalSink {
         for (k, v) in &self.spec.properties {
             config.set(k, v);
         }
-        let admin: AdminClient<DefaultClientContext> = config
-            .create()
+        let admin: AdminClient<Diagnosis> = config
+            .create_with_context(Diagnosis::default())
             .map_err(|e| self.broker("cannot create an admin client", e))?;
         let topic = NewTopic::new(&self.commit_topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact");
