@@ -170,6 +170,14 @@ pub enum Command {
         #[command(flatten)]
         server: remote::ServerArgs,
     },
+    /// Manage a server's secrets (`${secret:NAME}` in definitions): values are written, never
+    /// read back.
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
     /// Check that a server answers (exit 0), as a container health check.
     Health {
         #[command(flatten)]
@@ -200,6 +208,17 @@ pub enum Command {
 }
 
 /// What `sabot new` creates.
+/// `sabot secret …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretAction {
+    /// Store a secret; its value is read from stdin (one final newline dropped).
+    Set { name: String },
+    /// List the secrets' names and when each was set.
+    List,
+    /// Delete a secret.
+    Delete { name: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NewKind {
     /// An agent: its code, build script, a pipeline to try it on, and a README.
@@ -355,6 +374,28 @@ fn execute(
         }
         Command::Modules { server } => {
             print(&remote::modules(&remote::Client::new(&server))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secret { action, server } => {
+            let client = remote::Client::new(&server);
+            print(&match action {
+                SecretAction::Set { name } => {
+                    let mut value = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut value).map_err(
+                        |e| Error::Usage(format!("cannot read the secret's value from stdin: {e}")),
+                    )?;
+                    // A value piped with `echo` ends with a newline that is not part of it.
+                    if value.ends_with('\n') {
+                        value.pop();
+                        if value.ends_with('\r') {
+                            value.pop();
+                        }
+                    }
+                    remote::secret_set(&client, &name, &value)?
+                }
+                SecretAction::List => remote::secret_list(&client)?,
+                SecretAction::Delete { name } => remote::secret_delete(&client, &name)?,
+            });
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { server } => {

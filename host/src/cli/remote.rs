@@ -1,5 +1,5 @@
 //! Commands against a running `sabot serve`: `deploy`, `submit`, `swap`, `pipelines`, `agents`,
-//! `tables`, `modules`, `health`.
+//! `tables`, `modules`, `secret`, `health`.
 //!
 //! Exit codes (see [`Error::exit_code`]): 0 done; 1 the operation failed on the server (a swap
 //! rolled back, a 5xx); 2 the request was refused as invalid (4xx); 3 the server cannot be
@@ -18,7 +18,7 @@ pub struct ServerArgs {
     /// The server's URL.
     #[arg(long, env = "SABOT_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
-    /// The API token (needed by commands that change the server).
+    /// The API token: a `read` one for listings, an `admin` one for changes.
     #[arg(long, env = "SABOT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print the server's JSON instead of a table.
@@ -76,11 +76,27 @@ impl Client {
         })
     }
 
-    /// GET `path` (under the base URL).
+    /// `request` with the token, when there is one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => request.header("Authorization", &format!("Bearer {t}")),
+            None => request,
+        }
+    }
+
+    /// GET `path` (under the base URL), with the token.
     pub fn get(&self, path: &str) -> Result<Value, Error> {
         let r = self
-            .agent
-            .get(&format!("{}{path}", self.base))
+            .authorized(self.agent.get(&format!("{}{path}", self.base)))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.answer(r)
+    }
+
+    /// DELETE `path`, with the token.
+    pub fn delete(&self, path: &str) -> Result<Value, Error> {
+        let r = self
+            .authorized(self.agent.delete(&format!("{}{path}", self.base)))
             .call()
             .map_err(|e| self.unreachable(e))?;
         self.answer(r)
@@ -88,14 +104,30 @@ impl Client {
 
     /// POST `body` with `content_type` to `path`, with the token.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Value, Error> {
-        let mut request = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .header("Content-Type", content_type);
-        if let Some(t) = &self.token {
-            request = request.header("Authorization", &format!("Bearer {t}"));
-        }
-        let r = request.send(body).map_err(|e| self.unreachable(e))?;
+        self.send("POST", path, content_type, body)
+    }
+
+    /// PUT `body` with `content_type` to `path`, with the token.
+    pub fn put(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Value, Error> {
+        self.send("PUT", path, content_type, body)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Value, Error> {
+        let url = format!("{}{path}", self.base);
+        let request = match method {
+            "PUT" => self.agent.put(&url),
+            _ => self.agent.post(&url),
+        };
+        let r = self
+            .authorized(request.header("Content-Type", content_type))
+            .send(body)
+            .map_err(|e| self.unreachable(e))?;
         self.answer(r)
     }
 }
@@ -255,6 +287,56 @@ pub fn swap(
 }
 
 /// `sabot health`: whether the server answers `/healthz` (the container's health check).
+/// `sabot secret set NAME` (the value from stdin).
+pub fn secret_set(client: &Client, name: &str, value: &str) -> Result<String, Error> {
+    let answer = client.put(
+        &format!("/v1/secrets/{}", path_segment(name)),
+        "text/plain; charset=utf-8",
+        value.as_bytes(),
+    )?;
+    Ok(output(client, &answer, |_| {
+        format!(
+            "secret `{name}` set ({} bytes); use it as ${{secret:{name}}}",
+            value.len()
+        )
+    }))
+}
+
+/// `sabot secret list`.
+pub fn secret_list(client: &Client) -> Result<String, Error> {
+    let answer = client.get("/v1/secrets")?;
+    Ok(output(client, &answer, |v| {
+        let rows = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| vec![text(&s["name"]), text(&s["updated_ms"])])
+            .collect();
+        table(&["SECRET", "UPDATED_MS"], rows)
+    }))
+}
+
+/// `sabot secret delete NAME`.
+pub fn secret_delete(client: &Client, name: &str) -> Result<String, Error> {
+    let answer = client.delete(&format!("/v1/secrets/{}", path_segment(name)))?;
+    Ok(output(client, &answer, |_| {
+        format!("secret `{name}` deleted")
+    }))
+}
+
+/// `s` as one URL path segment (percent-encoded but for unreserved characters).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 pub fn health(client: &Client) -> Result<String, Error> {
     let answer = client.get("/healthz")?;
     Ok(output(client, &answer, |_| "ok".to_owned()))

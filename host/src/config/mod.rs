@@ -26,6 +26,7 @@
 //! the table and field, and what was expected.
 
 pub mod paths;
+pub mod secrets;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -180,6 +181,9 @@ pub struct PipelineSpec {
     pub agents: IndexMap<String, AgentSpec>,
     pub sinks: IndexMap<String, SinkSpec>,
     pub edges: Vec<Edge>,
+    /// The values its `${…}` references resolved to (kept in memory only), to take them out of
+    /// messages: see [`secrets`].
+    pub secrets: secrets::Resolved,
 }
 
 /// `[pipeline.scale_out]`: the pipeline runs one copy per partition of a Kafka source, on
@@ -246,17 +250,19 @@ impl PipelineSpec {
         file: &Path,
         modules: &[(String, ModuleSource)],
     ) -> Result<Self, ConfigError> {
-        Self::parse_in(text, file, modules, Paths::Anywhere)
+        Self::parse_in(text, file, modules, Paths::Anywhere, None)
     }
 
     /// Like [`PipelineSpec::parse_with_modules`], for a definition a client sent to a server:
-    /// every path it names must stay inside `file`'s directory ([`paths`]).
+    /// every path it names must stay inside `file`'s directory ([`paths`]), and its
+    /// `${secret:NAME}` references come from `store` ([`secrets`]).
     pub fn parse_confined(
         text: &str,
         file: &Path,
         modules: &[(String, ModuleSource)],
+        store: &secrets::SecretStore,
     ) -> Result<Self, ConfigError> {
-        Self::parse_in(text, file, modules, Paths::Confined)
+        Self::parse_in(text, file, modules, Paths::Confined, Some(store))
     }
 
     fn parse_in(
@@ -264,22 +270,52 @@ impl PipelineSpec {
         file: &Path,
         modules: &[(String, ModuleSource)],
         paths: Paths,
+        store: Option<&secrets::SecretStore>,
     ) -> Result<Self, ConfigError> {
-        let raw: RawPipeline = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             file: file.to_owned(),
             message: e.to_string().trim_end().to_owned(),
-        })?;
+        };
         let base = file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Validator {
+        let (raw, resolved): (RawPipeline, _) = if text.contains("${") {
+            // References are replaced in the parsed document, never in the text.
+            let mut doc: toml::Value = toml::from_str(text).map_err(parse_error)?;
+            let sources = match store {
+                Some(store) => secrets::Sources::Server { store },
+                None => secrets::Sources::Run { base },
+            };
+            let resolved =
+                secrets::resolve(&mut doc, sources).map_err(|e| ConfigError::Invalid {
+                    file: file.to_owned(),
+                    location: e.location,
+                    message: e.message,
+                })?;
+            let raw = doc
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    file: file.to_owned(),
+                    message: resolved.redact(e.to_string().trim_end()),
+                })?;
+            (raw, resolved)
+        } else {
+            (
+                toml::from_str(text).map_err(parse_error)?,
+                secrets::Resolved::default(),
+            )
+        };
+        let mut spec = Validator {
             file,
             base,
             modules,
             paths,
         }
         .validate(raw)
+        .map_err(|e| redact_error(e, &resolved))?;
+        spec.secrets = resolved;
+        Ok(spec)
     }
 
     /// The inputs of `node` (agent or sink), as `(from, from_port, to_port)`.
@@ -290,6 +326,29 @@ impl PipelineSpec {
     /// The edges leaving `node`.
     pub fn outputs_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
         self.edges.iter().filter(move |e| e.from == node)
+    }
+}
+
+/// `e` with the values of resolved references replaced by the references.
+fn redact_error(e: ConfigError, resolved: &secrets::Resolved) -> ConfigError {
+    if resolved.is_empty() {
+        return e;
+    }
+    match e {
+        ConfigError::Parse { file, message } => ConfigError::Parse {
+            file,
+            message: resolved.redact(&message),
+        },
+        ConfigError::Invalid {
+            file,
+            location,
+            message,
+        } => ConfigError::Invalid {
+            file,
+            location,
+            message: resolved.redact(&message),
+        },
+        read @ ConfigError::Read { .. } => read,
     }
 }
 
@@ -622,6 +681,7 @@ impl Validator<'_> {
             agents,
             sinks,
             edges,
+            secrets: secrets::Resolved::default(),
         })
     }
 

@@ -249,6 +249,7 @@ impl Pipeline {
         let control = Arc::new(Control {
             stop: options.stop.clone(),
             failure: Mutex::new(None),
+            secrets: spec.secrets.clone(),
         });
 
         // Where the run keeps its data, and what it resumes from.
@@ -538,7 +539,7 @@ impl Pipeline {
             for (_, mut sink) in sinks {
                 sink.abort(root.persistent);
             }
-            return Err(error);
+            return Err(control.redacted(error));
         }
         // The final epoch: pre-commit, record it in the final checkpoint, commit.
         let mut pending = Vec::new();
@@ -755,6 +756,8 @@ impl Drop for DataRoot {
 pub(crate) struct Control {
     stop: Arc<AtomicBool>,
     failure: Mutex<Option<Error>>,
+    /// The values of the definition's secrets, kept out of what is logged and returned.
+    secrets: crate::config::secrets::Resolved,
 }
 
 impl Control {
@@ -762,7 +765,7 @@ impl Control {
     fn fail(&self, error: Error) {
         let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if failure.is_none() {
-            tracing::error!(error = %error, "pipeline failed");
+            tracing::error!(error = %self.secrets.redact(&error.to_string()), "pipeline failed");
             *failure = Some(error);
         }
         self.stop.store(true, Ordering::SeqCst);
@@ -777,6 +780,18 @@ impl Control {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// `error`, made an internal error with the secrets' values replaced by their references
+    /// when its message quotes one (a client library quoting a bad property value).
+    fn redacted(&self, error: Error) -> Error {
+        let text = error.to_string();
+        let shown = self.secrets.redact(&text);
+        if shown == text {
+            error
+        } else {
+            Error::Internal(shown)
+        }
     }
 
     fn take_failure(&self) -> Option<Error> {

@@ -35,7 +35,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
-use super::auth::Token;
+use super::auth::{Access, Scope};
 use super::logs::GuestLogs;
 use super::modules::{ModuleInfo, ModuleStore, check_name, check_version};
 use super::pipelines::{Entry, Pipelines, Status, Swap};
@@ -54,7 +54,7 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     config: ServeConfig,
-    token: Token,
+    access: Access,
     runtime: Arc<WasmRuntime>,
     modules: Arc<ModuleStore>,
     pub pipelines: Arc<Pipelines>,
@@ -81,7 +81,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         config: ServeConfig,
-        token: Token,
+        access: Access,
         runtime: Arc<WasmRuntime>,
         modules: Arc<ModuleStore>,
         pipelines: Arc<Pipelines>,
@@ -92,7 +92,7 @@ impl AppState {
             validations: Arc::new(tokio::sync::Semaphore::new(config.validations)),
             compiling,
             config,
-            token,
+            access,
             runtime,
             modules,
             pipelines,
@@ -138,13 +138,16 @@ pub fn router(state: AppState) -> axum::Router {
             get(read_table),
         )
         .route("/v1/pipelines/{name}/logs", get(read_logs))
+        .route("/v1/secrets", get(list_secrets))
+        .route(
+            "/v1/secrets/{name}",
+            axum::routing::put(set_secret)
+                .post(set_secret)
+                .delete(delete_secret),
+        )
         // Multipart uploads: the module field is bounded by the upload spool; this bounds the form.
         .layer(DefaultBodyLimit::max(
             upload_limit.saturating_add(64 * 1024),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
         ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -155,21 +158,31 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/events", get(events))
         .merge(api)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
 }
 
-/// Every request that may change the server (any method but GET and HEAD) needs the token,
-/// checked before its body is read.
+/// Paths anyone may GET: liveness and readiness probes, and the dashboard's page (which asks
+/// for a token before it reads anything).
+const OPEN_PATHS: &[&str] = &["/", "/healthz", "/readyz"];
+
+/// Every request needs a token, checked before its body is read: GET and HEAD a `read` one
+/// (none with `public_reads`), anything else an `admin` one.
 async fn require_token(
     State(s): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let method = request.method();
-    if method != axum::http::Method::GET
-        && method != axum::http::Method::HEAD
-        && let Err(e) = s.token.check(request.headers())
-    {
+    let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    if read && OPEN_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let needed = if read { Scope::Read } else { Scope::Admin };
+    if let Err(e) = s.access.allow(request.headers(), needed) {
         // Read a small body before answering, so the client sees the answer rather than a
         // connection closed under its request; a large one is cut off.
         let _ = axum::body::to_bytes(request.into_body(), 64 * 1024).await;
@@ -220,6 +233,52 @@ async fn read_bounded<E>(
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// The names of the server's secrets and when each was set; never a value.
+async fn list_secrets(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let secrets = s.pipelines.secrets().list();
+    Json(serde_json::Value::Array(
+        secrets
+            .into_iter()
+            .map(|(name, updated_ms)| serde_json::json!({ "name": name, "updated_ms": updated_ms }))
+            .collect(),
+    ))
+}
+
+/// Stores the body (UTF-8 text) as secret `name`.
+async fn set_secret(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Body(value): Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let value = String::from_utf8(value.to_vec()).map_err(|_| {
+        ApiError::bad_request(format!("the value of secret `{name}` is not UTF-8 text"))
+    })?;
+    let store = s.pipelines.secrets().clone();
+    let stored_name = name.clone();
+    blocking(move || {
+        store
+            .set(&stored_name, &value)
+            .map_err(ApiError::bad_request)
+    })
+    .await?;
+    tracing::info!(secret = %name, "secret set");
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({ "name": name, "set": true })),
+    ))
+}
+
+async fn delete_secret(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match s.pipelines.secrets().delete(&name) {
+        Ok(true) => Ok(Json(serde_json::json!({ "name": name, "deleted": true }))),
+        Ok(false) => Err(ApiError::not_found(format!("no secret `{name}`"))),
+        Err(e) => Err(ApiError::bad_request(e)),
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -641,7 +700,7 @@ pub fn view(entry: &Entry, detailed: bool) -> PipelineView {
                 .then(|| super::now_unix_ms().saturating_sub(load(&cp.last_completed_unix_ms))),
         },
         swaps: entry.swaps(),
-        definition: detailed.then(|| entry.text.clone()),
+        definition: detailed.then(|| crate::config::secrets::redact_definition(&entry.text)),
     }
 }
 

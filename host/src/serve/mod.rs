@@ -14,7 +14,8 @@
 //! ([`upload`]), compiled in a child process that is killed at the request's deadline (at most
 //! [`ServeConfig::validations`] at a time, [`crate::wasm::isolate`]), then loaded from the
 //! compile cache; pipelines run on their own task threads. Connections are capped in number and
-//! closed when idle ([`listen`]). Every mutating endpoint needs the bearer token; reads are open.
+//! closed when idle ([`listen`]). Every endpoint but the probes and the dashboard's page needs a
+//! bearer token: `read` for GET, `admin` for the rest ([`auth`]).
 
 pub mod api;
 pub mod auth;
@@ -76,6 +77,11 @@ pub struct ServeConfig {
     pub upload_buffer_mb: u64,
     /// The address space of a module's compiler process, MiB (`SABOT_COMPILE_MEMORY_MB`).
     pub compile_memory_mb: u64,
+    /// More tokens, by name, each with its scope: `[tokens.grafana] token = "…", scope = "read"`.
+    /// `SABOT_READ_TOKEN` adds one named `read` with scope `read`.
+    pub tokens: std::collections::BTreeMap<String, auth::NamedToken>,
+    /// Let reads (GET) through without a token (`SABOT_PUBLIC_READS=true`); off by default.
+    pub public_reads: bool,
 }
 
 impl Default for ServeConfig {
@@ -96,6 +102,8 @@ impl Default for ServeConfig {
             idle_timeout_ms: 60_000,
             upload_buffer_mb: 256,
             compile_memory_mb: 4_096,
+            tokens: std::collections::BTreeMap::new(),
+            public_reads: false,
         }
     }
 }
@@ -145,6 +153,22 @@ impl ServeConfig {
                 "SABOT_IDLE_TIMEOUT_MS" => config.idle_timeout_ms = number("milliseconds")?,
                 "SABOT_UPLOAD_BUFFER_MB" => config.upload_buffer_mb = number("a size in MiB")?,
                 "SABOT_COMPILE_MEMORY_MB" => config.compile_memory_mb = number("a size in MiB")?,
+                "SABOT_READ_TOKEN" => {
+                    config.tokens.insert(
+                        "read".into(),
+                        auth::NamedToken {
+                            token: value.clone(),
+                            scope: auth::Scope::Read,
+                        },
+                    );
+                }
+                "SABOT_PUBLIC_READS" => {
+                    config.public_reads = match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad("true or false")),
+                    }
+                }
                 _ => {}
             }
         }
@@ -197,6 +221,23 @@ impl ServeConfig {
             return Err(Error::Usage(
                 "the API token is shorter than 16 characters: use a longer, random one (or leave it unset for a generated one)".into(),
             ));
+        }
+        for (name, t) in &self.tokens {
+            if t.token.len() < 16 {
+                return Err(Error::Usage(format!(
+                    "token `{name}` is shorter than 16 characters: use a longer, random one"
+                )));
+            }
+            if self.token.as_deref() == Some(t.token.as_str())
+                || self
+                    .tokens
+                    .iter()
+                    .any(|(other, o)| other != name && o.token == t.token)
+            {
+                return Err(Error::Usage(format!(
+                    "token `{name}` is the same as another token: each name needs its own token"
+                )));
+            }
         }
         Ok(())
     }
@@ -301,6 +342,14 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
     let modules = Arc::new(
         modules::ModuleStore::open(&data.join("modules")).map_err(|e| Error::Usage(e.message))?,
     );
+    let secrets = Arc::new(
+        crate::config::secrets::SecretStore::open(&data.join("secrets")).map_err(|source| {
+            Error::File {
+                path: data.join("secrets").display().to_string(),
+                source,
+            }
+        })?,
+    );
     let pipelines = pipelines::Pipelines::new(
         data.join("pipelines"),
         runtime.clone(),
@@ -308,6 +357,7 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         pipelines::Settings {
             probation: Duration::from_millis(config.probation_ms),
             checkpoint_ms: config.checkpoint_ms,
+            secrets: secrets.clone(),
         },
         logs.clone(),
     );
@@ -317,9 +367,10 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         .thread_name("sabot-http")
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the HTTP runtime: {e}")))?;
+    let access = auth::Access::new(token, &config.tokens, config.public_reads);
     let state = api::AppState::new(
         config.clone(),
-        token,
+        access,
         runtime,
         modules,
         pipelines.clone(),

@@ -29,6 +29,7 @@ use super::modules::{ModuleStore, check_name};
 use super::{ApiError, logs::GuestLogs, now_unix_ms};
 use crate::checkpoint::CheckpointSpec;
 use crate::config::PipelineSpec;
+use crate::config::secrets::SecretStore;
 use crate::dataflow::{Live, RunStats, SwapOutcome, Version};
 use crate::wasm::{ModuleSource, WasmRuntime};
 use crate::{Error, Pipeline, RunOptions};
@@ -39,10 +40,12 @@ const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
 const MONITOR_TICK: Duration = Duration::from_millis(10);
 
 /// Settings of the server's pipelines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub probation: Duration,
     pub checkpoint_ms: u64,
+    /// Where `${secret:NAME}` references come from.
+    pub secrets: Arc<SecretStore>,
 }
 
 /// What a pipeline is doing.
@@ -257,6 +260,11 @@ impl Pipelines {
         pipelines
     }
 
+    /// The server's secrets.
+    pub fn secrets(&self) -> &Arc<SecretStore> {
+        &self.settings.secrets
+    }
+
     fn entries(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -325,8 +333,13 @@ impl Pipelines {
             })?;
             overrides.push((agent.clone(), ModuleSource::Path(path)));
         }
-        let mut spec = PipelineSpec::parse_confined(text, &dir.join("pipeline.toml"), &overrides)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut spec = PipelineSpec::parse_confined(
+            text,
+            &dir.join("pipeline.toml"),
+            &overrides,
+            &self.settings.secrets,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
         if spec.scale_out.is_some() {
             return Err(ApiError::bad_request(
                 "[pipeline.scale_out]: a server runs whole pipelines; run a scaled-out pipeline with `sabot run` on each member of the group",
@@ -795,6 +808,8 @@ impl Supervisor {
                     return;
                 }
                 Err(error) => {
+                    // Whatever the error quotes, the values of secrets are not shown or logged.
+                    let shown = entry.spec().secrets.redact(&error.to_string());
                     let failed_agent = match &error {
                         Error::Agent { agent, .. } => Some(agent.clone()),
                         _ => None,
@@ -808,7 +823,7 @@ impl Supervisor {
                     });
                     match on_trial {
                         Some(swap) if wanted => {
-                            let reason = format!("{} failed the pipeline: {error}", swap.to);
+                            let reason = format!("{} failed the pipeline: {shown}", swap.to);
                             if let Some(cell) = entry.live.version(&swap.agent) {
                                 roll_back(&entry.name, swap, cell, reason);
                             }
@@ -822,8 +837,8 @@ impl Supervisor {
                         }
                         _ => {
                             inner.status = Status::Failed;
-                            inner.error = Some(error.to_string());
-                            tracing::error!(%error, "pipeline failed");
+                            tracing::error!(error = %shown, "pipeline failed");
+                            inner.error = Some(shown);
                             return;
                         }
                     }

@@ -364,3 +364,258 @@ type = "blackhole"
         "{e}"
     );
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A definition reading and writing the SASL_SSL listener with `password` and `ca` (strings of
+/// a TOML file: literal values or references).
+fn secure_definition(name: &str, input: &str, output: &str, password: &str, ca: &str) -> String {
+    let properties = format!(
+        r#"{{ "security.protocol" = "SASL_SSL", "sasl.mechanism" = "SCRAM-SHA-512", "sasl.username" = "alice", "sasl.password" = "{password}", "ssl.ca.pem" = "{ca}" }}"#
+    );
+    format!(
+        r#"edges = ["txns -> big -> out"]
+[pipeline]
+name = "{name}"
+[sources.txns]
+type = "kafka"
+bootstrap = "{b}"
+topics = ["{input}"]
+bounded = true
+{SCHEMA}
+properties = {properties}
+[agents.big]
+module = "builtin:filter"
+config = {{ where = "amount >= 50.0" }}
+[sinks.out]
+type = "kafka"
+bootstrap = "{b}"
+topic = "{output}"
+properties = {properties}
+"#,
+        b = secure_bootstrap()
+    )
+}
+
+#[test]
+fn server_secrets_reach_kafka_and_appear_in_no_answer_file_or_log() {
+    use crate::serve::{READ_TOKEN, Server};
+    let password = "alice-secret";
+    let ca = std::fs::read_to_string(tls("ca.pem")).unwrap();
+    let (input, output) = (topic("secret-in"), topic("secret-out"));
+    produce_with(kcat_secure(), &input, &transactions(1_000));
+    let s = Server::start(&[("SABOT_READ_TOKEN", READ_TOKEN), ("SABOT_LOG", "debug")]);
+
+    // Stored with the CLI (value on stdin); a read token may not.
+    let set = |name: &str, value: &str, token: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sabot"))
+            .args(["secret", "set", name])
+            .env("SABOT_SERVER", &s.url)
+            .env("SABOT_TOKEN", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = set("kafka-password", &format!("{password}\n"), READ_TOKEN);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a read token cannot set a secret"
+    );
+    for (name, value) in [
+        ("kafka-password", format!("{password}\n")),
+        ("kafka-ca", ca.clone()),
+    ] {
+        let out = set(name, &value, crate::serve::TOKEN);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (status, listed) = s.get_with("/v1/secrets", Some(READ_TOKEN));
+    assert_eq!(status, 200);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kafka-ca", "kafka-password"]);
+    assert!(!listed.to_string().contains(password));
+    assert_eq!(
+        s.get("/v1/secrets/kafka-password").0,
+        405,
+        "no endpoint returns a value"
+    );
+
+    // Refused references name themselves, and nothing is defined.
+    for (reference, expected) in [
+        ("${secret:nope}", "no secret `nope`"),
+        ("${env:SABOT_TOKEN}", "SABOT_*"),
+        ("${file:/etc/passwd}", "does not read its own files"),
+    ] {
+        let (status, answer) = s.post(
+            "/v1/pipelines",
+            "application/toml",
+            secure_definition("refused", &input, &output, reference, "${secret:kafka-ca}")
+                .as_bytes(),
+        );
+        assert_eq!(status, 400, "{reference}: {answer}");
+        let e = answer["error"].as_str().unwrap();
+        assert!(
+            e.contains(reference) && e.contains(expected) && e.contains("sasl.password"),
+            "{e}"
+        );
+    }
+    assert_eq!(s.get("/v1/pipelines").1, serde_json::json!([]));
+
+    let definition = secure_definition(
+        "secret-kafka",
+        &input,
+        &output,
+        "${secret:kafka-password}",
+        "${secret:kafka-ca}",
+    );
+    let (status, answer) = s.post(
+        "/v1/pipelines?start=true",
+        "application/toml",
+        definition.as_bytes(),
+    );
+    assert!((200..300).contains(&status), "{answer}");
+    let p = s.wait_status("secret-kafka", "finished", Duration::from_secs(120));
+    let shown = p["definition"].as_str().unwrap();
+    assert!(
+        shown.contains("${secret:kafka-password}") && !shown.contains(password),
+        "{shown}"
+    );
+    let got = consume_with(kcat_secure(), &output);
+    let expected = transactions(1_000)
+        .iter()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["amount"]
+                .as_f64()
+                .unwrap()
+                >= 50.0
+        })
+        .count();
+    assert_eq!(got.len(), expected, "each passing record once");
+
+    // A literal password is shown redacted.
+    let literal = secure_definition(
+        "literal",
+        &input,
+        &topic("literal-out"),
+        password,
+        "${secret:kafka-ca}",
+    );
+    let (status, answer) = s.post("/v1/pipelines", "application/toml", literal.as_bytes());
+    assert!((200..300).contains(&status), "{answer}");
+    let shown = s.get_with("/v1/pipelines/literal", Some(READ_TOKEN)).1["definition"].to_string();
+    assert!(
+        shown.contains("[redacted]") && !shown.contains(password),
+        "{shown}"
+    );
+
+    // The value is nowhere but the secret store (and the literal definition written as such).
+    let leaks: Vec<String> = files_containing(&s.data(), password)
+        .into_iter()
+        .filter(|f| !f.contains("/secrets/") && !f.ends_with("pipelines/literal/pipeline.toml"))
+        .collect();
+    assert!(leaks.is_empty(), "the password is in {leaks:?}");
+    for leak in [password, ca.lines().nth(1).unwrap()] {
+        assert!(!s.log().contains(leak), "the server's log holds a secret");
+    }
+    for path in [
+        "/v1/pipelines",
+        "/v1/pipelines/secret-kafka",
+        "/metrics",
+        "/v1/pipelines/secret-kafka/logs",
+    ] {
+        assert!(
+            !s.get(path).1.to_string().contains(password),
+            "{path} shows the password"
+        );
+    }
+}
+
+#[test]
+fn sabot_run_resolves_env_and_file_references_and_never_prints_them() {
+    let s = Scratch::new();
+    let (input, output) = (topic("run-secret-in"), topic("run-secret-out"));
+    produce_with(kcat_secure(), &input, &transactions(200));
+    s.write("kafka-password", "alice-secret\n");
+    s.write(
+        "p.toml",
+        &secure_definition(
+            "run-secrets",
+            &input,
+            &output,
+            "${file:kafka-password}",
+            "${env:TEST_KAFKA_CA}",
+        ),
+    );
+    let ca = std::fs::read_to_string(tls("ca.pem")).unwrap();
+    let run = |password_file: &str| {
+        std::fs::write(s.path("kafka-password"), password_file).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_sabot"))
+            .args(["run", "p.toml", "--no-progress"])
+            .current_dir(s.dir.path())
+            .env("SABOT_CACHE_DIR", crate::support::cache_dir())
+            .env("TEST_KAFKA_CA", &ca)
+            .env("SABOT_LOG", "debug")
+            .output()
+            .unwrap()
+    };
+    let out = run("alice-secret\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        consume_with(kcat_secure(), &output).len(),
+        transactions(200)
+            .iter()
+            .filter(|l| l.contains("\"amount\":")
+                && serde_json::from_str::<Value>(l).unwrap()["amount"]
+                    .as_f64()
+                    .unwrap()
+                    >= 50.0)
+            .count()
+    );
+    let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert!(!all.contains("alice-secret"), "the password is printed");
+
+    // A wrong password read from the file: the error names the reference's field, not the value.
+    let out = run("not-the-password-either\n");
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("invalid credentials"), "{e}");
+    assert!(
+        !e.contains("not-the-password-either"),
+        "the value is printed: {e}"
+    );
+}

@@ -14,6 +14,8 @@ use crate::support::Scratch;
 use sabot_test_artifacts::component_variant;
 
 pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
+/// A token with scope `read` (servers started with `SABOT_READ_TOKEN`).
+pub(crate) const READ_TOKEN: &str = "read-token-0123456789abcdef";
 
 /// A `sabot serve` process on a free loopback port, killed when dropped.
 pub(crate) struct Server {
@@ -40,7 +42,13 @@ impl Server {
             .env("SABOT_CHECKPOINT_MS", "200")
             .env("SABOT_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(scratch.path("server.log"))
+                    .expect("the server's log file"),
+            ));
         for (k, v) in env {
             command.env(k, v);
         }
@@ -83,13 +91,18 @@ impl Server {
         )
     }
 
+    /// GET `path` with the admin token.
     pub(crate) fn get(&self, path: &str) -> (u16, Value) {
-        Self::answer(
-            self.http
-                .get(&format!("{}{path}", self.url))
-                .call()
-                .unwrap(),
-        )
+        self.get_with(path, Some(TOKEN))
+    }
+
+    /// GET `path` with `token` (none: no `Authorization` header).
+    pub(crate) fn get_with(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(&format!("{}{path}", self.url));
+        if let Some(t) = token {
+            request = request.header("Authorization", &format!("Bearer {t}"));
+        }
+        Self::answer(request.call().unwrap())
     }
 
     pub(crate) fn text(&self, path: &str) -> String {
@@ -208,10 +221,25 @@ impl Server {
     }
 }
 
+impl Server {
+    /// What the server wrote to stderr (its log), across restarts on the same directory.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.path("server.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- the server's log, last lines ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -465,10 +493,10 @@ fn a_flood_of_malformed_uploads_is_refused_with_4xx_while_the_server_stays_healt
 }
 
 #[test]
-fn mutations_without_the_token_are_refused_and_reads_are_open() {
-    let s = Server::start(&[]);
+fn reads_need_a_read_token_and_changes_an_admin_one() {
+    let s = Server::start(&[("SABOT_READ_TOKEN", READ_TOKEN)]);
     let plain = module(sabot_test_artifacts::PLAIN);
-    let mutations: [(&str, &str, &[u8]); 7] = [
+    let mutations: [(&str, &str, &[u8]); 9] = [
         ("POST", "/v1/modules/echo/1", &plain),
         ("POST", "/v1/modules", b"x"),
         ("DELETE", "/v1/modules/echo/1", b""),
@@ -480,12 +508,29 @@ fn mutations_without_the_token_are_refused_and_reads_are_open() {
             "/v1/pipelines/p/agents/a/swap",
             b"{\"module\": \"echo@1\"}",
         ),
+        ("PUT", "/v1/secrets/kafka-password", b"hunter2"),
+        ("DELETE", "/v1/secrets/kafka-password", b""),
     ];
     for (method, path, body) in mutations {
         for token in [None, Some("wrong-token-0123456789")] {
             let (status, answer) = s.send(method, path, "application/octet-stream", body, token);
             assert_eq!(status, 401, "{method} {path} with {token:?}: {answer}");
         }
+        let (status, answer) = s.send(
+            method,
+            path,
+            "application/octet-stream",
+            body,
+            Some(READ_TOKEN),
+        );
+        assert_eq!(status, 403, "{method} {path} with the read token: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("token `read` has scope `read`"),
+            "{answer}"
+        );
     }
     assert_eq!(
         s.send("DELETE", "/v1/pipelines/p", "text/plain", b"", None)
@@ -493,9 +538,57 @@ fn mutations_without_the_token_are_refused_and_reads_are_open() {
         401
     );
     assert_eq!(s.get("/v1/modules").1, json!([]), "nothing was uploaded");
-    for path in ["/v1/modules", "/v1/pipelines", "/healthz", "/metrics", "/"] {
-        assert_eq!(s.get(path).0, 200, "{path}");
+    assert_eq!(s.get("/v1/secrets").1, json!([]), "no secret was stored");
+    let reads = [
+        "/v1/modules",
+        "/v1/pipelines",
+        "/v1/secrets",
+        "/metrics",
+        "/v1/pipelines/p",
+        "/nowhere",
+    ];
+    for path in reads {
+        let (status, answer) = s.get_with(path, None);
+        assert_eq!(status, 401, "GET {path} without a token: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("`read`"),
+            "{answer}"
+        );
+        assert_eq!(
+            s.get_with(path, Some("wrong-token-0123456789")).0,
+            401,
+            "{path}"
+        );
     }
+    for path in ["/v1/modules", "/v1/pipelines", "/v1/secrets", "/metrics"] {
+        assert_eq!(
+            s.get_with(path, Some(READ_TOKEN)).0,
+            200,
+            "{path} with the read token"
+        );
+    }
+    // The event stream too: its first bytes only come with a token.
+    let refused = s.get_with("/v1/events", None);
+    assert_eq!(refused.0, 401);
+    for path in ["/healthz", "/readyz", "/"] {
+        assert_eq!(
+            s.get_with(path, None).0,
+            200,
+            "{path} is open to probes and browsers"
+        );
+    }
+    drop(s);
+
+    // Reads opened on purpose; changes still need the admin token.
+    let s = Server::start(&[("SABOT_PUBLIC_READS", "true")]);
+    for path in ["/v1/modules", "/v1/pipelines", "/metrics"] {
+        assert_eq!(s.get_with(path, None).0, 200, "{path} with public reads");
+    }
+    assert_eq!(
+        s.send("POST", "/v1/pipelines", "application/toml", b"x", None)
+            .0,
+        401
+    );
 }
 
 #[test]
@@ -806,7 +899,7 @@ fn a_version_that_fails_to_start_or_traps_on_probation_is_rolled_back_exactly_on
 
 #[test]
 fn the_cli_lists_what_a_server_runs_and_exits_with_meaningful_codes() {
-    let s = Server::start(&[]);
+    let s = Server::start(&[("SABOT_READ_TOKEN", READ_TOKEN)]);
     let dir = s.scratch.path("");
     let wasm = dir.join("plain.wasm");
     std::fs::copy(sabot_test_artifacts::PLAIN, &wasm).unwrap();
@@ -846,8 +939,14 @@ fn the_cli_lists_what_a_server_runs_and_exits_with_meaningful_codes() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pipeline echoes is running"));
 
+    let out = s.cli(&["pipelines"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a listing without a token exits 4"
+    );
     let stdout = |args: &[&str]| {
-        let out = s.cli(args, None);
+        let out = s.cli(args, Some(READ_TOKEN));
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -878,7 +977,7 @@ fn the_cli_lists_what_a_server_runs_and_exits_with_meaningful_codes() {
     assert!(tables.contains("AGENT") && tables.contains("a"), "{tables}");
     let json: Value = serde_json::from_str(&stdout(&["pipelines", "--json"])).unwrap();
     assert_eq!(json[0]["name"], "echoes");
-    let out = s.cli(&["agents", "nothing"], None);
+    let out = s.cli(&["agents", "nothing"], Some(READ_TOKEN));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pipeline `nothing`"));
 
@@ -891,8 +990,9 @@ fn the_cli_lists_what_a_server_runs_and_exits_with_meaningful_codes() {
 }
 
 #[test]
-fn the_dashboard_draws_the_pipeline_and_its_numbers_move_in_headless_chromium() {
-    let s = Server::start(&[]);
+fn the_dashboard_asks_for_a_read_token_then_draws_the_pipeline_and_its_numbers_move_in_headless_chromium()
+ {
+    let s = Server::start(&[("SABOT_READ_TOKEN", READ_TOKEN)]);
     assert_eq!(
         s.upload("mis", "1", &module(sabot_test_artifacts::MISBEHAVE))
             .0,
@@ -901,6 +1001,19 @@ fn the_dashboard_draws_the_pipeline_and_its_numbers_move_in_headless_chromium() 
     s.create(&stateful("live", "mis@1", 10_000_000, 20_000), true);
     let browser = Chromium::start(&s.scratch.path("chromium"));
     let page = browser.open(&format!("{}/", s.url));
+    // Nothing is read before the page is given a token.
+    page.wait_for("the page to ask for a token", || {
+        page.eval("document.getElementById('login').dataset.auth") == json!("needed")
+    });
+    assert_eq!(
+        page.eval("document.querySelectorAll('svg g[data-node]').length"),
+        json!(0)
+    );
+    page.eval(&format!(
+        "(() => {{ const f = document.getElementById('login');
+           f.querySelector('[name=token]').value = '{READ_TOKEN}';
+           f.requestSubmit(); return true; }})()"
+    ));
     let nodes = || page.eval("document.querySelectorAll('svg g[data-node]').length");
     page.wait_for("the graph's three nodes", || nodes() == json!(3));
     let names = page.eval("[...document.querySelectorAll('svg g[data-node]')].map(g => g.dataset.node + ':' + g.dataset.kind).join(',')");
