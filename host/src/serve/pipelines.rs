@@ -470,6 +470,14 @@ impl Pipelines {
     /// Starts `name` (resuming from its newest checkpoint unless `fresh`).
     pub fn start(self: &Arc<Self>, name: &str, fresh: bool) -> Result<Arc<Entry>, ApiError> {
         let entry = self.get(name)?;
+        // A definition with `${…}` references is loaded anew, so that each start uses the
+        // secrets as they are now.
+        let pipeline = if entry.text.contains("${") {
+            let versions = entry.inner().control.versions.clone();
+            Arc::new(self.build(&entry.text, &versions)?.1)
+        } else {
+            entry.pipeline.clone()
+        };
         let mut inner = entry.inner();
         if matches!(inner.status, Status::Running | Status::Stopping) {
             return Err(ApiError::conflict(format!(
@@ -490,6 +498,7 @@ impl Pipelines {
         entry.save_control(&inner.control);
         let supervisor = Supervisor {
             entry: entry.clone(),
+            pipeline,
             logs: self.logs.clone(),
         };
         inner.thread = Some(
@@ -746,6 +755,8 @@ fn roll_back(
 /// version on probation, after putting the old version back.
 struct Supervisor {
     entry: Arc<Entry>,
+    /// What runs: the entry's pipeline, or the same definition with its secrets resolved anew.
+    pipeline: Arc<Pipeline>,
     logs: Arc<GuestLogs>,
 }
 
@@ -762,7 +773,7 @@ impl Supervisor {
                 inner.runs += 1;
                 (inner.stop.clone(), inner.stats.clone())
             };
-            let result = entry.pipeline.run(RunOptions {
+            let result = self.pipeline.run(RunOptions {
                 stop: stop.clone(),
                 stats: Some(stats),
                 data_dir: Some(entry.dir.join("run")),
@@ -809,7 +820,7 @@ impl Supervisor {
                 }
                 Err(error) => {
                     // Whatever the error quotes, the values of secrets are not shown or logged.
-                    let shown = entry.spec().secrets.redact(&error.to_string());
+                    let shown = self.pipeline.spec().secrets.redact(&error.to_string());
                     let failed_agent = match &error {
                         Error::Agent { agent, .. } => Some(agent.clone()),
                         _ => None,

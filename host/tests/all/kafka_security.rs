@@ -449,7 +449,7 @@ fn server_secrets_reach_kafka_and_appear_in_no_answer_file_or_log() {
         "a read token cannot set a secret"
     );
     for (name, value) in [
-        ("kafka-password", format!("{password}\n")),
+        ("kafka-password", "an-old-password\n".to_owned()),
         ("kafka-ca", ca.clone()),
     ] {
         let out = set(name, &value, crate::serve::TOKEN);
@@ -509,6 +509,26 @@ fn server_secrets_reach_kafka_and_appear_in_no_answer_file_or_log() {
         definition.as_bytes(),
     );
     assert!((200..300).contains(&status), "{answer}");
+    // The stale password stops the run, named by its reference only.
+    let p = s.wait_status("secret-kafka", "failed", Duration::from_secs(60));
+    let e = p["error"].as_str().unwrap();
+    assert!(
+        e.contains("invalid credentials") && !e.contains("an-old-password"),
+        "{e}"
+    );
+    // Set anew, the secret is used from the next start.
+    let out = set(
+        "kafka-password",
+        &format!("{password}\n"),
+        crate::serve::TOKEN,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, answer) = s.post("/v1/pipelines/secret-kafka/start", "text/plain", b"");
+    assert!((200..300).contains(&status), "{answer}");
     let p = s.wait_status("secret-kafka", "finished", Duration::from_secs(120));
     let shown = p["definition"].as_str().unwrap();
     assert!(
@@ -546,10 +566,11 @@ fn server_secrets_reach_kafka_and_appear_in_no_answer_file_or_log() {
     // The value is nowhere but the secret store (and the literal definition written as such).
     let leaks: Vec<String> = files_containing(&s.data(), password)
         .into_iter()
+        .chain(files_containing(&s.data(), "an-old-password"))
         .filter(|f| !f.contains("/secrets/") && !f.ends_with("pipelines/literal/pipeline.toml"))
         .collect();
     assert!(leaks.is_empty(), "the password is in {leaks:?}");
-    for leak in [password, ca.lines().nth(1).unwrap()] {
+    for leak in [password, "an-old-password", ca.lines().nth(1).unwrap()] {
         assert!(!s.log().contains(leak), "the server's log holds a secret");
     }
     for path in [
