@@ -207,7 +207,25 @@ pub struct Pipelines {
     settings: Settings,
     logs: Arc<GuestLogs>,
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+    /// Names being created (see [`Pipelines::reserve`]).
+    creating: Mutex<std::collections::BTreeSet<String>>,
     next_swap: std::sync::atomic::AtomicU64,
+}
+
+/// A name taken by a create in progress.
+struct Reservation<'a> {
+    pipelines: &'a Pipelines,
+    name: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.pipelines
+            .creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
 }
 
 /// The module references in a definition: agent → `module` as written.
@@ -245,6 +263,7 @@ impl Pipelines {
             settings,
             logs,
             entries: Mutex::new(BTreeMap::new()),
+            creating: Mutex::default(),
             next_swap: std::sync::atomic::AtomicU64::new(1),
         });
         let monitor = Arc::downgrade(&pipelines);
@@ -258,6 +277,22 @@ impl Pipelines {
                 }
             });
         pipelines
+    }
+
+    /// Takes `name` for a pipeline being created: refused when a pipeline has it or another
+    /// create holds it; given back when the guard drops (the entry is in the map by then).
+    fn reserve(&self, name: &str) -> Result<Reservation<'_>, ApiError> {
+        let entries = self.entries();
+        let mut creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.contains_key(name) || !creating.insert(name.to_owned()) {
+            return Err(ApiError::conflict(format!(
+                "pipeline `{name}` exists: stop and delete it first, or choose another name"
+            )));
+        }
+        Ok(Reservation {
+            pipelines: self,
+            name: name.to_owned(),
+        })
     }
 
     /// The server's secrets.
@@ -386,12 +421,9 @@ impl Pipelines {
     /// Defines a pipeline from its TOML definition. Refused when one of that name exists.
     pub fn create(&self, text: &str) -> Result<Arc<Entry>, ApiError> {
         let (spec, pipeline, refs) = self.build(text, &BTreeMap::new())?;
-        if self.entries().contains_key(&spec.name) {
-            return Err(ApiError::conflict(format!(
-                "pipeline `{}` exists: stop and delete it first, or choose another name",
-                spec.name
-            )));
-        }
+        // The name is taken here, under the lock, so that of two creates of one name exactly
+        // one succeeds; the other is refused before it writes anything.
+        let _reserved = self.reserve(&spec.name)?;
         let dir = self.dir.join(&spec.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;

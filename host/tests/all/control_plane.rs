@@ -595,3 +595,34 @@ fn oversized_definitions_and_form_fields_are_refused_without_being_held() {
     );
     assert_eq!(s.get("/healthz").0, 200);
 }
+
+#[test]
+fn of_concurrent_creates_of_one_name_exactly_one_succeeds() {
+    let s = Server::start(&[]);
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let definition = format!(
+            "edges = [\"gen -> out\"]\n[pipeline]\nname = \"{name}\"\n[sources.gen]\ntype = \"generator\"\ncount = 10\n[sinks.out]\ntype = \"blackhole\"\n"
+        );
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (s, body) = (&s, definition.as_bytes());
+                    scope.spawn(move || s.post("/v1/pipelines", "application/toml", body).0)
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| [201, 409].contains(s)),
+            "{statuses:?}"
+        );
+    }
+    let listed = s.get("/v1/pipelines").1;
+    assert_eq!(listed.as_array().unwrap().len(), 5, "{listed}");
+}
