@@ -320,6 +320,9 @@ pub fn schema_of(spec: &KafkaSourceSpec) -> Result<Option<SchemaRef>, (String, S
 pub struct Undecodable {
     pub index: usize,
     pub reason: String,
+    /// Not a bad record: record `index` starts a new schema (Arrow). The records before it make
+    /// a batch; the rest make the next.
+    pub split: bool,
 }
 
 /// Decodes `records` into one batch, with how many rows each record became. A record that does
@@ -336,15 +339,18 @@ pub fn decode(
         KafkaFormat::Avro => {
             let schema = schema.expect("avro has a schema").clone();
             let avro = avro.expect("avro has its settings");
-            let mut decoder = avro
-                .decoder(records.len())
-                .map_err(|reason| Undecodable { index: 0, reason })?;
+            let mut decoder = avro.decoder(records.len()).map_err(|reason| Undecodable {
+                split: false,
+                index: 0,
+                reason,
+            })?;
             for (index, r) in records.iter().enumerate() {
                 let bytes = r.value.as_deref().unwrap_or_default();
                 match decoder.decode(bytes) {
                     Ok(n) if n == bytes.len() && n > 0 => {}
                     Ok(n) => {
                         return Err(Undecodable {
+                            split: false,
                             index,
                             reason: format!(
                                 "not one Avro datum of the schema: {} of {} bytes make a datum",
@@ -355,6 +361,7 @@ pub fn decode(
                     }
                     Err(e) => {
                         return Err(Undecodable {
+                            split: false,
                             index,
                             reason: format!("not Avro of the schema: {e}"),
                         });
@@ -364,6 +371,7 @@ pub fn decode(
             let values = decoder
                 .flush()
                 .map_err(|e| Undecodable {
+                    split: false,
                     index: 0,
                     reason: e.to_string(),
                 })?
@@ -396,13 +404,24 @@ pub fn decode(
                 .map(|f| f.as_ref().clone())
                 .collect();
             let values_schema = Arc::new(Schema::new(value_fields));
-            let fast = match format {
-                KafkaFormat::Json => json_fast(&values_schema, records),
-                _ => None,
-            };
-            let rows_batch = match fast {
-                Some(batch) => batch,
-                None => decode_rows(format, &values_schema, records)?,
+            let rows_batch = match format {
+                KafkaFormat::Msgpack => {
+                    let values: Vec<&[u8]> = records
+                        .iter()
+                        .map(|r| r.value.as_deref().unwrap_or_default())
+                        .collect();
+                    super::msgpack::decode(&values_schema, &values).map_err(|(index, reason)| {
+                        Undecodable {
+                            split: false,
+                            index,
+                            reason,
+                        }
+                    })?
+                }
+                _ => match json_fast(&values_schema, records) {
+                    Some(batch) => batch,
+                    None => decode_json_rows(&values_schema, records)?,
+                },
             };
             let mut columns = rows_batch.columns().to_vec();
             if metadata {
@@ -419,11 +438,13 @@ pub fn decode(
                 let reader =
                     arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
                         .map_err(|e| Undecodable {
+                            split: false,
                             index,
                             reason: format!("not an Arrow IPC stream: {e}"),
                         })?;
                 for batch in reader {
                     let batch = batch.map_err(|e| Undecodable {
+                        split: false,
                         index,
                         reason: format!("not an Arrow IPC stream: {e}"),
                     })?;
@@ -431,9 +452,10 @@ pub fn decode(
                         && first != batch.schema()
                     {
                         return Err(Undecodable {
+                            split: true,
                             index,
                             reason: format!(
-                                "its schema {} differs from the batch before it ({first})",
+                                "its schema {} differs from the records before it ({first})",
                                 batch.schema()
                             ),
                         });
@@ -449,6 +471,7 @@ pub fn decode(
             let base = first.schema();
             let joined =
                 arrow_select::concat::concat_batches(&base, &batches).map_err(|e| Undecodable {
+                    split: false,
                     index: 0,
                     reason: e.to_string(),
                 })?;
@@ -464,26 +487,22 @@ pub fn decode(
     }
 }
 
-/// Decodes JSON or MessagePack records one by one (through a value tree), naming the first that
-/// is not an object of the schema's columns.
-fn decode_rows(
-    format: KafkaFormat,
+/// Decodes JSON records one by one (through a value tree), naming the first that is not an
+/// object of the schema's columns.
+fn decode_json_rows(
     values_schema: &SchemaRef,
     records: &[Record],
 ) -> Result<RecordBatch, Undecodable> {
     let mut rows = Vec::with_capacity(records.len());
     for (index, r) in records.iter().enumerate() {
         let bytes = r.value.as_deref().unwrap_or_default();
-        let row: Result<serde_json::Value, String> = match format {
-            KafkaFormat::Json => {
-                serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))
-            }
-            _ => rmp_serde::from_slice(bytes).map_err(|e| format!("not MessagePack: {e}")),
-        };
+        let row: Result<serde_json::Value, String> =
+            serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"));
         match row {
             Ok(v @ serde_json::Value::Object(_)) => rows.push(v),
             Ok(other) => {
                 return Err(Undecodable {
+                    split: false,
                     index,
                     reason: format!(
                         "expected an object of the schema's columns, got {}",
@@ -491,7 +510,13 @@ fn decode_rows(
                     ),
                 });
             }
-            Err(reason) => return Err(Undecodable { index, reason }),
+            Err(reason) => {
+                return Err(Undecodable {
+                    split: false,
+                    index,
+                    reason,
+                });
+            }
         }
     }
     serialize(values_schema, &rows).map_err(|whole| {
@@ -501,6 +526,7 @@ fn decode_rows(
             .position(|row| serialize(values_schema, std::slice::from_ref(row)).is_err())
             .unwrap_or(0);
         Undecodable {
+            split: false,
             index,
             reason: format!("does not fit the schema: {whole}"),
         }
@@ -516,6 +542,7 @@ fn assemble(
     RecordBatch::try_new(schema, columns)
         .map(|b| (b, rows))
         .map_err(|e| Undecodable {
+            split: false,
             index: 0,
             reason: e.to_string(),
         })
@@ -666,6 +693,11 @@ pub fn encode(
                 .map(|b| b.unwrap_or_default().to_vec())
                 .collect()
         }
+        // Column by column, when every column has a MessagePack form.
+        KafkaFormat::Msgpack if super::msgpack::writes(&batch.schema()) => {
+            super::msgpack::encode(batch)?
+        }
+        // Nested and other columns, through JSON values.
         KafkaFormat::Json | KafkaFormat::Msgpack => {
             let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
             writer.write(batch).map_err(|e| e.to_string())?;

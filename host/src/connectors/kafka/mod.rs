@@ -7,6 +7,7 @@
 
 mod client;
 pub mod format;
+mod msgpack;
 mod sink;
 mod source;
 mod transactional;

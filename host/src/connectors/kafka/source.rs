@@ -46,6 +46,9 @@ pub struct KafkaSource {
     watermarks: Option<PartitionWatermarks>,
     /// With `dead_letter_topic`: the producer of dead letters.
     dead_letter_producer: Option<ThreadedProducer<Diagnosis>>,
+    /// Records read but not yet in a batch (after a schema change split a poll), first in the
+    /// next batch; the position counts them as unread.
+    pending: Vec<Record>,
 }
 
 /// Per-partition watermarks: each partition's bounded out-of-orderness, combined (the minimum
@@ -191,6 +194,7 @@ impl KafkaSource {
             };
         Ok(KafkaSource {
             dead_letter_producer,
+            pending: Vec::new(),
             name: name.to_owned(),
             spec: spec.clone(),
             batch_size,
@@ -413,11 +417,11 @@ impl Source for KafkaSource {
             self.start()?;
             self.started = true;
         }
-        if self.done(false) {
+        if self.pending.is_empty() && self.done(false) {
             return Ok(None);
         }
-        let mut records: Vec<Record> = Vec::new();
-        while records.len() < self.batch_size {
+        let mut records: Vec<Record> = std::mem::take(&mut self.pending);
+        while records.len() < self.batch_size && !self.done(false) {
             let wait = if records.is_empty() {
                 POLL
             } else {
@@ -475,7 +479,12 @@ impl Source for KafkaSource {
                     self.observe(&batch, &records, &rows)?;
                     return Ok(Some(batch));
                 }
+                Err(bad) if bad.split => {
+                    // A new schema starts here: this batch ends before it.
+                    self.pending = records.split_off(bad.index);
+                }
                 Err(bad) => {
+                    // Only the bad record is taken out; the others are decoded again.
                     let record = records.remove(bad.index);
                     self.undecodable(&record, &bad.reason)?;
                 }
@@ -514,8 +523,16 @@ impl Source for KafkaSource {
         {
             tracing::error!(source = %self.name, error = %e, "dead letters were not acknowledged");
         }
+        // Records held for the next batch are not read yet.
+        let mut next = self.next.clone();
+        for r in &self.pending {
+            let tp = (r.origin.topic.clone(), r.origin.partition);
+            next.entry(tp)
+                .and_modify(|n| *n = (*n).min(r.origin.offset))
+                .or_insert(r.origin.offset);
+        }
         let mut offsets: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for ((topic, partition), next) in &self.next {
+        for ((topic, partition), next) in &next {
             offsets
                 .entry(topic.clone())
                 .or_default()
