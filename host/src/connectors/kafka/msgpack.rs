@@ -726,7 +726,7 @@ mod tests {
             reason.contains("column `id`") && reason.contains("a string"),
             "{reason}"
         );
-        let (index, reason) = decode(&b.schema(), &[&refs[0], &[0xc1][..]]).unwrap_err();
+        let (index, reason) = decode(&b.schema(), &[refs[0], &[0xc1][..]]).unwrap_err();
         assert_eq!(index, 1);
         assert!(reason.contains("expected a map"), "{reason}");
         let deep = [vec![0x81, 0xa1, b'x'], vec![0x91; 100], vec![0xc0]].concat();
