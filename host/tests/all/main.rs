@@ -12,6 +12,7 @@ mod golden;
 mod hostile;
 mod joins;
 mod kafka;
+mod kafka_faults;
 mod kafka_records;
 mod kafka_security;
 mod languages;
