@@ -322,7 +322,7 @@ fn execute(
             server,
         } => {
             print(&remote::deploy(
-                &remote::Client::new(&server),
+                &remote::Client::new(&server)?,
                 &module,
                 &name,
                 &version,
@@ -335,7 +335,7 @@ fn execute(
             server,
         } => {
             print(&remote::submit(
-                &remote::Client::new(&server),
+                &remote::Client::new(&server)?,
                 &pipeline,
                 start,
             )?);
@@ -349,7 +349,7 @@ fn execute(
             no_wait,
             server,
         } => {
-            let client = remote::Client::new(&server);
+            let client = remote::Client::new(&server)?;
             print(&remote::swap(
                 &client,
                 &pipeline,
@@ -361,23 +361,23 @@ fn execute(
             Ok(ExitCode::SUCCESS)
         }
         Command::Pipelines { server } => {
-            print(&remote::pipelines(&remote::Client::new(&server))?);
+            print(&remote::pipelines(&remote::Client::new(&server)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Agents { pipeline, server } => {
-            print(&remote::agents(&remote::Client::new(&server), &pipeline)?);
+            print(&remote::agents(&remote::Client::new(&server)?, &pipeline)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Tables { pipeline, server } => {
-            print(&remote::tables(&remote::Client::new(&server), &pipeline)?);
+            print(&remote::tables(&remote::Client::new(&server)?, &pipeline)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Modules { server } => {
-            print(&remote::modules(&remote::Client::new(&server))?);
+            print(&remote::modules(&remote::Client::new(&server)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Secret { action, server } => {
-            let client = remote::Client::new(&server);
+            let client = remote::Client::new(&server)?;
             print(&match action {
                 SecretAction::Set { name } => {
                     let mut value = String::new();
@@ -399,7 +399,7 @@ fn execute(
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { server } => {
-            print(&remote::health(&remote::Client::new(&server))?);
+            print(&remote::health(&remote::Client::new(&server)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {

@@ -24,6 +24,10 @@ pub struct ServerArgs {
     /// Print the server's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// For an `https://` server: the CA certificate (PEM) that signed its certificate, trusted
+    /// instead of the built-in roots (Mozilla's, from webpki-roots).
+    #[arg(long, env = "SABOT_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// A client of one server.
@@ -35,18 +39,39 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(args: &ServerArgs) -> Self {
-        let agent = ureq::Agent::config_builder()
+    pub fn new(args: &ServerArgs) -> Result<Self, Error> {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
-        Client {
+            .timeout_global(Some(Duration::from_secs(120)));
+        if let Some(file) = &args.ca_cert {
+            let pem = std::fs::read(file).map_err(|source| Error::File {
+                path: file.display().to_string(),
+                source,
+            })?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--ca-cert {}: expected a PEM file with a certificate (-----BEGIN CERTIFICATE-----)",
+                    file.display()
+                )));
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        Ok(Client {
             base: args.server.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
-            agent,
+            agent: config.build().into(),
             json: args.json,
-        }
+        })
     }
 
     fn unreachable(&self, e: ureq::Error) -> Error {

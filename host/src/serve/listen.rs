@@ -10,6 +10,7 @@
 //!   ([`Idle`]): a client that stops reading a response, or sends a body one byte a minute.
 //!
 //! Bodies are bounded in time by the request timeout of the router (`request_timeout_ms`).
+//! With TLS, the handshake is part of the request head: it must end within the header timeout.
 
 use std::future::Future;
 use std::io;
@@ -48,6 +49,7 @@ pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -78,31 +80,26 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Idle::new(stream, limits.idle_timeout));
+        let idle = Idle::new(stream, limits.idle_timeout);
         let service = TowerToHyperService::new(router.clone());
-        let mut stopping = stopping.clone();
+        let stopping = stopping.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(io, service);
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    match tokio::time::timeout(DRAIN, conn.as_mut()).await {
-                        Ok(r) => r,
-                        Err(_) => Ok(()),
+            match tls {
+                None => connection(TokioIo::new(idle), service, limits, stopping, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(idle)).await {
+                        Ok(Ok(stream)) => {
+                            connection(TokioIo::new(stream), service, limits, stopping, peer).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => {
+                            TIMED_OUT.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
                     }
                 }
-            };
-            if let Err(e) = result {
-                if e.is_timeout() || is_idle(&e) {
-                    TIMED_OUT.fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::debug!(%peer, error = %e, "connection closed");
             }
         });
     }
@@ -110,6 +107,40 @@ pub async fn serve(
     // Every connection holds a slot: all slots back means all connections closed.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), slots.acquire_many(all)).await;
+}
+
+/// Serves HTTP/1.1 on one connection until it closes, or until the server stops (then the
+/// request in flight is finished, up to [`DRAIN`]).
+async fn connection<I>(
+    io: I,
+    service: TowerToHyperService<axum::Router>,
+    limits: ConnLimits,
+    mut stopping: watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(DRAIN, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() || is_idle(&e) {
+            TIMED_OUT.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(%peer, error = %e, "connection closed");
+    }
 }
 
 fn is_idle(e: &hyper::Error) -> bool {

@@ -24,6 +24,7 @@ pub mod logs;
 pub mod modules;
 pub mod pipelines;
 pub mod prometheus;
+pub mod tls;
 pub mod upload;
 
 use std::net::SocketAddr;
@@ -82,6 +83,10 @@ pub struct ServeConfig {
     pub tokens: std::collections::BTreeMap<String, auth::NamedToken>,
     /// Let reads (GET) through without a token (`SABOT_PUBLIC_READS=true`); off by default.
     pub public_reads: bool,
+    /// HTTPS: the certificate chain, PEM (`SABOT_TLS_CERT`); with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: the certificate's private key, PEM (`SABOT_TLS_KEY`); with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -104,6 +109,8 @@ impl Default for ServeConfig {
             compile_memory_mb: 4_096,
             tokens: std::collections::BTreeMap::new(),
             public_reads: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -162,6 +169,8 @@ impl ServeConfig {
                         },
                     );
                 }
+                "SABOT_TLS_CERT" => config.tls_cert = Some(PathBuf::from(&value)),
+                "SABOT_TLS_KEY" => config.tls_key = Some(PathBuf::from(&value)),
                 "SABOT_PUBLIC_READS" => {
                     config.public_reads = match value.as_str() {
                         "true" | "1" => true,
@@ -220,6 +229,11 @@ impl ServeConfig {
         {
             return Err(Error::Usage(
                 "the API token is shorter than 16 characters: use a longer, random one (or leave it unset for a generated one)".into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(Error::Usage(
+                "server settings `tls_cert` and `tls_key` go together: give both (PEM files) for HTTPS, or neither for HTTP".into(),
             ));
         }
         for (name, t) in &self.tokens {
@@ -316,6 +330,10 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         path: data.display().to_string(),
         source,
     })?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let token = auth::Token::load_or_generate(config.token.as_deref(), data)?;
     let cache_dir = config
         .cache_dir
@@ -387,7 +405,8 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         // The one line tools wait for (stdout, flushed): where the server is.
         #[allow(clippy::print_stdout)]
         {
-            println!("sabot: listening on http://{addr}");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            println!("sabot: listening on {scheme}://{addr}");
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -404,7 +423,7 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
             idle_timeout: config.idle_timeout(),
         };
         raise_open_files(config.max_connections);
-        listen::serve(listener, api::router(state), limits, shutdown_signal()).await;
+        listen::serve(listener, api::router(state), limits, tls, shutdown_signal()).await;
         Ok::<(), Error>(())
     });
     tracing::info!("stopping every pipeline");

@@ -65,11 +65,26 @@ impl Server {
         let url = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the server says where it listens");
-        let http = ureq::Agent::config_builder()
+        // A server with `SABOT_TLS_CERT`: the test's client trusts the CA in `SABOT_CA_CERT`
+        // (a variable the server does not read).
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(60)));
+        if let Some((_, ca)) = env.iter().find(|(k, _)| *k == "SABOT_CA_CERT") {
+            let pem = std::fs::read(ca).unwrap();
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        let http = config.build().into();
         let server = Server {
             child,
             url,
@@ -1193,4 +1208,173 @@ impl Page<'_> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`:
+/// (ca.pem, server.pem, server.key).
+pub(crate) fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Sabot test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn https_serves_the_api_and_the_cli_with_a_test_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_certificates(certs.path());
+    let (ca, cert, key) = (
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let s = Server::start(&[
+        ("SABOT_TLS_CERT", cert),
+        ("SABOT_TLS_KEY", key),
+        ("SABOT_CA_CERT", ca),
+    ]);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    assert_eq!(s.get("/v1/pipelines").1, json!([]));
+    assert_eq!(
+        s.get_with("/v1/pipelines", None).0,
+        401,
+        "tokens over HTTPS too"
+    );
+    let file = s.scratch.write(
+        "p.toml",
+        "edges = [\"gen -> out\"]\n[pipeline]\nname = \"over-tls\"\n[sources.gen]\ntype = \"generator\"\ncount = 100\n[sinks.out]\ntype = \"blackhole\"\n",
+    );
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sabot"))
+            .args(args)
+            .env("SABOT_SERVER", &s.url)
+            .env("SABOT_TOKEN", TOKEN)
+            .env_remove("SABOT_CA_CERT")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["submit", file.to_str().unwrap(), "--start", "--ca-cert", ca]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.wait_status("over-tls", "finished", Duration::from_secs(30));
+    let out = cli(&["pipelines", "--ca-cert", ca]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("over-tls"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["health", "--ca-cert", ca]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A client that does not trust the CA is refused the connection (exit 3), naming why.
+    let out = cli(&["pipelines"]);
+    assert_eq!(out.status.code(), Some(3));
+    let e = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        e.contains("cannot reach the server")
+            && (e.contains("certificate") || e.contains("issuer")),
+        "{e}"
+    );
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = s.url.replace("https://", "http://");
+    let answer = ureq::get(&format!("{plain}/healthz")).call();
+    assert!(answer.is_err(), "plain HTTP was answered: {answer:?}");
+    assert_eq!(s.get("/healthz").0, 200, "the server is still up");
+}
+
+#[test]
+fn tls_settings_that_do_not_make_a_certificate_stop_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("cert.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let serve = |env: &[(&str, &std::path::Path)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sabot"));
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"));
+        c.env("SABOT_TOKEN", TOKEN);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = serve(&[("SABOT_TLS_CERT", &not_pem)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`tls_cert` and `tls_key` go together"));
+    let out = serve(&[("SABOT_TLS_CERT", &not_pem), ("SABOT_TLS_KEY", &not_pem)]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("tls_cert")
+            && e.contains(&not_pem.display().to_string())
+            && e.contains("BEGIN CERTIFICATE"),
+        "{e}"
+    );
 }
