@@ -1355,7 +1355,7 @@ fn tls_settings_that_do_not_make_a_certificate_stop_the_start_naming_the_file() 
     let dir = tempfile::tempdir().unwrap();
     let not_pem = dir.path().join("cert.pem");
     std::fs::write(&not_pem, "hello").unwrap();
-    let serve = |env: &[(&str, &std::path::Path)]| {
+    let serve = |env: &[(&str, &Path)]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sabot"));
         c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"));
