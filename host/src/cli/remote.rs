@@ -232,11 +232,25 @@ pub fn submit(client: &Client, file: &Path, start: bool) -> Result<String, Error
         path: file.display().to_string(),
         source,
     })?;
-    let p = client.post(
+    let mut p = client.post(
         &format!("/v1/pipelines?start={start}"),
         "application/toml",
         &body,
     )?;
+    // Answered `202`: the create goes on (modules being compiled again); follow it.
+    let mut shown = String::new();
+    while p["status"] == "creating" {
+        let progress = text(&p["progress"]);
+        if progress != shown {
+            eprintln!("sabot: creating pipeline {}: {progress}", text(&p["name"]));
+            shown = progress;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        p = client.get(&format!(
+            "/v1/pipelines/{}",
+            path_segment(&text(&p["name"]))
+        ))?;
+    }
     Ok(output(client, &p, |p| {
         format!("pipeline {} is {}", text(&p["name"]), text(&p["status"]))
     }))

@@ -33,7 +33,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tower_http::timeout::TimeoutLayer;
 
 use super::auth::{Access, Scope};
 use super::logs::GuestLogs;
@@ -111,7 +110,6 @@ impl AppState {
 /// The whole router.
 pub fn router(state: AppState) -> axum::Router {
     let upload_limit = usize::try_from(state.config.max_upload_mb << 20).unwrap_or(usize::MAX);
-    let timeout = Duration::from_millis(state.config.request_timeout_ms);
     let api = axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -149,9 +147,9 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(DefaultBodyLimit::max(
             upload_limit.saturating_add(64 * 1024),
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline,
         ));
     axum::Router::new()
         .route("/", get(dashboard))
@@ -163,6 +161,48 @@ pub fn router(state: AppState) -> axum::Router {
             require_token,
         ))
         .with_state(state)
+}
+
+/// Bounds a request to `request_timeout_ms`; one that takes longer is answered `408`, saying
+/// what it was waiting for and where to follow what goes on.
+async fn deadline(
+    State(s): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let ms = s.config.request_timeout_ms;
+    let what = waiting_for(request.method(), request.uri());
+    match tokio::time::timeout(Duration::from_millis(ms), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!("the request took longer than {ms} ms (request_timeout_ms) {what}"),
+        }
+        .into_response(),
+    }
+}
+
+/// What a request to `uri` waits for, for its timeout message.
+fn waiting_for(method: &axum::http::Method, uri: &axum::http::Uri) -> String {
+    let parts: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let post = method == axum::http::Method::POST;
+    match parts.as_slice() {
+        ["v1", "modules", ..] if post => "while the upload was received and compiled; nothing was stored: upload again (or raise request_timeout_ms)".into(),
+        ["v1", "pipelines"] if post => "while the pipeline was created; the create goes on: GET /v1/pipelines/NAME shows its progress".into(),
+        ["v1", "pipelines", name, "stop"] => format!(
+            "waiting for pipeline `{name}` to stop and write its final checkpoint; it goes on stopping: GET /v1/pipelines/{name} shows when it has"
+        ),
+        ["v1", "pipelines", name, "start"] => format!(
+            "while pipeline `{name}` was started (its modules loaded); the start goes on: GET /v1/pipelines/{name} shows its status"
+        ),
+        ["v1", "pipelines", name, "agents", agent, "swap"] => format!(
+            "while the swap of agent `{agent}` of pipeline `{name}` was asked; GET /v1/pipelines/{name}/swaps shows whether it was"
+        ),
+        ["v1", "pipelines", name, "tables", ..] => format!(
+            "while a state table of pipeline `{name}` was read"
+        ),
+        _ => format!("answering {method} {}", uri.path()),
+    }
 }
 
 /// Paths anyone may GET: liveness and readiness probes, and the dashboard's page (which asks
@@ -711,9 +751,25 @@ async fn list_pipelines(State(s): State<AppState>) -> Json<Vec<PipelineView>> {
 async fn get_pipeline(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<PipelineView>, ApiError> {
-    let entry = s.pipelines.get(&name)?;
-    Ok(Json(view(&entry, true)))
+) -> Result<Response, ApiError> {
+    match s.pipelines.get(&name) {
+        Ok(entry) => Ok(Json(view(&entry, true)).into_response()),
+        Err(not_found) => {
+            // A create answered `202` and still going, or refused since.
+            if let Some(progress) = s.pipelines.creating(&name) {
+                return Ok(Json(serde_json::json!({
+                    "name": name, "status": "creating", "progress": progress,
+                }))
+                .into_response());
+            }
+            match s.pipelines.refusal(&name) {
+                Some(why) => Err(ApiError::not_found(format!(
+                    "pipeline `{name}` was not created: {why}"
+                ))),
+                None => Err(not_found),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -748,7 +804,7 @@ async fn create_pipeline(
     headers: HeaderMap,
     q: Result<Query<CreateQuery>, QueryRejection>,
     Body(body): Body,
-) -> Result<(StatusCode, Json<PipelineView>), ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -763,17 +819,45 @@ async fn create_pipeline(
             )
         })?
     };
+    let name = super::pipelines::name_of(&text)?;
     let pipelines = s.pipelines.clone();
-    let entry = blocking(move || {
+    let task = tokio::task::spawn_blocking(move || {
         let entry = pipelines.create(&text)?;
         if q.start {
             pipelines.start(&entry.name, false)?;
         }
-        Ok(entry)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(view(&entry, true))))
+        Ok::<_, ApiError>(entry)
+    });
+    // Most creates take milliseconds; one whose modules must be compiled again goes on in the
+    // background, and the client follows it.
+    let wait = Duration::from_millis(s.config.request_timeout_ms / 3).min(CREATE_WAIT);
+    match tokio::time::timeout(wait, task).await {
+        Ok(joined) => {
+            let entry =
+                joined.map_err(|e| ApiError::internal(format!("a worker failed: {e}")))??;
+            Ok((StatusCode::CREATED, Json(view(&entry, true))).into_response())
+        }
+        Err(_) => {
+            let progress = s
+                .pipelines
+                .creating(&name)
+                .unwrap_or_else(|| "finishing".into());
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "name": name,
+                    "status": "creating",
+                    "progress": progress,
+                    "follow": format!("/v1/pipelines/{name}"),
+                })),
+            )
+                .into_response())
+        }
+    }
 }
+
+/// How long a create is waited for before it is answered `202` and goes on in the background.
+const CREATE_WAIT: Duration = Duration::from_secs(5);
 
 async fn delete_pipeline(
     State(s): State<AppState>,
@@ -1158,5 +1242,17 @@ mod tests {
                 .message
                 .contains("does not parse as JSON")
         );
+    }
+
+    #[test]
+    fn a_timed_out_request_says_what_it_was_waiting_for_and_where_to_follow_it() {
+        let post = axum::http::Method::POST;
+        let said = |path: &str| waiting_for(&post, &path.parse().unwrap());
+        assert!(said("/v1/pipelines/p/stop?wait=true").contains("pipeline `p` to stop"));
+        assert!(said("/v1/pipelines/p/stop").contains("GET /v1/pipelines/p"));
+        assert!(said("/v1/pipelines").contains("GET /v1/pipelines/NAME"));
+        assert!(said("/v1/modules/m/1").contains("nothing was stored"));
+        assert!(said("/v1/pipelines/p/agents/a/swap").contains("/v1/pipelines/p/swaps"));
+        assert_eq!(said("/v1/other"), "answering POST /v1/other");
     }
 }

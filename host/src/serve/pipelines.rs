@@ -207,8 +207,10 @@ pub struct Pipelines {
     settings: Settings,
     logs: Arc<GuestLogs>,
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
-    /// Names being created (see [`Pipelines::reserve`]).
-    creating: Mutex<std::collections::BTreeSet<String>>,
+    /// Names being created, with what each create is doing (see [`Pipelines::reserve`]).
+    creating: Mutex<BTreeMap<String, String>>,
+    /// Why recent creates were refused, by name, for clients that followed them (202).
+    refusals: Mutex<BTreeMap<String, String>>,
     next_swap: std::sync::atomic::AtomicU64,
 }
 
@@ -216,6 +218,12 @@ pub struct Pipelines {
 struct Reservation<'a> {
     pipelines: &'a Pipelines,
     name: String,
+}
+
+impl Reservation<'_> {
+    fn progress(&self, what: &str) {
+        self.pipelines.progress(&self.name, what);
+    }
 }
 
 impl Drop for Reservation<'_> {
@@ -226,6 +234,22 @@ impl Drop for Reservation<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.name);
     }
+}
+
+/// The `[pipeline] name` of a definition, checked.
+pub fn name_of(text: &str) -> Result<String, ApiError> {
+    let doc: toml::Table =
+        toml::from_str(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let name = doc
+        .get("pipeline")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| {
+            ApiError::bad_request("the pipeline has no name: expected `[pipeline] name = \"…\"`")
+        })?
+        .to_owned();
+    check_name("pipeline", &name)?;
+    Ok(name)
 }
 
 /// The module references in a definition: agent → `module` as written.
@@ -264,6 +288,7 @@ impl Pipelines {
             logs,
             entries: Mutex::new(BTreeMap::new()),
             creating: Mutex::default(),
+            refusals: Mutex::default(),
             next_swap: std::sync::atomic::AtomicU64::new(1),
         });
         let monitor = Arc::downgrade(&pipelines);
@@ -284,15 +309,61 @@ impl Pipelines {
     fn reserve(&self, name: &str) -> Result<Reservation<'_>, ApiError> {
         let entries = self.entries();
         let mut creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.contains_key(name) || !creating.insert(name.to_owned()) {
+        if entries.contains_key(name) || creating.contains_key(name) {
+            let what = if entries.contains_key(name) {
+                "exists"
+            } else {
+                "is being created"
+            };
             return Err(ApiError::conflict(format!(
-                "pipeline `{name}` exists: stop and delete it first, or choose another name"
+                "pipeline `{name}` {what}: stop and delete it first, or choose another name"
             )));
         }
+        creating.insert(name.to_owned(), "checking the definition".to_owned());
+        self.refusals().remove(name);
         Ok(Reservation {
             pipelines: self,
             name: name.to_owned(),
         })
+    }
+
+    /// Says what the create of `name` is doing now (shown while it is `creating`).
+    fn progress(&self, name: &str, what: &str) {
+        if let Some(p) = self
+            .creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(name)
+        {
+            *p = what.to_owned();
+        }
+    }
+
+    /// What the create of `name` is doing, while it is in progress.
+    pub fn creating(&self, name: &str) -> Option<String> {
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Why the last create of `name` was refused, if it was (and no pipeline has the name).
+    pub fn refusal(&self, name: &str) -> Option<String> {
+        self.refusals().get(name).cloned()
+    }
+
+    fn refused(&self, name: &str, why: &str) {
+        let mut refusals = self.refusals();
+        // Bounded: the latest refusals are what a client following a create asks about.
+        if refusals.len() >= 256 {
+            refusals.pop_first();
+        }
+        refusals.insert(name.to_owned(), why.to_owned());
+    }
+
+    fn refusals(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The server's secrets.
@@ -338,19 +409,8 @@ impl Pipelines {
         swapped: &BTreeMap<String, SwappedVersion>,
     ) -> Result<(PipelineSpec, Pipeline, BTreeMap<String, String>), ApiError> {
         let mut refs = module_references(text)?;
-        let doc: toml::Table =
-            toml::from_str(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let name = doc
-            .get("pipeline")
-            .and_then(|p| p.get("name"))
-            .and_then(|n| n.as_str())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "the pipeline has no name: expected `[pipeline] name = \"…\"`",
-                )
-            })?
-            .to_owned();
-        check_name("pipeline", &name)?;
+        let name = name_of(text)?;
+        self.progress(&name, "checking the definition");
         let dir = self.dir.join(&name);
         let mut overrides = Vec::new();
         for (agent, module) in &refs {
@@ -386,6 +446,22 @@ impl Pipelines {
                 retain: 3,
             });
         }
+        let uploaded: Vec<&str> = refs
+            .values()
+            .filter(|m| !m.starts_with("builtin:"))
+            .map(String::as_str)
+            .collect();
+        self.progress(
+            &name,
+            &format!(
+                "loading the agents' modules ({}), compiling any the compile cache lost",
+                if uploaded.is_empty() {
+                    "built-in".to_owned()
+                } else {
+                    uploaded.join(", ")
+                }
+            ),
+        );
         let pipeline = Pipeline::new(spec.clone(), self.runtime.clone())
             .map_err(|e| ApiError::unprocessable(e.to_string()))?;
         for (agent, v) in swapped {
@@ -420,10 +496,19 @@ impl Pipelines {
 
     /// Defines a pipeline from its TOML definition. Refused when one of that name exists.
     pub fn create(&self, text: &str) -> Result<Arc<Entry>, ApiError> {
-        let (spec, pipeline, refs) = self.build(text, &BTreeMap::new())?;
-        // The name is taken here, under the lock, so that of two creates of one name exactly
-        // one succeeds; the other is refused before it writes anything.
-        let _reserved = self.reserve(&spec.name)?;
+        // The name is taken first, under the lock, so that of two creates of one name exactly
+        // one succeeds; the other is refused before it loads or writes anything.
+        let name = name_of(text)?;
+        let reserved = self.reserve(&name)?;
+        let built = self.build(text, &BTreeMap::new());
+        let (spec, pipeline, refs) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                self.refused(&name, &e.message);
+                return Err(e);
+            }
+        };
+        reserved.progress("writing the definition");
         let dir = self.dir.join(&spec.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;

@@ -626,3 +626,52 @@ fn of_concurrent_creates_of_one_name_exactly_one_succeeds() {
     let listed = s.get("/v1/pipelines").1;
     assert_eq!(listed.as_array().unwrap().len(), 5, "{listed}");
 }
+
+#[test]
+fn a_create_that_must_compile_again_is_answered_202_and_followed_to_its_end() {
+    let scratch = std::sync::Arc::new(Scratch::new());
+    let cache = scratch.path("cache");
+    let env = [("SABOT_CACHE_DIR", cache.to_str().unwrap())];
+    let s = Server::start_in(scratch.clone(), &env);
+    // A module that takes seconds to compile (about 7 s here).
+    let (status, body) = s.upload("slow", "1", &module(sabot_test_artifacts::TIMED));
+    assert_eq!(status, 201, "{body}");
+    drop(s.crash());
+    // The compile cache is lost: a create has to compile the module again.
+    std::fs::remove_dir_all(&cache).unwrap();
+    // A create is waited for a third of the request timeout: 1 s here.
+    let s = Server::start_in(
+        scratch.clone(),
+        &[env[0], ("SABOT_REQUEST_TIMEOUT_MS", "3000")],
+    );
+    let definition = "edges = [\"gen -> a -> out\"]\n[pipeline]\nname = \"later\"\n[sources.gen]\ntype = \"generator\"\ncount = 10\n[agents.a]\nmodule = \"slow@1\"\n[sinks.out]\ntype = \"blackhole\"\n";
+    let started = Instant::now();
+    let (status, answer) = s.post("/v1/pipelines", "application/toml", definition.as_bytes());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered without waiting for the compile"
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "creating");
+    assert_eq!(answer["follow"], "/v1/pipelines/later");
+    assert!(
+        answer["progress"].as_str().unwrap().contains("slow@1"),
+        "{answer}"
+    );
+    // A second create of the name meanwhile is refused: one create per name.
+    let (status, again) = s.post("/v1/pipelines", "application/toml", definition.as_bytes());
+    assert_eq!(status, 409, "{again}");
+    assert!(
+        again["error"]
+            .as_str()
+            .unwrap()
+            .contains("is being created"),
+        "{again}"
+    );
+    let (status, following) = s.get("/v1/pipelines/later");
+    assert!(
+        status == 200 && ["creating", "created"].contains(&following["status"].as_str().unwrap()),
+        "{status} {following}"
+    );
+    s.wait_status("later", "created", Duration::from_secs(120));
+}
