@@ -16,6 +16,11 @@
 //! | GET | `/v1/pipelines/{name}/agents`, `/sources`, `/tables`, `/swaps`, `/logs` | parts of the status |
 //! | POST | `/v1/pipelines/{name}/agents/{agent}/swap` | `{"module": "NAME@VERSION", "config": …}` |
 //! | GET | `/v1/pipelines/{name}/tables/{agent}/{table}?key=K` | a keyed state entry (queryable state) |
+//! | GET | `/v1/secrets` | the secrets' names (never a value) |
+//! | PUT, DELETE | `/v1/secrets/{name}` | store (the body) or delete a secret |
+//!
+//! Every request but `/`, `/healthz` and `/readyz` needs a bearer token: `read` for GET, `admin`
+//! for the rest ([`super::auth`]).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

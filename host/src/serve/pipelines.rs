@@ -445,6 +445,17 @@ impl Pipelines {
                 interval_ms: self.settings.checkpoint_ms,
                 retain: 3,
             });
+            // What depends on the interval is checked against the server's.
+            for (sink, s) in &spec.sinks {
+                if let crate::connectors::SinkSpec::Kafka(k) = s
+                    && let Err((field, message)) =
+                        k.validate_with_checkpoints(self.settings.checkpoint_ms)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "[sinks.{sink}] field `{field}`: {message} (the server's `checkpoint_ms`, as the pipeline sets no `[pipeline.checkpoint] interval_ms`)"
+                    )));
+                }
+            }
         }
         let uploaded: Vec<&str> = refs
             .values()

@@ -675,3 +675,31 @@ fn a_create_that_must_compile_again_is_answered_202_and_followed_to_its_end() {
     );
     s.wait_status("later", "created", Duration::from_secs(120));
 }
+
+#[test]
+fn a_kafka_transaction_timeout_below_the_servers_checkpoint_interval_is_refused() {
+    // The test server checkpoints every 200 ms (SABOT_CHECKPOINT_MS).
+    let s = Server::start(&[]);
+    let definition = |timeout: u32| {
+        format!(
+            "edges = [\"gen -> out\"]\n[pipeline]\nname = \"short-txn\"\n[sources.gen]\ntype = \"generator\"\ncount = 10\n[sinks.out]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9\"\ntopic = \"t\"\nproperties = {{ \"transaction.timeout.ms\" = \"{timeout}\" }}\n"
+        )
+    };
+    let (status, answer) = s.post(
+        "/v1/pipelines",
+        "application/toml",
+        definition(150).as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let e = answer["error"].as_str().unwrap();
+    assert!(
+        e.contains("transaction.timeout.ms") && e.contains("200 ms") && e.contains("checkpoint_ms"),
+        "{e}"
+    );
+    let (status, answer) = s.post(
+        "/v1/pipelines",
+        "application/toml",
+        definition(60_000).as_bytes(),
+    );
+    assert_eq!(status, 201, "{answer}");
+}
