@@ -39,7 +39,7 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Access, Scope};
+use super::auth::Access;
 use super::logs::GuestLogs;
 use super::modules::{ModuleInfo, ModuleStore, check_name, check_version};
 use super::pipelines::{Entry, Pipelines, Status, Swap};
@@ -57,8 +57,8 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
-    config: ServeConfig,
-    access: Access,
+    pub(super) config: ServeConfig,
+    pub(super) access: Access,
     runtime: Arc<WasmRuntime>,
     modules: Arc<ModuleStore>,
     pub pipelines: Arc<Pipelines>,
@@ -141,12 +141,12 @@ pub fn router(state: AppState) -> axum::Router {
             get(read_table),
         )
         .route("/v1/pipelines/{name}/logs", get(read_logs))
-        .route("/v1/secrets", get(list_secrets))
+        .route("/v1/secrets", get(super::secrets::list))
         .route(
             "/v1/secrets/{name}",
-            axum::routing::put(set_secret)
-                .post(set_secret)
-                .delete(delete_secret),
+            axum::routing::put(super::secrets::set)
+                .post(super::secrets::set)
+                .delete(super::secrets::delete),
         )
         // Multipart uploads: the module field is bounded by the upload spool; this bounds the form.
         .layer(DefaultBodyLimit::max(
@@ -154,7 +154,7 @@ pub fn router(state: AppState) -> axum::Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            deadline,
+            super::guard::deadline,
         ));
     axum::Router::new()
         .route("/", get(dashboard))
@@ -163,77 +163,9 @@ pub fn router(state: AppState) -> axum::Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            require_token,
+            super::guard::require_token,
         ))
         .with_state(state)
-}
-
-/// Bounds a request to `request_timeout_ms`; one that takes longer is answered `408`, saying
-/// what it was waiting for and where to follow what goes on.
-async fn deadline(
-    State(s): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let ms = s.config.request_timeout_ms;
-    let what = waiting_for(request.method(), request.uri());
-    match tokio::time::timeout(Duration::from_millis(ms), next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            message: format!("the request took longer than {ms} ms (request_timeout_ms) {what}"),
-        }
-        .into_response(),
-    }
-}
-
-/// What a request to `uri` waits for, for its timeout message.
-fn waiting_for(method: &axum::http::Method, uri: &axum::http::Uri) -> String {
-    let parts: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    let post = method == axum::http::Method::POST;
-    match parts.as_slice() {
-        ["v1", "modules", ..] if post => "while the upload was received and compiled; nothing was stored: upload again (or raise request_timeout_ms)".into(),
-        ["v1", "pipelines"] if post => "while the pipeline was created; the create goes on: GET /v1/pipelines/NAME shows its progress".into(),
-        ["v1", "pipelines", name, "stop"] => format!(
-            "waiting for pipeline `{name}` to stop and write its final checkpoint; it goes on stopping: GET /v1/pipelines/{name} shows when it has"
-        ),
-        ["v1", "pipelines", name, "start"] => format!(
-            "while pipeline `{name}` was started (its modules loaded); the start goes on: GET /v1/pipelines/{name} shows its status"
-        ),
-        ["v1", "pipelines", name, "agents", agent, "swap"] => format!(
-            "while the swap of agent `{agent}` of pipeline `{name}` was asked; GET /v1/pipelines/{name}/swaps shows whether it was"
-        ),
-        ["v1", "pipelines", name, "tables", ..] => format!(
-            "while a state table of pipeline `{name}` was read"
-        ),
-        _ => format!("answering {method} {}", uri.path()),
-    }
-}
-
-/// Paths anyone may GET: liveness and readiness probes, and the dashboard's page (which asks
-/// for a token before it reads anything).
-const OPEN_PATHS: &[&str] = &["/", "/healthz", "/readyz"];
-
-/// Every request needs a token, checked before its body is read: GET and HEAD a `read` one
-/// (none with `public_reads`), anything else an `admin` one.
-async fn require_token(
-    State(s): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let method = request.method();
-    let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
-    if read && OPEN_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
-    }
-    let needed = if read { Scope::Read } else { Scope::Admin };
-    if let Err(e) = s.access.allow(request.headers(), needed) {
-        // Read a small body before answering, so the client sees the answer rather than a
-        // connection closed under its request; a large one is cut off.
-        let _ = axum::body::to_bytes(request.into_body(), 64 * 1024).await;
-        return e.into_response();
-    }
-    next.run(request).await
 }
 
 /// The largest body of a request other than an upload (a pipeline definition, a swap).
@@ -278,52 +210,6 @@ async fn read_bounded<E>(
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
-}
-
-/// The names of the server's secrets and when each was set; never a value.
-async fn list_secrets(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let secrets = s.pipelines.secrets().list();
-    Json(serde_json::Value::Array(
-        secrets
-            .into_iter()
-            .map(|(name, updated_ms)| serde_json::json!({ "name": name, "updated_ms": updated_ms }))
-            .collect(),
-    ))
-}
-
-/// Stores the body (UTF-8 text) as secret `name`.
-async fn set_secret(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    Body(value): Body,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let value = String::from_utf8(value.to_vec()).map_err(|_| {
-        ApiError::bad_request(format!("the value of secret `{name}` is not UTF-8 text"))
-    })?;
-    let store = s.pipelines.secrets().clone();
-    let stored_name = name.clone();
-    blocking(move || {
-        store
-            .set(&stored_name, &value)
-            .map_err(ApiError::bad_request)
-    })
-    .await?;
-    tracing::info!(secret = %name, "secret set");
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({ "name": name, "set": true })),
-    ))
-}
-
-async fn delete_secret(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match s.pipelines.secrets().delete(&name) {
-        Ok(true) => Ok(Json(serde_json::json!({ "name": name, "deleted": true }))),
-        Ok(false) => Err(ApiError::not_found(format!("no secret `{name}`"))),
-        Err(e) => Err(ApiError::bad_request(e)),
-    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -373,7 +259,7 @@ fn query_error(e: QueryRejection) -> ApiError {
 }
 
 /// Runs blocking work (files, compiling, joining threads) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -1247,17 +1133,5 @@ mod tests {
                 .message
                 .contains("does not parse as JSON")
         );
-    }
-
-    #[test]
-    fn a_timed_out_request_says_what_it_was_waiting_for_and_where_to_follow_it() {
-        let post = axum::http::Method::POST;
-        let said = |path: &str| waiting_for(&post, &path.parse().unwrap());
-        assert!(said("/v1/pipelines/p/stop?wait=true").contains("pipeline `p` to stop"));
-        assert!(said("/v1/pipelines/p/stop").contains("GET /v1/pipelines/p"));
-        assert!(said("/v1/pipelines").contains("GET /v1/pipelines/NAME"));
-        assert!(said("/v1/modules/m/1").contains("nothing was stored"));
-        assert!(said("/v1/pipelines/p/agents/a/swap").contains("/v1/pipelines/p/swaps"));
-        assert_eq!(said("/v1/other"), "answering POST /v1/other");
     }
 }

@@ -19,11 +19,13 @@
 
 pub mod api;
 pub mod auth;
+mod guard;
 pub mod listen;
 pub mod logs;
 pub mod modules;
 pub mod pipelines;
 pub mod prometheus;
+mod secrets;
 pub mod tls;
 pub mod upload;
 
