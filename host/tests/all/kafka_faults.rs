@@ -3,7 +3,6 @@
 //! on the same data; the run carries on by itself and the output is still exactly once.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::kafka::{SCHEMA, topic, transactions};
+use crate::kafka_security::{consume_with, produce_with};
 use crate::support::Scratch;
 
 /// A single-node KRaft broker on loopback, restartable on its data.
@@ -131,47 +131,11 @@ impl Drop for Broker {
     }
 }
 
-fn produce(bootstrap: &str, topic: &str, lines: &[String]) {
-    let mut child = Command::new("kcat")
-        .args(["-b", bootstrap, "-t", topic, "-P"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let stdin = child.stdin.as_mut().unwrap();
-        for l in lines {
-            writeln!(stdin, "{l}").unwrap();
-        }
-    }
-    assert!(child.wait().unwrap().success());
-}
-
-fn consume_committed(bootstrap: &str, topic: &str) -> Vec<String> {
-    let out = Command::new("kcat")
-        .args([
-            "-b",
-            bootstrap,
-            "-t",
-            topic,
-            "-C",
-            "-e",
-            "-o",
-            "beginning",
-            "-q",
-        ])
-        .args(["-X", "isolation.level=read_committed", "-f", "%s\n"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+/// kcat against `bootstrap`.
+fn kcat(bootstrap: &str) -> Command {
+    let mut c = Command::new("kcat");
+    c.args(["-b", bootstrap]);
+    c
 }
 
 #[test]
@@ -179,7 +143,7 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_output_exactly_once() {
     let mut broker = Broker::start();
     let (input, output) = (topic("fault-in"), topic("fault-out"));
     let events: u64 = 30_000;
-    produce(&broker.bootstrap(), &input, &transactions(events));
+    produce_with(kcat(&broker.bootstrap()), &input, &transactions(events));
     let s = Scratch::new();
     // A slow agent first (20 ms a batch of 100: about 6 s of work), then the counting one.
     s.write(
@@ -244,7 +208,7 @@ topic = "{output}"
     assert!(out.status.success(), "the run did not carry on: {log}");
 
     let mut last: BTreeMap<i64, u64> = BTreeMap::new();
-    for value in consume_committed(&broker.bootstrap(), &output) {
+    for value in consume_with(kcat(&broker.bootstrap()), &output) {
         let row: Value = serde_json::from_str(&value).unwrap();
         let card = row["card_id"].as_i64().unwrap();
         let seen = row["seen"].as_u64().unwrap();

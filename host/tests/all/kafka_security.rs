@@ -51,7 +51,7 @@ fn kcat_secure() -> Command {
 }
 
 /// Writes `lines` to `topic` with `kcat`, one record each.
-fn produce_with(mut kcat: Command, topic: &str, lines: &[String]) {
+pub(crate) fn produce_with(mut kcat: Command, topic: &str, lines: &[String]) {
     let mut child = kcat
         .args(["-t", topic, "-P"])
         .stdin(Stdio::piped())
@@ -70,7 +70,7 @@ fn produce_with(mut kcat: Command, topic: &str, lines: &[String]) {
 }
 
 /// Every committed record value of `topic`, read with `kcat`.
-fn consume_with(mut kcat: Command, topic: &str) -> Vec<String> {
+pub(crate) fn consume_with(mut kcat: Command, topic: &str) -> Vec<String> {
     let out = kcat
         .args(["-t", topic, "-C", "-e", "-o", "beginning", "-q"])
         .args(["-X", "isolation.level=read_committed", "-f", "%s\n"])

@@ -456,9 +456,6 @@ impl Source for KafkaSource {
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
             });
-            if self.done(false) {
-                break;
-            }
         }
         loop {
             if records.is_empty() {
