@@ -13,7 +13,7 @@ ARG BASE=debian:bookworm-slim
 
 # ---- build from source ----
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev cmake libssl-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN rustup target add wasm32-wasip2 \

@@ -26,19 +26,24 @@
 //!     _metadata                  JSON: source positions, sink commits, every file with its size,
 //!                                and a checksum; written last (temporary file, fsync, rename)
 //! ```
+//!
+//! With `[pipeline.checkpoint.storage]`, each completed checkpoint is also uploaded to an
+//! S3-compatible object store, metadata last, and recovery reads the store: see [`remote`].
 
 mod coordinator;
+pub mod remote;
 pub mod store;
 
 pub use coordinator::{Ack, Coordinator, TaskId};
+pub use remote::Remote;
 pub use store::{CheckpointStore, Metadata, Restored};
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// `[pipeline.checkpoint]`: how often to checkpoint and how many checkpoints to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// `[pipeline.checkpoint]`: how often to checkpoint, how many checkpoints to keep, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
     /// Time between the end of one checkpoint and the start of the next, in milliseconds.
@@ -46,6 +51,75 @@ pub struct CheckpointSpec {
     /// How many complete checkpoints to keep (the newest ones); at least 1.
     #[serde(default = "default_retain")]
     pub retain: usize,
+    /// `[pipeline.checkpoint.storage]`: an object store that holds the checkpoints, so that
+    /// they outlast the machine; the data directory only when unset.
+    #[serde(default)]
+    pub storage: Option<StorageSpec>,
+}
+
+/// `[pipeline.checkpoint.storage]`: checkpoints in an S3-compatible object store.
+///
+/// ```toml
+/// [pipeline.checkpoint.storage]
+/// url = "s3://sabot-checkpoints/fraud"   # bucket and prefix; the pipeline's name is appended
+/// endpoint = "http://127.0.0.1:9090"      # any S3-compatible store; AWS when unset
+/// region = "us-east-1"
+/// access_key_id = "${env:S3_ACCESS_KEY_ID}"
+/// secret_access_key = "${secret:s3-secret}"
+/// ```
+///
+/// What is left out comes from the `AWS_*` environment variables of the process.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSpec {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// The store's address, `http://` or `https://`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for StorageSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSpec")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "…"),
+            )
+            .finish()
+    }
+}
+
+impl StorageSpec {
+    /// What is wrong with these settings, as (field, what was expected).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        remote::parse_url(&self.url).map_err(|m| ("url", m))?;
+        if let Some(e) = &self.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err((
+                "endpoint",
+                format!("`{e}` is not an address: expected http://HOST:PORT or https://HOST"),
+            ));
+        }
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(_), None) => Err((
+                "secret_access_key",
+                "access_key_id is set without it: set both, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+            )),
+            (None, Some(_)) => Err((
+                "access_key_id",
+                "secret_access_key is set without it: set both, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn default_retain() -> usize {
@@ -88,9 +162,19 @@ pub enum CheckpointError {
     /// A snapshot could not be written or read.
     #[error("checkpoint {id}: {message}")]
     Snapshot { id: u64, message: String },
+    /// The object store refused or could not be reached (after retries).
+    #[error("checkpoint storage {url}: {message}")]
+    Remote { url: String, message: String },
 }
 
 impl CheckpointError {
+    pub(crate) fn remote(url: &str, message: impl Into<String>) -> Self {
+        CheckpointError::Remote {
+            url: url.to_owned(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

@@ -1,4 +1,5 @@
-//! Checkpoints on disk: one directory per checkpoint, completed by writing its metadata last.
+//! Checkpoints on disk: one directory per checkpoint, completed by writing its metadata last;
+//! with [`Remote`] storage, also uploaded to an object store, which recovery then reads.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -8,12 +9,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::CheckpointError;
+use super::remote::{self, Remote};
 use crate::state::BackendKind;
 
 /// The metadata format this host writes and reads.
 const FORMAT: u32 = 1;
 /// The name of a checkpoint's metadata file, the last one written.
-const METADATA: &str = "_metadata";
+pub(super) const METADATA: &str = "_metadata";
 /// Where the final snapshots of a run are gathered before they get their checkpoint id.
 const FINAL_STAGING: &str = "final.partial";
 
@@ -77,6 +79,28 @@ impl Metadata {
         let bytes = serde_json::to_vec(&unsigned).expect("metadata serializes");
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes))
     }
+
+    /// Parses and checks the metadata of checkpoint `id` read from `place`: format, checksum, id.
+    fn check(bytes: &[u8], id: u64, place: &str) -> Result<Metadata, String> {
+        let metadata: Metadata =
+            serde_json::from_slice(bytes).map_err(|e| format!("{place} does not parse: {e}"))?;
+        if metadata.format != FORMAT {
+            return Err(format!(
+                "{place} has format {}, this host reads format {FORMAT}",
+                metadata.format
+            ));
+        }
+        if metadata.checksum != metadata.compute_checksum() {
+            return Err(format!("{place} fails its checksum"));
+        }
+        if metadata.id != id {
+            return Err(format!(
+                "{place} names checkpoint {}, not {id}",
+                metadata.id
+            ));
+        }
+        Ok(metadata)
+    }
 }
 
 /// A checkpoint chosen for recovery.
@@ -88,11 +112,13 @@ pub struct Restored {
     pub skipped: Vec<String>,
 }
 
-/// The checkpoints of one pipeline under a data directory.
+/// The checkpoints of one pipeline under a data directory, and in object storage when it has
+/// a [`Remote`].
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     root: PathBuf,
     pipeline: String,
+    remote: Option<Remote>,
 }
 
 fn sync_dir(dir: &Path) {
@@ -107,6 +133,27 @@ impl CheckpointStore {
         CheckpointStore {
             root: data_dir.join("checkpoints"),
             pipeline: pipeline.to_owned(),
+            remote: None,
+        }
+    }
+
+    /// Keeps the checkpoints in `remote` too: the local ones become a cache, and recovery
+    /// reads the object store.
+    pub fn with_remote(mut self, remote: Remote) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Whether checkpoints live in an object store (and so outlast the local directory).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Where recovery looks: the object store's URL, or the local directory.
+    pub fn location(&self) -> PathBuf {
+        match &self.remote {
+            Some(r) => PathBuf::from(r.url()),
+            None => self.root.clone(),
         }
     }
 
@@ -154,16 +201,19 @@ impl CheckpointStore {
         metadata.files = list_files(&dir)?;
         metadata.checksum = metadata.compute_checksum();
         let bytes = serde_json::to_vec_pretty(&metadata).expect("metadata serializes");
-        let tmp = dir.join(format!("{METADATA}.tmp"));
-        let mut file = File::create(&tmp).map_err(|e| CheckpointError::io("create", &tmp, e))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| CheckpointError::io("write", &tmp, e))?;
-        drop(file);
-        let path = dir.join(METADATA);
-        fs::rename(&tmp, &path).map_err(|e| CheckpointError::io("rename", &tmp, e))?;
-        sync_dir(&dir);
+        write_metadata(&dir, &bytes)?;
         sync_dir(&self.root);
+        if let Some(remote) = &self.remote {
+            let started = std::time::Instant::now();
+            remote.upload(metadata.id, &dir, &metadata.files, bytes)?;
+            tracing::debug!(
+                checkpoint = metadata.id,
+                url = %remote.url_of(metadata.id),
+                bytes = metadata.files.iter().map(|f| f.size).sum::<u64>(),
+                upload_ms = started.elapsed().as_secs_f64() * 1e3,
+                "checkpoint uploaded"
+            );
+        }
         tracing::info!(
             checkpoint = metadata.id,
             last = metadata.last,
@@ -204,25 +254,7 @@ impl CheckpointStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let metadata: Metadata = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
-        if metadata.format != FORMAT {
-            return Err(format!(
-                "{} has format {}, this host reads format {FORMAT}",
-                path.display(),
-                metadata.format
-            ));
-        }
-        if metadata.checksum != metadata.compute_checksum() {
-            return Err(format!("{} fails its checksum", path.display()));
-        }
-        if metadata.id != id {
-            return Err(format!(
-                "{} names checkpoint {}, not {id}",
-                path.display(),
-                metadata.id
-            ));
-        }
+        let metadata = Metadata::check(&bytes, id, &path.display().to_string())?;
         for f in &metadata.files {
             let p = dir.join(&f.path);
             match fs::metadata(&p) {
@@ -245,6 +277,9 @@ impl CheckpointStore {
     /// silently; damaged ones with a warning. When checkpoints exist but none is usable, an error:
     /// never a silent start from zero.
     pub fn latest(&self) -> Result<Option<Restored>, CheckpointError> {
+        if let Some(remote) = &self.remote {
+            return self.latest_remote(remote);
+        }
         let mut skipped = Vec::new();
         for id in self.ids()? {
             match self.read(id) {
@@ -279,9 +314,89 @@ impl CheckpointStore {
         }
     }
 
+    /// [`Self::latest`] from the object store: the newest usable checkpoint there, downloaded
+    /// unless the local directory holds exactly that one.
+    fn latest_remote(&self, remote: &Remote) -> Result<Option<Restored>, CheckpointError> {
+        let mut skipped = Vec::new();
+        for id in remote.ids()? {
+            let Some(bytes) = remote.metadata(id)? else {
+                continue;
+            };
+            let place = format!("{}/{METADATA}", remote.url_of(id));
+            let metadata = match Metadata::check(&bytes, id, &place) {
+                Ok(m) => m,
+                Err(reason) => {
+                    skipped.push(format!("checkpoint {id}: {reason}"));
+                    continue;
+                }
+            };
+            if let Some(reason) = remote.check_files(id, &metadata.files)? {
+                skipped.push(format!("checkpoint {id}: {reason}"));
+                continue;
+            }
+            if metadata.pipeline != self.pipeline {
+                return Err(CheckpointError::OtherPipeline {
+                    dir: self.location(),
+                    found: metadata.pipeline,
+                    expected: self.pipeline.clone(),
+                });
+            }
+            let dir = self.dir(id);
+            let cached =
+                matches!(self.read(id), Ok(Some(local)) if local.checksum == metadata.checksum);
+            if !cached {
+                let started = std::time::Instant::now();
+                let staging = remote::download_dir(&self.root, id);
+                self.prepare(&staging)?;
+                remote.download(id, &metadata.files, &staging)?;
+                write_metadata(&staging, &bytes)?;
+                if dir.exists() {
+                    fs::remove_dir_all(&dir).map_err(|e| CheckpointError::io("remove", &dir, e))?;
+                }
+                fs::rename(&staging, &dir)
+                    .map_err(|e| CheckpointError::io("rename", &staging, e))?;
+                sync_dir(&self.root);
+                tracing::info!(
+                    checkpoint = id,
+                    url = %remote.url_of(id),
+                    files = metadata.files.len(),
+                    bytes = metadata.files.iter().map(|f| f.size).sum::<u64>(),
+                    download_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "checkpoint downloaded"
+                );
+            }
+            for reason in &skipped {
+                tracing::warn!(reason = %reason, fallback = id, "skipped a damaged checkpoint");
+            }
+            return Ok(Some(Restored {
+                metadata,
+                dir,
+                skipped,
+            }));
+        }
+        if skipped.is_empty() {
+            Ok(None)
+        } else {
+            Err(CheckpointError::NoneUsable {
+                dir: self.location(),
+                reasons: skipped.join("; "),
+            })
+        }
+    }
+
     /// Keeps the newest `keep` complete checkpoints (and anything newer than them) and removes
-    /// older ones, complete or not.
+    /// older ones, complete or not; in the object store too.
     pub fn retain(&self, keep: usize) -> Result<(), CheckpointError> {
+        if let Some(remote) = &self.remote {
+            let mut complete = 0;
+            for id in remote.ids()? {
+                if complete >= keep.max(1) {
+                    remote.delete(id)?;
+                } else if remote.is_complete(id)? {
+                    complete += 1;
+                }
+            }
+        }
         let ids = self.ids()?;
         let mut complete = 0;
         for id in ids {
@@ -298,8 +413,26 @@ impl CheckpointStore {
     }
 
     /// Removes incomplete checkpoints (left by a crash, or abandoned when a run stopped) and the
-    /// final staging directory. Only while no run uses the data directory.
-    pub fn discard_incomplete(&self) -> Result<(), CheckpointError> {
+    /// staging directories; in the object store, every checkpoint newer than `restored` too
+    /// (incomplete or damaged: the run writes those ids again). Only while no run uses the
+    /// checkpoints.
+    pub fn discard_incomplete(&self, restored: u64) -> Result<(), CheckpointError> {
+        if let Some(remote) = &self.remote {
+            for id in remote.ids()? {
+                if id > restored || !remote.is_complete(id)? {
+                    remote.delete(id)?;
+                }
+            }
+            if let Ok(entries) = fs::read_dir(&self.root) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".download") {
+                        let dir = e.path();
+                        fs::remove_dir_all(&dir)
+                            .map_err(|e| CheckpointError::io("remove", &dir, e))?;
+                    }
+                }
+            }
+        }
         for other in self.ids()? {
             if !self.dir(other).join(METADATA).exists() {
                 let dir = self.dir(other);
@@ -313,14 +446,31 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Removes every checkpoint (`--fresh`).
+    /// Removes every checkpoint (`--fresh`), in the object store too.
     pub fn clear(&self) -> Result<(), CheckpointError> {
+        if let Some(remote) = &self.remote {
+            remote.clear()?;
+        }
         if self.root.exists() {
             fs::remove_dir_all(&self.root)
                 .map_err(|e| CheckpointError::io("remove", &self.root, e))?;
         }
         Ok(())
     }
+}
+
+/// Writes a checkpoint's metadata into `dir` atomically: a temporary file, fsync, rename.
+fn write_metadata(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let tmp = dir.join(format!("{METADATA}.tmp"));
+    let mut file = File::create(&tmp).map_err(|e| CheckpointError::io("create", &tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| CheckpointError::io("write", &tmp, e))?;
+    drop(file);
+    let path = dir.join(METADATA);
+    fs::rename(&tmp, &path).map_err(|e| CheckpointError::io("rename", &tmp, e))?;
+    sync_dir(dir);
+    Ok(())
 }
 
 /// Every file under `dir` (but the metadata), with its size, in path order.
@@ -389,7 +539,7 @@ mod tests {
         assert_eq!(r.metadata.id, 2);
         assert_eq!(r.metadata.sources["s"], serde_json::json!({ "rows": 2 }));
         assert!(r.skipped.is_empty());
-        store.discard_incomplete().unwrap();
+        store.discard_incomplete(2).unwrap();
         assert!(!store.dir(3).exists());
     }
 

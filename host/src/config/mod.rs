@@ -520,7 +520,12 @@ impl Validator<'_> {
                     self.invalid(format!("[sources.{name}] field `{field}`"), m)
                 })?;
         }
-        if let Some(c) = settings.checkpoint {
+        if let Some(c) = &settings.checkpoint {
+            if let Some(storage) = &c.storage {
+                storage.validate().map_err(|(field, m)| {
+                    self.invalid(format!("[pipeline.checkpoint.storage] field `{field}`"), m)
+                })?;
+            }
             if c.interval_ms == 0 {
                 return Err(self.invalid(
                     "[pipeline.checkpoint] field `interval_ms`",
@@ -644,7 +649,7 @@ impl Validator<'_> {
                 }
                 .and_then(|()| self.paths.kafka_properties(self.base, &mut k.properties))
                 .and_then(|()| k.validate())
-                .and_then(|()| match settings.checkpoint {
+                .and_then(|()| match &settings.checkpoint {
                     Some(c) => k.validate_with_checkpoints(c.interval_ms),
                     None => Ok(()),
                 }),
@@ -675,7 +680,7 @@ impl Validator<'_> {
             file_sink_mb,
             state: settings.state,
             state_cache_mb: settings.state_cache_mb.unwrap_or(DEFAULT_STATE_CACHE_MB),
-            checkpoint: settings.checkpoint,
+            checkpoint: settings.checkpoint.clone(),
             scale_out,
             sources,
             agents,

@@ -96,6 +96,12 @@ pub trait Sink: Send {
     fn pre_commit(&mut self, epoch: u64) -> Result<serde_json::Value, ConnectorError>;
     /// Makes every pre-committed epoch up to `epoch` visible, durably.
     fn commit(&mut self, epoch: u64) -> Result<(), ConnectorError>;
+    /// The files under the run's data directory that committing the pre-committed epochs needs
+    /// (spills), named in what [`Sink::pre_commit`] returned. When checkpoints go to an object
+    /// store they travel with the checkpoint, and are put back before [`Sink::recover`].
+    fn spill_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Discards what was written and not pre-committed; with `keep_pending` false, pre-committed
     /// epochs not yet committed too (nothing will resume them).
     fn abort(&mut self, keep_pending: bool);

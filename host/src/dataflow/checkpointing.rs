@@ -1,7 +1,7 @@
 //! The checkpoint coordinator as a thread, and the handle tasks use to take part.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::Error;
 use crate::checkpoint::store::AgentEntry;
-use crate::checkpoint::{Ack, CheckpointStore, Coordinator, Metadata, TaskId};
+use crate::checkpoint::{Ack, CheckpointError, CheckpointStore, Coordinator, Metadata, TaskId};
 use crate::config::PipelineSpec;
 
 /// What tasks tell the coordinator.
@@ -64,12 +64,84 @@ impl Checkpoints {
     /// Where instance `instance` of `agent` writes its snapshot for checkpoint `id` (`None`:
     /// the final one).
     pub fn snapshot_dir(&self, id: Option<u64>, agent: &str, instance: usize) -> PathBuf {
-        let base = match id {
+        self.checkpoint_dir(id)
+            .join("state")
+            .join(agent)
+            .join(instance.to_string())
+    }
+
+    fn checkpoint_dir(&self, id: Option<u64>) -> PathBuf {
+        match id {
             Some(id) => self.store.dir(id),
             None => self.store.final_dir(),
-        };
-        base.join("state").join(agent).join(instance.to_string())
+        }
     }
+
+    /// Puts the files sink `sink` needs to finish its pre-committed epochs (its spills) into
+    /// checkpoint `id` (`None`: the final one) when checkpoints leave the machine, so that a
+    /// run on another machine can commit them: see [`restore_spills`].
+    pub fn keep_spills(
+        &self,
+        id: Option<u64>,
+        sink: &str,
+        files: &[PathBuf],
+    ) -> Result<(), CheckpointError> {
+        if !self.store.is_remote() || files.is_empty() {
+            return Ok(());
+        }
+        keep_spills(&self.checkpoint_dir(id), sink, files)
+    }
+}
+
+/// Hard-links (or copies, across file systems) `files` into `checkpoint/sinks/SINK/`.
+pub(crate) fn keep_spills(
+    checkpoint: &Path,
+    sink: &str,
+    files: &[PathBuf],
+) -> Result<(), CheckpointError> {
+    let dir = checkpoint.join("sinks").join(sink);
+    std::fs::create_dir_all(&dir).map_err(|e| CheckpointError::io("create", &dir, e))?;
+    for file in files {
+        let Some(name) = file.file_name() else {
+            continue;
+        };
+        let to = dir.join(name);
+        if to.exists() {
+            continue;
+        }
+        if std::fs::hard_link(file, &to).is_err() {
+            std::fs::copy(file, &to).map_err(|e| CheckpointError::io("copy", file, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts back the spills that checkpoint `checkpoint` kept for sink `sink` into the sink's own
+/// directory `into`, where they are missing (a run on another machine, or a new data
+/// directory), before the sink recovers.
+pub(crate) fn restore_spills(
+    checkpoint: &Path,
+    sink: &str,
+    into: &Path,
+) -> Result<usize, CheckpointError> {
+    let dir = checkpoint.join("sinks").join(sink);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    std::fs::create_dir_all(into).map_err(|e| CheckpointError::io("create", into, e))?;
+    let mut restored = 0;
+    for entry in entries.flatten() {
+        let to = into.join(entry.file_name());
+        if to.exists() {
+            continue;
+        }
+        let from = entry.path();
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(|e| CheckpointError::io("copy", &from, e))?;
+        }
+        restored += 1;
+    }
+    Ok(restored)
 }
 
 /// The coordinator thread's inputs.
@@ -215,7 +287,7 @@ impl CoordinatorThread {
 }
 
 /// The bytes of every file under `dir`.
-fn dir_size(dir: &std::path::Path) -> u64 {
+fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -229,6 +301,6 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-pub(crate) fn checkpoint_error(e: crate::checkpoint::CheckpointError) -> Error {
+pub(crate) fn checkpoint_error(e: CheckpointError) -> Error {
     Error::Checkpoint(e)
 }

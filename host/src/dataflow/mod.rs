@@ -254,14 +254,23 @@ impl Pipeline {
 
         // Where the run keeps its data, and what it resumes from.
         let root = DataRoot::new(options.data_dir.clone(), &spec.name)?;
-        let store = CheckpointStore::new(root.path(), &spec.name);
-        if options.fresh || !root.persistent {
+        let mut store = CheckpointStore::new(root.path(), &spec.name);
+        if let Some(storage) = spec.checkpoint.as_ref().and_then(|c| c.storage.as_ref()) {
+            let remote = crate::checkpoint::Remote::open(storage, &spec.name)
+                .map_err(|e| control.redacted(checkpoint_error(e)))?;
+            store = store.with_remote(remote);
+        }
+        // Checkpoints outlast the run: in the data directory, or in the object store.
+        let durable = root.persistent || store.is_remote();
+        if options.fresh || !durable {
             store.clear().map_err(checkpoint_error)?;
         }
         let restored = store.latest().map_err(checkpoint_error)?;
         match &restored {
             Some(r) => {
-                store.discard_incomplete().map_err(checkpoint_error)?;
+                store
+                    .discard_incomplete(r.metadata.id)
+                    .map_err(checkpoint_error)?;
                 tracing::info!(
                     checkpoint = r.metadata.id,
                     after_complete_run = r.metadata.last,
@@ -271,8 +280,8 @@ impl Pipeline {
             None => store.clear().map_err(checkpoint_error)?,
         }
         let first_id = restored.as_ref().map_or(1, |r| r.metadata.id + 1);
-        let checkpointing = spec.checkpoint.is_some() || root.persistent;
-        let (handle, reports, requested) = checkpointing::channel(store.clone(), root.persistent);
+        let checkpointing = spec.checkpoint.is_some() || durable;
+        let (handle, reports, requested) = checkpointing::channel(store.clone(), durable);
         let checkpoints = checkpointing.then(|| handle.clone());
 
         // One inbox per agent instance and per sink: a bounded queue per upstream instance.
@@ -341,6 +350,14 @@ impl Pipeline {
         for (name, sink_spec) in &spec.sinks {
             let input = &inboxes[name][0];
             let mut sink = open_sink(spec, name, sink_spec, root.path())?;
+            if let Some(r) = &restored {
+                let into = root.path().join("sinks").join(name);
+                let n =
+                    checkpointing::restore_spills(&r.dir, name, &into).map_err(checkpoint_error)?;
+                if n > 0 {
+                    tracing::info!(sink = %name, files = n, "spills of pre-committed epochs restored from the checkpoint");
+                }
+            }
             sink.recover(restored.as_ref().and_then(|r| r.metadata.sinks.get(name)))?;
             let (commit_tx, commit_rx) = crossbeam_channel::unbounded();
             commits.insert(name.clone(), commit_tx);
@@ -537,7 +554,7 @@ impl Pipeline {
 
         if let Some(error) = control.take_failure() {
             for (_, mut sink) in sinks {
-                sink.abort(root.persistent);
+                sink.abort(durable);
             }
             return Err(control.redacted(error));
         }
@@ -545,15 +562,19 @@ impl Pipeline {
         let mut pending = Vec::new();
         for (name, sink) in &mut sinks {
             pending.push((TaskId::Sink(name.clone()), sink.pre_commit(final_id)?));
+            if store.is_remote() {
+                checkpointing::keep_spills(&store.final_dir(), name, &sink.spill_files())
+                    .map_err(checkpoint_error)?;
+            }
         }
-        let final_checkpoint = if root.persistent {
+        let final_checkpoint = if durable {
             let m =
                 checkpointing::metadata(spec, final_id, true, positions.into_iter().chain(pending));
             store
                 .complete(m, &store.final_dir())
                 .map_err(checkpoint_error)?;
             store
-                .retain(spec.checkpoint.map_or(1, |c| c.retain))
+                .retain(spec.checkpoint.as_ref().map_or(1, |c| c.retain))
                 .map_err(checkpoint_error)?;
             Some(final_id)
         } else {

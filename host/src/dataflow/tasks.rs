@@ -229,6 +229,8 @@ impl SinkTask {
                 GateEvent::Barrier(n) => {
                     let pending = self.sink.pre_commit(n)?;
                     if let Some(cp) = &self.checkpoints {
+                        cp.keep_spills(Some(n), &self.name, &self.sink.spill_files())
+                            .map_err(Error::Checkpoint)?;
                         cp.ack(n, TaskId::Sink(self.name.clone()), pending);
                     }
                 }

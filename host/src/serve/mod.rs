@@ -89,6 +89,9 @@ pub struct ServeConfig {
     pub tls_cert: Option<PathBuf>,
     /// HTTPS: the certificate's private key, PEM (`SABOT_TLS_KEY`); with `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// `[checkpoint_storage]`: the object store that keeps the checkpoints of pipelines that
+    /// name none (`SABOT_CHECKPOINT_URL` sets its `url`; the rest then comes from `AWS_*`).
+    pub checkpoint_storage: Option<crate::checkpoint::StorageSpec>,
 }
 
 impl Default for ServeConfig {
@@ -113,6 +116,7 @@ impl Default for ServeConfig {
             public_reads: false,
             tls_cert: None,
             tls_key: None,
+            checkpoint_storage: None,
         }
     }
 }
@@ -173,6 +177,18 @@ impl ServeConfig {
                 }
                 "SABOT_TLS_CERT" => config.tls_cert = Some(PathBuf::from(&value)),
                 "SABOT_TLS_KEY" => config.tls_key = Some(PathBuf::from(&value)),
+                "SABOT_CHECKPOINT_URL" => match &mut config.checkpoint_storage {
+                    Some(storage) => storage.url = value.clone(),
+                    None => {
+                        config.checkpoint_storage = Some(crate::checkpoint::StorageSpec {
+                            url: value.clone(),
+                            endpoint: None,
+                            region: None,
+                            access_key_id: None,
+                            secret_access_key: None,
+                        })
+                    }
+                },
                 "SABOT_PUBLIC_READS" => {
                     config.public_reads = match value.as_str() {
                         "true" | "1" => true,
@@ -232,6 +248,13 @@ impl ServeConfig {
             return Err(Error::Usage(
                 "the API token is shorter than 16 characters: use a longer, random one (or leave it unset for a generated one)".into(),
             ));
+        }
+        if let Some(storage) = &self.checkpoint_storage
+            && let Err((field, message)) = storage.validate()
+        {
+            return Err(Error::Usage(format!(
+                "server setting `checkpoint_storage.{field}`: {message}"
+            )));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(Error::Usage(
@@ -377,6 +400,7 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         pipelines::Settings {
             probation: Duration::from_millis(config.probation_ms),
             checkpoint_ms: config.checkpoint_ms,
+            checkpoint_storage: config.checkpoint_storage.clone(),
             secrets: secrets.clone(),
         },
         logs.clone(),

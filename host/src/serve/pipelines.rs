@@ -44,6 +44,8 @@ const MONITOR_TICK: Duration = Duration::from_millis(10);
 pub struct Settings {
     pub probation: Duration,
     pub checkpoint_ms: u64,
+    /// The object store of the checkpoints of pipelines that name none.
+    pub checkpoint_storage: Option<crate::checkpoint::StorageSpec>,
     /// Where `${secret:NAME}` references come from.
     pub secrets: Arc<SecretStore>,
 }
@@ -444,6 +446,7 @@ impl Pipelines {
             spec.checkpoint = Some(CheckpointSpec {
                 interval_ms: self.settings.checkpoint_ms,
                 retain: 3,
+                storage: None,
             });
             // What depends on the interval is checked against the server's.
             for (sink, s) in &spec.sinks {
@@ -456,6 +459,11 @@ impl Pipelines {
                     )));
                 }
             }
+        }
+        if let Some(c) = &mut spec.checkpoint
+            && c.storage.is_none()
+        {
+            c.storage = self.settings.checkpoint_storage.clone();
         }
         let uploaded: Vec<&str> = refs
             .values()

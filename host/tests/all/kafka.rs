@@ -336,11 +336,26 @@ fn every_format_round_trips_through_a_topic() {
 /// input; a `read_committed` consumer then finds every result exactly once.
 #[test]
 fn killed_at_random_points_kafka_to_kafka_output_is_exactly_once() {
+    kafka_to_kafka_through_kills("crash", "", false);
+}
+
+/// The same with checkpoints in an object store and a new, empty data directory after every
+/// kill (a new machine): state, offsets and the pending transactions' spills come from the
+/// bucket alone.
+#[test]
+fn killed_at_random_points_with_only_the_object_store_kafka_output_is_exactly_once() {
+    let server = crate::object_store::S3Server::start();
+    kafka_to_kafka_through_kills("crash-s3", &server.storage_toml("kafka"), true);
+}
+
+/// Kafka → keyed state → exactly-once Kafka, SIGKILLed `SABOT_CRASH_ROUNDS` (20) times;
+/// `storage` is appended to the pipeline; with `new_machine`, every run gets a new data directory.
+fn kafka_to_kafka_through_kills(name: &str, storage: &str, new_machine: bool) {
     let rounds: usize = std::env::var("SABOT_CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
-    let (input, output) = (topic("crash-in"), topic("crash-out"));
+    let (input, output) = (topic(&format!("{name}-in")), topic(&format!("{name}-out")));
     let events: u64 = 40_000;
     let all = transactions(events);
     kcat_produce(&input, &all[..2_000], false);
@@ -358,7 +373,7 @@ fn killed_at_random_points_kafka_to_kafka_output_is_exactly_once() {
         format!(
             r#"edges = ["txns -> m -> out"]
 [pipeline]
-name = "kafka-crash"
+name = "kafka-{name}"
 batch_size = 500
 [pipeline.checkpoint]
 interval_ms = 100
@@ -377,7 +392,7 @@ config = {{ mode = "state" }}
 type = "kafka"
 bootstrap = "{b}"
 topic = "{output}"
-"#,
+{storage}"#,
             b = bootstrap(),
             m = sabot_test_artifacts::MISBEHAVE
         )
@@ -385,9 +400,16 @@ topic = "{output}"
     s.write("unbounded.toml", &pipeline(false));
     s.write("bounded.toml", &pipeline(true));
     let mut rng = fastrand::Rng::with_seed(rounds as u64 + 5);
+    let round = std::cell::Cell::new(0);
     let run = |file: &str| {
+        let data = if new_machine {
+            round.set(round.get() + 1);
+            format!("data-{}", round.get())
+        } else {
+            "data".to_owned()
+        };
         Command::new(env!("CARGO_BIN_EXE_sabot"))
-            .args(["run", file, "--data-dir", "data", "--no-progress"])
+            .args(["run", file, "--data-dir", &data, "--no-progress"])
             .current_dir(s.dir.path())
             .env("SABOT_CACHE_DIR", crate::support::cache_dir())
             .env_remove("SABOT_LOG")

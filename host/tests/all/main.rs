@@ -17,6 +17,7 @@ mod kafka_records;
 mod kafka_security;
 mod languages;
 mod nexmark;
+mod object_store;
 mod sandbox;
 mod scaleout;
 mod serve;

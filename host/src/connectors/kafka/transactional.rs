@@ -415,6 +415,10 @@ impl Sink for TransactionalSink {
         Ok(())
     }
 
+    fn spill_files(&self) -> Vec<PathBuf> {
+        self.pending.iter().flat_map(|(_, s)| s.clone()).collect()
+    }
+
     fn abort(&mut self, keep_pending: bool) {
         self.writer = None;
         for s in self.segments.drain(..) {
