@@ -13,10 +13,13 @@ ARG BASE=debian:bookworm-slim
 
 # ---- build from source ----
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev cmake libssl-dev && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev cmake libssl-dev librocksdb-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN rustup target add wasm32-wasip2 \
+# Debian's RocksDB, linked statically (scripts/packages.sh: sabot_rocksdb_env).
+RUN export ROCKSDB_LIB_DIR=/usr/lib/$(gcc -print-multiarch) ROCKSDB_STATIC=1 ROCKSDB_INCLUDE_DIR=/usr/include \
+        SNAPPY_LIB_DIR=/usr/lib/$(gcc -print-multiarch) SNAPPY_STATIC=1 \
+ && rustup target add wasm32-wasip2 \
  && cargo build --release --locked -p sabot-host \
  && cargo build --release --locked --target wasm32-wasip2 -p fraud-rules \
  && mkdir -p /out/examples \

@@ -6,16 +6,12 @@
 # use), SASL PLAIN and SCRAM-SHA-256/512 users created with Kafka's own StorageTool
 # (alice / alice-secret for each). Exports SABOT_KAFKA_SASL_SSL_BOOTSTRAP and SABOT_KAFKA_TLS_DIR.
 # SABOT_KAFKA_BOOTSTRAP set beforehand: that broker is used and nothing is started.
+. "$(dirname "${BASH_SOURCE[0]}")/maven.sh"
+
 sabot_kafka_start() {
     [ -n "${SABOT_KAFKA_BOOTSTRAP:-}" ] && return 0
-    local version home dir broker controller secure
-    version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' tests/kafka/pom.xml)"
-    home="$HOME/.cache/sabot/kafka/$version"
-    if [ ! -f "$home/lib/.complete" ]; then
-        echo "==> fetching Apache Kafka $version from Maven Central (once)" >&2
-        mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$home/lib" >&2
-        touch "$home/lib/.complete"
-    fi
+    local home dir broker controller secure
+    home="$(sabot_maven_fetch kafka tests/kafka/pom.xml kafka.version "Apache Kafka")" || return 1
     dir="$(mktemp -d -t sabot-kafka.XXXXXX)"
     read -r broker controller secure < <(python3 -c 'import socket
 s=[socket.socket() for _ in range(3)]
@@ -72,7 +68,7 @@ PROPERTIES
     SABOT_KAFKA_SASL_SSL_BOOTSTRAP="127.0.0.1:$secure"
     SABOT_KAFKA_TLS_DIR="$dir/tls"
     export SABOT_KAFKA_BOOTSTRAP SABOT_KAFKA_SASL_SSL_BOOTSTRAP SABOT_KAFKA_TLS_DIR
-    echo "==> Kafka $version on $SABOT_KAFKA_BOOTSTRAP (data in $dir)" >&2
+    echo "==> Kafka $(basename "$home") on $SABOT_KAFKA_BOOTSTRAP (data in $dir)" >&2
 }
 
 # A test CA and the broker's certificate for 127.0.0.1 signed by it (PKCS#12 for the broker), and

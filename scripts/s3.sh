@@ -4,15 +4,11 @@
 # this exports where the jars are: SABOT_S3PROXY_LIB (and SABOT_S3PROXY_LOGBACK, its logging
 # configuration). Chosen over SeaweedFS (a Go module of a few hundred dependencies to build) and
 # MinIO (the same): 132 jars, 43 MB, fetched in about 10 s; a server answers in about 2 s.
+. "$(dirname "${BASH_SOURCE[0]}")/maven.sh"
+
 sabot_s3_fetch() {
-    local version home
-    version="$(sed -n 's:.*<s3proxy.version>\(.*\)</s3proxy.version>.*:\1:p' tests/s3proxy/pom.xml)"
-    home="$HOME/.cache/sabot/s3proxy/$version"
-    if [ ! -f "$home/lib/.complete" ]; then
-        echo "==> fetching S3Proxy $version from Maven Central (once)" >&2
-        mvn -q -B -f tests/s3proxy/pom.xml dependency:copy-dependencies -DoutputDirectory="$home/lib" >&2
-        touch "$home/lib/.complete"
-    fi
+    local home
+    home="$(sabot_maven_fetch s3proxy tests/s3proxy/pom.xml s3proxy.version S3Proxy)" || return 1
     SABOT_S3PROXY_LIB="$home/lib"
     SABOT_S3PROXY_LOGBACK="$PWD/tests/s3proxy/logback.xml"
     export SABOT_S3PROXY_LIB SABOT_S3PROXY_LOGBACK

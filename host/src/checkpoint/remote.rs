@@ -39,6 +39,8 @@ const PARALLEL_TRANSFERS: usize = 8;
 pub const RETRY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Files larger than this are uploaded in parts of this size.
 const PART_BYTES: usize = 8 << 20;
+/// The largest metadata object read (a checkpoint of a million files lists ~100 MiB less).
+pub const MAX_METADATA_BYTES: u64 = 64 << 20;
 
 /// One pipeline's checkpoints under an `s3://` URL.
 #[derive(Clone)]
@@ -87,7 +89,8 @@ pub fn parse_url(url: &str) -> Result<(String, String), String> {
 }
 
 impl Remote {
-    /// The checkpoints of `pipeline` under `spec.url`. Settings the spec leaves out come from the
+    /// The checkpoints of `pipeline` under `spec.url` (with an empty `pipeline`, the URL's
+    /// prefix itself: see [`Remote::names`]). Settings the spec leaves out come from the
     /// `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_REGION`, `AWS_ENDPOINT_URL`, …).
     pub fn open(spec: &StorageSpec, pipeline: &str) -> Result<Self, CheckpointError> {
@@ -100,20 +103,35 @@ impl Remote {
             // One `DELETE` per object: not every S3-compatible store implements the bulk
             // `DeleteObjects` call (S3Proxy answers 501).
             .with_config(AmazonS3ConfigKey::DisableBulkDelete, "true")
+            // Bounded by time, not by count: a refused connection fails at once, so a count
+            // would run out within seconds of a store that restarts.
             .with_retry(object_store::RetryConfig {
                 retry_timeout: RETRY_TIMEOUT,
-                max_retries: 30,
-                ..Default::default()
+                max_retries: 1_000,
+                backoff: object_store::BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(2),
+                    base: 2.0,
+                },
             })
-            .with_client_options(
-                object_store::ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(60)),
+            // Set one by one: a whole `ClientOptions` would replace what came from `AWS_*`.
+            .with_config(
+                AmazonS3ConfigKey::Client(object_store::ClientConfigKey::ConnectTimeout),
+                "5s",
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(object_store::ClientConfigKey::Timeout),
+                "60s",
             );
         if let Some(endpoint) = &spec.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
+            builder = builder.with_endpoint(endpoint);
+        }
+        // An `http://` endpoint (a store on the local network), from the spec or `AWS_*`.
+        if builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .is_some_and(|e| e.starts_with("http://"))
+        {
+            builder = builder.with_allow_http(true);
         }
         if let Some(region) = &spec.region {
             builder = builder.with_region(region);
@@ -132,10 +150,10 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| CheckpointError::remote(&spec.url, format!("no I/O runtime: {e}")))?;
-        let prefix = if prefix.is_empty() {
-            Path::from(pipeline)
-        } else {
-            Path::from(prefix.as_str()).join(pipeline)
+        let prefix = match (prefix.is_empty(), pipeline.is_empty()) {
+            (_, true) => Path::from(prefix.as_str()),
+            (true, false) => Path::from(pipeline),
+            (false, false) => Path::from(prefix.as_str()).join(pipeline),
         };
         Ok(Remote {
             store: Arc::new(store),
@@ -185,15 +203,25 @@ impl Remote {
         Ok(ids)
     }
 
-    /// The metadata bytes of checkpoint `id`, `None` when it has none (incomplete).
-    pub fn metadata(&self, id: u64) -> Result<Option<Vec<u8>>, CheckpointError> {
+    /// The metadata bytes of checkpoint `id`, `None` when it has none (incomplete), an inner
+    /// `Err` saying why when the object is too large to be a checkpoint's metadata (it is not
+    /// read: a hostile or broken bucket cannot make the host load an object of any size).
+    #[allow(clippy::type_complexity)]
+    pub fn metadata(&self, id: u64) -> Result<Option<Result<Vec<u8>, String>>, CheckpointError> {
         let path = self.chk(id).join(METADATA);
         self.block_on(async {
-            match self.store.get(&path).await {
-                Ok(r) => r.bytes().await.map(|b| Some(b.to_vec())),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
+            let result = match self.store.get(&path).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if result.meta.size > MAX_METADATA_BYTES {
+                return Ok(Some(Err(format!(
+                    "its metadata is {} bytes, more than the {MAX_METADATA_BYTES} a checkpoint's metadata may be",
+                    result.meta.size
+                ))));
             }
+            result.bytes().await.map(|b| Some(Ok(b.to_vec())))
         })
         .map_err(|e| self.error(&format!("read {path}"), e))
     }
@@ -357,6 +385,73 @@ impl Remote {
             .delete_stream(locations)
             .try_for_each(|_| async { Ok(()) })
             .await
+    }
+
+    /// Writes `bytes` to `REL` under the prefix, unless an object is there already (the keys
+    /// written this way name their content, such as a module's sha256).
+    pub fn put_once(&self, rel: &str, bytes: Vec<u8>) -> Result<(), CheckpointError> {
+        let key = join_rel(&self.prefix, rel);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let payload = PutPayload::from(bytes);
+        self.block_on(async {
+            match self.store.put_opts(&key, payload.clone(), options).await {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                Err(object_store::Error::NotImplemented { .. })
+                | Err(object_store::Error::NotSupported { .. }) => {
+                    self.store.put(&key, payload).await.map(drop)
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|e| self.error(&format!("write {key}"), e))
+    }
+
+    /// The bytes of `REL` under the prefix, `None` when there is no such object; refused when
+    /// it is larger than `limit`, before it is read.
+    pub fn get_bounded(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, CheckpointError> {
+        let key = join_rel(&self.prefix, rel);
+        self.block_on(async {
+            let result = match self.store.get(&key).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            if result.meta.size > limit {
+                return Err(format!(
+                    "it is {} bytes, more than the {limit} expected at most",
+                    result.meta.size
+                ));
+            }
+            result
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| self.error(&format!("read {key}"), e))
+    }
+
+    /// The names directly under this prefix (opened with an empty pipeline name: the
+    /// pipelines that keep checkpoints there).
+    pub fn names(&self) -> Result<Vec<String>, CheckpointError> {
+        let listed = self
+            .block_on(self.store.list_with_delimiter(Some(&self.prefix)))
+            .map_err(|e| self.error("list the pipelines", e))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect())
+    }
+
+    /// Removes everything under `NAME/` (see [`Remote::clear`]).
+    pub fn clear_name(&self, name: &str) -> Result<(), CheckpointError> {
+        let prefix = self.prefix.clone().join(name);
+        self.block_on(self.delete_under(&prefix))
+            .map_err(|e| self.error(&format!("remove {}/{name}", self.url), e))
     }
 
     /// Whether checkpoint `id` has its metadata.

@@ -319,8 +319,13 @@ impl CheckpointStore {
     fn latest_remote(&self, remote: &Remote) -> Result<Option<Restored>, CheckpointError> {
         let mut skipped = Vec::new();
         for id in remote.ids()? {
-            let Some(bytes) = remote.metadata(id)? else {
-                continue;
+            let bytes = match remote.metadata(id)? {
+                None => continue,
+                Some(Ok(bytes)) => bytes,
+                Some(Err(reason)) => {
+                    skipped.push(format!("checkpoint {id}: {reason}"));
+                    continue;
+                }
             };
             let place = format!("{}/{METADATA}", remote.url_of(id));
             let metadata = match Metadata::check(&bytes, id, &place) {

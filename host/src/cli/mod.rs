@@ -656,22 +656,27 @@ fn run_scaled_out(
     fresh: bool,
 ) -> Result<ExitCode, Error> {
     let spec = pipeline.spec();
+    let scale = spec.scale_out.as_ref().expect("checked by the caller");
+    let place = match (
+        &scale.shared_dir,
+        spec.checkpoint.as_ref().and_then(|c| c.storage.as_ref()),
+    ) {
+        (Some(dir), _) => dir.join(&spec.name).display().to_string(),
+        (None, Some(storage)) => format!(
+            "{}/{}.TOPIC.PARTITION",
+            storage.url.trim_end_matches('/'),
+            spec.name
+        ),
+        (None, None) => String::from("(no shared_dir)"),
+    };
     if fresh {
-        let shared = spec
-            .scale_out
-            .as_ref()
-            .map(|s| s.shared_dir.join(&spec.name));
         return Err(Error::Usage(format!(
-            "--fresh does not apply to a scaled-out pipeline: its checkpoints belong to the whole group, under {} (remove that directory while no member runs to start over)",
-            shared.unwrap_or_default().display()
+            "--fresh does not apply to a scaled-out pipeline: its checkpoints belong to the whole group, under {place} (remove them while no member runs to start over)"
         )));
     }
-    let scale = spec.scale_out.as_ref().expect("checked by the caller");
     eprintln!(
-        "sabot: pipeline `{}` shares the partitions of source `{}` with its consumer group; checkpoints under {}",
-        spec.name,
-        scale.source,
-        scale.shared_dir.join(&spec.name).display()
+        "sabot: pipeline `{}` shares the partitions of source `{}` with its consumer group; checkpoints under {place}",
+        spec.name, scale.source,
     );
     let summary = crate::scaleout::run(
         pipeline,
@@ -679,6 +684,7 @@ fn run_scaled_out(
             stop,
             data_dir,
             on_event: Some(Arc::new(|event| eprintln!("sabot: {event}"))),
+            live: None,
         },
     )?;
     eprintln!(

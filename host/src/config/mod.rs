@@ -88,7 +88,7 @@ struct RawSettings {
 #[serde(deny_unknown_fields)]
 struct RawScaleOut {
     source: Option<String>,
-    shared_dir: PathBuf,
+    shared_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,13 +194,16 @@ pub struct PipelineSpec {
 /// source = "payments"              # the Kafka source whose partitions are shared
 /// shared_dir = "/mnt/sabot/shared" # every process reaches it: checkpoints, pending output
 /// ```
+///
+/// With `[pipeline.checkpoint.storage]` (object storage) there is no `shared_dir`: each
+/// partition's checkpoints, with its pending output, are in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScaleOutSpec {
     /// The Kafka source whose partitions are shared (its `group` is the consumer group).
     pub source: String,
     /// Where each partition's checkpoints and pending exactly-once output live, reachable by
-    /// every process of the group.
-    pub shared_dir: PathBuf,
+    /// every process of the group; `None` when they are in object storage.
+    pub shared_dir: Option<PathBuf>,
 }
 
 /// The default rows per source batch.
@@ -760,18 +763,40 @@ impl Validator<'_> {
                 "a scaled-out pipeline needs checkpoints: a partition that moves resumes from its newest one; set interval_ms",
             ));
         }
-        if raw.shared_dir.as_os_str().is_empty() {
-            return Err(self.invalid(
-                at("shared_dir"),
-                "expected a directory every process of the group reaches",
-            ));
-        }
-        Ok(ScaleOutSpec {
-            source,
-            shared_dir: self
-                .place(&raw.shared_dir, "shared_dir")
-                .map_err(|(f, m)| self.invalid(at(&f), m))?,
-        })
+        let in_object_storage = settings
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.storage.is_some());
+        let shared_dir = match &raw.shared_dir {
+            Some(dir) if in_object_storage => {
+                return Err(self.invalid(
+                    at("shared_dir"),
+                    format!(
+                        "`{}` is not used: the partitions' checkpoints are in [pipeline.checkpoint.storage]; remove shared_dir",
+                        dir.display()
+                    ),
+                ));
+            }
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(self.invalid(
+                    at("shared_dir"),
+                    "expected a directory every process of the group reaches",
+                ));
+            }
+            Some(dir) => Some(
+                self.place(dir, "shared_dir")
+                    .map_err(|(f, m)| self.invalid(at(&f), m))?,
+            ),
+            // A server in a cluster gives the pipeline its object store.
+            None if in_object_storage || matches!(self.paths, Paths::Confined) => None,
+            None => {
+                return Err(self.invalid(
+                    at("shared_dir"),
+                    "expected a directory every process of the group reaches, or checkpoints in object storage ([pipeline.checkpoint.storage])",
+                ));
+            }
+        };
+        Ok(ScaleOutSpec { source, shared_dir })
     }
 
     fn check_limits(&self, table: &str, limits: Limits) -> Result<(), ConfigError> {
@@ -1031,8 +1056,35 @@ mod tests {
             p.scale_out,
             Some(ScaleOutSpec {
                 source: "k".into(),
-                shared_dir: PathBuf::from("/nowhere/shared"),
+                shared_dir: Some(PathBuf::from("/nowhere/shared")),
             })
+        );
+    }
+
+    #[test]
+    fn scale_out_keeps_checkpoints_in_a_shared_dir_or_in_object_storage_not_both() {
+        let storage = "[pipeline.checkpoint.storage]\nurl = \"s3://bucket/prefix\"\n";
+        let p = parse(&format!(
+            "edges = [\"k -> out\"]\n{KAFKA}{SINK}[pipeline]\n[pipeline.checkpoint]\ninterval_ms = 500\n{storage}[pipeline.scale_out]\nsource = \"k\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.scale_out.unwrap().shared_dir, None);
+        let err = parse(&format!(
+            "edges = [\"k -> out\"]\n{KAFKA}{SINK}[pipeline]\n[pipeline.checkpoint]\ninterval_ms = 500\n{storage}[pipeline.scale_out]\nshared_dir = \"s\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("field `shared_dir`: `s` is not used")
+                && err.contains("remove shared_dir"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "edges = [\"k -> out\"]\n{KAFKA}{SINK}[pipeline]\n[pipeline.checkpoint]\ninterval_ms = 500\n[pipeline.scale_out]\nsource = \"k\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("field `shared_dir`: expected a directory every process of the group reaches, or checkpoints in object storage"),
+            "{err}"
         );
     }
 

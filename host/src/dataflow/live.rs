@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -121,6 +121,9 @@ pub struct Live {
     scopes: Mutex<HashMap<String, Vec<StateScope>>>,
     checkpoints: Mutex<Option<Sender<Report>>>,
     metrics: Mutex<HashMap<String, Arc<AgentMetrics>>>,
+    /// The views of runs that share this one's versions ([`Live::child`]): the partition tasks
+    /// of a scaled-out pipeline.
+    children: Mutex<Vec<Weak<Live>>>,
 }
 
 /// Why a read of live state failed.
@@ -157,13 +160,61 @@ impl Live {
         &self.versions
     }
 
-    /// Asks the run for a checkpoint now (when none is in flight); `false` when no run with
-    /// checkpoints is going.
+    /// A view for another run of the same pipeline that shares this one's version cells: a
+    /// swap made here reaches that run too, its reports come here, and [`Live::checkpoint_now`],
+    /// [`Live::traps`] and [`Live::runs`] count it.
+    pub fn child(&self) -> Arc<Live> {
+        let child = Arc::new(Live {
+            versions: self.versions.clone(),
+            ..Live::default()
+        });
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        children.retain(|c| c.strong_count() > 0);
+        children.push(Arc::downgrade(&child));
+        child
+    }
+
+    fn children(&self) -> Vec<Arc<Live>> {
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// Asks the run (and every child's) for a checkpoint now (when none is in flight); `false`
+    /// when no run with checkpoints is going.
     pub fn checkpoint_now(&self) -> bool {
-        match &*self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()) {
+        let own = match &*self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(tx) => tx.send(Report::Trigger).is_ok(),
             None => false,
-        }
+        };
+        self.children()
+            .iter()
+            .fold(own, |any, c| c.checkpoint_now() || any)
+    }
+
+    /// The runs going with this view: its own and its children's.
+    pub fn runs(&self) -> usize {
+        let own = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        usize::from(own) + self.children().iter().map(|c| c.runs()).sum::<usize>()
+    }
+
+    /// The traps of `agent` in the current runs (this one's and its children's), and the last
+    /// trap's message.
+    pub fn traps(&self, agent: &str) -> (u64, Option<String>) {
+        let own = self.metrics(agent).map_or((0, None), |m| {
+            (m.calls.snapshot().traps, m.calls.last_trap())
+        });
+        self.children().iter().fold(own, |(n, last), c| {
+            let (m, l) = c.traps(agent);
+            (n + m, l.or(last))
+        })
     }
 
     /// The agents' metrics of the current (or last) run.

@@ -177,6 +177,18 @@ impl Pipeline {
         )
     }
 
+    /// This pipeline with its definition changed by `change`, its modules kept: for settings
+    /// a host adds, such as a cluster's group session timeout.
+    pub fn with_spec(&self, change: impl FnOnce(&mut PipelineSpec)) -> Pipeline {
+        let mut spec = self.spec.clone();
+        change(&mut spec);
+        Pipeline {
+            spec,
+            runtime: self.runtime.clone(),
+            modules: self.modules.clone(),
+        }
+    }
+
     /// The copy of this pipeline that a scaled-out run (`[pipeline.scale_out]`) runs for one
     /// partition of its shared source: named `PIPELINE.TOPIC.PARTITION` (which names its
     /// checkpoints, its exactly-once sinks' `transactional.id` and epoch groups), reading that

@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Event, OnEvent};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
-use crate::dataflow::RunStats;
+use crate::dataflow::{Live, RunStats};
 use crate::{Error, Pipeline, RunOptions, RunSummary};
 
 /// A partition: topic and number.
@@ -112,9 +112,13 @@ pub(super) struct Tasks {
     pipeline: Pipeline,
     source: String,
     group: String,
-    shared: PathBuf,
+    /// The shared directory of the partitions' checkpoints; `None` when they are in object
+    /// storage.
+    shared: Option<PathBuf>,
     local: PathBuf,
     on_event: Option<OnEvent>,
+    /// The live view the tasks share (each task's own view shares its version cells).
+    live: Option<Arc<Live>>,
     running: Mutex<BTreeMap<Tp, Task>>,
     failure: Mutex<Option<Error>>,
     events_in: AtomicU64,
@@ -127,9 +131,10 @@ impl Tasks {
         pipeline: Pipeline,
         source: String,
         group: String,
-        shared: PathBuf,
+        shared: Option<PathBuf>,
         local: PathBuf,
         on_event: Option<OnEvent>,
+        live: Option<Arc<Live>>,
     ) -> Self {
         Tasks {
             pipeline,
@@ -138,6 +143,7 @@ impl Tasks {
             shared,
             local,
             on_event,
+            live,
             running: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
             events_in: AtomicU64::new(0),
@@ -193,16 +199,38 @@ impl Tasks {
             Ok(p) => p,
             Err(e) => return self.fail(e),
         };
-        let dir = self.shared.join(self.partition_dir(&tp));
-        let has_checkpoints = std::fs::read_dir(dir.join("checkpoints"))
-            .is_ok_and(|mut entries| entries.next().is_some());
+        let name = self.partition_dir(&tp);
+        // Checkpoints in the shared directory (which also holds the working state's lock), or
+        // in the local directory, uploaded to the object store.
+        let (dir, work_dir) = match &self.shared {
+            Some(shared) => (shared.join(&name), Some(self.local.join(&name))),
+            None => (self.local.join(&name), None),
+        };
+        let has_checkpoints = match pipeline
+            .spec()
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.storage.as_ref())
+        {
+            Some(storage) if self.shared.is_none() => {
+                match crate::checkpoint::Remote::open(storage, &pipeline.spec().name)
+                    .and_then(|remote| remote.ids())
+                {
+                    Ok(ids) => !ids.is_empty(),
+                    Err(e) => return self.fail(Error::Checkpoint(e)),
+                }
+            }
+            _ => std::fs::read_dir(dir.join("checkpoints"))
+                .is_ok_and(|mut entries| entries.next().is_some()),
+        };
         if let Some(offset) = committed.filter(|o| *o > 0 && !has_checkpoints) {
+            let place = match &self.shared {
+                Some(_) => dir.join("checkpoints").display().to_string(),
+                None => format!("the object store under the name `{}`", pipeline.spec().name),
+            };
             return self.fail(Error::Usage(format!(
-                "partition {}/{}: consumer group `{}` committed offset {offset} for it, but {} holds no checkpoint of it: every member must see the same shared_dir, or the partition would start over and repeat its output (to start the group over, use a new `group`)",
-                tp.0,
-                tp.1,
-                self.group,
-                dir.display()
+                "partition {}/{}: consumer group `{}` committed offset {offset} for it, but {place} holds no checkpoint of it: every member must see the same checkpoints, or the partition would start over and repeat its output (to start the group over, use a new `group`)",
+                tp.0, tp.1, self.group,
             )));
         }
         let store = CheckpointStore::new(&dir, &pipeline.spec().name);
@@ -210,9 +238,9 @@ impl Tasks {
             stop: Arc::new(AtomicBool::new(false)),
             stats: Some(Arc::new(RunStats::for_pipeline(pipeline.spec()))),
             data_dir: Some(dir),
-            work_dir: Some(self.local.join(self.partition_dir(&tp))),
+            work_dir,
             fresh: false,
-            live: None,
+            live: self.live.as_ref().map(|l| l.child()),
         };
         let (stop, stats) = (options.stop.clone(), options.stats.clone().expect("set"));
         self.event(Event::Assigned {

@@ -21,6 +21,13 @@
 //! owner waits for the old one to let go; a dead one lets go at once. The exactly-once sinks'
 //! `transactional.id` is per partition, so a new owner also fences any producer the old one left.
 //!
+//! With checkpoints in object storage (`[pipeline.checkpoint.storage]`, no `shared_dir`), each
+//! task keeps its checkpoints in its own local directory and uploads them under the name
+//! `PIPELINE.TOPIC.PARTITION`; a new owner downloads the newest. No lock spans machines then:
+//! the group revokes a partition before it assigns it elsewhere, the sinks' per-partition
+//! `transactional.id` fences a previous owner's producer, and a checkpoint's metadata is
+//! written with a conditional put where the store has one.
+//!
 //! The group member itself reads no records: its partitions stay paused, and it commits each
 //! task's checkpointed offsets to the group so lag tools see progress. Keyed state is correct
 //! when every record of a key is in one partition — what Kafka's default partitioner does with
@@ -53,8 +60,12 @@ pub struct ScaleOutOptions {
     /// the group (its partitions move to the other members at once).
     pub stop: Arc<AtomicBool>,
     /// Where this process keeps the working state of the partitions it runs (a temporary
-    /// directory when `None`). Checkpoints go to the pipeline's `shared_dir`.
+    /// directory when `None`). Checkpoints go to the pipeline's `shared_dir`, or are uploaded
+    /// to its object store.
     pub data_dir: Option<PathBuf>,
+    /// The live view the partition tasks share: the version each agent runs (a hot swap
+    /// reaches every task at its next barrier), their metrics, checkpoints on demand.
+    pub live: Option<Arc<crate::dataflow::Live>>,
     /// Told of every partition this process gains or loses.
     pub on_event: Option<OnEvent>,
 }
@@ -134,9 +145,28 @@ pub fn run(pipeline: &Pipeline, options: ScaleOutOptions) -> Result<ScaleOutSumm
     };
     let _span = tracing::info_span!("scaleout.run", pipeline = %spec.name).entered();
     let started = Instant::now();
-    let shared = scale.shared_dir.join(&spec.name);
-    std::fs::create_dir_all(&shared)
-        .map_err(|e| crate::checkpoint::CheckpointError::io("create", &shared, e))?;
+    // Where the partitions' checkpoints are: a shared directory, or the object store.
+    let shared = match &scale.shared_dir {
+        Some(dir) => {
+            let shared = dir.join(&spec.name);
+            std::fs::create_dir_all(&shared)
+                .map_err(|e| crate::checkpoint::CheckpointError::io("create", &shared, e))?;
+            Some(shared)
+        }
+        None if spec
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.storage.is_some()) =>
+        {
+            None
+        }
+        None => {
+            return Err(Error::Usage(format!(
+                "pipeline `{}`: [pipeline.scale_out] needs `shared_dir`, or checkpoints in object storage ([pipeline.checkpoint.storage]): a partition that moves resumes from checkpoints every process reaches",
+                spec.name
+            )));
+        }
+    };
     let (local, temporary) = match &options.data_dir {
         Some(dir) => (dir.clone(), false),
         None => (
@@ -152,6 +182,7 @@ pub fn run(pipeline: &Pipeline, options: ScaleOutOptions) -> Result<ScaleOutSumm
         shared,
         local.join("partitions"),
         options.on_event,
+        options.live,
     ));
 
     let mut config = ClientConfig::new();

@@ -16,6 +16,7 @@
 //! | GET | `/v1/pipelines/{name}/agents`, `/sources`, `/tables`, `/swaps`, `/logs` | parts of the status |
 //! | POST | `/v1/pipelines/{name}/agents/{agent}/swap` | `{"module": "NAME@VERSION", "config": …}` |
 //! | GET | `/v1/pipelines/{name}/tables/{agent}/{table}?key=K` | a keyed state entry (queryable state) |
+//! | GET | `/v1/cluster` | a cluster's replicas, what each runs, consumer lag (404 on a server alone) |
 //! | GET | `/v1/secrets` | the secrets' names (never a value) |
 //! | PUT, DELETE | `/v1/secrets/{name}` | store (the body) or delete a secret |
 //!
@@ -141,6 +142,7 @@ pub fn router(state: AppState) -> axum::Router {
             get(read_table),
         )
         .route("/v1/pipelines/{name}/logs", get(read_logs))
+        .route("/v1/cluster", get(cluster_view))
         .route("/v1/secrets", get(super::secrets::list))
         .route(
             "/v1/secrets/{name}",
@@ -465,9 +467,19 @@ async fn store_module(
                 return Err(refused(e));
             }
         };
-        s.modules
+        let (info, created) = s
+            .modules
             .put(&name, &version, &bytes, &module)
-            .inspect_err(|_| forget(&s))
+            .inspect_err(|_| forget(&s))?;
+        if let Some(cluster) = s.pipelines.cluster() {
+            // Every replica fetches the bytes from the object store when the tag reaches it.
+            cluster.publish_module(&info, bytes).inspect_err(|_| {
+                if created {
+                    let _ = s.modules.delete(&name, &version);
+                }
+            })?;
+        }
+        Ok((info, created))
     })
     .await?;
     tracing::info!(module = %info.reference(), sha256 = %info.sha256, size = info.size, created, "module uploaded");
@@ -492,7 +504,13 @@ async fn delete_module(
         )));
     }
     let store = s.modules.clone();
-    let info = blocking(move || store.delete(&name, &version)).await?;
+    let info = match s.pipelines.cluster().cloned() {
+        Some(cluster) => {
+            blocking(move || cluster.delete_module(&name, &version)).await?;
+            info
+        }
+        None => blocking(move || store.delete(&name, &version)).await?,
+    };
     if s.modules.list().iter().all(|m| m.sha256 != info.sha256) {
         s.runtime.forget(&info.sha256);
     }
@@ -635,6 +653,20 @@ pub fn view(entry: &Entry, detailed: bool) -> PipelineView {
     }
 }
 
+async fn cluster_view(
+    State(s): State<AppState>,
+) -> Result<Json<super::cluster::status::View>, ApiError> {
+    let Some(cluster) = s.pipelines.cluster().cloned() else {
+        return Err(ApiError::not_found(
+            "this server is not a replica of a cluster (no [cluster] in its settings)",
+        ));
+    };
+    let pipelines = s.pipelines.clone();
+    blocking(move || Ok(cluster.view(&pipelines)))
+        .await
+        .map(Json)
+}
+
 async fn list_pipelines(State(s): State<AppState>) -> Json<Vec<PipelineView>> {
     Json(s.pipelines.list().iter().map(|e| view(e, false)).collect())
 }
@@ -721,7 +753,12 @@ async fn create_pipeline(
     });
     // Most creates take milliseconds; one whose modules must be compiled again goes on in the
     // background, and the client follows it.
-    let wait = Duration::from_millis(s.config.request_timeout_ms / 3).min(CREATE_WAIT);
+    // In a cluster the create is a command-log write, which is answered whole (it decides
+    // which of two creates of one name wins), within most of the request's time.
+    let wait = match s.pipelines.cluster() {
+        Some(_) => Duration::from_millis(s.config.request_timeout_ms * 4 / 5),
+        None => Duration::from_millis(s.config.request_timeout_ms / 3).min(CREATE_WAIT),
+    };
     match tokio::time::timeout(wait, task).await {
         Ok(joined) => {
             let entry =

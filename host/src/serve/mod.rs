@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 mod guard;
 pub mod listen;
 pub mod logs;
@@ -40,6 +41,9 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::wasm::{CompileCache, WasmRuntime};
+
+/// How long a replica waits to read its cluster's command log before it says it is ready.
+const CLUSTER_READY_WAIT: Duration = Duration::from_secs(60);
 
 /// The server's settings: a TOML file (`--config`), then `SABOT_*` environment variables, then
 /// command-line flags, each overriding the one before.
@@ -92,6 +96,10 @@ pub struct ServeConfig {
     /// `[checkpoint_storage]`: the object store that keeps the checkpoints of pipelines that
     /// name none (`SABOT_CHECKPOINT_URL` sets its `url`; the rest then comes from `AWS_*`).
     pub checkpoint_storage: Option<crate::checkpoint::StorageSpec>,
+    /// `[cluster]`: this server is a replica of a cluster on Kafka (`SABOT_CLUSTER_KAFKA` sets
+    /// its `kafka`; `SABOT_CLUSTER_NAME`, `SABOT_REPLICA`, `SABOT_ADVERTISE` the rest). Needs
+    /// `checkpoint_storage`: checkpoints and module bytes live in the object store.
+    pub cluster: Option<cluster::ClusterSpec>,
 }
 
 impl Default for ServeConfig {
@@ -117,6 +125,7 @@ impl Default for ServeConfig {
             tls_cert: None,
             tls_key: None,
             checkpoint_storage: None,
+            cluster: None,
         }
     }
 }
@@ -139,6 +148,17 @@ impl ServeConfig {
             }
             None => ServeConfig::default(),
         };
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let late: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "SABOT_CLUSTER_NAME" | "SABOT_REPLICA" | "SABOT_ADVERTISE"
+                )
+            })
+            .cloned()
+            .collect();
         for (key, value) in env {
             let bad = |expected: &str| {
                 Error::Usage(format!(
@@ -189,6 +209,14 @@ impl ServeConfig {
                         })
                     }
                 },
+                "SABOT_CLUSTER_KAFKA" => match &mut config.cluster {
+                    Some(c) => c.kafka = value.clone(),
+                    None => config.cluster = Some(cluster::ClusterSpec::new(value.clone())),
+                },
+                "SABOT_CLUSTER_NAME" | "SABOT_REPLICA" | "SABOT_ADVERTISE" => {
+                    // Applied once every variable was read: they need `[cluster]` or
+                    // SABOT_CLUSTER_KAFKA.
+                }
                 "SABOT_PUBLIC_READS" => {
                     config.public_reads = match value.as_str() {
                         "true" | "1" => true,
@@ -197,6 +225,18 @@ impl ServeConfig {
                     }
                 }
                 _ => {}
+            }
+        }
+        for (key, value) in late {
+            let Some(c) = &mut config.cluster else {
+                return Err(Error::Usage(format!(
+                    "environment variable {key} needs a cluster: set SABOT_CLUSTER_KAFKA (or [cluster] kafka in the settings file)"
+                )));
+            };
+            match key.as_str() {
+                "SABOT_CLUSTER_NAME" => c.name = value,
+                "SABOT_REPLICA" => c.replica = Some(value),
+                _ => c.advertise = Some(value),
             }
         }
         Ok(config)
@@ -255,6 +295,18 @@ impl ServeConfig {
             return Err(Error::Usage(format!(
                 "server setting `checkpoint_storage.{field}`: {message}"
             )));
+        }
+        if let Some(c) = &self.cluster {
+            if let Err((field, message)) = c.validate() {
+                return Err(Error::Usage(format!(
+                    "server setting `cluster.{field}`: {message}"
+                )));
+            }
+            if self.checkpoint_storage.is_none() {
+                return Err(Error::Usage(
+                    "server setting `cluster` needs `checkpoint_storage` (or SABOT_CHECKPOINT_URL): a cluster keeps its checkpoints and module bytes in object storage, where every replica reaches them".into(),
+                ));
+            }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(Error::Usage(
@@ -393,6 +445,15 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
             }
         })?,
     );
+    let cluster = match (&config.cluster, &config.checkpoint_storage) {
+        (Some(spec), Some(storage)) => Some(cluster::Cluster::connect(
+            spec.clone(),
+            storage.clone(),
+            config.listen,
+            tls.is_some(),
+        )?),
+        _ => None,
+    };
     let pipelines = pipelines::Pipelines::new(
         data.join("pipelines"),
         runtime.clone(),
@@ -402,6 +463,7 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
             checkpoint_ms: config.checkpoint_ms,
             checkpoint_storage: config.checkpoint_storage.clone(),
             secrets: secrets.clone(),
+            cluster: cluster.clone(),
         },
         logs.clone(),
     );
@@ -440,7 +502,11 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         let ready = state.clone();
         // Pipelines that were running when the server stopped start again, off the accept loop.
         tokio::task::spawn_blocking(move || {
-            ready.pipelines.resume_all();
+            match ready.pipelines.cluster() {
+                // A replica's pipelines are the cluster's: ready once it read the command log.
+                Some(cluster) => cluster.clone().join(&ready.pipelines, CLUSTER_READY_WAIT),
+                None => ready.pipelines.resume_all(),
+            }
             ready.set_ready();
         });
         let limits = listen::ConnLimits {
@@ -453,7 +519,14 @@ pub fn serve(config: ServeConfig, logs: Arc<logs::GuestLogs>) -> Result<(), Erro
         Ok::<(), Error>(())
     });
     tracing::info!("stopping every pipeline");
+    if let Some(cluster) = pipelines.cluster() {
+        // No record applied from now on starts anything here.
+        cluster.set_leaving();
+    }
     pipelines.stop_all();
+    if let Some(cluster) = pipelines.cluster() {
+        cluster.leave();
+    }
     drop(tokio);
     result
 }

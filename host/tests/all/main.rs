@@ -4,6 +4,7 @@
 mod alignment;
 mod checkpoint;
 mod cli;
+mod cluster;
 mod container;
 mod control_plane;
 mod crash;

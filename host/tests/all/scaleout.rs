@@ -95,7 +95,7 @@ impl Drop for Member {
 }
 
 /// `n` transactions keyed by card (`card<TAB>json`), so each card's records share a partition.
-fn keyed(range: std::ops::Range<u64>) -> Vec<String> {
+pub(crate) fn keyed(range: std::ops::Range<u64>) -> Vec<String> {
     range
         .map(|i| {
             let card = i % 41;
@@ -107,7 +107,7 @@ fn keyed(range: std::ops::Range<u64>) -> Vec<String> {
 
 /// Each card's newest count in the output, checking that counts only ever grow (a repeated or
 /// replayed result would not).
-fn counts(output: &str) -> BTreeMap<i64, u64> {
+pub(crate) fn counts(output: &str) -> BTreeMap<i64, u64> {
     let mut last: BTreeMap<i64, u64> = BTreeMap::new();
     let rows = kcat_consume(output);
     for (_, value) in &rows {
@@ -380,7 +380,7 @@ type = "blackhole"
     assert!(
         log.contains(&format!(
             "partition {input}/0: consumer group `group-{input}` committed offset "
-        )) && log.contains("holds no checkpoint of it: every member must see the same shared_dir"),
+        )) && log.contains("holds no checkpoint of it: every member must see the same checkpoints"),
         "{log}"
     );
 }

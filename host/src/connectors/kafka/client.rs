@@ -114,6 +114,10 @@ impl ClientContext for Diagnosis {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition, for readers that ask to be told: not a failure.
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            return;
+        }
         self.record(&format!("{error}: {reason}"));
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }

@@ -5,7 +5,7 @@
 //! MessagePack (`rmp-serde`), Avro (`arrow-avro`: bare datums, Confluent's wire format,
 //! single-object encoding), Arrow IPC (`arrow-ipc`), or raw bytes.
 
-mod client;
+pub(crate) mod client;
 pub mod format;
 mod msgpack;
 mod sink;

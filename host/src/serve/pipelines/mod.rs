@@ -16,28 +16,34 @@
 //!    agent — the supervisor then restarts the run from the newest checkpoint with the old version,
 //!    which is what keeps the output exactly-once. After the window, the swap is *active* and
 //!    recorded in `control.json`.
+//!
+//! In a cluster ([`super::cluster`]) the operations that change a pipeline — create, start,
+//! stop, delete, swap — are written to the command log instead, and every replica's applier
+//! makes them happen locally through the `*_local` operations and [`Pipelines::define`].
+
+mod supervisor;
+mod swap;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::cluster::placement::Placed;
+use super::cluster::{Cluster, log as cluster_log};
 use super::modules::{ModuleStore, check_name};
-use super::{ApiError, logs::GuestLogs, now_unix_ms};
+use super::{ApiError, logs::GuestLogs};
+use crate::Pipeline;
 use crate::checkpoint::CheckpointSpec;
 use crate::config::PipelineSpec;
 use crate::config::secrets::SecretStore;
-use crate::dataflow::{Live, RunStats, SwapOutcome, Version};
+use crate::dataflow::{Live, RunStats};
 use crate::wasm::{ModuleSource, WasmRuntime};
-use crate::{Error, Pipeline, RunOptions};
-
-/// How long a swap may wait for its barrier before it is given up.
-const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the monitor looks at swaps.
-const MONITOR_TICK: Duration = Duration::from_millis(10);
+use supervisor::Supervisor;
+pub use swap::{Swap, SwapState};
 
 /// Settings of the server's pipelines.
 #[derive(Debug, Clone)]
@@ -48,6 +54,8 @@ pub struct Settings {
     pub checkpoint_storage: Option<crate::checkpoint::StorageSpec>,
     /// Where `${secret:NAME}` references come from.
     pub secrets: Arc<SecretStore>,
+    /// The cluster this server is a replica of, if any.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// What a pipeline is doing.
@@ -63,52 +71,6 @@ pub enum Status {
     /// Its bounded input ended and everything was committed.
     Finished,
     Failed,
-}
-
-/// Where a swap is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SwapState {
-    /// Waiting for the instances to reach a barrier.
-    Pending,
-    /// Every instance runs the new version; a trap now rolls back.
-    Probation,
-    /// Done: the new version stays.
-    Active,
-    /// The old version is back; `reason` says why.
-    RolledBack,
-}
-
-/// A swap, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Swap {
-    pub id: u64,
-    pub agent: String,
-    pub from: String,
-    pub to: String,
-    pub state: SwapState,
-    pub reason: Option<String>,
-    pub requested_unix_ms: u64,
-    /// The checkpoint barrier at which the instances switched.
-    pub checkpoint: Option<u64>,
-    /// The longest pause an instance's switch caused in its data path, microseconds.
-    pub pause_us: Option<u64>,
-    /// From the request to every instance running the new version, microseconds.
-    pub switch_us: Option<u64>,
-    #[serde(skip)]
-    generation: u64,
-    #[serde(skip)]
-    old: Version,
-    #[serde(skip)]
-    new: Version,
-    #[serde(skip)]
-    requested: Instant,
-    #[serde(skip)]
-    probation_since: Option<Instant>,
-    #[serde(skip)]
-    traps_before: u64,
-    #[serde(skip)]
-    started: usize,
 }
 
 /// What the supervisor keeps of a pipeline on disk besides its definition.
@@ -136,6 +98,8 @@ pub struct Entry {
     dir: PathBuf,
     pipeline: Arc<Pipeline>,
     pub live: Arc<Live>,
+    /// What of it runs on this replica, in a cluster.
+    pub placed: Placed,
     inner: Mutex<Inner>,
 }
 
@@ -255,7 +219,7 @@ pub fn name_of(text: &str) -> Result<String, ApiError> {
 }
 
 /// The module references in a definition: agent → `module` as written.
-fn module_references(text: &str) -> Result<BTreeMap<String, String>, ApiError> {
+pub(crate) fn module_references(text: &str) -> Result<BTreeMap<String, String>, ApiError> {
     let doc: toml::Table = toml::from_str(text).map_err(|e| {
         ApiError::bad_request(format!(
             "the pipeline does not parse: {}",
@@ -300,7 +264,7 @@ impl Pipelines {
                 while let Some(p) = monitor.upgrade() {
                     p.watch_swaps();
                     drop(p);
-                    std::thread::sleep(MONITOR_TICK);
+                    std::thread::sleep(swap::MONITOR_TICK);
                 }
             });
         pipelines
@@ -437,9 +401,9 @@ impl Pipelines {
             &self.settings.secrets,
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        if spec.scale_out.is_some() {
+        if spec.scale_out.is_some() && self.settings.cluster.is_none() {
             return Err(ApiError::bad_request(
-                "[pipeline.scale_out]: a server runs whole pipelines; run a scaled-out pipeline with `sabot run` on each member of the group",
+                "[pipeline.scale_out]: a server runs whole pipelines unless it is a replica of a cluster ([cluster] in its settings); run a scaled-out pipeline with `sabot run` on each member of the group",
             ));
         }
         if spec.checkpoint.is_none() {
@@ -527,6 +491,16 @@ impl Pipelines {
                 return Err(e);
             }
         };
+        if let Some(cluster) = &self.settings.cluster {
+            // Checked here; defined on every replica (this one too) by the command log.
+            reserved.progress("writing the definition to the cluster's command log");
+            drop((spec, pipeline));
+            let result = cluster.create(text);
+            if let Err(e) = &result {
+                self.refused(&name, &e.message);
+            }
+            return result.and_then(|()| self.get(&name));
+        }
         reserved.progress("writing the definition");
         let dir = self.dir.join(&spec.name);
         std::fs::create_dir_all(&dir)
@@ -534,6 +508,40 @@ impl Pipelines {
         super::modules::write_atomic(&dir.join("pipeline.toml"), text.as_bytes())?;
         let live = self.live_for(&pipeline, &refs, &BTreeMap::new())?;
         let entry = self.insert(spec, pipeline, text, live, ControlFile::default());
+        entry.save_control(&entry.inner().control);
+        Ok(entry)
+    }
+
+    /// Defines a pipeline of the cluster on this replica, as its record says (the applier).
+    pub fn define(
+        &self,
+        text: &str,
+        record: &cluster_log::PipelineRecord,
+    ) -> Result<Arc<Entry>, ApiError> {
+        let versions: BTreeMap<String, SwappedVersion> = record
+            .versions
+            .iter()
+            .map(|(agent, v)| {
+                (
+                    agent.clone(),
+                    SwappedVersion {
+                        module: v.module.clone(),
+                        config: v.config.clone(),
+                    },
+                )
+            })
+            .collect();
+        let (spec, pipeline, refs) = self.build(text, &versions)?;
+        let dir = self.dir.join(&spec.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        super::modules::write_atomic(&dir.join("pipeline.toml"), text.as_bytes())?;
+        let live = self.live_for(&pipeline, &refs, &versions)?;
+        let control = ControlFile {
+            running: false,
+            versions,
+        };
+        let entry = self.insert(spec, pipeline, text, live, control);
         entry.save_control(&entry.inner().control);
         Ok(entry)
     }
@@ -551,6 +559,7 @@ impl Pipelines {
             text: text.to_owned(),
             dir: self.dir.join(&spec.name),
             live: Arc::new(live),
+            placed: Placed::default(),
             inner: Mutex::new(Inner {
                 status: Status::Created,
                 error: None,
@@ -570,6 +579,10 @@ impl Pipelines {
 
     /// Loads the pipelines kept on disk and starts those that were running.
     pub fn resume_all(self: &Arc<Self>) {
+        if self.settings.cluster.is_some() {
+            // A replica's pipelines come from the command log ([`Pipelines::define`]).
+            return;
+        }
         let Ok(dirs) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -592,7 +605,7 @@ impl Pipelines {
                 Ok((spec, pipeline, live)) => {
                     let running = control.running;
                     let entry = self.insert(spec, pipeline, &text, live, control);
-                    if running && let Err(e) = self.start(&entry.name, false) {
+                    if running && let Err(e) = self.start_local(&entry.name, false) {
                         tracing::error!(pipeline = %entry.name, error = %e.message, "cannot restart a pipeline");
                     }
                 }
@@ -603,8 +616,20 @@ impl Pipelines {
         }
     }
 
-    /// Starts `name` (resuming from its newest checkpoint unless `fresh`).
+    /// Starts `name` (resuming from its newest checkpoint unless `fresh`); in a cluster, on
+    /// every replica.
     pub fn start(self: &Arc<Self>, name: &str, fresh: bool) -> Result<Arc<Entry>, ApiError> {
+        match &self.settings.cluster {
+            Some(cluster) => {
+                cluster.start(name, fresh)?;
+                self.get(name)
+            }
+            None => self.start_local(name, fresh),
+        }
+    }
+
+    /// Starts `name` on this server.
+    pub fn start_local(self: &Arc<Self>, name: &str, fresh: bool) -> Result<Arc<Entry>, ApiError> {
         let entry = self.get(name)?;
         // A definition with `${…}` references is loaded anew, so that each start uses the
         // secrets as they are now.
@@ -636,6 +661,7 @@ impl Pipelines {
             entry: entry.clone(),
             pipeline,
             logs: self.logs.clone(),
+            cluster: self.settings.cluster.clone(),
         };
         inner.thread = Some(
             std::thread::Builder::new()
@@ -647,8 +673,20 @@ impl Pipelines {
         Ok(entry)
     }
 
-    /// Asks `name` to stop; with `wait`, returns once it has (final checkpoint written).
+    /// Asks `name` to stop; with `wait`, returns once it has (final checkpoint written); in a
+    /// cluster, on every replica.
     pub fn stop(&self, name: &str, wait: bool) -> Result<Arc<Entry>, ApiError> {
+        match &self.settings.cluster {
+            Some(cluster) => {
+                cluster.stop(name, wait)?;
+                self.get(name)
+            }
+            None => self.stop_local(name, wait),
+        }
+    }
+
+    /// Asks `name` to stop on this server.
+    pub fn stop_local(&self, name: &str, wait: bool) -> Result<Arc<Entry>, ApiError> {
         let entry = self.get(name)?;
         let thread = {
             let mut inner = entry.inner();
@@ -680,8 +718,17 @@ impl Pipelines {
         }
     }
 
-    /// Deletes a pipeline that is not running, with its data.
+    /// Deletes a pipeline that is not running, with its data; in a cluster, on every replica,
+    /// with its checkpoints in the object store.
     pub fn delete(&self, name: &str) -> Result<(), ApiError> {
+        match &self.settings.cluster {
+            Some(cluster) => cluster.delete(name),
+            None => self.delete_local(name),
+        }
+    }
+
+    /// Deletes a pipeline of this server that is not running, with its local data.
+    pub fn delete_local(&self, name: &str) -> Result<(), ApiError> {
         let entry = self.get(name)?;
         {
             let inner = entry.inner();
@@ -697,301 +744,74 @@ impl Pipelines {
             .map_err(|e| ApiError::internal(format!("cannot remove {}: {e}", entry.dir.display())))
     }
 
-    /// Swaps `agent` of `pipeline` to the module `reference` (with `config`, else the config it
-    /// runs with) at the next checkpoint barrier.
-    pub fn swap(
-        &self,
-        pipeline: &str,
-        agent: &str,
-        reference: &str,
-        config: Option<String>,
-    ) -> Result<Swap, ApiError> {
-        let entry = self.get(pipeline)?;
-        let cell = entry.live.version(agent).cloned().ok_or_else(|| {
-            ApiError::not_found(format!(
-                "pipeline `{pipeline}` has no agent `{agent}` (agents: {})",
-                entry
-                    .spec()
-                    .agents
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        let (_, module) = self.modules.load(&self.runtime, reference)?;
+    /// The server's modules.
+    pub fn modules(&self) -> &Arc<ModuleStore> {
+        &self.modules
+    }
+
+    /// The cluster this server is a replica of.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.settings.cluster.as_ref()
+    }
+
+    /// Shows how a pipeline of the cluster ended (on whichever replica it ended).
+    pub fn mark_ended(&self, name: &str, ended: &cluster_log::Ended) {
+        let Ok(entry) = self.get(name) else {
+            return;
+        };
         let mut inner = entry.inner();
-        if inner.status != Status::Running {
-            return Err(ApiError::conflict(format!(
-                "pipeline `{pipeline}` is not running: a swap happens at a checkpoint barrier of a running pipeline (start it first)"
-            )));
+        if matches!(inner.status, Status::Running | Status::Stopping) {
+            return;
         }
-        if let Some(s) = inner.swaps.iter().find(|s| {
-            s.agent == agent && matches!(s.state, SwapState::Pending | SwapState::Probation)
-        }) {
-            return Err(ApiError::conflict(format!(
-                "agent `{agent}` is already being swapped to {} (swap {}, {:?}): wait for it to end",
-                s.to, s.id, s.state
-            )));
-        }
-        let (_, old) = cell.current();
-        let new = Version {
-            module,
-            config: config.unwrap_or_else(|| old.config.clone()),
-            label: reference.to_owned(),
-        };
-        cell.take_reports();
-        let generation = cell.set(new.clone());
-        let swap = Swap {
-            id: self.next_swap.fetch_add(1, Ordering::Relaxed),
-            agent: agent.to_owned(),
-            from: old.label.clone(),
-            to: reference.to_owned(),
-            state: SwapState::Pending,
-            reason: None,
-            requested_unix_ms: now_unix_ms(),
-            checkpoint: None,
-            pause_us: None,
-            switch_us: None,
-            generation,
-            old: (*old).clone(),
-            new,
-            requested: Instant::now(),
-            probation_since: None,
-            traps_before: 0,
-            started: 0,
-        };
-        inner.swaps.push(swap.clone());
-        drop(inner);
-        entry.live.checkpoint_now();
-        tracing::info!(pipeline, agent, from = %swap.from, to = %swap.to, "swap requested");
-        Ok(swap)
-    }
-
-    /// One look at every swap under way.
-    fn watch_swaps(&self) {
-        for entry in self.list() {
-            let mut inner = entry.inner();
-            let probation = self.settings.probation;
-            let mut save = false;
-            let Inner { swaps, control, .. } = &mut *inner;
-            for swap in swaps
-                .iter_mut()
-                .filter(|s| matches!(s.state, SwapState::Pending | SwapState::Probation))
-            {
-                let Some(cell) = entry.live.version(&swap.agent) else {
-                    continue;
-                };
-                let parallelism = entry.spec().agents[&swap.agent].parallelism;
-                let traps = || {
-                    entry.live.metrics(&swap.agent).map_or((0, None), |m| {
-                        (m.calls.snapshot().traps, m.calls.last_trap())
-                    })
-                };
-                let mut failed = None;
-                for r in cell.take_reports() {
-                    if r.generation != swap.generation {
-                        continue;
-                    }
-                    swap.checkpoint = Some(r.checkpoint);
-                    match r.outcome {
-                        SwapOutcome::Started { pause } => {
-                            swap.started += 1;
-                            swap.pause_us =
-                                Some(swap.pause_us.unwrap_or(0).max(pause.as_micros() as u64));
-                        }
-                        SwapOutcome::Failed { reason } => {
-                            failed = Some(format!(
-                                "instance {} could not start {}: {reason}",
-                                r.instance, swap.to
-                            ))
-                        }
-                    }
-                }
-                if let Some(reason) = failed {
-                    roll_back(&entry.name, swap, cell, reason);
-                    entry.live.checkpoint_now();
-                    continue;
-                }
-                match swap.state {
-                    SwapState::Pending if swap.started >= parallelism => {
-                        swap.state = SwapState::Probation;
-                        swap.probation_since = Some(Instant::now());
-                        swap.switch_us = Some(swap.requested.elapsed().as_micros() as u64);
-                        swap.traps_before = traps().0;
-                        tracing::info!(pipeline = %entry.name, agent = %swap.agent, version = %swap.to, pause_us = swap.pause_us, "every instance runs the new version; on probation");
-                    }
-                    SwapState::Pending if swap.requested.elapsed() > SWAP_TIMEOUT => {
-                        roll_back(
-                            &entry.name,
-                            swap,
-                            cell,
-                            format!(
-                                "no checkpoint barrier reached every instance within {} s",
-                                SWAP_TIMEOUT.as_secs()
-                            ),
-                        );
-                    }
-                    SwapState::Probation => {
-                        let (now, last) = traps();
-                        // Under `on_error = fail` a trap fails the run, and the supervisor rolls
-                        // back and restarts it; otherwise the trap was skipped or dead-lettered,
-                        // and rolling back at the next barrier is enough.
-                        let fails_run = entry.spec().agents[&swap.agent].on_error
-                            == crate::connectors::OnError::Fail;
-                        if now > swap.traps_before && !fails_run {
-                            let reason = format!(
-                                "{} trapped within its probation of {} ms: {}",
-                                swap.to,
-                                probation.as_millis(),
-                                last.unwrap_or_default()
-                            );
-                            roll_back(&entry.name, swap, cell, reason);
-                            entry.live.checkpoint_now();
-                        } else if swap
-                            .probation_since
-                            .is_some_and(|t| t.elapsed() >= probation)
-                        {
-                            swap.state = SwapState::Active;
-                            control.versions.insert(
-                                swap.agent.clone(),
-                                SwappedVersion {
-                                    module: swap.to.clone(),
-                                    config: swap.new.config.clone(),
-                                },
-                            );
-                            save = true;
-                            tracing::info!(pipeline = %entry.name, agent = %swap.agent, version = %swap.to, "swap active");
-                        }
-                    }
-                    _ => {}
-                }
+        match ended {
+            cluster_log::Ended::Finished { .. } => {
+                inner.status = Status::Finished;
+                inner.error = None;
             }
-            if save {
-                entry.save_control(control);
+            cluster_log::Ended::Failed { replica, error } => {
+                inner.status = Status::Failed;
+                inner.error = Some(format!("on replica `{replica}`: {error}"));
             }
         }
     }
-}
 
-/// Puts the old version back.
-fn roll_back(
-    pipeline: &str,
-    swap: &mut Swap,
-    cell: &crate::dataflow::AgentVersion,
-    reason: String,
-) {
-    tracing::warn!(pipeline, agent = %swap.agent, from = %swap.to, to = %swap.from, %reason, "rolling back a swap");
-    cell.set(swap.old.clone());
-    swap.state = SwapState::RolledBack;
-    swap.reason = Some(reason);
-}
-
-/// Runs one pipeline; restarts it (from the newest checkpoint) when it failed because of a
-/// version on probation, after putting the old version back.
-struct Supervisor {
-    entry: Arc<Entry>,
-    /// What runs: the entry's pipeline, or the same definition with its secrets resolved anew.
-    pipeline: Arc<Pipeline>,
-    logs: Arc<GuestLogs>,
-}
-
-impl Supervisor {
-    fn run(self, fresh: bool) {
-        let entry = &self.entry;
-        let _span = tracing::info_span!("pipeline.supervise", pipeline = %entry.name).entered();
-        let _ = &self.logs;
-        let mut fresh = fresh;
-        loop {
-            let (stop, stats) = {
-                let mut inner = entry.inner();
-                inner.stats = Arc::new(RunStats::for_pipeline(entry.spec()));
-                inner.runs += 1;
-                (inner.stop.clone(), inner.stats.clone())
-            };
-            let result = self.pipeline.run(RunOptions {
-                stop: stop.clone(),
-                stats: Some(stats),
-                data_dir: Some(entry.dir.join("run")),
-                fresh,
-                live: Some(entry.live.clone()),
-                work_dir: None,
-            });
-            fresh = false;
-            let mut inner = entry.inner();
-            match result {
-                Ok(summary) => {
-                    inner.status = if summary.interrupted {
-                        Status::Stopped
-                    } else {
-                        Status::Finished
-                    };
-                    if inner.status == Status::Finished {
-                        inner.control.running = false;
-                        entry.save_control(&inner.control);
-                    }
-                    for s in inner
-                        .swaps
-                        .iter_mut()
-                        .filter(|s| s.state == SwapState::Probation)
-                    {
-                        // The input ended within the window without a trap.
-                        s.state = SwapState::Active;
-                    }
-                    for s in inner
-                        .swaps
-                        .iter_mut()
-                        .filter(|s| s.state == SwapState::Pending)
-                    {
-                        if let Some(cell) = entry.live.version(&s.agent) {
-                            roll_back(&entry.name, s, cell, "the pipeline stopped before a checkpoint barrier reached every instance".into());
-                        }
-                    }
-                    tracing::info!(
-                        events_in = summary.events_in,
-                        events_out = summary.events_out,
-                        "pipeline ended"
-                    );
-                    return;
-                }
-                Err(error) => {
-                    // Whatever the error quotes, the values of secrets are not shown or logged.
-                    let shown = self.pipeline.spec().secrets.redact(&error.to_string());
-                    let failed_agent = match &error {
-                        Error::Agent { agent, .. } => Some(agent.clone()),
-                        _ => None,
-                    };
-                    let wanted = inner.control.running;
-                    let on_trial = failed_agent.as_ref().and_then(|agent| {
-                        inner.swaps.iter_mut().find(|s| {
-                            &s.agent == agent
-                                && matches!(s.state, SwapState::Pending | SwapState::Probation)
+    /// What this replica runs of each pipeline, for its heartbeat.
+    pub fn here(&self) -> BTreeMap<String, super::cluster::status::Here> {
+        self.list()
+            .into_iter()
+            .map(|entry| {
+                let (status, error) = entry.status();
+                let stats = entry.stats();
+                let here = super::cluster::status::Here {
+                    status: serde_json::to_value(status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    tasks: entry
+                        .placed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .cloned()
+                        .collect(),
+                    events_in: stats.events_in(),
+                    events_out: stats.events_out(),
+                    swaps: entry
+                        .swaps()
+                        .iter()
+                        .map(|s| {
+                            let state = serde_json::to_value(s.state)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default();
+                            (s.id, state)
                         })
-                    });
-                    match on_trial {
-                        Some(swap) if wanted => {
-                            let reason = format!("{} failed the pipeline: {shown}", swap.to);
-                            if let Some(cell) = entry.live.version(&swap.agent) {
-                                roll_back(&entry.name, swap, cell, reason);
-                            }
-                            inner.restarts += 1;
-                            tracing::warn!(
-                                "restarting the pipeline from its newest checkpoint with the old version"
-                            );
-                            // The failed run set its stop flag; the next run gets a new one.
-                            inner.stop = Arc::default();
-                            continue;
-                        }
-                        _ => {
-                            inner.status = Status::Failed;
-                            tracing::error!(error = %shown, "pipeline failed");
-                            inner.error = Some(shown);
-                            return;
-                        }
-                    }
-                }
-            }
-        }
+                        .collect(),
+                    error,
+                };
+                (entry.name.clone(), here)
+            })
+            .collect()
     }
 }
 
