@@ -269,6 +269,16 @@ fn three_replicas_share_partitions_swap_together_and_lose_nothing_when_one_is_ki
         events,
         "every event counted once"
     );
+    // The source's lag per partition, from the group's committed offsets: all caught up.
+    let lag = cluster.view()["pipelines"]["scaled"]["lag"].clone();
+    let lag = lag
+        .as_object()
+        .unwrap_or_else(|| panic!("lag per partition: {lag}"));
+    assert_eq!(lag.len(), 6, "{lag:?}");
+    assert!(
+        lag.values().all(|l| l == 0),
+        "nothing left unread once stopped: {lag:?}"
+    );
     let (status, body) = cluster.replica(0).delete("/v1/pipelines/scaled");
     assert_eq!(status, 204, "{body}");
     cluster.wait_for(
