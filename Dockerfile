@@ -29,7 +29,11 @@ RUN export ROCKSDB_LIB_DIR=/usr/lib/$(gcc -print-multiarch) ROCKSDB_STATIC=1 ROC
 
 # ---- what every runtime image has ----
 FROM ${BASE} AS runtime-base
-RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/sabot sabot
+# CA certificates: the trust roots of HTTPS clients (object storage, Kafka over TLS, OAuth).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --create-home --home-dir /var/lib/sabot sabot
 ENV SABOT_LISTEN=0.0.0.0:8080 \
     SABOT_DATA_DIR=/var/lib/sabot \
     SABOT_SERVER=http://127.0.0.1:8080

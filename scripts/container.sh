@@ -1,6 +1,7 @@
-# Sourced by scripts/test: what the container test needs on a machine without a Docker engine or
-# an image registry — Podman with runc, a Debian bookworm base image made locally with
-# debootstrap (from Debian's mirror), and no default ulimits (they fail in nested containers).
+# Sourced by scripts/test: what the container tests need on a machine without a Docker engine or
+# an image registry — Podman with runc, podman-compose (Debian's), a Debian bookworm base image
+# made locally with debootstrap (from Debian's mirror), and no default ulimits (they fail in
+# nested containers).
 # SABOT_SKIP_CONTAINER=1 skips this step (the container test then says what is missing).
 SABOT_BASE_IMAGE="${SABOT_BASE_IMAGE:-localhost/debian:bookworm-slim}"
 export SABOT_BASE_IMAGE
@@ -10,7 +11,7 @@ sabot_container() {
     local sudo_cmd=""
     [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
     local missing=()
-    for pkg in podman runc debootstrap; do
+    for pkg in podman podman-compose runc debootstrap; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then

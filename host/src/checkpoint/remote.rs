@@ -143,7 +143,7 @@ impl Remote {
         }
         let store = builder
             .build()
-            .map_err(|e| CheckpointError::remote(&spec.url, e.to_string()))?;
+            .map_err(|e| CheckpointError::remote(&spec.url, with_sources(&e)))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sabot-object-store")
@@ -168,8 +168,8 @@ impl Remote {
         &self.url
     }
 
-    fn error(&self, action: &str, e: impl std::fmt::Display) -> CheckpointError {
-        CheckpointError::remote(&self.url, format!("cannot {action}: {e}"))
+    fn error(&self, action: &str, e: &(dyn std::error::Error + 'static)) -> CheckpointError {
+        CheckpointError::remote(&self.url, format!("cannot {action}: {}", with_sources(e)))
     }
 
     fn chk(&self, id: u64) -> Path {
@@ -193,7 +193,7 @@ impl Remote {
     pub fn ids(&self) -> Result<Vec<u64>, CheckpointError> {
         let listed = self
             .block_on(self.store.list_with_delimiter(Some(&self.prefix)))
-            .map_err(|e| self.error("list the checkpoints", e))?;
+            .map_err(|e| self.error("list the checkpoints", &e))?;
         let mut ids: Vec<u64> = listed
             .common_prefixes
             .iter()
@@ -223,7 +223,7 @@ impl Remote {
             }
             result.bytes().await.map(|b| Some(Ok(b.to_vec())))
         })
-        .map_err(|e| self.error(&format!("read {path}"), e))
+        .map_err(|e| self.error(&format!("read {path}"), &e))
     }
 
     /// Why the files of checkpoint `id` do not match `files`, if they do not.
@@ -235,7 +235,7 @@ impl Remote {
         let dir = self.chk(id);
         let listed: Vec<object_store::ObjectMeta> = self
             .block_on(self.store.list(Some(&dir)).try_collect())
-            .map_err(|e| self.error(&format!("list {dir}"), e))?;
+            .map_err(|e| self.error(&format!("list {dir}"), &e))?;
         let sizes: std::collections::HashMap<String, u64> = listed
             .into_iter()
             .filter_map(|m| {
@@ -287,9 +287,9 @@ impl Remote {
                 let local = dir.join(&f.path);
                 let key = join_rel(&chk, &f.path);
                 async move {
-                    upload_file(&self.store, &local, &key)
-                        .await
-                        .map_err(|e| self.error(&format!("upload {} to {key}", local.display()), e))
+                    upload_file(&self.store, &local, &key).await.map_err(|e| {
+                        self.error(&format!("upload {} to {key}", local.display()), &*e)
+                    })
                 }
             })
             .collect();
@@ -323,8 +323,8 @@ impl Remote {
                     .put_opts(&key, payload, put(PutMode::Overwrite))
                     .await
                     .map(|_| ())
-                    .map_err(|e| self.error(&format!("write {key}"), e)),
-                Err(e) => Err(self.error(&format!("write {key}"), e)),
+                    .map_err(|e| self.error(&format!("write {key}"), &e)),
+                Err(e) => Err(self.error(&format!("write {key}"), &e)),
             }
         })
     }
@@ -346,7 +346,7 @@ impl Remote {
                 async move {
                     download_file(&self.store, &key, &local)
                         .await
-                        .map_err(|e| self.error(&format!("download {key}"), e))
+                        .map_err(|e| self.error(&format!("download {key}"), &*e))
                 }
             })
             .collect();
@@ -370,13 +370,13 @@ impl Remote {
             }
             self.delete_under(&chk).await
         })
-        .map_err(|e| self.error(&format!("remove {}", self.url_of(id)), e))
+        .map_err(|e| self.error(&format!("remove {}", self.url_of(id)), &e))
     }
 
     /// Removes every checkpoint of the pipeline (`--fresh`).
     pub fn clear(&self) -> Result<(), CheckpointError> {
         self.block_on(self.delete_under(&self.prefix))
-            .map_err(|e| self.error("remove the checkpoints", e))
+            .map_err(|e| self.error("remove the checkpoints", &e))
     }
 
     async fn delete_under(&self, prefix: &Path) -> object_store::Result<()> {
@@ -406,7 +406,7 @@ impl Remote {
                 Err(e) => Err(e),
             }
         })
-        .map_err(|e| self.error(&format!("write {key}"), e))
+        .map_err(|e| self.error(&format!("write {key}"), &e))
     }
 
     /// The bytes of `REL` under the prefix, `None` when there is no such object; refused when
@@ -417,7 +417,7 @@ impl Remote {
             let result = match self.store.get(&key).await {
                 Ok(r) => r,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(with_sources(&e)),
             };
             if result.meta.size > limit {
                 return Err(format!(
@@ -429,9 +429,9 @@ impl Remote {
                 .bytes()
                 .await
                 .map(|b| Some(b.to_vec()))
-                .map_err(|e| e.to_string())
+                .map_err(|e| with_sources(&e))
         })
-        .map_err(|e| self.error(&format!("read {key}"), e))
+        .map_err(|e| CheckpointError::remote(&self.url, format!("cannot read {key}: {e}")))
     }
 
     /// The names directly under this prefix (opened with an empty pipeline name: the
@@ -439,7 +439,7 @@ impl Remote {
     pub fn names(&self) -> Result<Vec<String>, CheckpointError> {
         let listed = self
             .block_on(self.store.list_with_delimiter(Some(&self.prefix)))
-            .map_err(|e| self.error("list the pipelines", e))?;
+            .map_err(|e| self.error("list the pipelines", &e))?;
         Ok(listed
             .common_prefixes
             .iter()
@@ -451,7 +451,7 @@ impl Remote {
     pub fn clear_name(&self, name: &str) -> Result<(), CheckpointError> {
         let prefix = self.prefix.clone().join(name);
         self.block_on(self.delete_under(&prefix))
-            .map_err(|e| self.error(&format!("remove {}/{name}", self.url), e))
+            .map_err(|e| self.error(&format!("remove {}/{name}", self.url), &e))
     }
 
     /// Whether checkpoint `id` has its metadata.
@@ -460,12 +460,27 @@ impl Remote {
         match self.block_on(self.store.head(&key)) {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.error(&format!("read {key}"), e)),
+            Err(e) => Err(self.error(&format!("read {key}"), &e)),
         }
     }
 }
 
 /// `base/REL` for a relative path with `/` separators.
+/// An error's message with those of its sources that it does not already include (an HTTP
+/// client's "builder error" says nothing without its cause, e.g. no CA certificates found).
+fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !message.contains(&part) {
+            message = format!("{message}: {part}");
+        }
+        source = s.source();
+    }
+    message
+}
+
 fn join_rel(base: &Path, rel: &str) -> Path {
     rel.split('/').fold(base.clone(), |p, part| p.join(part))
 }

@@ -685,6 +685,7 @@ fn run_scaled_out(
             data_dir,
             on_event: Some(Arc::new(|event| eprintln!("sabot: {event}"))),
             live: None,
+            stats: None,
         },
     )?;
     eprintln!(

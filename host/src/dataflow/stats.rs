@@ -126,6 +126,17 @@ impl RunStats {
         }
     }
 
+    /// Counters that add to `self`'s node counters (the same ones, shared), with checkpoint
+    /// counters of their own: a partition task's, so a scaled-out pipeline's counters are the
+    /// sums over its tasks (and a node's watermark the newest of any task).
+    pub(crate) fn sharing_nodes(&self) -> Self {
+        RunStats {
+            nodes: self.nodes.clone(),
+            started: Instant::now(),
+            checkpoints: CheckpointStats::default(),
+        }
+    }
+
     pub(crate) fn node(&self, name: &str) -> Arc<NodeStats> {
         self.nodes[name].clone()
     }

@@ -11,7 +11,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Event, OnEvent};
+use super::{Event, OnEvent, ScaleOutOptions};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::dataflow::{Live, RunStats};
 use crate::{Error, Pipeline, RunOptions, RunSummary};
@@ -119,6 +119,8 @@ pub(super) struct Tasks {
     on_event: Option<OnEvent>,
     /// The live view the tasks share (each task's own view shares its version cells).
     live: Option<Arc<Live>>,
+    /// The counters the tasks add to, when the caller watches them.
+    stats: Option<Arc<RunStats>>,
     running: Mutex<BTreeMap<Tp, Task>>,
     failure: Mutex<Option<Error>>,
     events_in: AtomicU64,
@@ -127,14 +129,14 @@ pub(super) struct Tasks {
 }
 
 impl Tasks {
+    /// The tasks of `pipeline`'s partitions of `source` in `group`, telling `options`'
+    /// watchers (its events, live view and counters) what they do.
     pub(super) fn new(
         pipeline: Pipeline,
-        source: String,
-        group: String,
+        (source, group): (String, String),
         shared: Option<PathBuf>,
         local: PathBuf,
-        on_event: Option<OnEvent>,
-        live: Option<Arc<Live>>,
+        options: &ScaleOutOptions,
     ) -> Self {
         Tasks {
             pipeline,
@@ -142,8 +144,9 @@ impl Tasks {
             group,
             shared,
             local,
-            on_event,
-            live,
+            on_event: options.on_event.clone(),
+            live: options.live.clone(),
+            stats: options.stats.clone(),
             running: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
             events_in: AtomicU64::new(0),
@@ -236,7 +239,10 @@ impl Tasks {
         let store = CheckpointStore::new(&dir, &pipeline.spec().name);
         let options = RunOptions {
             stop: Arc::new(AtomicBool::new(false)),
-            stats: Some(Arc::new(RunStats::for_pipeline(pipeline.spec()))),
+            stats: Some(Arc::new(match &self.stats {
+                Some(shared) => shared.sharing_nodes(),
+                None => RunStats::for_pipeline(pipeline.spec()),
+            })),
             data_dir: Some(dir),
             work_dir,
             fresh: false,
@@ -354,7 +360,11 @@ impl Tasks {
         }
     }
 
+    /// Adds a stopped task's rows to the totals (already there when the tasks share counters).
     fn count(&self, stats: &RunStats) {
+        if self.stats.is_some() {
+            return;
+        }
         self.events_in
             .fetch_add(stats.events_in(), Ordering::Relaxed);
         self.events_out
@@ -380,11 +390,15 @@ impl Tasks {
 
     /// Rows in and out of every task that stopped, and tasks started.
     pub(super) fn totals(&self) -> (u64, u64, u64) {
-        (
-            self.events_in.load(Ordering::Relaxed),
-            self.events_out.load(Ordering::Relaxed),
-            self.started.load(Ordering::Relaxed),
-        )
+        let started = self.started.load(Ordering::Relaxed);
+        match &self.stats {
+            Some(stats) => (stats.events_in(), stats.events_out(), started),
+            None => (
+                self.events_in.load(Ordering::Relaxed),
+                self.events_out.load(Ordering::Relaxed),
+                started,
+            ),
+        }
     }
 }
 

@@ -68,6 +68,8 @@ pub struct ScaleOutOptions {
     pub live: Option<Arc<crate::dataflow::Live>>,
     /// Told of every partition this process gains or loses.
     pub on_event: Option<OnEvent>,
+    /// Counters every partition task adds to as it runs (the rows in and out of each node).
+    pub stats: Option<Arc<crate::dataflow::RunStats>>,
 }
 
 /// A callback told of partition [`Event`]s.
@@ -177,12 +179,10 @@ pub fn run(pipeline: &Pipeline, options: ScaleOutOptions) -> Result<ScaleOutSumm
     let group = source.group_of(&scale.source);
     let tasks = Arc::new(Tasks::new(
         pipeline.clone(),
-        scale.source.clone(),
-        group.clone(),
+        (scale.source.clone(), group.clone()),
         shared,
         local.join("partitions"),
-        options.on_event,
-        options.live,
+        &options,
     ));
 
     let mut config = ClientConfig::new();

@@ -12,21 +12,13 @@ use serde_json::Value;
 
 use crate::kafka::{SCHEMA, topic, transactions};
 use crate::kafka_security::{consume_with, produce_with};
-use crate::support::Scratch;
+use crate::support::{Scratch, free_port};
 
 /// A single-node KRaft broker on loopback, restartable on its data.
 struct Broker {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The classpath of the Kafka that `scripts/kafka.sh` fetched.

@@ -30,11 +30,7 @@ impl S3Server {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("objects").join(BUCKET)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         std::fs::write(
             dir.path().join("s3proxy.conf"),
             format!(

@@ -182,3 +182,12 @@ pub fn assert_same_lines(got: &[String], expected: &[String], context: &str) {
         expected.len()
     );
 }
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -115,7 +115,11 @@ impl ClientContext for Diagnosis {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // The end of a partition, for readers that ask to be told: not a failure.
-        if matches!(error, KafkaError::PartitionEOF(_)) {
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
             return;
         }
         self.record(&format!("{error}: {reason}"));

@@ -78,6 +78,7 @@ pub fn run(
                     data_dir: options.data_dir.clone(),
                     on_event: Some(on_event),
                     live: options.live.clone(),
+                    stats: stats.clone(),
                 },
             );
             placed.lock().unwrap_or_else(|p| p.into_inner()).clear();
