@@ -566,4 +566,23 @@ fn the_compose_file_runs_a_two_replica_cluster_with_kafka_and_object_storage_end
         transactions.len(),
         alerts.len()
     );
+
+    // `down -v` leaves nothing of the project behind.
+    let out = project.compose(&["down", "-v"]);
+    assert!(
+        out.status.success(),
+        "podman-compose down failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let label = format!("label=io.podman.compose.project={}", project.name);
+    for args in [
+        ["ps", "-a", "-q", "--filter", &label],
+        ["volume", "ls", "-q", "--filter", &label],
+    ] {
+        let left = String::from_utf8(podman(&args).stdout).unwrap();
+        assert!(
+            left.trim().is_empty(),
+            "left after down: podman {args:?}: {left}"
+        );
+    }
 }
