@@ -447,30 +447,9 @@ fn the_compose_file_runs_a_two_replica_cluster_with_kafka_and_object_storage_end
     );
 
     let kcat = |topic: &str| -> Vec<String> {
-        let out = Command::new("kcat")
-            .args([
-                "-b",
-                &format!("127.0.0.1:{kafka_port}"),
-                "-t",
-                topic,
-                "-C",
-                "-e",
-                "-q",
-                "-X",
-                "isolation.level=read_committed",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kcat {topic}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        let mut kcat = Command::new("kcat");
+        kcat.args(["-b", &format!("127.0.0.1:{kafka_port}")]);
+        crate::kafka_security::consume_with(kcat, topic)
     };
     // Alerts arrive, read from the host's port as a read_committed consumer.
     let deadline = Instant::now() + Duration::from_secs(180);

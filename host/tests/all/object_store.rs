@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sabot_host::{RunOptions, RunSummary};
 
 use crate::checkpoint::{reference, windows_pipeline};
-use crate::support::{Scratch, assert_same_lines, cache_dir, sorted_lines, stderr};
+use crate::support::{Scratch, assert_same_lines, sorted_lines};
 
 pub const BUCKET: &str = "sabot";
 const ACCESS_KEY: &str = "sabot-test";
@@ -364,65 +364,26 @@ fn the_object_store_killed_mid_run_stalls_checkpoints_and_loses_nothing() {
 #[test]
 fn killed_at_random_points_with_only_the_object_store_the_output_is_exactly_a_clean_runs() {
     let server = S3Server::start();
-    let rounds: usize = std::env::var("SABOT_CRASH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(20);
+    let rounds = crate::crash::rounds();
     let events = 40_000 * (rounds as u64 / 2 + 6);
     let toml = windows_pipeline(events, 40_000, "rocksdb", 100) + &server.storage_toml("crash");
     let (out, big) = reference(&windows_pipeline(events, 0, "rocksdb", 100));
     let s = Scratch::new();
     s.write("p.toml", &toml);
-    let mut rng = fastrand::Rng::with_seed(rounds as u64 + 1);
-    let mut kills = 0;
-    loop {
-        // A new machine each time: the data directory of the round before is gone.
-        let data = format!("data-{kills}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sabot"))
-            .args(["run", "p.toml", "--data-dir", &data, "--no-progress"])
-            .current_dir(s.dir.path())
-            .env("SABOT_CACHE_DIR", cache_dir())
-            .env_remove("SABOT_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if kills < rounds {
-            std::thread::sleep(Duration::from_millis(rng.u64(100..900)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                // A new machine for the next round (the killed run may not have made one yet).
-                match std::fs::remove_dir_all(s.path(&data)) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    r => r.unwrap(),
-                }
-                kills += 1;
-                continue;
-            }
-        }
-        let done = child.wait_with_output().unwrap();
-        assert!(
-            done.status.success(),
-            "after {kills} kills: {}",
-            stderr(&done)
-        );
-        break;
-    }
-    assert!(
-        kills >= rounds,
-        "the run finished after only {kills} kills: give it more work"
+    // A new machine each time: the data directory of the round before is gone.
+    crate::crash::run_killed(
+        &s,
+        rounds,
+        rounds as u64 + 1,
+        100..900,
+        |kills| format!("data-{kills}"),
+        |data| match std::fs::remove_dir_all(s.path(data)) {
+            // The killed run may not have made one yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.unwrap(),
+        },
     );
-    let got = sorted_lines(&s.read("out.jsonl"));
-    let mut unique = got.clone();
-    unique.dedup();
-    assert_eq!(unique.len(), got.len(), "duplicated rows");
-    assert_same_lines(&got, &out, "out.jsonl after SIGKILLs");
-    assert_same_lines(
-        &sorted_lines(&s.read("big.jsonl")),
-        &big,
-        "big.jsonl after SIGKILLs",
-    );
+    crate::crash::assert_exactly(&s, &out, &big, "after SIGKILLs");
 }
 
 #[test]
