@@ -25,6 +25,7 @@
 //! Loading validates everything that can be checked before running; every error names the file,
 //! the table and field, and what was expected.
 
+mod builtins;
 pub mod paths;
 pub mod secrets;
 
@@ -673,7 +674,7 @@ impl Validator<'_> {
         let edges = self.edges(&raw.edges, &kinds, &outputs)?;
         self.check_graph(&edges, &kinds)?;
 
-        Ok(PipelineSpec {
+        let spec = PipelineSpec {
             file: self.file.to_owned(),
             name,
             batch_size,
@@ -690,7 +691,9 @@ impl Validator<'_> {
             sinks,
             edges,
             secrets: secrets::Resolved::default(),
-        })
+        };
+        builtins::check(&spec).map_err(|(at, message)| self.invalid(at, message))?;
+        Ok(spec)
     }
 
     /// Checks `[pipeline.scale_out]`: a Kafka source alone, checkpoints on, no output that

@@ -58,6 +58,68 @@ fn an_invalid_pipeline_exits_2_naming_file_table_and_field() {
 }
 
 #[test]
+fn built_in_operator_expressions_are_checked_before_the_run_against_the_sources_columns() {
+    let s = Scratch::new();
+    let pipeline = |module: &str, config: &str| {
+        format!(
+            "edges = [\"gen -> op -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 10\n[agents.op]\nmodule = \"builtin:{module}\"\nconfig = {config}\n[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\n"
+        )
+    };
+    for (module, config, expected) in [
+        (
+            "filter",
+            r#"{ where = "amount >>> 3" }"#,
+            "field `config.where`: cannot parse expression `amount >>> 3`",
+        ),
+        (
+            "filter",
+            r#"{ where = "amont > 3" }"#,
+            "field `config.where`: unknown column `amont` in `amont > 3` (the input has columns: txn_id,",
+        ),
+        (
+            "filter",
+            r#"{ where = "amount * 2" }"#,
+            "a filter must be a boolean expression, this one is of type Float64; checked against the columns of source `gen`",
+        ),
+        (
+            "filter",
+            r#"{ wher = "amount > 3" }"#,
+            "field `config.where`: expected config = { where = \"EXPRESSION\" }",
+        ),
+        (
+            "project",
+            r#"{ select = ["txn_id", "nope * 2 AS x"] }"#,
+            "field `config.select`: unknown column `nope`",
+        ),
+        (
+            "project",
+            r#"{ select = [] }"#,
+            "field `config.select`: is empty (expected at least one column or expression)",
+        ),
+    ] {
+        s.write("p.toml", &pipeline(module, config));
+        for command in ["validate", "run"] {
+            let out = sabot(&[command, "p.toml"], s.dir.path());
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{command} {config}: {err}");
+            assert!(
+                err.contains(&format!("p.toml: [agents.op] {expected}")) || err.contains(expected),
+                "{command} {config}: {err}"
+            );
+            assert!(err.contains("[agents.op]"), "{err}");
+        }
+        assert!(!s.path("out.jsonl").exists(), "nothing ran");
+    }
+    // What the operators accept passes, and runs.
+    s.write(
+        "p.toml",
+        &pipeline("filter", r#"{ where = "amount > 0 AND country <> 'FR'" }"#),
+    );
+    let out = sabot(&["run", "p.toml"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn a_failing_agent_exits_1_with_the_agent_named() {
     let s = Scratch::new();
     s.write(
