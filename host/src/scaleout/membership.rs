@@ -126,6 +126,9 @@ pub(super) struct Tasks {
     events_in: AtomicU64,
     events_out: AtomicU64,
     started: AtomicU64,
+    /// Set when the process leaves the group: a rebalance that librdkafka delivers while the
+    /// member unsubscribes must not start a task that nothing would stop.
+    closing: AtomicBool,
 }
 
 impl Tasks {
@@ -152,6 +155,7 @@ impl Tasks {
             events_in: AtomicU64::new(0),
             events_out: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -195,7 +199,7 @@ impl Tasks {
     /// Starts the task of a partition assigned here, for which the group committed `committed`.
     fn start(&self, tp: Tp, committed: Option<i64>) {
         let mut running = self.running();
-        if running.contains_key(&tp) || self.failed() {
+        if running.contains_key(&tp) || self.failed() || self.closing.load(Ordering::SeqCst) {
             return;
         }
         let pipeline = match self.pipeline.for_partition(&tp.0, tp.1) {
@@ -325,9 +329,15 @@ impl Tasks {
         final_checkpoint.and_then(|id| self.next_offset(&task.store, id, tp))
     }
 
-    /// Stops every task (the process is leaving); returns their final offsets.
+    /// Stops every task (the process is leaving) and starts none after; returns their final
+    /// offsets.
     pub(super) fn stop_all(&self) -> TopicPartitionList {
-        let all: Vec<Tp> = self.running().keys().cloned().collect();
+        let all: Vec<Tp> = {
+            // Under the lock `start` holds throughout: a task it is starting is in the list.
+            let running = self.running();
+            self.closing.store(true, Ordering::SeqCst);
+            running.keys().cloned().collect()
+        };
         let mut offsets = TopicPartitionList::new();
         for tp in all {
             if let Some(next) = self.stop(&tp, false) {

@@ -451,9 +451,19 @@ fn the_compose_file_runs_a_two_replica_cluster_with_kafka_and_object_storage_end
         kcat.args(["-b", &format!("127.0.0.1:{kafka_port}")]);
         crate::kafka_security::consume_with(kcat, topic)
     };
-    // Alerts arrive, read from the host's port as a read_committed consumer.
+    // Alerts arrive, read from the host's port as a read_committed consumer. The sink creates
+    // the topic with its first alert, so until then the topic is unknown.
     let deadline = Instant::now() + Duration::from_secs(180);
-    while kcat("alerts").len() < 5 {
+    let alerts_so_far = || {
+        let mut kcat = Command::new("kcat");
+        kcat.args(["-b", &format!("127.0.0.1:{kafka_port}")]);
+        match crate::kafka_security::try_consume_with(kcat, "alerts") {
+            Ok(alerts) => alerts.len(),
+            Err(e) if e.contains("Unknown topic or partition") => 0,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    while alerts_so_far() < 5 {
         assert!(
             Instant::now() < deadline,
             "fewer than 5 alerts after 3 minutes: {}",

@@ -70,22 +70,26 @@ pub(crate) fn produce_with(mut kcat: Command, topic: &str, lines: &[String]) {
 }
 
 /// Every committed record value of `topic`, read with `kcat`.
-pub(crate) fn consume_with(mut kcat: Command, topic: &str) -> Vec<String> {
+pub(crate) fn consume_with(kcat: Command, topic: &str) -> Vec<String> {
+    try_consume_with(kcat, topic).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every committed record value of `topic`, or what `kcat` said when it could not read it (a
+/// topic that does not exist yet, say).
+pub(crate) fn try_consume_with(mut kcat: Command, topic: &str) -> Result<Vec<String>, String> {
     let out = kcat
         .args(["-t", topic, "-C", "-e", "-o", "beginning", "-q"])
         .args(["-X", "isolation.level=read_committed", "-f", "%s\n"])
         .output()
         .expect("run kcat");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(str::to_owned)
-        .collect()
+        .collect())
 }
 
 fn plain_kcat() -> Command {
