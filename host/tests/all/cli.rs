@@ -93,6 +93,31 @@ fn built_in_operator_expressions_are_checked_before_the_run_against_the_sources_
         ),
         (
             "project",
+            r#"{ select = ["UPPER(amount) AS a"] }"#,
+            "argument 1 of UPPER must be text, got Float64",
+        ),
+        (
+            "project",
+            r#"{ select = ["SUBSTRING(country)"] }"#,
+            "SUBSTRING takes 2 or 3 arguments, got 1",
+        ),
+        (
+            "filter",
+            r#"{ where = "REGEXP_LIKE(country, '[A-Z')" }"#,
+            "REGEXP_LIKE: bad pattern `[A-Z`",
+        ),
+        (
+            "filter",
+            r#"{ where = "CASE WHEN amount > 1 THEN 'x' ELSE 2 END = 'x'" }"#,
+            "CASE results do not mix: Utf8 and Int64",
+        ),
+        (
+            "project",
+            r#"{ select = ["NOW() AS seen"] }"#,
+            "breaking exactly-once results",
+        ),
+        (
+            "project",
             r#"{ select = [] }"#,
             "field `config.select`: is empty (expected at least one column or expression)",
         ),
@@ -113,7 +138,10 @@ fn built_in_operator_expressions_are_checked_before_the_run_against_the_sources_
     // What the operators accept passes, and runs.
     s.write(
         "p.toml",
-        &pipeline("filter", r#"{ where = "amount > 0 AND country <> 'FR'" }"#),
+        &pipeline(
+            "filter",
+            r#"{ where = "amount > 0 AND COALESCE(NULLIF(UPPER(country), 'FR'), '') <> ''" }"#,
+        ),
     );
     let out = sabot(&["run", "p.toml"], s.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));

@@ -133,6 +133,69 @@ fn builtin_filter_and_project_need_no_code() {
 }
 
 #[test]
+fn built_in_operators_compute_conditionals_and_functions_like_a_reference() {
+    let s = Scratch::new();
+    let select = r#"[
+        "trade_id",
+        "LOWER(symbol) || '@' || venue AS sym",
+        "CASE WHEN qty * price >= 12000 THEN 'large' WHEN qty < 100 THEN 'few' ELSE 'medium' END AS size",
+        "ROUND(qty * price / 1000, 1) AS k_notional",
+        "LPAD(CAST(trade_id AS VARCHAR), 4, '0') AS ref",
+        "COALESCE(NULLIF(venue, 'XNAS'), 'nasdaq') AS market",
+        "JSON_VALUE('{\"XNAS\": \"US\", \"XNYS\": \"US\", \"XLON\": \"UK\"}', '$.' || venue) AS country"
+    ]"#;
+    let err = s.run(&trades_pipeline(select)).unwrap_err().to_string();
+    assert!(
+        err.contains("must be a constant"),
+        "a path built per row is refused: {err}"
+    );
+
+    let select = select.replace(
+        r#"JSON_VALUE('{\"XNAS\": \"US\", \"XNYS\": \"US\", \"XLON\": \"UK\"}', '$.' || venue)"#,
+        "CASE WHEN venue = 'XLON' THEN 'UK' ELSE 'US' END",
+    );
+    s.run(&trades_pipeline(&select)).unwrap();
+    let got: Vec<serde_json::Value> = s
+        .read("out.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    // The reference, computed here from the CSV.
+    let data =
+        std::fs::read_to_string(sabot_test_artifacts::workspace().join("tests/data/trades.csv"))
+            .unwrap();
+    let mut expected = Vec::new();
+    for line in data.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (id, symbol, venue) = (f[0].parse::<i64>().unwrap(), f[1], f[4]);
+        let (qty, price) = (f[2].parse::<i64>().unwrap(), f[3].parse::<f64>().unwrap());
+        let notional = qty as f64 * price;
+        if notional < 10_000.0 || venue == "DARK" {
+            continue;
+        }
+        let size = if notional >= 12_000.0 {
+            "large"
+        } else if qty < 100 {
+            "few"
+        } else {
+            "medium"
+        };
+        expected.push(serde_json::json!({
+            "trade_id": id,
+            "sym": format!("{}@{venue}", symbol.to_lowercase()),
+            "size": size,
+            "k_notional": (notional / 1000.0 * 10.0).round() / 10.0,
+            "ref": format!("{id:04}"),
+            "market": if venue == "XNAS" { "nasdaq" } else { venue },
+            "country": if venue == "XLON" { "UK" } else { "US" },
+        }));
+    }
+    assert!(expected.len() >= 5, "the reference keeps several trades");
+    assert_eq!(got, expected);
+}
+
+#[test]
 fn an_operator_expression_naming_a_missing_column_fails_naming_it() {
     let s = Scratch::new();
     let err = s
