@@ -17,6 +17,7 @@
 //! | module | concern |
 //! |---|---|
 //! | [`config`] | the pipeline file (TOML): parsing, validation with errors that name file, table and field; paths confined on a server; `${env:}`/`${file:}`/`${secret:}` references and the server's secret store |
+//! | [`sql`] | SQL pipelines: `CREATE TABLE`/`CREATE VIEW`/`INSERT INTO … SELECT` compiled to the same pipeline document as TOML (built-in filter, window and project agents), with errors at line and column |
 //! | [`wasm`] | wasmtime: the engine, the on-disk compile cache, the one `bindgen!`, one file per imported WIT interface (`log`, `metrics`, `state`), the sandbox (deadline, memory cap, output cap), module inspection, `componentize` (a wasip1 core module, such as Go's, into an agent component) |
 //! | [`dataflow`] | building the task graph from a pipeline and running it: threads, bounded channels with backpressure, hash partitioning on a key column, input gates (barrier alignment, watermark merging), the checkpoint coordinator thread, resume from a checkpoint, graceful shutdown, run statistics |
 //! | [`connectors`] | sources and sinks, one folder per system (generator, file, nexmark, stdout, blackhole, kafka over TLS/SASL: a bounded first contact that names what to check, offsets in checkpoints, per-partition watermarks, column-wise MessagePack, an exactly-once transactional sink), and the row-level bad-input policy |
@@ -25,7 +26,7 @@
 //! | [`checkpoint`] | Chandy–Lamport checkpoints: the coordinator as a pure state machine, and checkpoint storage (atomic metadata, checksums, fallback, retention), locally and in S3-compatible object storage (`object_store`: metadata last, conditional puts, parallel transfers) |
 //! | [`scaleout`] | several `sabot` processes sharing a Kafka source's partitions as one consumer group: one pipeline copy per partition, started and stopped by cooperative rebalances, resuming from checkpoints on shared storage or in object storage |
 //! | [`serve`] | the control plane of `sabot serve`: the HTTP API (axum) for modules (content-addressed, `name@version`) and pipelines, hot swap at a checkpoint barrier with probation and rollback, `read`/`admin` bearer tokens, secrets, HTTPS (rustls), creates followed past their request (`202`), `/metrics`, health, server-sent stats, the dashboard; and [`serve::cluster`]: replicas as one cluster, with a command log on Kafka (ksqlDB's model), placement by consumer groups, heartbeats, module bytes in object storage |
-//! | [`cli`] | the `sabot` binary: `run`, `validate`, `inspect`, `componentize`, `new agent` (scaffolds in Rust, JavaScript, Python and Go), `serve`, and the client commands `deploy`, `submit`, `swap`, `pipelines`, `agents`, `tables`, `modules`, `secret`, `health` |
+//! | [`cli`] | the `sabot` binary: `run`, `validate`, `explain`, `inspect`, `componentize`, `new agent` (scaffolds in Rust, JavaScript, Python and Go), `serve`, and the client commands `deploy`, `submit`, `swap`, `pipelines`, `agents`, `tables`, `modules`, `secret`, `health` |
 //!
 //! The same name is used on both sides of the WIT boundary: `wit/log.wit` ↔ [`wasm::log`] ↔
 //! `sabot_sdk::log`, and likewise for `state` and `timers` (and in the other SDKs:
@@ -56,6 +57,7 @@ pub mod dataflow;
 mod error;
 pub mod scaleout;
 pub mod serve;
+pub mod sql;
 pub mod state;
 pub mod time;
 pub mod wasm;

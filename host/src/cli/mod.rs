@@ -7,6 +7,7 @@
 //! cannot be reached; 4 a server refused the token; 130 stopped by Ctrl-C (after flushing all
 //! output).
 
+pub mod explain;
 mod progress;
 pub mod remote;
 pub mod scaffold;
@@ -64,6 +65,20 @@ pub enum Command {
     Validate {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
+        /// Use another module for an agent: `--module rules=path/to/rules.wasm`.
+        #[arg(long = "module", value_name = "AGENT=MODULE")]
+        modules: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Print a pipeline's operator graph (TOML or SQL): sources with their columns and event
+    /// time, agents with their modules and settings, sinks and edges.
+    Explain {
+        /// The pipeline file (`.toml` or `.sql`).
+        pipeline: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
         /// Use another module for an agent: `--module rules=path/to/rules.wasm`.
         #[arg(long = "module", value_name = "AGENT=MODULE")]
         modules: Vec<String>,
@@ -442,6 +457,22 @@ fn execute(
                 spec.sinks.len(),
                 spec.edges.len()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            pipeline: path,
+            json,
+            modules,
+            cache,
+        } => {
+            let pipeline = load(&path, &modules, &cache)?;
+            let out = if json {
+                format!("{:#}\n", explain::graph(pipeline.spec()))
+            } else {
+                explain::text(pipeline.spec())
+            };
+            std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())
+                .map_err(|e| Error::Internal(format!("cannot write to standard output: {e}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::New {

@@ -104,15 +104,20 @@ fn input_schemas<'a>(spec: &'a PipelineSpec, agent: &str) -> Vec<(&'a str, Schem
         .iter()
         .filter(|e| e.to == agent)
         .filter_map(|e: &Edge| {
-            let schema = match spec.sources.get(&e.from)? {
-                SourceSpec::Generator(_) => crate::connectors::generator::GeneratorSpec::schema(),
-                SourceSpec::Nexmark(_) => nexmark::schema(e.from_port),
-                SourceSpec::File(f) => Arc::new(f.declared_schema().ok()??),
-                SourceSpec::Kafka(k) => kafka::format::schema_of(k).ok()??,
-            };
+            let schema = source_schema(spec.sources.get(&e.from)?, e.from_port)?;
             Some((e.from.as_str(), schema))
         })
         .collect()
+}
+
+/// The columns of output `port` of a source, when they are known before it runs.
+pub(super) fn source_schema(source: &SourceSpec, port: u32) -> Option<SchemaRef> {
+    Some(match source {
+        SourceSpec::Generator(_) => crate::connectors::generator::GeneratorSpec::schema(),
+        SourceSpec::Nexmark(_) => nexmark::schema(port),
+        SourceSpec::File(f) => Arc::new(f.declared_schema().ok()??),
+        SourceSpec::Kafka(k) => kafka::format::schema_of(k).ok()??,
+    })
 }
 
 #[cfg(test)]

@@ -56,6 +56,12 @@ pub enum ConfigError {
     /// The file is not valid TOML or does not fit the pipeline schema.
     #[error("{}: {message}", file.display())]
     Parse { file: PathBuf, message: String },
+    /// A SQL pipeline has a mistake, at a line and column.
+    #[error("{}:{error}", file.display())]
+    Sql {
+        file: PathBuf,
+        error: crate::sql::SqlError,
+    },
     /// A value is out of range or refers to something that does not exist.
     #[error("{}: {location}: {message}", file.display())]
     Invalid {
@@ -284,19 +290,27 @@ impl PipelineSpec {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let (raw, resolved): (RawPipeline, _) = if text.contains("${") {
+        let sql = crate::sql::is_sql(file);
+        let (raw, resolved): (RawPipeline, _) = if sql || text.contains("${") {
             // References are replaced in the parsed document, never in the text.
-            let mut doc: toml::Value = toml::from_str(text).map_err(parse_error)?;
-            let sources = match store {
-                Some(store) => secrets::Sources::Server { store },
-                None => secrets::Sources::Run { base },
+            let mut doc: toml::Value = if sql {
+                sql_document(text, file)?.into()
+            } else {
+                toml::from_str(text).map_err(parse_error)?
             };
-            let resolved =
+            let resolved = if text.contains("${") {
+                let sources = match store {
+                    Some(store) => secrets::Sources::Server { store },
+                    None => secrets::Sources::Run { base },
+                };
                 secrets::resolve(&mut doc, sources).map_err(|e| ConfigError::Invalid {
                     file: file.to_owned(),
                     location: e.location,
                     message: e.message,
-                })?;
+                })?
+            } else {
+                secrets::Resolved::default()
+            };
             let raw = doc
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -322,6 +336,12 @@ impl PipelineSpec {
         Ok(spec)
     }
 
+    /// The columns of output `port` of source `name`, when they are known before it runs (a
+    /// generator, Nexmark, a declared schema).
+    pub fn source_schema(&self, name: &str, port: u32) -> Option<arrow_schema::SchemaRef> {
+        builtins::source_schema(self.sources.get(name)?, port)
+    }
+
     /// The inputs of `node` (agent or sink), as `(from, from_port, to_port)`.
     pub fn inputs_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
         self.edges.iter().filter(move |e| e.to == node)
@@ -331,6 +351,35 @@ impl PipelineSpec {
     pub fn outputs_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
         self.edges.iter().filter(move |e| e.from == node)
     }
+}
+
+/// Compiles a SQL pipeline to its pipeline document, with the columns of sources known before
+/// they run, so that expressions are checked where they are written.
+fn sql_document(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
+    let schema_of = |source: &toml::Value| {
+        let spec: SourceSpec = source.clone().try_into().ok()?;
+        builtins::source_schema(&spec, 0)
+    };
+    crate::sql::compile(text, &schema_of).map_err(|error| ConfigError::Sql {
+        file: file.to_owned(),
+        error,
+    })
+}
+
+/// A SQL pipeline as the TOML text of the same pipeline, named `name`: what a server stores
+/// for a definition sent as `application/sql` (the SQL is kept in its opening comment).
+pub fn sql_to_toml(text: &str, name: &str) -> Result<String, ConfigError> {
+    let file = PathBuf::from(format!("{name}.sql"));
+    let mut document = sql_document(text, &file)?;
+    let mut settings = toml::Table::new();
+    settings.insert("name".into(), name.into());
+    document.insert("pipeline".into(), settings.into());
+    let body = toml::to_string(&document).map_err(|e| ConfigError::Parse {
+        file: file.clone(),
+        message: format!("the compiled pipeline cannot be written as TOML: {e}"),
+    })?;
+    let comment: String = text.lines().map(|l| format!("# {l}\n")).collect();
+    Ok(format!("# Compiled from SQL:\n{comment}\n{body}"))
 }
 
 /// `e` with the values of resolved references replaced by the references.
@@ -352,7 +401,8 @@ fn redact_error(e: ConfigError, resolved: &secrets::Resolved) -> ConfigError {
             location,
             message: resolved.redact(&message),
         },
-        read @ ConfigError::Read { .. } => read,
+        // SQL errors come before references are resolved.
+        early @ (ConfigError::Read { .. } | ConfigError::Sql { .. }) => early,
     }
 }
 

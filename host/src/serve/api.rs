@@ -699,6 +699,8 @@ async fn get_pipeline(
 struct CreateQuery {
     #[serde(default)]
     start: bool,
+    /// The name of a pipeline sent as SQL (TOML and JSON carry theirs).
+    name: Option<String>,
 }
 
 /// A pipeline definition in JSON, as TOML text.
@@ -729,16 +731,25 @@ async fn create_pipeline(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    let json = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let text = if json {
+        .unwrap_or_default();
+    let text = if content_type.starts_with("application/json") {
         json_to_toml(&body)?
+    } else if content_type.starts_with("application/sql") {
+        let name = q.name.as_deref().ok_or_else(|| {
+            ApiError::bad_request(
+                "a SQL pipeline needs a name: POST /v1/pipelines?name=NAME with Content-Type: application/sql",
+            )
+        })?;
+        let sql = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("the pipeline is not UTF-8 text: expected SQL"))?;
+        crate::config::sql_to_toml(sql, name).map_err(|e| ApiError::bad_request(e.to_string()))?
     } else {
         String::from_utf8(body.to_vec()).map_err(|_| {
             ApiError::bad_request(
-                "the pipeline is not UTF-8 text: expected TOML (or JSON with Content-Type: application/json)",
+                "the pipeline is not UTF-8 text: expected TOML (or JSON with Content-Type: application/json, or SQL with application/sql)",
             )
         })?
     };

@@ -22,6 +22,7 @@ mod object_store;
 mod sandbox;
 mod scaleout;
 mod serve;
+mod sql;
 mod state;
 mod support;
 mod time;

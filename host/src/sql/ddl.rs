@@ -1,0 +1,398 @@
+//! `CREATE TABLE`: the tables a SQL pipeline reads and writes, their columns, event time and
+//! connector options; and the `WATERMARK FOR` clause, which the SQL parser does not know and
+//! which is taken out of the token stream before parsing.
+
+use sqlparser::ast::{ColumnDef, CreateTable, CreateTableOptions, Expr, Ident, Spanned, SqlOption};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
+
+use super::error::{Source, SqlError};
+
+/// `WATERMARK FOR column AS column [- INTERVAL …]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Watermark {
+    pub(crate) column: String,
+    pub(crate) delay_ms: i64,
+    pub(crate) span: Span,
+}
+
+/// A `WATERMARK` clause found in the tokens of statement number `statement`.
+pub(crate) struct Found {
+    pub(crate) statement: usize,
+    pub(crate) watermark: Watermark,
+}
+
+/// Removes every `WATERMARK FOR …` clause from `tokens` (with the comma before it) and parses
+/// it.
+pub(crate) fn take_watermarks(
+    source: Source<'_>,
+    tokens: &mut Vec<TokenWithSpan>,
+) -> Result<Vec<Found>, SqlError> {
+    let mut found = Vec::new();
+    let mut statement = 0;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < tokens.len() {
+        match &tokens[i].token {
+            Token::SemiColon if depth == 0 => statement += 1,
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) if depth == 1 && is_word(w, "WATERMARK") && next_is_for(tokens, i) => {
+                // The clause runs to the next comma or closing parenthesis at this depth.
+                let mut end = i;
+                let mut inner = 0usize;
+                while end < tokens.len() {
+                    match tokens[end].token {
+                        Token::LParen => inner += 1,
+                        Token::RParen if inner == 0 => break,
+                        Token::RParen => inner -= 1,
+                        Token::Comma if inner == 0 => break,
+                        _ => {}
+                    }
+                    end += 1;
+                }
+                let clause: Vec<TokenWithSpan> = tokens[i..end].to_vec();
+                let watermark = parse_watermark(source, &clause)?;
+                // Drop the comma before the clause (or after it, when it comes first).
+                let start = match previous_significant(tokens, i) {
+                    Some(p) if tokens[p].token == Token::Comma => p,
+                    _ => i,
+                };
+                let end = if start == i && tokens.get(end).is_some_and(|t| t.token == Token::Comma)
+                {
+                    end + 1
+                } else {
+                    end
+                };
+                tokens.drain(start..end);
+                found.push(Found {
+                    statement,
+                    watermark,
+                });
+                i = start;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(found)
+}
+
+fn is_word(w: &Word, keyword: &str) -> bool {
+    w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword)
+}
+
+fn next_is_for(tokens: &[TokenWithSpan], i: usize) -> bool {
+    tokens[i + 1..]
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)))
+        .is_some_and(|t| matches!(&t.token, Token::Word(w) if is_word(w, "FOR")))
+}
+
+fn previous_significant(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
+    (0..i)
+        .rev()
+        .find(|p| !matches!(tokens[*p].token, Token::Whitespace(_)))
+}
+
+fn parse_watermark(source: Source<'_>, clause: &[TokenWithSpan]) -> Result<Watermark, SqlError> {
+    let span = clause
+        .iter()
+        .map(|t| t.span)
+        .reduce(|a, b| a.union(&b))
+        .unwrap_or(Span::empty());
+    let usage = "expected WATERMARK FOR column AS column, or AS column - INTERVAL '5' SECOND";
+    let mut parser = Parser::new(&GenericDialect {}).with_tokens_with_locations(clause.to_vec());
+    let parsed = (|| {
+        // `WATERMARK` is not one of the parser's keywords: the caller matched it.
+        parser.next_token();
+        parser.expect_keyword(sqlparser::keywords::Keyword::FOR)?;
+        let column = parser.parse_identifier()?;
+        parser.expect_keyword(sqlparser::keywords::Keyword::AS)?;
+        let expr = parser.parse_expr()?;
+        Ok::<_, sqlparser::parser::ParserError>((column, expr))
+    })();
+    let (column, expr) = parsed.map_err(|e| source.error(span, format!("{e}; {usage}")))?;
+    let same_column =
+        |e: &Expr| matches!(e, Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&column.value));
+    let delay_ms = match &expr {
+        e if same_column(e) => 0,
+        Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::Minus,
+            right,
+        } if same_column(left) => match right.as_ref() {
+            Expr::Interval(interval) => interval_ms(source, interval, right.span())?,
+            other => return Err(source.error(other.span(), usage)),
+        },
+        other => return Err(source.error(other.span(), usage)),
+    };
+    Ok(Watermark {
+        column: column.value,
+        delay_ms,
+        span,
+    })
+}
+
+/// An interval as milliseconds (months do not have a fixed length, so they are refused).
+pub(crate) fn interval_ms(
+    source: Source<'_>,
+    interval: &sqlparser::ast::Interval,
+    span: Span,
+) -> Result<i64, SqlError> {
+    let amount = match interval.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::SingleQuotedString(s) | sqlparser::ast::Value::Number(s, _) => {
+                s.clone()
+            }
+            _ => return Err(source.error(span, "expected an interval such as INTERVAL '5' SECOND")),
+        },
+        _ => return Err(source.error(span, "expected an interval such as INTERVAL '5' SECOND")),
+    };
+    let text = match &interval.leading_field {
+        Some(field) => format!("{amount} {field}"),
+        None => amount,
+    };
+    let value = arrow_cast::parse::parse_interval_month_day_nano(&text)
+        .map_err(|e| source.error(span, format!("not an interval: {e}")))?;
+    if value.months != 0 {
+        return Err(source.error(
+            span,
+            "an interval of months or years has no fixed length: use days",
+        ));
+    }
+    let ms = i64::from(value.days) * 86_400_000 + value.nanoseconds / 1_000_000;
+    if ms <= 0 {
+        return Err(source.error(span, format!("expected a positive interval, got {ms} ms")));
+    }
+    Ok(ms)
+}
+
+/// A value of a `WITH (…)` option.
+#[derive(Debug, Clone)]
+pub(crate) struct Opt {
+    pub(crate) key: String,
+    pub(crate) value: toml::Value,
+}
+
+/// A table of `CREATE TABLE`.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    pub(crate) name: String,
+    pub(crate) span: Span,
+    pub(crate) connector: String,
+    pub(crate) columns: Vec<(String, String, Span)>,
+    pub(crate) options: Vec<Opt>,
+    pub(crate) watermark: Option<Watermark>,
+}
+
+/// Options whose values stay text even when they look like numbers.
+const TEXT_OPTIONS: &[&str] = &[
+    "path",
+    "topic",
+    "topics",
+    "group",
+    "bootstrap",
+    "key",
+    "format",
+];
+
+pub(crate) fn table(
+    source: Source<'_>,
+    create: &CreateTable,
+    watermark: Option<Watermark>,
+) -> Result<Table, SqlError> {
+    let name = object_name(source, &create.name)?;
+    let span = create.name.span();
+    if create.query.is_some() || create.like.is_some() || create.clone.is_some() {
+        return Err(source.error(
+            span,
+            format!("table `{name}`: CREATE TABLE … AS/LIKE/CLONE is not supported; declare columns and WITH ('connector' = …)"),
+        ));
+    }
+    let with = match &create.table_options {
+        CreateTableOptions::With(options) => options.as_slice(),
+        CreateTableOptions::None => &[],
+        _ => {
+            return Err(source.error(
+                span,
+                format!("table `{name}`: expected WITH ('connector' = '…', …)"),
+            ));
+        }
+    };
+    let mut options = Vec::new();
+    let mut connector = None;
+    for option in with {
+        let SqlOption::KeyValue { key, value } = option else {
+            return Err(source.error(
+                option.span(),
+                format!("table `{name}`: expected 'key' = value options"),
+            ));
+        };
+        let value_span = value.span();
+        let key_name = key.value.to_ascii_lowercase();
+        let value = option_value(source, &key_name, value).map_err(|message| {
+            source.error(
+                value_span,
+                format!("table `{name}`, option '{key_name}': {message}"),
+            )
+        })?;
+        if key_name == "connector" {
+            connector = Some(value.as_str().map(str::to_owned).ok_or_else(|| {
+                source.error(value_span, format!("table `{name}`: 'connector' is text"))
+            })?);
+            continue;
+        }
+        if options.iter().any(|o: &Opt| o.key == key_name) {
+            return Err(source.error(
+                key.span,
+                format!("table `{name}`: option '{key_name}' given twice"),
+            ));
+        }
+        options.push(Opt {
+            key: key_name,
+            value,
+        });
+    }
+    let connector = connector.ok_or_else(|| {
+        source.error(
+            span,
+            format!("table `{name}` has no connector: add WITH ('connector' = 'file' | 'generator' | 'kafka' | 'stdout' | 'blackhole', …)"),
+        )
+    })?;
+    let columns = create
+        .columns
+        .iter()
+        .map(|c| column(source, &name, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(w) = &watermark
+        && !columns.is_empty()
+        && !columns
+            .iter()
+            .any(|(c, _, _)| c.eq_ignore_ascii_case(&w.column))
+    {
+        return Err(source.error(
+            w.span,
+            format!(
+                "table `{name}`: the watermark's column `{}` is not one of its columns",
+                w.column
+            ),
+        ));
+    }
+    Ok(Table {
+        name,
+        span,
+        connector,
+        columns,
+        options,
+        watermark,
+    })
+}
+
+fn column(
+    source: Source<'_>,
+    table: &str,
+    c: &ColumnDef,
+) -> Result<(String, String, Span), SqlError> {
+    use sqlparser::ast::DataType as S;
+    let ty = match &c.data_type {
+        S::Boolean | S::Bool => "bool",
+        S::TinyInt(_) => "int8",
+        S::SmallInt(_) | S::Int2(_) => "int16",
+        S::Int(_) | S::Integer(_) | S::Int4(_) => "int32",
+        S::BigInt(_) | S::Int8(_) | S::Int64 => "int64",
+        S::Float(_) | S::Real | S::Float4 | S::Float32 => "float32",
+        S::Double(_) | S::DoublePrecision | S::Float8 | S::Float64 => "float64",
+        S::Varchar(_) | S::Text | S::String(_) | S::Char(_) | S::CharVarying(_) => "string",
+        S::Bytes(_) | S::Varbinary(_) | S::Binary(_) | S::Bytea | S::Blob(_) => "binary",
+        S::Date => "date",
+        S::Timestamp(_, _) | S::Datetime(_) => "timestamp",
+        other => {
+            return Err(source.error(
+                c.name.span,
+                format!("table `{table}`, column `{}`: the type {other} is not supported (expected BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, VARCHAR, BYTES, DATE or TIMESTAMP)", c.name.value),
+            ));
+        }
+    };
+    if !c.options.is_empty() {
+        return Err(source.error(
+            c.name.span,
+            format!("table `{table}`, column `{}`: column options (NOT NULL, DEFAULT, …) are not supported", c.name.value),
+        ));
+    }
+    Ok((c.name.value.clone(), ty.to_owned(), c.name.span))
+}
+
+/// A `WITH` value as TOML: numbers and booleans as such, text as text — and text that spells a
+/// number or a boolean as that number or boolean (Flink writes every option as text), except for
+/// options that are always text.
+fn option_value(source: Source<'_>, key: &str, value: &Expr) -> Result<toml::Value, String> {
+    let _ = source;
+    let literal = match value {
+        Expr::Value(v) => &v.value,
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                sqlparser::ast::Value::Number(n, _) => {
+                    return number(&format!("-{n}"))
+                        .ok_or_else(|| format!("`-{n}` is not a number"));
+                }
+                _ => return Err("expected a literal".into()),
+            },
+            _ => return Err("expected a literal".into()),
+        },
+        Expr::Identifier(Ident { value, .. }) => return Ok(toml::Value::String(value.clone())),
+        _ => return Err(format!("expected a literal, got `{value}`")),
+    };
+    Ok(match literal {
+        sqlparser::ast::Value::Number(n, _) => {
+            number(n).ok_or_else(|| format!("`{n}` is not a number"))?
+        }
+        sqlparser::ast::Value::Boolean(b) => toml::Value::Boolean(*b),
+        sqlparser::ast::Value::SingleQuotedString(s)
+        | sqlparser::ast::Value::DoubleQuotedString(s) => {
+            let textual = TEXT_OPTIONS.contains(&key) || key.starts_with("properties.");
+            match (textual, s.as_str()) {
+                (false, "true") => toml::Value::Boolean(true),
+                (false, "false") => toml::Value::Boolean(false),
+                (false, n) if number(n).is_some() => number(n).expect("checked"),
+                _ => toml::Value::String(s.clone()),
+            }
+        }
+        other => {
+            return Err(format!(
+                "expected text, a number or a boolean, got `{other}`"
+            ));
+        }
+    })
+}
+
+fn number(n: &str) -> Option<toml::Value> {
+    if let Ok(i) = n.parse::<i64>() {
+        return Some(toml::Value::Integer(i));
+    }
+    n.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(toml::Value::Float)
+}
+
+/// A table's name: one plain part.
+pub(crate) fn object_name(
+    source: Source<'_>,
+    name: &sqlparser::ast::ObjectName,
+) -> Result<String, SqlError> {
+    match name.0.as_slice() {
+        [part] => part.as_ident().map(|i| i.value.clone()).ok_or_else(|| {
+            source.error(name.span(), format!("expected a table name, got `{name}`"))
+        }),
+        _ => Err(source.error(
+            name.span(),
+            format!("expected a table name without a schema or catalog, got `{name}`"),
+        )),
+    }
+}

@@ -1,0 +1,186 @@
+//! SQL pipelines: a `.sql` file compiles to the pipeline document a TOML file would hold, and
+//! from there runs through the same validation, secrets, confinement and runtime.
+//!
+//! ```sql
+//! CREATE TABLE transactions (
+//!     txn_id BIGINT, ts TIMESTAMP, card_id BIGINT, amount DOUBLE, country VARCHAR,
+//!     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+//! ) WITH ('connector' = 'file', 'path' = 'transactions.jsonl');
+//!
+//! CREATE TABLE per_card WITH ('connector' = 'file', 'path' = 'per_card.jsonl');
+//!
+//! INSERT INTO per_card
+//! SELECT card_id, TUMBLE_START(ts, INTERVAL '1' MINUTE) AS minute, COUNT(*) AS n
+//! FROM transactions
+//! WHERE amount > 100
+//! GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE)
+//! HAVING COUNT(*) > 3;
+//! ```
+//!
+//! - [`ddl`]: `CREATE TABLE` (connector options, columns, `WATERMARK FOR`).
+//! - [`plan`]: queries to chains of built-in agents (`filter`, `window`, `project`).
+//! - [`error`]: errors with line, column and a caret under the mistake.
+
+mod ddl;
+pub mod error;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use arrow_schema::SchemaRef;
+use sqlparser::ast::{Spanned, Statement, TableObject};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Span, Tokenizer};
+
+use error::Source;
+pub use error::SqlError;
+
+/// The most statements one file may hold: enough for any pipeline, and a bound on the work a
+/// hostile file can ask of the planner.
+pub const MAX_STATEMENTS: usize = 1_000;
+
+/// Whether `file` is a SQL pipeline (by its extension).
+pub fn is_sql(file: &std::path::Path) -> bool {
+    file.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
+}
+
+/// Compiles SQL `text` to a pipeline document (`[sources]`, `[agents]`, `[sinks]`, `edges`).
+/// `schema_of` gives the columns of a source table when they are known before it runs, so
+/// expressions are checked where they are written.
+pub fn compile(
+    text: &str,
+    schema_of: &dyn Fn(&toml::Value) -> Option<SchemaRef>,
+) -> Result<toml::Table, SqlError> {
+    let source = Source { text };
+    let dialect = GenericDialect {};
+    let mut tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| source.parse_error(&e.to_string()))?;
+    let mut watermarks = ddl::take_watermarks(source, &mut tokens)?;
+    let statements = Parser::new(&dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| source.parse_error(&e.to_string()))?;
+    if statements.len() > MAX_STATEMENTS {
+        return Err(source.error(
+            Span::empty(),
+            format!(
+                "{} statements; a pipeline holds at most {MAX_STATEMENTS}",
+                statements.len()
+            ),
+        ));
+    }
+
+    let mut planner = plan::Planner::new(source, schema_of);
+    let mut inserts = Vec::new();
+    for (i, statement) in statements.iter().enumerate() {
+        match statement {
+            Statement::CreateTable(create) => {
+                let watermark = watermarks
+                    .iter()
+                    .position(|w| w.statement == i)
+                    .map(|at| watermarks.remove(at).watermark);
+                let table = ddl::table(source, create, watermark)?;
+                if planner.tables.contains_key(&table.name)
+                    || planner.views.contains_key(&table.name)
+                {
+                    return Err(
+                        source.error(table.span, format!("`{}` is declared twice", table.name))
+                    );
+                }
+                planner.tables.insert(table.name.clone(), table);
+            }
+            Statement::CreateView(view) => {
+                let name = ddl::object_name(source, &view.name)?;
+                if view.materialized {
+                    return Err(source.error(
+                        view.name.span(),
+                        format!("materialized view `{name}`: CREATE MATERIALIZED VIEW is not supported yet; use CREATE VIEW and INSERT INTO a table"),
+                    ));
+                }
+                if !view.columns.is_empty() {
+                    return Err(source.error(
+                        view.name.span(),
+                        format!("view `{name}`: name its columns with AS in the SELECT instead of a column list"),
+                    ));
+                }
+                if planner.tables.contains_key(&name) || planner.views.contains_key(&name) {
+                    return Err(
+                        source.error(view.name.span(), format!("`{name}` is declared twice"))
+                    );
+                }
+                planner
+                    .views
+                    .insert(name, ((*view.query).clone(), view.name.span()));
+            }
+            Statement::Insert(insert) => inserts.push(insert),
+            Statement::Query(query) => {
+                return Err(source.error(
+                    query.span(),
+                    "a SELECT on its own has nowhere to go: INSERT INTO a table, e.g. one WITH ('connector' = 'stdout')",
+                ));
+            }
+            other => {
+                let first_line = other.to_string();
+                let first_line = first_line
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return Err(source.error(
+                    other.span(),
+                    format!("unsupported statement `{first_line} …` (expected CREATE TABLE, CREATE VIEW or INSERT INTO)"),
+                ));
+            }
+        }
+    }
+    if let Some(w) = watermarks.first() {
+        return Err(source.error(
+            w.watermark.span,
+            "WATERMARK belongs in the column list of a CREATE TABLE",
+        ));
+    }
+    if inserts.is_empty() {
+        return Err(source.error(
+            statements.last().map_or(Span::empty(), Spanned::span),
+            "no INSERT INTO: a pipeline writes at least one table",
+        ));
+    }
+    for insert in inserts {
+        let TableObject::TableName(name) = &insert.table else {
+            return Err(source.error(insert.table.span(), "INSERT INTO a table name"));
+        };
+        let target = ddl::object_name(source, name)?;
+        let Some(query) = &insert.source else {
+            return Err(source.error(
+                name.span(),
+                "INSERT INTO … SELECT: the rows come from a query",
+            ));
+        };
+        let columns: Vec<_> = insert
+            .columns
+            .iter()
+            .map(|c| {
+                c.0.last()
+                    .and_then(|p| p.as_ident())
+                    .cloned()
+                    .ok_or_else(|| source.error(c.span(), "expected a column name"))
+            })
+            .collect::<Result<_, _>>()?;
+        planner.insert(&target, name.span(), &columns, query)?;
+    }
+
+    let mut document = toml::Table::new();
+    document.insert(
+        "edges".into(),
+        toml::Value::Array(planner.edges.iter().map(|e| e.clone().into()).collect()),
+    );
+    document.insert("sources".into(), planner.sources.into());
+    if !planner.agents.is_empty() {
+        document.insert("agents".into(), planner.agents.into());
+    }
+    document.insert("sinks".into(), planner.sinks.into());
+    Ok(document)
+}

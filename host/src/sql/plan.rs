@@ -1,0 +1,989 @@
+//! Queries to operators: each `INSERT INTO sink SELECT …` becomes a chain of built-in agents
+//! (`filter` for `WHERE`, `window` for `GROUP BY TUMBLE/HOP/SESSION`, `filter` for `HAVING`,
+//! `project` for the select list) between a source and a sink; a view is planned once and
+//! shared by every query that reads it. Expressions are checked against the columns known at
+//! each step, so a mistake is reported where it is written.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use indexmap::IndexMap;
+use sabot_expr::{Predicate, Projection};
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, Select,
+    SelectItem, SetExpr, Spanned, TableFactor, visit_expressions_mut,
+};
+use sqlparser::tokenizer::Span;
+
+use super::ddl::{Table, interval_ms};
+use super::error::{Source, SqlError};
+
+/// Connectors that can be read.
+const SOURCES: &[&str] = &["file", "generator", "kafka"];
+/// Connectors that can be written.
+const SINKS: &[&str] = &["file", "stdout", "blackhole", "kafka"];
+
+/// What a query produces: the node that emits it and what is known of its rows.
+#[derive(Debug, Clone)]
+struct Stream {
+    node: String,
+    schema: Option<SchemaRef>,
+    /// The event-time column, when the rows carry watermarks.
+    time: Option<String>,
+}
+
+pub(crate) struct Planner<'a> {
+    pub(crate) source: Source<'a>,
+    pub(crate) schema_of: &'a dyn Fn(&toml::Value) -> Option<SchemaRef>,
+    pub(crate) tables: IndexMap<String, Table>,
+    pub(crate) views: IndexMap<String, (Query, Span)>,
+    planned_views: HashMap<String, Stream>,
+    /// Views being planned, to refuse a view that reads itself.
+    planning: Vec<String>,
+    pub(crate) sources: toml::Table,
+    pub(crate) agents: toml::Table,
+    pub(crate) sinks: toml::Table,
+    pub(crate) edges: Vec<String>,
+    names: HashSet<String>,
+}
+
+impl<'a> Planner<'a> {
+    pub(crate) fn new(
+        source: Source<'a>,
+        schema_of: &'a dyn Fn(&toml::Value) -> Option<SchemaRef>,
+    ) -> Self {
+        Planner {
+            source,
+            schema_of,
+            tables: IndexMap::new(),
+            views: IndexMap::new(),
+            planned_views: HashMap::new(),
+            planning: Vec::new(),
+            sources: toml::Table::new(),
+            agents: toml::Table::new(),
+            sinks: toml::Table::new(),
+            edges: Vec::new(),
+            names: HashSet::new(),
+        }
+    }
+
+    fn error(&self, span: Span, message: impl Into<String>) -> SqlError {
+        self.source.error(span, message)
+    }
+
+    /// A node name not used yet, from `base`.
+    fn fresh(&mut self, base: &str) -> String {
+        let base: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut name = base.clone();
+        let mut n = 2;
+        while self.names.contains(&name) || self.tables.contains_key(&name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// `INSERT INTO target SELECT …`.
+    pub(crate) fn insert(
+        &mut self,
+        target: &str,
+        target_span: Span,
+        columns: &[Ident],
+        query: &Query,
+    ) -> Result<(), SqlError> {
+        let table = self.tables.get(target).cloned().ok_or_else(|| {
+            self.error(
+                target_span,
+                format!(
+                    "no table `{target}` to insert into (declare it with CREATE TABLE {target} WITH ('connector' = …); tables: {})",
+                    self.table_names()
+                ),
+            )
+        })?;
+        if !SINKS.contains(&table.connector.as_str()) {
+            return Err(self.error(
+                target_span,
+                format!(
+                    "table `{target}` has connector '{}', which cannot be written (writable: {})",
+                    table.connector,
+                    SINKS.join(", ")
+                ),
+            ));
+        }
+        let stream = self.query(query, target)?;
+        if self.sources.contains_key(target) {
+            return Err(self.error(
+                target_span,
+                format!("table `{target}` is read by this pipeline, so it cannot also be written"),
+            ));
+        }
+        // The sink's declared columns (or the INSERT's list) name the query's columns in order.
+        let names: Vec<String> = if columns.is_empty() {
+            table.columns.iter().map(|(c, _, _)| c.clone()).collect()
+        } else {
+            columns.iter().map(|c| c.value.clone()).collect()
+        };
+        let stream = match (&stream.schema, names.is_empty()) {
+            (_, true) | (None, _) => stream,
+            (Some(schema), false) => {
+                if schema.fields().len() != names.len() {
+                    return Err(self.error(
+                        target_span,
+                        format!(
+                            "table `{target}` takes {} columns ({}), the query gives {} ({})",
+                            names.len(),
+                            names.join(", "),
+                            schema.fields().len(),
+                            field_names(schema)
+                        ),
+                    ));
+                }
+                if schema
+                    .fields()
+                    .iter()
+                    .zip(&names)
+                    .all(|(f, n)| f.name() == n)
+                {
+                    stream
+                } else {
+                    let items: Vec<String> = schema
+                        .fields()
+                        .iter()
+                        .zip(&names)
+                        .map(|(f, n)| format!("{} AS {}", quote(f.name()), quote(n)))
+                        .collect();
+                    let agent = self.fresh(&format!("{target}_columns"));
+                    self.project(&agent, &stream, &items, target_span)?
+                }
+            }
+        };
+        if !self.sinks.contains_key(target) {
+            let mut sink = toml::Table::new();
+            sink.insert("type".into(), table.connector.clone().into());
+            put_options(&mut sink, &table);
+            self.sinks.insert(target.to_owned(), sink.into());
+            self.names.insert(target.to_owned());
+        }
+        self.edges.push(format!("{} -> {target}", stream.node));
+        Ok(())
+    }
+
+    fn table_names(&self) -> String {
+        let names: Vec<&str> = self
+            .tables
+            .keys()
+            .chain(self.views.keys())
+            .map(String::as_str)
+            .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    fn query(&mut self, query: &Query, hint: &str) -> Result<Stream, SqlError> {
+        let span = query.span();
+        if query.with.is_some() {
+            return Err(self.error(
+                span,
+                "WITH (common table expressions) is not supported: declare each part with CREATE VIEW",
+            ));
+        }
+        if query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some() {
+            return Err(self.error(
+                span,
+                "ORDER BY, LIMIT and FETCH do not apply to an unbounded stream: remove them",
+            ));
+        }
+        match query.body.as_ref() {
+            SetExpr::Select(select) => self.select(select, hint),
+            SetExpr::Query(inner) => self.query(inner, hint),
+            other => Err(self.error(
+                other.span(),
+                format!(
+                    "unsupported query `{}`: a pipeline query is one SELECT (UNION and VALUES are not supported yet)",
+                    shorten(&other.to_string())
+                ),
+            )),
+        }
+    }
+
+    /// The stream a `FROM` item names: a source table (added once), a view, or a sub-query.
+    fn relation(
+        &mut self,
+        factor: &TableFactor,
+        hint: &str,
+    ) -> Result<(Stream, Vec<String>), SqlError> {
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                with_hints,
+                version: None,
+                ..
+            } if with_hints.is_empty() => {
+                let table = super::ddl::object_name(self.source, name)?;
+                let mut qualifiers = vec![table.clone()];
+                qualifiers.extend(alias.as_ref().map(|a| a.name.value.clone()));
+                Ok((self.read(&table, name.span())?, qualifiers))
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let stream = self.query(subquery, hint)?;
+                Ok((stream, alias.iter().map(|a| a.name.value.clone()).collect()))
+            }
+            other => Err(self.error(
+                other.span(),
+                format!(
+                    "unsupported FROM item `{}`: name a table, a view or a sub-query",
+                    shorten(&other.to_string())
+                ),
+            )),
+        }
+    }
+
+    /// Reads a table (as a source) or a view.
+    fn read(&mut self, name: &str, span: Span) -> Result<Stream, SqlError> {
+        if let Some(stream) = self.planned_views.get(name) {
+            return Ok(stream.clone());
+        }
+        if let Some((query, _)) = self.views.get(name).cloned() {
+            if self.planning.iter().any(|v| v == name) {
+                return Err(self.error(span, format!("view `{name}` reads itself")));
+            }
+            self.planning.push(name.to_owned());
+            let stream = self.query(&query, name);
+            self.planning.pop();
+            let stream = stream?;
+            self.planned_views.insert(name.to_owned(), stream.clone());
+            return Ok(stream);
+        }
+        let table = self.tables.get(name).cloned().ok_or_else(|| {
+            self.error(
+                span,
+                format!(
+                    "no table or view `{name}` (tables and views: {})",
+                    self.table_names()
+                ),
+            )
+        })?;
+        if self.sinks.contains_key(name) {
+            return Err(self.error(
+                span,
+                format!("table `{name}` is written by this pipeline, so it cannot also be read"),
+            ));
+        }
+        if !SOURCES.contains(&table.connector.as_str()) {
+            return Err(self.error(
+                span,
+                format!(
+                    "table `{name}` has connector '{}', which cannot be read (readable: {})",
+                    table.connector,
+                    SOURCES.join(", ")
+                ),
+            ));
+        }
+        let document = source_document(&table);
+        let schema = (self.schema_of)(&document);
+        if let Some(schema) = &schema {
+            for (column, _, span) in &table.columns {
+                if schema.field_with_name(column).is_err() {
+                    return Err(self.error(
+                        *span,
+                        format!(
+                            "table `{name}`: the {} connector has no column `{column}` (it gives: {})",
+                            table.connector,
+                            field_names(schema)
+                        ),
+                    ));
+                }
+            }
+            if let Some(w) = &table.watermark
+                && schema.field_with_name(&w.column).is_err()
+            {
+                return Err(self.error(
+                    w.span,
+                    format!(
+                        "table `{name}`: no column `{}` for the watermark (columns: {})",
+                        w.column,
+                        field_names(schema)
+                    ),
+                ));
+            }
+        }
+        if !self.sources.contains_key(name) {
+            self.sources.insert(name.to_owned(), document);
+            self.names.insert(name.to_owned());
+        }
+        Ok(Stream {
+            node: name.to_owned(),
+            schema,
+            time: table.watermark.as_ref().map(|w| w.column.clone()),
+        })
+    }
+
+    fn select(&mut self, select: &Select, hint: &str) -> Result<Stream, SqlError> {
+        let span = select.span();
+        if select.distinct.is_some() {
+            return Err(self.error(
+                span,
+                "SELECT DISTINCT is not supported yet (it is an updating query)",
+            ));
+        }
+        if select.qualify.is_some() || !select.named_window.is_empty() || !select.sort_by.is_empty()
+        {
+            return Err(self.error(span, "QUALIFY, WINDOW and SORT BY are not supported"));
+        }
+        let from = match select.from.as_slice() {
+            [one] if one.joins.is_empty() => one,
+            [] => return Err(self.error(span, "a SELECT needs FROM: name a table or a view")),
+            [one] => {
+                return Err(self.error(
+                    one.joins[0].relation.span(),
+                    "joins are not supported in SQL yet: use `builtin:join` in a TOML pipeline",
+                ));
+            }
+            [_, second, ..] => {
+                return Err(self.error(
+                    second.span(),
+                    "several FROM items (an implicit join) are not supported yet",
+                ));
+            }
+        };
+        let (mut stream, qualifiers) = self.relation(&from.relation, hint)?;
+
+        if let Some(selection) = &select.selection {
+            let mut condition = selection.clone();
+            self.unqualify(&mut condition, &qualifiers)?;
+            self.check_predicate(&condition, selection.span(), &stream)?;
+            let agent = self.fresh(&format!("{hint}_where"));
+            let mut config = toml::Table::new();
+            config.insert("where".into(), condition.to_string().into());
+            self.agent(&agent, "builtin:filter", config, None, &stream);
+            stream.node = agent;
+        }
+
+        let aggregated = has_aggregates(&select.projection)
+            || select.having.is_some()
+            || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+        let mut items = select.projection.clone();
+        let mut having = select.having.clone();
+        for item in &mut items {
+            match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    self.unqualify(e, &qualifiers)?;
+                }
+                _ => {}
+            }
+        }
+        if let Some(h) = &mut having {
+            self.unqualify(h, &qualifiers)?;
+        }
+        if aggregated {
+            stream = self.window(select, &mut items, &mut having, stream, hint)?;
+        }
+        if let (Some(condition), Some(original)) = (&having, &select.having) {
+            self.check_predicate(condition, original.span(), &stream)?;
+            let agent = self.fresh(&format!("{hint}_having"));
+            let mut config = toml::Table::new();
+            config.insert("where".into(), condition.to_string().into());
+            self.agent(&agent, "builtin:filter", config, None, &stream);
+            stream.node = agent;
+        }
+
+        if let [SelectItem::Wildcard(_)] = items.as_slice() {
+            return Ok(stream);
+        }
+        let mut texts = Vec::with_capacity(items.len());
+        for item in &items {
+            texts.push(match item {
+                SelectItem::Wildcard(_) => "*".to_owned(),
+                SelectItem::UnnamedExpr(e) => e.to_string(),
+                SelectItem::ExprWithAlias { expr, alias } => format!("{expr} AS {alias}"),
+                other => {
+                    return Err(
+                        self.error(other.span(), format!("unsupported select item `{other}`"))
+                    );
+                }
+            });
+        }
+        let agent = self.fresh(&format!("{hint}_select"));
+        // Each item is checked alone, so an error points at it.
+        if let Some(schema) = &stream.schema {
+            for (text, original) in texts.iter().zip(&select.projection) {
+                self.check_items(std::slice::from_ref(text), original.span(), schema)?;
+            }
+        }
+        self.project(&agent, &stream, &texts, span)
+    }
+
+    /// Adds a `builtin:project` agent computing `items` from `stream`.
+    fn project(
+        &mut self,
+        agent: &str,
+        stream: &Stream,
+        items: &[String],
+        span: Span,
+    ) -> Result<Stream, SqlError> {
+        let schema = match &stream.schema {
+            Some(schema) => Some(self.check_items(items, span, schema)?),
+            None => None,
+        };
+        let mut config = toml::Table::new();
+        config.insert(
+            "select".into(),
+            toml::Value::Array(items.iter().map(|i| i.clone().into()).collect()),
+        );
+        self.agent(agent, "builtin:project", config, None, stream);
+        // The event-time column survives a projection that keeps it under its name.
+        let time = stream
+            .time
+            .clone()
+            .filter(|t| schema.as_ref().is_none_or(|s| s.field_with_name(t).is_ok()));
+        Ok(Stream {
+            node: agent.to_owned(),
+            schema,
+            time,
+        })
+    }
+
+    fn agent(
+        &mut self,
+        name: &str,
+        module: &str,
+        config: toml::Table,
+        key: Option<&str>,
+        input: &Stream,
+    ) {
+        let mut agent = toml::Table::new();
+        agent.insert("module".into(), module.into());
+        if let Some(key) = key {
+            agent.insert("key".into(), key.into());
+        }
+        agent.insert("config".into(), config.into());
+        self.agents.insert(name.to_owned(), agent.into());
+        self.edges.push(format!("{} -> {name}", input.node));
+    }
+
+    fn check_predicate(
+        &self,
+        condition: &Expr,
+        span: Span,
+        stream: &Stream,
+    ) -> Result<(), SqlError> {
+        let text = condition.to_string();
+        let predicate = Predicate::parse(&text).map_err(|e| self.error(span, e.to_string()))?;
+        if let Some(schema) = &stream.schema {
+            predicate
+                .evaluate(&RecordBatch::new_empty(schema.clone()))
+                .map_err(|e| self.error(span, self.explain_unknown(e.to_string(), schema)))?;
+        }
+        Ok(())
+    }
+
+    fn check_items(
+        &self,
+        items: &[String],
+        span: Span,
+        schema: &SchemaRef,
+    ) -> Result<SchemaRef, SqlError> {
+        let mut projection =
+            Projection::parse_items(items).map_err(|e| self.error(span, e.to_string()))?;
+        let out = projection
+            .apply(&RecordBatch::new_empty(schema.clone()))
+            .map_err(|e| self.error(span, self.explain_unknown(e.to_string(), schema)))?;
+        Ok(out.schema())
+    }
+
+    /// After a window, a column of the input that is neither grouped nor aggregated is gone:
+    /// say so instead of "unknown column".
+    fn explain_unknown(&self, message: String, schema: &SchemaRef) -> String {
+        if schema.field_with_name("window_start").is_ok() && message.starts_with("unknown column") {
+            format!("{message}; after GROUP BY a column must be grouped or inside an aggregate")
+        } else {
+            message
+        }
+    }
+
+    /// Strips a table qualifier (`t.amount` → `amount`) that names the relation read.
+    fn unqualify(&self, expr: &mut Expr, qualifiers: &[String]) -> Result<(), SqlError> {
+        let result = visit_expressions_mut(expr, |e| {
+            if let Expr::CompoundIdentifier(parts) = e
+                && parts.len() == 2
+            {
+                if qualifiers
+                    .iter()
+                    .any(|q| q.eq_ignore_ascii_case(&parts[0].value))
+                {
+                    let column = parts[1].clone();
+                    *e = Expr::Identifier(column);
+                } else {
+                    return ControlFlow::Break(self.error(
+                        parts[0].span,
+                        format!(
+                            "unknown table `{}` in `{}.{}` (this query reads {})",
+                            parts[0].value,
+                            parts[0],
+                            parts[1],
+                            qualifiers.join(" AS ")
+                        ),
+                    ));
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        match result {
+            ControlFlow::Break(e) => Err(e),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    /// `GROUP BY [key,] TUMBLE|HOP|SESSION(time, …)` with aggregates: a `builtin:window` agent;
+    /// the select list and `HAVING` are rewritten to read its output.
+    fn window(
+        &mut self,
+        select: &Select,
+        items: &mut [SelectItem],
+        having: &mut Option<Expr>,
+        input: Stream,
+        hint: &str,
+    ) -> Result<Stream, SqlError> {
+        let group_span = select.span();
+        let GroupByExpr::Expressions(groups, modifiers) = &select.group_by else {
+            return Err(self.error(
+                group_span,
+                "GROUP BY ALL is not supported: list the key and the window",
+            ));
+        };
+        if !modifiers.is_empty() {
+            return Err(self.error(
+                group_span,
+                "GROUP BY modifiers (ROLLUP, CUBE, …) are not supported",
+            ));
+        }
+        let mut window: Option<(String, toml::Table, Span)> = None;
+        let mut key: Option<String> = None;
+        for g in groups {
+            match g {
+                Expr::Function(f) if window_kind(&f.name.to_string()).is_some() => {
+                    if window.is_some() {
+                        return Err(self.error(g.span(), "one window per GROUP BY"));
+                    }
+                    window = Some(self.window_config(f, &input)?);
+                }
+                Expr::Identifier(column) => {
+                    if key.is_some() {
+                        return Err(self.error(
+                            g.span(),
+                            "GROUP BY takes one key column besides the window: combine several into one (e.g. CONCAT(a, '/', b)) in a view first",
+                        ));
+                    }
+                    key = Some(column.value.clone());
+                }
+                other => {
+                    return Err(self.error(
+                        other.span(),
+                        "GROUP BY takes a column and TUMBLE(time, size), HOP(time, slide, size) or SESSION(time, gap); compute other keys in a view first",
+                    ));
+                }
+            }
+        }
+        let Some((time, mut config, _)) = window else {
+            let span = groups.first().map_or(group_span, Spanned::span);
+            return Err(self.error(
+                span,
+                "an aggregate without a window (an updating aggregate) is not supported yet: GROUP BY TUMBLE(time, INTERVAL …), HOP(…) or SESSION(…)",
+            ));
+        };
+        let input_schema = input.schema.clone();
+        if let (Some(key), Some(schema)) = (&key, &input_schema)
+            && schema.field_with_name(key).is_err()
+        {
+            return Err(self.error(
+                group_span,
+                format!(
+                    "no column `{key}` to group by (columns: {})",
+                    field_names(schema)
+                ),
+            ));
+        }
+
+        // Aggregates become columns of the window's output.
+        let mut aggregates: Vec<(String, String, DataType)> = Vec::new();
+        let mut rewrite = |e: &mut Expr, planner: &Planner<'_>| -> Result<(), SqlError> {
+            let flow = visit_expressions_mut(e, |e| {
+                match window_column(e) {
+                    Some(column) => *e = Expr::Identifier(Ident::new(column)),
+                    None => match planner.aggregate(e, input_schema.as_ref()) {
+                        Ok(Some((spec, ty))) => {
+                            let alias = match aggregates.iter().position(|(s, _, _)| *s == spec) {
+                                Some(i) => aggregates[i].1.clone(),
+                                None => {
+                                    let alias = format!("agg{}_", aggregates.len());
+                                    aggregates.push((spec, alias.clone(), ty));
+                                    alias
+                                }
+                            };
+                            *e = Expr::Identifier(Ident::new(alias));
+                        }
+                        Ok(None) => {}
+                        Err(err) => return ControlFlow::Break(err),
+                    },
+                }
+                ControlFlow::Continue(())
+            });
+            match flow {
+                ControlFlow::Break(err) => Err(err),
+                ControlFlow::Continue(()) => Ok(()),
+            }
+        };
+        for item in items.iter_mut() {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = e.to_string();
+                    let original = e.clone();
+                    rewrite(e, self)?;
+                    if *e != original && !matches!(&original, Expr::Identifier(_)) {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: Ident::with_quote(
+                                '"',
+                                window_column(&original).unwrap_or(&name),
+                            ),
+                        };
+                    }
+                }
+                SelectItem::ExprWithAlias { expr, .. } => rewrite(expr, self)?,
+                SelectItem::Wildcard(_) => {
+                    return Err(self.error(
+                        item.span(),
+                        "SELECT * with GROUP BY: list the key, window_start/window_end and the aggregates",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(h) = having {
+            rewrite(h, self)?;
+        }
+        if aggregates.is_empty() {
+            return Err(self.error(
+                group_span,
+                "GROUP BY without an aggregate: add COUNT(*), SUM(x), AVG(x), MIN(x) or MAX(x)",
+            ));
+        }
+
+        config.insert("time".into(), time.into());
+        if let Some(key) = &key {
+            config.insert("key".into(), key.clone().into());
+        }
+        config.insert(
+            "aggregates".into(),
+            toml::Value::Array(
+                aggregates
+                    .iter()
+                    .map(|(spec, alias, _)| format!("{spec} AS {alias}").into())
+                    .collect(),
+            ),
+        );
+        let agent = self.fresh(&format!("{hint}_window"));
+        self.agent(&agent, "builtin:window", config, key.as_deref(), &input);
+
+        let schema = input_schema.map(|schema| {
+            let mut fields = Vec::new();
+            if let Some(key) = &key
+                && let Ok(f) = schema.field_with_name(key)
+            {
+                fields.push(Field::new(key, f.data_type().clone(), false));
+            }
+            let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+            fields.push(Field::new("window_start", ts.clone(), false));
+            fields.push(Field::new("window_end", ts, false));
+            for (_, alias, ty) in &aggregates {
+                fields.push(Field::new(alias, ty.clone(), true));
+            }
+            Arc::new(Schema::new(fields))
+        });
+        Ok(Stream {
+            node: agent,
+            schema,
+            time: None,
+        })
+    }
+
+    /// `TUMBLE(time, size)`, `HOP(time, slide, size)`, `SESSION(time, gap)`: the time column and
+    /// the window's settings.
+    fn window_config(
+        &self,
+        f: &sqlparser::ast::Function,
+        input: &Stream,
+    ) -> Result<(String, toml::Table, Span), SqlError> {
+        let span = f.span();
+        let name = f.name.to_string().to_ascii_uppercase();
+        let kind = window_kind(&name).expect("a window function");
+        let args = call_args(f);
+        let usage = match kind {
+            "tumbling" => "TUMBLE(time_column, INTERVAL '1' MINUTE)",
+            "sliding" => {
+                "HOP(time_column, INTERVAL '10' SECOND, INTERVAL '1' MINUTE) (slide, then size)"
+            }
+            _ => "SESSION(time_column, INTERVAL '30' SECOND)",
+        };
+        let expected = if kind == "sliding" { 3 } else { 2 };
+        if args.len() != expected {
+            return Err(self.error(span, format!("expected {usage}")));
+        }
+        let time = match args[0] {
+            Expr::Identifier(c) => c.value.clone(),
+            other => return Err(self.error(other.span(), format!("expected a column: {usage}"))),
+        };
+        match &input.time {
+            Some(t) if t.eq_ignore_ascii_case(&time) => {}
+            Some(t) => {
+                return Err(self.error(
+                    args[0].span(),
+                    format!("windows are on the event-time column, `{t}`, not `{time}`"),
+                ));
+            }
+            None => {
+                return Err(self.error(
+                    args[0].span(),
+                    format!("a window over `{time}` needs event time: declare WATERMARK FOR {time} AS {time} - INTERVAL '…' SECOND in the CREATE TABLE it reads"),
+                ));
+            }
+        }
+        let mut ms = Vec::new();
+        for arg in &args[1..] {
+            match arg {
+                Expr::Interval(interval) => {
+                    ms.push(interval_ms(self.source, interval, arg.span())?)
+                }
+                other => {
+                    return Err(self.error(other.span(), format!("expected an interval: {usage}")));
+                }
+            }
+        }
+        let mut config = toml::Table::new();
+        config.insert("kind".into(), kind.into());
+        match kind {
+            "tumbling" => {
+                config.insert("size_ms".into(), ms[0].into());
+            }
+            "sliding" => {
+                config.insert("slide_ms".into(), ms[0].into());
+                config.insert("size_ms".into(), ms[1].into());
+            }
+            _ => {
+                config.insert("gap_ms".into(), ms[0].into());
+            }
+        }
+        Ok((time, config, span))
+    }
+
+    /// An aggregate call as the window operator's `function(column)` and its result type.
+    fn aggregate(
+        &self,
+        e: &Expr,
+        schema: Option<&SchemaRef>,
+    ) -> Result<Option<(String, DataType)>, SqlError> {
+        let Expr::Function(f) = e else {
+            return Ok(None);
+        };
+        let name = f.name.to_string().to_ascii_uppercase();
+        let function = match name.as_str() {
+            "COUNT" => "count",
+            "SUM" => "sum",
+            "AVG" => "mean",
+            "MIN" => "min",
+            "MAX" => "max",
+            "FIRST_VALUE" => "first",
+            "LAST_VALUE" => "last",
+            _ => return Ok(None),
+        };
+        if let FunctionArguments::List(list) = &f.args
+            && list.duplicate_treatment.is_some()
+        {
+            return Err(self.error(e.span(), format!("{name}(DISTINCT …) is not supported")));
+        }
+        let args = call_args(f);
+        let wildcard = matches!(&f.args, FunctionArguments::List(l) if matches!(l.args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]));
+        if wildcard && function == "count" {
+            return Ok(Some(("count(*)".into(), DataType::Int64)));
+        }
+        let column = match args.as_slice() {
+            [Expr::Identifier(c)] => c.value.clone(),
+            _ => {
+                return Err(self.error(
+                    e.span(),
+                    format!("{name} takes one column here (compute an expression in a view first)"),
+                ));
+            }
+        };
+        let input = schema.and_then(|s| {
+            s.field_with_name(&column)
+                .ok()
+                .map(|f| f.data_type().clone())
+        });
+        if let Some(schema) = schema
+            && input.is_none()
+        {
+            return Err(self.error(
+                e.span(),
+                format!(
+                    "unknown column `{column}` in `{e}` (columns: {})",
+                    field_names(schema)
+                ),
+            ));
+        }
+        let ty = match (function, input) {
+            ("count", _) => DataType::Int64,
+            ("mean", _) => DataType::Float64,
+            ("sum", Some(t)) if t.is_integer() => DataType::Int64,
+            ("sum", _) => DataType::Float64,
+            (_, Some(t)) => t,
+            (_, None) => DataType::Float64,
+        };
+        Ok(Some((format!("{function}({column})"), ty)))
+    }
+}
+
+/// The TOML table of a source: its connector, options, declared schema and event time.
+pub(crate) fn source_document(table: &Table) -> toml::Value {
+    let mut source = toml::Table::new();
+    source.insert("type".into(), table.connector.clone().into());
+    put_options(&mut source, table);
+    if !table.columns.is_empty() && matches!(table.connector.as_str(), "file" | "kafka") {
+        let mut schema = toml::Table::new();
+        for (column, ty, _) in &table.columns {
+            schema.insert(column.clone(), ty.clone().into());
+        }
+        source.insert("schema".into(), schema.into());
+    }
+    if let Some(w) = &table.watermark {
+        let mut event_time = toml::Table::new();
+        event_time.insert("column".into(), w.column.clone().into());
+        event_time.insert("max_out_of_orderness_ms".into(), w.delay_ms.into());
+        source.insert("event_time".into(), event_time.into());
+    }
+    source.into()
+}
+
+/// `WITH` options into a connector's table: `'properties.x'` and `'avro.x'` into nested tables.
+fn put_options(into: &mut toml::Table, table: &Table) {
+    for option in &table.options {
+        match option.key.split_once('.') {
+            Some((group @ ("properties" | "avro" | "event_time" | "tls" | "sasl"), rest)) => {
+                let nested = into
+                    .entry(group.to_owned())
+                    .or_insert_with(|| toml::Table::new().into());
+                if let Some(t) = nested.as_table_mut() {
+                    t.insert(rest.to_owned(), option.value.clone());
+                }
+            }
+            _ => {
+                into.insert(option.key.clone(), option.value.clone());
+            }
+        }
+    }
+}
+
+fn window_kind(name: &str) -> Option<&'static str> {
+    match name.to_ascii_uppercase().as_str() {
+        "TUMBLE" => Some("tumbling"),
+        "HOP" => Some("sliding"),
+        "SESSION" => Some("session"),
+        _ => None,
+    }
+}
+
+/// `TUMBLE_START(…)`, `HOP_END(…)`, … as the window operator's column.
+fn window_column(e: &Expr) -> Option<&'static str> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    match f.name.to_string().to_ascii_uppercase().as_str() {
+        "TUMBLE_START" | "HOP_START" | "SESSION_START" => Some("window_start"),
+        "TUMBLE_END" | "HOP_END" | "SESSION_END" => Some("window_end"),
+        _ => None,
+    }
+}
+
+fn call_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn has_aggregates(items: &[SelectItem]) -> bool {
+    items.iter().any(|item| {
+        let mut expr = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+            _ => return false,
+        };
+        let found = visit_expressions_mut(&mut expr, |e| {
+            if let Expr::Function(f) = e
+                && matches!(
+                    f.name.to_string().to_ascii_uppercase().as_str(),
+                    "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "FIRST_VALUE" | "LAST_VALUE"
+                )
+            {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+        found.is_break()
+    })
+}
+
+fn field_names(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A column name as a SQL identifier.
+fn quote(name: &str) -> String {
+    if !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}

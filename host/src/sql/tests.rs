@@ -1,0 +1,328 @@
+//! The SQL compiler: documents it produces and the mistakes it points at.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::{SqlError, compile};
+
+/// Columns of a declared schema, as the pipeline loader would give them.
+fn declared(source: &toml::Value) -> Option<SchemaRef> {
+    let schema = source.get("schema")?.as_table()?;
+    let fields: Vec<Field> = schema
+        .iter()
+        .map(|(name, ty)| {
+            let ty = match ty.as_str().unwrap() {
+                "int64" => DataType::Int64,
+                "float64" => DataType::Float64,
+                "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
+                _ => DataType::Utf8,
+            };
+            Field::new(name, ty, true)
+        })
+        .collect();
+    Some(Arc::new(Schema::new(fields)))
+}
+
+const TRANSACTIONS: &str = "CREATE TABLE transactions (
+    txn_id BIGINT, ts TIMESTAMP(3), card_id BIGINT, amount DOUBLE, country VARCHAR,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'file', 'path' = 'in.jsonl', 'infer_rows' = '10');
+CREATE TABLE out WITH ('connector' = 'file', 'path' = 'out.jsonl');
+";
+
+fn ok(sql: &str) -> toml::Table {
+    compile(&format!("{TRANSACTIONS}{sql}"), &declared).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(sql: &str) -> SqlError {
+    match compile(&format!("{TRANSACTIONS}{sql}"), &declared) {
+        Ok(doc) => panic!("compiled: {doc}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_filtered_projection_becomes_a_filter_and_a_project_agent() {
+    let doc = ok(
+        "INSERT INTO out SELECT txn_id, amount * 0.92 AS eur FROM transactions WHERE amount > 1000;",
+    );
+    let source = &doc["sources"]["transactions"];
+    assert_eq!(source["type"].as_str(), Some("file"));
+    assert_eq!(
+        source["infer_rows"].as_integer(),
+        Some(10),
+        "numbers written as text become numbers"
+    );
+    assert_eq!(source["path"].as_str(), Some("in.jsonl"));
+    assert_eq!(source["schema"]["amount"].as_str(), Some("float64"));
+    assert_eq!(source["event_time"]["column"].as_str(), Some("ts"));
+    assert_eq!(
+        source["event_time"]["max_out_of_orderness_ms"].as_integer(),
+        Some(5000)
+    );
+    assert_eq!(
+        doc["agents"]["out_where"]["module"].as_str(),
+        Some("builtin:filter")
+    );
+    assert_eq!(
+        doc["agents"]["out_where"]["config"]["where"].as_str(),
+        Some("amount > 1000")
+    );
+    assert_eq!(
+        doc["agents"]["out_select"]["config"]["select"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let edges: Vec<&str> = doc["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            "transactions -> out_where",
+            "out_where -> out_select",
+            "out_select -> out"
+        ]
+    );
+}
+
+#[test]
+fn a_windowed_aggregate_becomes_a_window_agent_and_reads_its_columns() {
+    let doc = ok("INSERT INTO out
+        SELECT card_id, TUMBLE_START(ts, INTERVAL '1' MINUTE) AS minute, COUNT(*) AS n, SUM(amount)
+        FROM transactions
+        GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE)
+        HAVING COUNT(*) > 2;");
+    let window = &doc["agents"]["out_window"];
+    assert_eq!(window["module"].as_str(), Some("builtin:window"));
+    assert_eq!(window["key"].as_str(), Some("card_id"));
+    let config = &window["config"];
+    assert_eq!(config["kind"].as_str(), Some("tumbling"));
+    assert_eq!(config["size_ms"].as_integer(), Some(60_000));
+    assert_eq!(config["time"].as_str(), Some("ts"));
+    let aggregates: Vec<&str> = config["aggregates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(aggregates, ["count(*) AS agg0_", "sum(amount) AS agg1_"]);
+    assert_eq!(
+        doc["agents"]["out_having"]["config"]["where"].as_str(),
+        Some("agg0_ > 2")
+    );
+    let select: Vec<&str> = doc["agents"]["out_select"]["config"]["select"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        select,
+        [
+            "card_id",
+            "window_start AS minute",
+            "agg0_ AS n",
+            "agg1_ AS \"SUM(amount)\""
+        ]
+    );
+}
+
+#[test]
+fn hop_and_session_windows_take_their_intervals_in_order() {
+    let doc = ok(
+        "INSERT INTO out SELECT COUNT(*) AS n FROM transactions GROUP BY HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE);",
+    );
+    let config = &doc["agents"]["out_window"]["config"];
+    assert_eq!(
+        (
+            config["slide_ms"].as_integer(),
+            config["size_ms"].as_integer()
+        ),
+        (Some(10_000), Some(60_000))
+    );
+    let doc = ok(
+        "INSERT INTO out SELECT card_id, MAX(amount) AS top FROM transactions GROUP BY SESSION(ts, INTERVAL '30' SECOND), card_id;",
+    );
+    assert_eq!(
+        doc["agents"]["out_window"]["config"]["gap_ms"].as_integer(),
+        Some(30_000)
+    );
+}
+
+#[test]
+fn a_view_is_planned_once_and_shared_by_the_queries_that_read_it() {
+    let doc = ok(
+        "CREATE VIEW big AS SELECT * FROM transactions WHERE amount > 1000;
+        CREATE TABLE out2 WITH ('connector' = 'stdout');
+        INSERT INTO out SELECT txn_id FROM big;
+        INSERT INTO out2 SELECT t.card_id FROM big AS t WHERE t.country <> 'FR';",
+    );
+    let edges: Vec<&str> = doc["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            "transactions -> big_where",
+            "big_where -> out_select",
+            "out_select -> out",
+            "big_where -> out2_where",
+            "out2_where -> out2_select",
+            "out2_select -> out2",
+        ]
+    );
+    assert_eq!(
+        doc["agents"]["out2_where"]["config"]["where"].as_str(),
+        Some("country <> 'FR'")
+    );
+}
+
+#[test]
+fn sink_columns_rename_the_query_columns_in_order() {
+    let doc = ok(
+        "CREATE TABLE named (id BIGINT, value DOUBLE) WITH ('connector' = 'stdout');
+        INSERT INTO named SELECT txn_id, amount FROM transactions;",
+    );
+    let select: Vec<&str> = doc["agents"]["named_columns"]["config"]["select"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(select, ["txn_id AS id", "amount AS value"]);
+    let e = err(
+        "CREATE TABLE named (id BIGINT) WITH ('connector' = 'stdout');
+        INSERT INTO named SELECT txn_id, amount FROM transactions;",
+    );
+    assert!(
+        e.message
+            .contains("table `named` takes 1 columns (id), the query gives 2 (txn_id, amount)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mistakes_are_reported_at_their_line_and_column_with_a_caret() {
+    let e = err("INSERT INTO out SELECT txn_id, amout FROM transactions;");
+    assert_eq!((e.line, e.column), (6, 32), "{e}");
+    assert!(e.message.contains("unknown column `amout`"), "{e}");
+    assert!(e.to_string().contains("6 | INSERT INTO out SELECT txn_id, amout FROM transactions;\n  |                                ^^^^^"), "{e}");
+
+    let e = err("INSERT INTO out SELECT * FROM transactons;");
+    assert!(
+        e.message
+            .contains("no table or view `transactons` (tables and views: transactions, out)"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), (6, 31));
+
+    let e = err("INSERT INTO nowhere SELECT * FROM transactions;");
+    assert!(
+        e.message.contains("no table `nowhere` to insert into"),
+        "{e}"
+    );
+
+    let e = err("INSERT INTO out SELECT * FROM transactions WHERE amount >> 3;");
+    assert_eq!(e.line, 6, "{e}");
+
+    let e = err("INSERT INTO out SELECT txn_id FROM transactions WHERE;");
+    assert_eq!(e.line, 6, "{e}");
+    assert!(e.message.starts_with("expected"), "{e}");
+
+    let e = err(
+        "INSERT INTO out SELECT card_id, amount, COUNT(*) FROM transactions GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE);",
+    );
+    assert!(
+        e.message.contains("unknown column `amount`")
+            && e.message.contains("grouped or inside an aggregate"),
+        "{e}"
+    );
+
+    let e = err("INSERT INTO out SELECT card_id, COUNT(*) FROM transactions GROUP BY card_id;");
+    assert!(e.message.contains("updating aggregate"), "{e}");
+
+    let e = err(
+        "INSERT INTO out SELECT COUNT(*) FROM transactions GROUP BY TUMBLE(txn_id, INTERVAL '1' MINUTE);",
+    );
+    assert!(
+        e.message
+            .contains("windows are on the event-time column, `ts`, not `txn_id`"),
+        "{e}"
+    );
+
+    let e = err(
+        "INSERT INTO out SELECT COUNT(*) FROM transactions GROUP BY TUMBLE(ts, INTERVAL '1' MONTH);",
+    );
+    assert!(e.message.contains("no fixed length"), "{e}");
+
+    let e = err("INSERT INTO out SELECT * FROM transactions ORDER BY ts;");
+    assert!(e.message.contains("unbounded stream"), "{e}");
+
+    let e = err("SELECT * FROM transactions;");
+    assert!(e.message.contains("nowhere to go"), "{e}");
+
+    let e = err("INSERT INTO out SELECT * FROM transactions JOIN out ON true;");
+    assert!(
+        e.message.contains("joins are not supported in SQL yet"),
+        "{e}"
+    );
+
+    let e = err("INSERT INTO transactions SELECT * FROM transactions;");
+    assert!(e.message.contains("cannot also be written"), "{e}");
+
+    let e = err("CREATE MATERIALIZED VIEW m AS SELECT * FROM transactions;");
+    assert!(e.message.contains("not supported yet"), "{e}");
+
+    let e = err("DROP TABLE out;");
+    assert!(
+        e.message
+            .contains("unsupported statement `DROP TABLE out …`"),
+        "{e}"
+    );
+
+    let e = compile("CREATE TABLE t (a BIGINT) WITH ('path' = 'x');", &declared).unwrap_err();
+    assert!(e.message.contains("table `t` has no connector"), "{e}");
+
+    let e = compile(
+        "CREATE TABLE t (a BIGINT, WATERMARK FOR b AS b) WITH ('connector' = 'file');",
+        &declared,
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .contains("the watermark's column `b` is not one of its columns"),
+        "{e}"
+    );
+
+    let e = compile(
+        "CREATE TABLE t (a BIGINT, WATERMARK FOR a AS a + 1) WITH ('connector' = 'file');",
+        &declared,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("WATERMARK FOR column AS column"), "{e}");
+}
+
+#[test]
+fn nothing_to_write_and_an_empty_file_are_refused() {
+    let e = compile("", &declared).unwrap_err();
+    assert!(e.message.contains("no INSERT INTO"), "{e}");
+    let e = compile(TRANSACTIONS, &declared).unwrap_err();
+    assert!(e.message.contains("no INSERT INTO"), "{e}");
+}
+
+#[test]
+fn a_file_of_too_many_statements_is_refused() {
+    let many = "CREATE VIEW v AS SELECT 1;".repeat(super::MAX_STATEMENTS + 1);
+    let e = compile(&many, &declared).unwrap_err();
+    assert!(e.message.contains("at most 1000"), "{e}");
+}

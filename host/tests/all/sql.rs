@@ -1,0 +1,247 @@
+//! SQL pipelines through the `sabot` binary: the same results as TOML pipelines and as
+//! references computed here, mistakes located by line and column, and `sabot explain`.
+
+use std::collections::BTreeMap;
+
+use crate::support::{Scratch, sabot, stderr, stdout};
+
+const TRADES: &str = "-- The golden `big-lit-trades` pipeline, in SQL.
+CREATE TABLE trades (trade_id BIGINT, symbol VARCHAR, qty BIGINT, price DOUBLE, venue VARCHAR)
+WITH ('connector' = 'file', 'path' = 'trades.csv');
+
+CREATE TABLE out WITH ('connector' = 'file', 'path' = 'out.jsonl');
+
+INSERT INTO out
+SELECT trade_id, symbol, qty * price AS notional
+FROM trades
+WHERE qty * price >= 10000 AND venue <> 'DARK';
+";
+
+fn with_trades() -> Scratch {
+    let s = Scratch::new();
+    let csv =
+        std::fs::read_to_string(sabot_test_artifacts::workspace().join("tests/data/trades.csv"))
+            .unwrap();
+    s.write("trades.csv", &csv);
+    s
+}
+
+#[test]
+fn a_sql_pipeline_writes_what_its_toml_twin_writes() {
+    let s = with_trades();
+    s.write("trades.sql", TRADES);
+    let out = sabot(&["run", "trades.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let golden = std::fs::read_to_string(
+        sabot_test_artifacts::workspace().join("tests/golden/big-lit-trades.jsonl"),
+    )
+    .unwrap();
+    assert_eq!(s.read("out.jsonl"), golden);
+}
+
+#[test]
+fn windowed_aggregates_in_sql_match_a_reference_computed_from_the_raw_rows() {
+    let s = Scratch::new();
+    s.write(
+        "gen.sql",
+        "CREATE TABLE transactions (WATERMARK FOR ts AS ts - INTERVAL '1' HOUR)
+         WITH ('connector' = 'generator', 'count' = '20000', 'seed' = '7');
+         CREATE TABLE raw WITH ('connector' = 'file', 'path' = 'raw.jsonl');
+         CREATE TABLE per_minute (country VARCHAR, minute DOUBLE, n BIGINT, total DOUBLE)
+         WITH ('connector' = 'file', 'path' = 'per_minute.jsonl');
+         CREATE VIEW priced AS SELECT ts, UPPER(country) AS country, amount FROM transactions WHERE amount > 10;
+         INSERT INTO raw SELECT country, amount, EXTRACT(EPOCH FROM ts) AS seconds FROM priced;
+         INSERT INTO per_minute
+         SELECT country, EXTRACT(EPOCH FROM TUMBLE_START(ts, INTERVAL '1' MINUTE)), COUNT(*), SUM(amount)
+         FROM priced
+         GROUP BY country, TUMBLE(ts, INTERVAL '1' MINUTE)
+         HAVING COUNT(*) > 400;",
+    );
+    let out = sabot(&["run", "gen.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let rows = |file: &str| -> Vec<serde_json::Value> {
+        s.read(file)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mut expected: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
+    for r in rows("raw.jsonl") {
+        let minute = (r["seconds"].as_f64().unwrap() / 60.0).floor() as i64 * 60;
+        let e = expected
+            .entry((r["country"].as_str().unwrap().to_owned(), minute))
+            .or_default();
+        e.0 += 1;
+        e.1 += r["amount"].as_f64().unwrap();
+    }
+    expected.retain(|_, (n, _)| *n > 400);
+    let got: BTreeMap<(String, i64), (i64, f64)> = rows("per_minute.jsonl")
+        .into_iter()
+        .map(|r| {
+            (
+                (
+                    r["country"].as_str().unwrap().to_owned(),
+                    r["minute"].as_f64().unwrap() as i64,
+                ),
+                (r["n"].as_i64().unwrap(), r["total"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    assert!(
+        expected.len() >= 5,
+        "the reference has several windows: {expected:?}"
+    );
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (k, (n, total)) in &expected {
+        let (gn, gtotal) = got[k];
+        assert_eq!(gn, *n, "{k:?}");
+        assert!(
+            (gtotal - total).abs() <= 1e-6 * total.abs(),
+            "{k:?}: {gtotal} vs {total}"
+        );
+    }
+}
+
+#[test]
+fn sql_mistakes_exit_2_naming_the_file_line_and_column_with_a_caret() {
+    let s = with_trades();
+    for (sql, expected, line, caret) in [
+        (
+            TRADES.replace("qty * price AS notional", "qty * prce AS notional"),
+            "unknown column `prce`",
+            "8 | SELECT trade_id, symbol, qty * prce AS notional",
+            "  |                          ^^^^^^^^^^^^^^^^^^^^^^",
+        ),
+        (
+            TRADES.replace("FROM trades", "FROM trade"),
+            "no table or view `trade` (tables and views: trades, out)",
+            "9 | FROM trade",
+            "  |      ^^^^^",
+        ),
+        (
+            TRADES.replace("WHERE qty", "WHERE UPPER(qty)"),
+            "argument 1 of UPPER must be text, got Int64",
+            "10 | WHERE UPPER(qty) * price >= 10000 AND venue <> 'DARK';",
+            "   |       ^",
+        ),
+        (
+            TRADES.replace(
+                "'connector' = 'file', 'path' = 'out.jsonl'",
+                "'path' = 'out.jsonl'",
+            ),
+            "table `out` has no connector",
+            "5 | CREATE TABLE out WITH ('path' = 'out.jsonl');",
+            "  |              ^^^",
+        ),
+    ] {
+        s.write("bad.sql", &sql);
+        for command in ["validate", "run", "explain"] {
+            let out = sabot(&[command, "bad.sql"], s.dir.path());
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+            assert!(
+                err.contains("bad.sql:") && err.contains(expected),
+                "{command}: {err}"
+            );
+            assert!(
+                err.contains(line) && err.contains(caret),
+                "{command}: {err}"
+            );
+        }
+        assert!(!s.path("out.jsonl").exists(), "nothing ran");
+    }
+}
+
+#[test]
+fn explain_prints_the_operator_graph_of_sql_and_toml_pipelines() {
+    let s = with_trades();
+    s.write("trades.sql", TRADES);
+    let out = sabot(&["explain", "trades.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "pipeline `trades`",
+        "trades      file  (trade_id Int64, symbol Utf8, qty Int64, price Float64, venue Utf8)",
+        "out_where   builtin:filter",
+        "qty * price >= 10000 AND venue <> 'DARK'",
+        "out_select  builtin:project",
+        "  trades -> out_where\n  out_where -> out_select\n  out_select -> out\n",
+    ] {
+        assert!(text.contains(expected), "`{expected}` in:\n{text}");
+    }
+    assert!(!s.path("out.jsonl").exists(), "explain runs nothing");
+
+    let out = sabot(&["explain", "--json", "trades.sql"], s.dir.path());
+    let graph: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        graph["agents"][0]["config"]["where"],
+        "qty * price >= 10000 AND venue <> 'DARK'"
+    );
+    assert_eq!(graph["edges"].as_array().unwrap().len(), 3);
+
+    // A TOML pipeline explains the same way.
+    s.write(
+        "p.toml",
+        "edges = [\"gen -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 1\nevent_time = { column = \"ts\", max_out_of_orderness_ms = 50 }\n[sinks.out]\ntype = \"blackhole\"\n",
+    );
+    let out = sabot(&["explain", "p.toml"], s.dir.path());
+    let text = stdout(&out);
+    assert!(
+        text.contains("event time `ts`, 50 ms out of order") && text.contains("gen -> out"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_server_takes_a_pipeline_in_sql_and_answers_a_mistake_with_its_line_and_column() {
+    let s = crate::serve::Server::start(&[]);
+    let sql =
+        "CREATE TABLE transactions WITH ('connector' = 'generator', 'count' = 5000, 'seed' = 3);
+CREATE TABLE kept WITH ('connector' = 'blackhole');
+INSERT INTO kept SELECT txn_id, UPPER(country) AS cc FROM transactions WHERE amount > 100;";
+
+    let (status, body) = s.post("/v1/pipelines", "application/sql", sql.as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("?name=NAME"),
+        "{body}"
+    );
+
+    let bad = sql.replace("UPPER(country)", "UPPER(amount)");
+    let (status, body) = s.post("/v1/pipelines?name=bad", "application/sql", bad.as_bytes());
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("bad.sql:3:33: type error in `UPPER(amount) AS cc`: argument 1 of UPPER must be text, got Float64"),
+        "{error}"
+    );
+    assert!(error.contains("3 | INSERT INTO kept"), "{error}");
+
+    let (status, body) = s.post(
+        "/v1/pipelines?name=from-sql&start=true",
+        "application/sql",
+        sql.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let p = s.wait_status("from-sql", "finished", std::time::Duration::from_secs(60));
+    let names: Vec<&str> = p["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["transactions", "kept_where", "kept_select", "kept"]);
+    assert!(
+        p["definition"]
+            .as_str()
+            .unwrap()
+            .starts_with("# Compiled from SQL:\n# CREATE TABLE transactions"),
+        "{p}"
+    );
+    let kept = p["nodes"][3]["rows_in"].as_u64().unwrap();
+    assert!(kept > 0 && kept < 5000, "the filter kept some rows: {kept}");
+}
