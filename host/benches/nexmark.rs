@@ -196,12 +196,19 @@ fn native(query: &str, events: usize) -> f64 {
     events as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Events/s of `examples/nexmark/QUERY.toml` (or `QUERY.sql`, e.g. `sql/q1.sql`).
 fn sabot(runtime: &Arc<WasmRuntime>, query: &str, events: u64) -> f64 {
     let workspace = sabot_test_artifacts::workspace();
-    let path = workspace.join(format!("examples/nexmark/{query}.toml"));
+    let file = if query.ends_with(".sql") {
+        query.to_owned()
+    } else {
+        format!("{query}.toml")
+    };
+    let path = workspace.join(format!("examples/nexmark/{file}"));
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("count = 10_000_000", &format!("count = {events}"));
+        .replace("count = 10_000_000", &format!("count = {events}"))
+        .replace("'count' = 10000000", &format!("'count' = {events}"));
     let agents: Vec<(String, ModuleSource)> = ["winners", "average", "hottest", "highest"]
         .iter()
         .filter(|a| text.contains(&format!("[agents.{a}]")))
@@ -256,6 +263,36 @@ fn main() {
             s / cores / 1e6,
             n / 1e6,
             s / n
+        );
+    }
+
+    // The queries written in SQL beside their hand-written pipelines, interleaved so that both
+    // see the same machine.
+    let sql = ["q0", "q1", "q2"];
+    for q in sql {
+        sabot(&runtime, &format!("sql/{q}.sql"), 10_000);
+    }
+    println!("\n## SQL against the hand-written pipeline (medians of 5, alternating)\n");
+    println!("| query | SQL events/s | TOML events/s | SQL ÷ TOML |");
+    println!("|---|---|---|---|");
+    for q in sql {
+        let (mut s, mut t) = (Vec::new(), Vec::new());
+        for round in 0..5 {
+            // Alternate which goes first, so neither gains from running second.
+            if round % 2 == 0 {
+                s.push(sabot(&runtime, &format!("sql/{q}.sql"), events));
+                t.push(sabot(&runtime, q, events));
+            } else {
+                t.push(sabot(&runtime, q, events));
+                s.push(sabot(&runtime, &format!("sql/{q}.sql"), events));
+            }
+        }
+        let (s, t) = (median(s), median(t));
+        println!(
+            "| {q} | {:.2} M | {:.2} M | {:.2}× |",
+            s / 1e6,
+            t / 1e6,
+            s / t
         );
     }
 }

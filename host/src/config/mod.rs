@@ -356,9 +356,9 @@ impl PipelineSpec {
 /// Compiles a SQL pipeline to its pipeline document, with the columns of sources known before
 /// they run, so that expressions are checked where they are written.
 fn sql_document(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
-    let schema_of = |source: &toml::Value| {
+    let schema_of = |source: &toml::Value, port: u32| {
         let spec: SourceSpec = source.clone().try_into().ok()?;
-        builtins::source_schema(&spec, 0)
+        builtins::source_schema(&spec, port)
     };
     crate::sql::compile(text, &schema_of).map_err(|error| ConfigError::Sql {
         file: file.to_owned(),

@@ -197,6 +197,10 @@ const TEXT_OPTIONS: &[&str] = &[
     "bootstrap",
     "key",
     "format",
+    "kind",
+    "name",
+    "dead_letter",
+    "state",
 ];
 
 pub(crate) fn table(
@@ -233,7 +237,7 @@ pub(crate) fn table(
         };
         let value_span = value.span();
         let key_name = key.value.to_ascii_lowercase();
-        let value = option_value(source, &key_name, value).map_err(|message| {
+        let value = option_value(&key_name, value).map_err(|message| {
             source.error(
                 value_span,
                 format!("table `{name}`, option '{key_name}': {message}"),
@@ -328,8 +332,7 @@ fn column(
 /// A `WITH` value as TOML: numbers and booleans as such, text as text — and text that spells a
 /// number or a boolean as that number or boolean (Flink writes every option as text), except for
 /// options that are always text.
-fn option_value(source: Source<'_>, key: &str, value: &Expr) -> Result<toml::Value, String> {
-    let _ = source;
+pub(crate) fn option_value(key: &str, value: &Expr) -> Result<toml::Value, String> {
     let literal = match value {
         Expr::Value(v) => &v.value,
         Expr::UnaryOp {

@@ -28,7 +28,7 @@ mod plan;
 mod tests;
 
 use arrow_schema::SchemaRef;
-use sqlparser::ast::{Spanned, Statement, TableObject};
+use sqlparser::ast::{Set, Spanned, Statement, TableObject};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Span, Tokenizer};
@@ -47,11 +47,11 @@ pub fn is_sql(file: &std::path::Path) -> bool {
 }
 
 /// Compiles SQL `text` to a pipeline document (`[sources]`, `[agents]`, `[sinks]`, `edges`).
-/// `schema_of` gives the columns of a source table when they are known before it runs, so
+/// `schema_of` gives the columns of output port N of a source when they are known before it runs, so
 /// expressions are checked where they are written.
 pub fn compile(
     text: &str,
-    schema_of: &dyn Fn(&toml::Value) -> Option<SchemaRef>,
+    schema_of: &dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
 ) -> Result<toml::Table, SqlError> {
     let source = Source { text };
     let dialect = GenericDialect {};
@@ -75,6 +75,7 @@ pub fn compile(
 
     let mut planner = plan::Planner::new(source, schema_of);
     let mut inserts = Vec::new();
+    let mut settings = toml::Table::new();
     for (i, statement) in statements.iter().enumerate() {
         match statement {
             Statement::CreateTable(create) => {
@@ -116,6 +117,9 @@ pub fn compile(
                     .insert(name, ((*view.query).clone(), view.name.span()));
             }
             Statement::Insert(insert) => inserts.push(insert),
+            Statement::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) => set(source, &mut settings, variable, values)?,
             Statement::Query(query) => {
                 return Err(source.error(
                     query.span(),
@@ -182,5 +186,64 @@ pub fn compile(
         document.insert("agents".into(), planner.agents.into());
     }
     document.insert("sinks".into(), planner.sinks.into());
+    if !settings.is_empty() {
+        document.insert("pipeline".into(), settings.into());
+    }
     Ok(document)
+}
+
+/// The settings `SET` may change: those of the pipeline file's `[pipeline]` table.
+const SETTINGS: &[&str] = &[
+    "name",
+    "batch_size",
+    "channel_capacity",
+    "dead_letter",
+    "dead_letter_mb",
+    "file_sink_mb",
+    "state",
+    "state_cache_mb",
+    "limits",
+    "checkpoint",
+];
+
+/// `SET batch_size = 8192`, `SET checkpoint.interval_ms = 1000`: a `[pipeline]` setting.
+fn set(
+    source: Source<'_>,
+    settings: &mut toml::Table,
+    variable: &sqlparser::ast::ObjectName,
+    values: &[sqlparser::ast::Expr],
+) -> Result<(), SqlError> {
+    let span = variable.span();
+    let path: Vec<String> = variable
+        .0
+        .iter()
+        .flat_map(|p| p.as_ident().map(|i| i.value.clone()))
+        .flat_map(|p| p.split('.').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let Some(first) = path.first().filter(|f| SETTINGS.contains(&f.as_str())) else {
+        return Err(source.error(
+            span,
+            format!(
+                "unknown setting `{variable}` (expected one of: {})",
+                SETTINGS.join(", ")
+            ),
+        ));
+    };
+    let [value] = values else {
+        return Err(source.error(span, format!("SET {variable} takes one value")));
+    };
+    let value = ddl::option_value(first, value)
+        .map_err(|message| source.error(value.span(), format!("SET {variable}: {message}")))?;
+    let mut table = settings;
+    for part in &path[..path.len() - 1] {
+        table = table
+            .entry(part.clone())
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .ok_or_else(|| {
+                source.error(span, format!("`{part}` is set to a value, not a table"))
+            })?;
+    }
+    table.insert(path[path.len() - 1].clone(), value);
+    Ok(())
 }

@@ -22,7 +22,7 @@ use super::ddl::{Table, interval_ms};
 use super::error::{Source, SqlError};
 
 /// Connectors that can be read.
-const SOURCES: &[&str] = &["file", "generator", "kafka"];
+const SOURCES: &[&str] = &["file", "generator", "kafka", "nexmark"];
 /// Connectors that can be written.
 const SINKS: &[&str] = &["file", "stdout", "blackhole", "kafka"];
 
@@ -37,10 +37,12 @@ struct Stream {
 
 pub(crate) struct Planner<'a> {
     pub(crate) source: Source<'a>,
-    pub(crate) schema_of: &'a dyn Fn(&toml::Value) -> Option<SchemaRef>,
+    pub(crate) schema_of: &'a dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
     pub(crate) tables: IndexMap<String, Table>,
     pub(crate) views: IndexMap<String, (Query, Span)>,
     planned_views: HashMap<String, Stream>,
+    /// The tables read so far, as the streams they are.
+    read_tables: HashMap<String, Stream>,
     /// Views being planned, to refuse a view that reads itself.
     planning: Vec<String>,
     pub(crate) sources: toml::Table,
@@ -53,7 +55,7 @@ pub(crate) struct Planner<'a> {
 impl<'a> Planner<'a> {
     pub(crate) fn new(
         source: Source<'a>,
-        schema_of: &'a dyn Fn(&toml::Value) -> Option<SchemaRef>,
+        schema_of: &'a dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
     ) -> Self {
         Planner {
             source,
@@ -61,6 +63,7 @@ impl<'a> Planner<'a> {
             tables: IndexMap::new(),
             views: IndexMap::new(),
             planned_views: HashMap::new(),
+            read_tables: HashMap::new(),
             planning: Vec::new(),
             sources: toml::Table::new(),
             agents: toml::Table::new(),
@@ -124,7 +127,7 @@ impl<'a> Planner<'a> {
             ));
         }
         let stream = self.query(query, target)?;
-        if self.sources.contains_key(target) {
+        if self.read_tables.contains_key(target) {
             return Err(self.error(
                 target_span,
                 format!("table `{target}` is read by this pipeline, so it cannot also be written"),
@@ -299,8 +302,32 @@ impl<'a> Planner<'a> {
                 ),
             ));
         }
-        let document = source_document(&table);
-        let schema = (self.schema_of)(&document);
+        if let Some(stream) = self.read_tables.get(name) {
+            return Ok(stream.clone());
+        }
+        let mut document = source_document(&table);
+        // Nexmark's people, auctions and bids are the ports of one generator, so that tables of
+        // one event sequence (same options) share it.
+        let port = if table.connector == "nexmark" {
+            let kind = document
+                .as_table_mut()
+                .and_then(|t| t.remove("kind"))
+                .and_then(|k| k.as_str().map(str::to_ascii_lowercase));
+            match kind.as_deref() {
+                Some("person") => 0,
+                Some("auction") => 1,
+                Some("bid") => 2,
+                _ => {
+                    return Err(self.error(
+                        table.span,
+                        format!("table `{name}`: a nexmark table needs 'kind' = 'person' | 'auction' | 'bid'"),
+                    ));
+                }
+            }
+        } else {
+            0
+        };
+        let schema = (self.schema_of)(&document, port);
         if let Some(schema) = &schema {
             for (column, _, span) in &table.columns {
                 if schema.field_with_name(column).is_err() {
@@ -327,15 +354,33 @@ impl<'a> Planner<'a> {
                 ));
             }
         }
-        if !self.sources.contains_key(name) {
+        let node = if table.connector == "nexmark" {
+            let shared = self
+                .sources
+                .iter()
+                .find(|(_, d)| **d == document)
+                .map(|(n, _)| n.clone());
+            let source = match shared {
+                Some(source) => source,
+                None => {
+                    let source = self.fresh("nexmark");
+                    self.sources.insert(source.clone(), document);
+                    source
+                }
+            };
+            format!("{source}:{port}")
+        } else {
             self.sources.insert(name.to_owned(), document);
             self.names.insert(name.to_owned());
-        }
-        Ok(Stream {
-            node: name.to_owned(),
+            name.to_owned()
+        };
+        let stream = Stream {
+            node,
             schema,
             time: table.watermark.as_ref().map(|w| w.column.clone()),
-        })
+        };
+        self.read_tables.insert(name.to_owned(), stream.clone());
+        Ok(stream)
     }
 
     fn select(&mut self, select: &Select, hint: &str) -> Result<Stream, SqlError> {

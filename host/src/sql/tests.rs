@@ -7,7 +7,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use super::{SqlError, compile};
 
 /// Columns of a declared schema, as the pipeline loader would give them.
-fn declared(source: &toml::Value) -> Option<SchemaRef> {
+fn declared(source: &toml::Value, _port: u32) -> Option<SchemaRef> {
     let schema = source.get("schema")?.as_table()?;
     let fields: Vec<Field> = schema
         .iter()
@@ -325,4 +325,59 @@ fn a_file_of_too_many_statements_is_refused() {
     let many = "CREATE VIEW v AS SELECT 1;".repeat(super::MAX_STATEMENTS + 1);
     let e = compile(&many, &declared).unwrap_err();
     assert!(e.message.contains("at most 1000"), "{e}");
+}
+
+#[test]
+fn nexmark_tables_of_one_sequence_share_one_generator_on_their_ports() {
+    let doc = compile(
+        "CREATE TABLE bid WITH ('connector' = 'nexmark', 'kind' = 'bid', 'count' = 1000);
+         CREATE TABLE auction WITH ('connector' = 'nexmark', 'kind' = 'auction', 'count' = 1000);
+         CREATE TABLE a WITH ('connector' = 'blackhole');
+         CREATE TABLE b WITH ('connector' = 'blackhole');
+         INSERT INTO a SELECT * FROM bid;
+         INSERT INTO b SELECT * FROM auction;",
+        &declared,
+    )
+    .unwrap();
+    let sources = doc["sources"].as_table().unwrap();
+    assert_eq!(sources.len(), 1, "{doc}");
+    assert_eq!(sources["nexmark"]["type"].as_str(), Some("nexmark"));
+    assert!(sources["nexmark"].get("kind").is_none());
+    let edges: Vec<&str> = doc["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(edges, ["nexmark:2 -> a", "nexmark:1 -> b"]);
+
+    let e = compile(
+        "CREATE TABLE bid WITH ('connector' = 'nexmark');
+         CREATE TABLE a WITH ('connector' = 'blackhole');
+         INSERT INTO a SELECT * FROM bid;",
+        &declared,
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("'kind' = 'person' | 'auction' | 'bid'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn set_changes_pipeline_settings_and_refuses_unknown_ones() {
+    let doc = ok(
+        "SET batch_size = 1024; SET checkpoint.interval_ms = '500'; SET name = '42';
+        INSERT INTO out SELECT * FROM transactions;",
+    );
+    let settings = &doc["pipeline"];
+    assert_eq!(settings["batch_size"].as_integer(), Some(1024));
+    assert_eq!(
+        settings["checkpoint"]["interval_ms"].as_integer(),
+        Some(500)
+    );
+    assert_eq!(settings["name"].as_str(), Some("42"), "a name stays text");
+    let e = err("SET batch_sise = 10; INSERT INTO out SELECT * FROM transactions;");
+    assert!(e.message.contains("unknown setting `batch_sise`"), "{e}");
+    assert_eq!(e.line, 6);
 }

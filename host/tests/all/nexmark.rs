@@ -23,12 +23,23 @@ fn events() -> Vec<Event> {
     EventGenerator::new(config).take(EVENTS as usize).collect()
 }
 
-/// Runs `examples/nexmark/QUERY.toml` on `EVENTS` events, its sink writing JSON Lines.
+/// Runs `examples/nexmark/QUERY.toml` (or `QUERY.sql`, e.g. `sql/q1.sql`) on `EVENTS` events,
+/// its sink writing JSON Lines.
 fn run(query: &str) -> Vec<serde_json::Value> {
-    let path = sabot_test_artifacts::workspace().join(format!("examples/nexmark/{query}.toml"));
+    let file = if query.ends_with(".sql") {
+        query.to_owned()
+    } else {
+        format!("{query}.toml")
+    };
+    let path = sabot_test_artifacts::workspace().join(format!("examples/nexmark/{file}"));
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("count = 10_000_000", &format!("count = {EVENTS}"));
+        .replace("count = 10_000_000", &format!("count = {EVENTS}"))
+        .replace("'count' = 10000000", &format!("'count' = {EVENTS}"));
+    assert!(
+        text.contains(&EVENTS.to_string()),
+        "{file} runs {EVENTS} events"
+    );
     let modules = [(
         "".to_owned(),
         sabot_host::wasm::ModuleSource::Path(sabot_test_artifacts::NEXMARK_QUERIES.into()),
@@ -69,16 +80,17 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 #[test]
-fn q0_passes_every_bid_through() {
+fn q0_passes_every_bid_through_in_toml_and_in_sql() {
     let bids = events()
         .iter()
         .filter(|e| matches!(e, Event::Bid(_)))
         .count();
     assert_eq!(run("q0").len(), bids);
+    assert_eq!(run("sql/q0.sql").len(), bids, "the SQL version");
 }
 
 #[test]
-fn q1_converts_every_price_to_euros() {
+fn q1_converts_every_price_to_euros_in_toml_and_in_sql() {
     let expected = sorted(
         events()
             .iter()
@@ -93,24 +105,26 @@ fn q1_converts_every_price_to_euros() {
             })
             .collect(),
     );
-    let got = sorted(
-        run("q1")
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {:.3}",
-                    r["auction"],
-                    r["bidder"],
-                    r["price"].as_f64().unwrap()
-                )
-            })
-            .collect(),
-    );
-    assert_same_lines(&got, &expected, "q1");
+    for query in ["q1", "sql/q1.sql"] {
+        let got = sorted(
+            run(query)
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {:.3}",
+                        r["auction"],
+                        r["bidder"],
+                        r["price"].as_f64().unwrap()
+                    )
+                })
+                .collect(),
+        );
+        assert_same_lines(&got, &expected, query);
+    }
 }
 
 #[test]
-fn q2_selects_the_bids_of_every_123rd_auction() {
+fn q2_selects_the_bids_of_every_123rd_auction_in_toml_and_in_sql() {
     let expected = sorted(
         events()
             .iter()
@@ -121,13 +135,15 @@ fn q2_selects_the_bids_of_every_123rd_auction() {
             .collect(),
     );
     assert!(!expected.is_empty());
-    let got = sorted(
-        run("q2")
-            .iter()
-            .map(|r| format!("{} {}", r["auction"], r["price"]))
-            .collect(),
-    );
-    assert_same_lines(&got, &expected, "q2");
+    for query in ["q2", "sql/q2.sql"] {
+        let got = sorted(
+            run(query)
+                .iter()
+                .map(|r| format!("{} {}", r["auction"], r["price"]))
+                .collect(),
+        );
+        assert_same_lines(&got, &expected, query);
+    }
 }
 
 #[test]
