@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use sabot_expr::{Predicate, Projection};
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, Select,
-    SelectItem, SetExpr, Spanned, TableFactor, visit_expressions_mut,
+    SelectItem, SetExpr, SetOperator, SetQuantifier, Spanned, TableFactor, visit_expressions_mut,
 };
 use sqlparser::tokenizer::Span;
 
@@ -26,10 +26,11 @@ const SOURCES: &[&str] = &["file", "generator", "kafka", "nexmark"];
 /// Connectors that can be written.
 const SINKS: &[&str] = &["file", "stdout", "blackhole", "kafka"];
 
-/// What a query produces: the node that emits it and what is known of its rows.
+/// What a query produces: the nodes that emit it (several after `UNION ALL`) and what is known
+/// of its rows.
 #[derive(Debug, Clone)]
 struct Stream {
-    node: String,
+    nodes: Vec<String>,
     schema: Option<SchemaRef>,
     /// The event-time column, when the rows carry watermarks.
     time: Option<String>,
@@ -180,7 +181,9 @@ impl<'a> Planner<'a> {
             self.sinks.insert(target.to_owned(), sink.into());
             self.names.insert(target.to_owned());
         }
-        self.edges.push(format!("{} -> {target}", stream.node));
+        for node in &stream.nodes {
+            self.edges.push(format!("{node} -> {target}"));
+        }
         Ok(())
     }
 
@@ -212,13 +215,55 @@ impl<'a> Planner<'a> {
                 "ORDER BY, LIMIT and FETCH do not apply to an unbounded stream: remove them",
             ));
         }
-        match query.body.as_ref() {
+        self.set_expr(&query.body, hint)
+    }
+
+    fn set_expr(&mut self, body: &SetExpr, hint: &str) -> Result<Stream, SqlError> {
+        match body {
             SetExpr::Select(select) => self.select(select, hint),
             SetExpr::Query(inner) => self.query(inner, hint),
+            SetExpr::SetOperation {
+                op: SetOperator::Union,
+                set_quantifier: SetQuantifier::All,
+                left,
+                right,
+            } => {
+                let l = self.set_expr(left, hint)?;
+                let r = self.set_expr(right, hint)?;
+                if let (Some(ls), Some(rs)) = (&l.schema, &r.schema) {
+                    let shape = |s: &SchemaRef| -> Vec<(String, DataType)> {
+                        s.fields()
+                            .iter()
+                            .map(|f| (f.name().clone(), f.data_type().clone()))
+                            .collect()
+                    };
+                    if shape(ls) != shape(rs) {
+                        return Err(self.error(
+                            right.span(),
+                            format!(
+                                "the sides of UNION ALL differ: ({}) and ({}); give both the same columns, in the same order, of the same types",
+                                typed_names(ls),
+                                typed_names(rs)
+                            ),
+                        ));
+                    }
+                }
+                let mut nodes = l.nodes;
+                nodes.extend(r.nodes);
+                Ok(Stream {
+                    nodes,
+                    schema: l.schema.or(r.schema),
+                    time: l.time.filter(|t| r.time.as_ref() == Some(t)),
+                })
+            }
+            SetExpr::SetOperation { op, .. } => Err(self.error(
+                body.span(),
+                format!("{op} without ALL is an updating query and is not supported: use UNION ALL"),
+            )),
             other => Err(self.error(
                 other.span(),
                 format!(
-                    "unsupported query `{}`: a pipeline query is one SELECT (UNION and VALUES are not supported yet)",
+                    "unsupported query `{}`: a pipeline query is a SELECT or a UNION ALL of them (VALUES is not supported)",
                     shorten(&other.to_string())
                 ),
             )),
@@ -375,7 +420,7 @@ impl<'a> Planner<'a> {
             name.to_owned()
         };
         let stream = Stream {
-            node,
+            nodes: vec![node],
             schema,
             time: table.watermark.as_ref().map(|w| w.column.clone()),
         };
@@ -421,7 +466,7 @@ impl<'a> Planner<'a> {
             let mut config = toml::Table::new();
             config.insert("where".into(), condition.to_string().into());
             self.agent(&agent, "builtin:filter", config, None, &stream);
-            stream.node = agent;
+            stream.nodes = vec![agent];
         }
 
         let aggregated = has_aggregates(&select.projection)
@@ -449,7 +494,7 @@ impl<'a> Planner<'a> {
             let mut config = toml::Table::new();
             config.insert("where".into(), condition.to_string().into());
             self.agent(&agent, "builtin:filter", config, None, &stream);
-            stream.node = agent;
+            stream.nodes = vec![agent];
         }
 
         if let [SelectItem::Wildcard(_)] = items.as_slice() {
@@ -502,7 +547,7 @@ impl<'a> Planner<'a> {
             .clone()
             .filter(|t| schema.as_ref().is_none_or(|s| s.field_with_name(t).is_ok()));
         Ok(Stream {
-            node: agent.to_owned(),
+            nodes: vec![agent.to_owned()],
             schema,
             time,
         })
@@ -523,7 +568,9 @@ impl<'a> Planner<'a> {
         }
         agent.insert("config".into(), config.into());
         self.agents.insert(name.to_owned(), agent.into());
-        self.edges.push(format!("{} -> {name}", input.node));
+        for node in &input.nodes {
+            self.edges.push(format!("{node} -> {name}"));
+        }
     }
 
     fn check_predicate(
@@ -766,7 +813,7 @@ impl<'a> Planner<'a> {
             Arc::new(Schema::new(fields))
         });
         Ok(Stream {
-            node: agent,
+            nodes: vec![agent],
             schema,
             time: None,
         })
@@ -1002,6 +1049,15 @@ fn has_aggregates(items: &[SelectItem]) -> bool {
         });
         found.is_break()
     })
+}
+
+fn typed_names(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn field_names(schema: &SchemaRef) -> String {

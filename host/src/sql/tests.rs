@@ -381,3 +381,42 @@ fn set_changes_pipeline_settings_and_refuses_unknown_ones() {
     assert!(e.message.contains("unknown setting `batch_sise`"), "{e}");
     assert_eq!(e.line, 6);
 }
+
+#[test]
+fn union_all_feeds_both_sides_into_what_reads_it_and_refuses_mismatched_sides() {
+    let doc = ok(
+        "CREATE VIEW big AS SELECT txn_id, amount FROM transactions WHERE amount > 1000
+          UNION ALL SELECT txn_id, amount FROM transactions WHERE country = 'KP';
+        INSERT INTO out SELECT txn_id FROM big;",
+    );
+    let edges: Vec<&str> = doc["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            "transactions -> big_where",
+            "big_where -> big_select",
+            "transactions -> big_where_2",
+            "big_where_2 -> big_select_2",
+            "big_select -> out_select",
+            "big_select_2 -> out_select",
+            "out_select -> out",
+        ]
+    );
+    let e = err(
+        "INSERT INTO out SELECT txn_id FROM transactions UNION ALL SELECT amount FROM transactions;",
+    );
+    assert!(
+        e.message
+            .contains("the sides of UNION ALL differ: (txn_id Int64) and (amount Float64)"),
+        "{e}"
+    );
+    let e = err(
+        "INSERT INTO out SELECT txn_id FROM transactions UNION SELECT txn_id FROM transactions;",
+    );
+    assert!(e.message.contains("use UNION ALL"), "{e}");
+}

@@ -37,6 +37,33 @@ fn a_sql_pipeline_writes_what_its_toml_twin_writes() {
     )
     .unwrap();
     assert_eq!(s.read("out.jsonl"), golden);
+
+    // UNION ALL: two filters that split the trades give every trade once.
+    s.write(
+        "union.sql",
+        &format!(
+            "{}INSERT INTO out SELECT trade_id FROM trades WHERE venue = 'DARK'
+             UNION ALL SELECT trade_id FROM trades WHERE venue <> 'DARK';",
+            TRADES
+                .split("INSERT INTO")
+                .next()
+                .unwrap()
+                .replace("out.jsonl", "union.jsonl")
+        ),
+    );
+    let out = sabot(&["run", "union.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut ids: Vec<i64> = s
+        .read("union.jsonl")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["trade_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=12).collect::<Vec<_>>());
 }
 
 #[test]
