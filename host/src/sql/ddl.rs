@@ -80,6 +80,74 @@ pub(crate) fn take_watermarks(
     Ok(found)
 }
 
+/// `FOR SYSTEM_TIME AS OF column` after a table in `FROM` (a temporal join's right side): found
+/// by the start of the table's name, with the column.
+pub(crate) struct Version {
+    pub(crate) table_at: sqlparser::tokenizer::Location,
+    pub(crate) column: Expr,
+    pub(crate) span: Span,
+}
+
+/// Removes every `FOR SYSTEM_TIME AS OF column` from `tokens` and returns them.
+pub(crate) fn take_versions(
+    source: Source<'_>,
+    tokens: &mut Vec<TokenWithSpan>,
+) -> Result<Vec<Version>, SqlError> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let is = |at: Option<usize>, keyword: &str| {
+            at.and_then(|a| tokens.get(a))
+                .is_some_and(|t| matches!(&t.token, Token::Word(w) if is_word(w, keyword)))
+        };
+        if !is(Some(i), "FOR") {
+            i += 1;
+            continue;
+        }
+        let system_time = next_significant(tokens, i);
+        let as_ = system_time.and_then(|a| next_significant(tokens, a));
+        let of = as_.and_then(|a| next_significant(tokens, a));
+        if !(is(system_time, "SYSTEM_TIME") && is(as_, "AS") && is(of, "OF")) {
+            i += 1;
+            continue;
+        }
+        let usage = "expected FOR SYSTEM_TIME AS OF column (the event-time column of the left side, e.g. t.ts)";
+        let table_at = previous_significant(tokens, i)
+            .map(|p| tokens[p].span.start)
+            .ok_or_else(|| source.error(tokens[i].span, usage))?;
+        // The column: `name` or `alias.name`.
+        let mut end = next_significant(tokens, of.expect("matched"))
+            .ok_or_else(|| source.error(tokens[i].span, usage))?;
+        if !matches!(tokens[end].token, Token::Word(_)) {
+            return Err(source.error(tokens[end].span, usage));
+        }
+        while let Some(dot) = next_significant(tokens, end)
+            && tokens[dot].token == Token::Period
+            && let Some(part) = next_significant(tokens, dot)
+            && matches!(tokens[part].token, Token::Word(_))
+        {
+            end = part;
+        }
+        let span = tokens[i].span.union(&tokens[end].span);
+        let column_tokens: Vec<TokenWithSpan> = tokens[of.expect("matched") + 1..=end].to_vec();
+        let column = Parser::new(&GenericDialect {})
+            .with_tokens_with_locations(column_tokens)
+            .parse_expr()
+            .map_err(|e| source.error(span, format!("{e}; {usage}")))?;
+        tokens.drain(i..=end);
+        found.push(Version {
+            table_at,
+            column,
+            span,
+        });
+    }
+    Ok(found)
+}
+
+fn next_significant(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
+    (i + 1..tokens.len()).find(|p| !matches!(tokens[*p].token, Token::Whitespace(_)))
+}
+
 fn is_word(w: &Word, keyword: &str) -> bool {
     w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword)
 }

@@ -19,10 +19,12 @@
 //!
 //! - [`ddl`]: `CREATE TABLE` (connector options, columns, `WATERMARK FOR`).
 //! - [`plan`]: queries to chains of built-in agents (`filter`, `window`, `project`).
+//! - [`join`]: temporal and interval joins (`join`).
 //! - [`error`]: errors with line, column and a caret under the mistake.
 
 mod ddl;
 pub mod error;
+mod join;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -59,6 +61,7 @@ pub fn compile(
         .tokenize_with_location()
         .map_err(|e| source.parse_error(&e.to_string()))?;
     let mut watermarks = ddl::take_watermarks(source, &mut tokens)?;
+    let versions = ddl::take_versions(source, &mut tokens)?;
     let statements = Parser::new(&dialect)
         .with_tokens_with_locations(tokens)
         .parse_statements()
@@ -74,6 +77,7 @@ pub fn compile(
     }
 
     let mut planner = plan::Planner::new(source, schema_of);
+    planner.versions = versions;
     let mut inserts = Vec::new();
     let mut settings = toml::Table::new();
     for (i, statement) in statements.iter().enumerate() {
@@ -176,6 +180,12 @@ pub fn compile(
         planner.insert(&target, name.span(), &columns, query)?;
     }
 
+    if let Some(v) = planner.versions.first() {
+        return Err(source.error(
+            v.span,
+            "FOR SYSTEM_TIME AS OF belongs after the right table of a JOIN",
+        ));
+    }
     let mut document = toml::Table::new();
     document.insert(
         "edges".into(),

@@ -29,11 +29,19 @@ const SINKS: &[&str] = &["file", "stdout", "blackhole", "kafka"];
 /// What a query produces: the nodes that emit it (several after `UNION ALL`) and what is known
 /// of its rows.
 #[derive(Debug, Clone)]
-struct Stream {
-    nodes: Vec<String>,
-    schema: Option<SchemaRef>,
+pub(super) struct Stream {
+    pub(super) nodes: Vec<String>,
+    pub(super) schema: Option<SchemaRef>,
     /// The event-time column, when the rows carry watermarks.
-    time: Option<String>,
+    pub(super) time: Option<String>,
+}
+
+/// A relation of `FROM` as expressions see it: the names that qualify its columns, and what
+/// its columns are called downstream (after a join, a right column may be `right_NAME`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Side {
+    pub(super) qualifiers: Vec<String>,
+    pub(super) renames: HashMap<String, String>,
 }
 
 pub(crate) struct Planner<'a> {
@@ -44,6 +52,8 @@ pub(crate) struct Planner<'a> {
     planned_views: HashMap<String, Stream>,
     /// The tables read so far, as the streams they are.
     read_tables: HashMap<String, Stream>,
+    /// `FOR SYSTEM_TIME AS OF` clauses, by the start of the table name they follow.
+    pub(crate) versions: Vec<super::ddl::Version>,
     /// Views being planned, to refuse a view that reads itself.
     planning: Vec<String>,
     pub(crate) sources: toml::Table,
@@ -66,6 +76,7 @@ impl<'a> Planner<'a> {
             planned_views: HashMap::new(),
             read_tables: HashMap::new(),
             planning: Vec::new(),
+            versions: Vec::new(),
             sources: toml::Table::new(),
             agents: toml::Table::new(),
             sinks: toml::Table::new(),
@@ -74,12 +85,12 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn error(&self, span: Span, message: impl Into<String>) -> SqlError {
+    pub(super) fn error(&self, span: Span, message: impl Into<String>) -> SqlError {
         self.source.error(span, message)
     }
 
     /// A node name not used yet, from `base`.
-    fn fresh(&mut self, base: &str) -> String {
+    pub(super) fn fresh(&mut self, base: &str) -> String {
         let base: String = base
             .chars()
             .map(|c| {
@@ -271,11 +282,11 @@ impl<'a> Planner<'a> {
     }
 
     /// The stream a `FROM` item names: a source table (added once), a view, or a sub-query.
-    fn relation(
+    pub(super) fn relation(
         &mut self,
         factor: &TableFactor,
         hint: &str,
-    ) -> Result<(Stream, Vec<String>), SqlError> {
+    ) -> Result<(Stream, Side), SqlError> {
         match factor {
             TableFactor::Table {
                 name,
@@ -288,13 +299,21 @@ impl<'a> Planner<'a> {
                 let table = super::ddl::object_name(self.source, name)?;
                 let mut qualifiers = vec![table.clone()];
                 qualifiers.extend(alias.as_ref().map(|a| a.name.value.clone()));
-                Ok((self.read(&table, name.span())?, qualifiers))
+                let side = Side {
+                    qualifiers,
+                    renames: HashMap::new(),
+                };
+                Ok((self.read(&table, name.span())?, side))
             }
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
                 let stream = self.query(subquery, hint)?;
-                Ok((stream, alias.iter().map(|a| a.name.value.clone()).collect()))
+                let side = Side {
+                    qualifiers: alias.iter().map(|a| a.name.value.clone()).collect(),
+                    renames: HashMap::new(),
+                };
+                Ok((stream, side))
             }
             other => Err(self.error(
                 other.span(),
@@ -441,14 +460,8 @@ impl<'a> Planner<'a> {
             return Err(self.error(span, "QUALIFY, WINDOW and SORT BY are not supported"));
         }
         let from = match select.from.as_slice() {
-            [one] if one.joins.is_empty() => one,
+            [one] => one,
             [] => return Err(self.error(span, "a SELECT needs FROM: name a table or a view")),
-            [one] => {
-                return Err(self.error(
-                    one.joins[0].relation.span(),
-                    "joins are not supported in SQL yet: use `builtin:join` in a TOML pipeline",
-                ));
-            }
             [_, second, ..] => {
                 return Err(self.error(
                     second.span(),
@@ -456,7 +469,11 @@ impl<'a> Planner<'a> {
                 ));
             }
         };
-        let (mut stream, qualifiers) = self.relation(&from.relation, hint)?;
+        let (mut stream, side) = self.relation(&from.relation, hint)?;
+        let mut qualifiers = vec![side];
+        for join in &from.joins {
+            stream = self.join(stream, &mut qualifiers, join, hint)?;
+        }
 
         if let Some(selection) = &select.selection {
             let mut condition = selection.clone();
@@ -553,7 +570,7 @@ impl<'a> Planner<'a> {
         })
     }
 
-    fn agent(
+    pub(super) fn agent(
         &mut self,
         name: &str,
         module: &str,
@@ -613,29 +630,42 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Strips a table qualifier (`t.amount` → `amount`) that names the relation read.
-    fn unqualify(&self, expr: &mut Expr, qualifiers: &[String]) -> Result<(), SqlError> {
+    /// Resolves `t.amount` to the column it is downstream (`amount`, or `right_amount` for a
+    /// right side's column renamed by a join).
+    pub(super) fn unqualify(&self, expr: &mut Expr, scope: &[Side]) -> Result<(), SqlError> {
         let result = visit_expressions_mut(expr, |e| {
             if let Expr::CompoundIdentifier(parts) = e
                 && parts.len() == 2
             {
-                if qualifiers
-                    .iter()
-                    .any(|q| q.eq_ignore_ascii_case(&parts[0].value))
-                {
-                    let column = parts[1].clone();
-                    *e = Expr::Identifier(column);
-                } else {
-                    return ControlFlow::Break(self.error(
-                        parts[0].span,
-                        format!(
-                            "unknown table `{}` in `{}.{}` (this query reads {})",
-                            parts[0].value,
-                            parts[0],
-                            parts[1],
-                            qualifiers.join(" AS ")
-                        ),
-                    ));
+                let side = scope.iter().find(|side| {
+                    side.qualifiers
+                        .iter()
+                        .any(|q| q.eq_ignore_ascii_case(&parts[0].value))
+                });
+                match side {
+                    Some(side) => {
+                        let mut column = parts[1].clone();
+                        if let Some(renamed) = side.renames.get(&column.value) {
+                            column = Ident::new(renamed);
+                        }
+                        *e = Expr::Identifier(column);
+                    }
+                    None => {
+                        let known: Vec<&str> = scope
+                            .iter()
+                            .flat_map(|s| s.qualifiers.iter().map(String::as_str))
+                            .collect();
+                        return ControlFlow::Break(self.error(
+                            parts[0].span,
+                            format!(
+                                "unknown table `{}` in `{}.{}` (this query reads {})",
+                                parts[0].value,
+                                parts[0],
+                                parts[1],
+                                known.join(", ")
+                            ),
+                        ));
+                    }
                 }
             }
             ControlFlow::Continue(())

@@ -273,7 +273,7 @@ fn mistakes_are_reported_at_their_line_and_column_with_a_caret() {
 
     let e = err("INSERT INTO out SELECT * FROM transactions JOIN out ON true;");
     assert!(
-        e.message.contains("joins are not supported in SQL yet"),
+        e.message.contains("unsupported join condition `true`"),
         "{e}"
     );
 
@@ -419,4 +419,81 @@ fn union_all_feeds_both_sides_into_what_reads_it_and_refuses_mismatched_sides() 
         "INSERT INTO out SELECT txn_id FROM transactions UNION SELECT txn_id FROM transactions;",
     );
     assert!(e.message.contains("use UNION ALL"), "{e}");
+}
+
+#[test]
+fn joins_are_temporal_or_bounded_in_time_and_resolve_qualified_columns() {
+    let quotes =
+        "CREATE TABLE quotes (country VARCHAR, at TIMESTAMP, amount DOUBLE, WATERMARK FOR at AS at)
+        WITH ('connector' = 'file', 'path' = 'q.jsonl');";
+    let doc = ok(&format!("{quotes}
+        INSERT INTO out SELECT t.txn_id, q.amount AS quoted, t.amount
+        FROM transactions AS t JOIN quotes FOR SYSTEM_TIME AS OF t.ts AS q ON t.country = q.country;"));
+    let join = &doc["agents"]["out_join"];
+    assert_eq!(join["module"].as_str(), Some("builtin:join"));
+    assert_eq!(join["key"].as_str(), Some("country"));
+    assert_eq!(join["config"]["kind"].as_str(), Some("temporal"));
+    assert_eq!(join["config"]["right_time"].as_str(), Some("at"));
+    let select: Vec<&str> = doc["agents"]["out_select"]["config"]["select"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        select,
+        ["txn_id", "right_amount AS quoted", "amount"],
+        "q.amount collides with t.amount"
+    );
+    let edges: Vec<&str> = doc["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        edges[..2],
+        ["transactions -> out_join", "quotes -> out_join"],
+        "the left side is input 0"
+    );
+
+    let doc = ok(&format!("{quotes}
+        INSERT INTO out SELECT t.txn_id FROM transactions AS t JOIN quotes AS q
+        ON t.country = q.country AND q.at BETWEEN t.ts - INTERVAL '5' SECOND AND t.ts + INTERVAL '1' MINUTE;"));
+    let config = &doc["agents"]["out_join"]["config"];
+    assert_eq!(config["kind"].as_str(), Some("interval"));
+    assert_eq!(
+        (
+            config["lower_ms"].as_integer(),
+            config["upper_ms"].as_integer()
+        ),
+        (Some(-5_000), Some(60_000))
+    );
+
+    let e = err(&format!(
+        "{quotes} INSERT INTO out SELECT * FROM transactions AS t JOIN quotes AS q ON t.country = q.country;"
+    ));
+    assert!(e.message.contains("FOR SYSTEM_TIME AS OF left.time"), "{e}");
+    let e = err(&format!(
+        "{quotes} INSERT INTO out SELECT * FROM transactions AS t LEFT JOIN quotes AS q ON t.country = q.country;"
+    ));
+    assert!(e.message.contains("only inner joins"), "{e}");
+    let e = err(&format!(
+        "{quotes} INSERT INTO out SELECT * FROM transactions AS t JOIN quotes FOR SYSTEM_TIME AS OF t.txn_id AS q ON t.country = q.country;"
+    ));
+    assert!(
+        e.message
+            .contains("the left side's event-time column, `ts`"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{quotes} INSERT INTO out SELECT * FROM transactions AS t JOIN quotes FOR SYSTEM_TIME AS OF t.ts AS q ON t.country = q.amount;"
+    ));
+    assert!(e.message.contains("one name on both sides"), "{e}");
+    let e = err("INSERT INTO out SELECT * FROM transactions FOR SYSTEM_TIME AS OF ts;");
+    assert!(
+        e.message
+            .contains("belongs after the right table of a JOIN"),
+        "{e}"
+    );
 }

@@ -1,0 +1,322 @@
+//! Joins: each `JOIN` of a `FROM` becomes a `builtin:join` agent.
+//!
+//! - temporal: `JOIN quotes FOR SYSTEM_TIME AS OF t.ts AS q ON t.symbol = q.symbol` joins each
+//!   left row with the right row of its key as of the left row's event time;
+//! - interval: `JOIN clicks AS c ON v.user = c.user AND c.ts BETWEEN v.ts - INTERVAL '5' SECOND
+//!   AND v.ts + INTERVAL '1' MINUTE` joins each left row with every right row of its key whose
+//!   event time is within the bounds.
+//!
+//! Joins are inner. The output has the left columns, then the right ones except the key,
+//! renamed `right_NAME` where a left column has the same name; `q.price` in the query resolves
+//! to whichever name it has.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_schema::{Field, Schema, SchemaRef};
+use sqlparser::ast::{
+    BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Spanned, TableFactor,
+};
+use sqlparser::tokenizer::Span;
+
+use super::ddl::interval_ms;
+use super::error::SqlError;
+use super::plan::{Planner, Side, Stream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Of {
+    Left,
+    Right,
+}
+
+impl Planner<'_> {
+    /// Joins `left` (whose relations are `scope`) with the relation of `join`; adds the right
+    /// relation to `scope`.
+    pub(super) fn join(
+        &mut self,
+        left: Stream,
+        scope: &mut Vec<Side>,
+        join: &Join,
+        hint: &str,
+    ) -> Result<Stream, SqlError> {
+        let span = join.relation.span();
+        let constraint = match &join.join_operator {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => c,
+            _ => {
+                return Err(self.error(
+                    span,
+                    "only inner joins ([INNER] JOIN … ON …) are supported: an outer join would emit updates",
+                ));
+            }
+        };
+        let JoinConstraint::On(on) = constraint else {
+            return Err(self.error(span, "a join needs ON left.key = right.key"));
+        };
+        let version = match &join.relation {
+            TableFactor::Table { name, .. } => self
+                .versions
+                .iter()
+                .position(|v| v.table_at == name.span().start)
+                .map(|i| self.versions.remove(i)),
+            _ => None,
+        };
+        let (right, right_side) = self.relation(&join.relation, hint)?;
+        if left.nodes.len() != 1 || right.nodes.len() != 1 {
+            return Err(self.error(
+                span,
+                "a UNION ALL cannot be joined: join each side, then unite",
+            ));
+        }
+        let resolve = |e: &Expr| -> Option<(Of, String)> {
+            let mut e = e;
+            while let Expr::Nested(inner) = e {
+                e = inner;
+            }
+            match e {
+                Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                    let q = &parts[0].value;
+                    if right_side
+                        .qualifiers
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(q))
+                    {
+                        return Some((Of::Right, parts[1].value.clone()));
+                    }
+                    scope
+                        .iter()
+                        .find(|s| s.qualifiers.iter().any(|l| l.eq_ignore_ascii_case(q)))
+                        .map(|s| {
+                            let c = &parts[1].value;
+                            (
+                                Of::Left,
+                                s.renames.get(c).cloned().unwrap_or_else(|| c.clone()),
+                            )
+                        })
+                }
+                Expr::Identifier(c) => {
+                    let has = |s: &Option<SchemaRef>| {
+                        s.as_ref()
+                            .is_some_and(|s| s.field_with_name(&c.value).is_ok())
+                    };
+                    if has(&left.schema) || (!has(&right.schema) && left.schema.is_none()) {
+                        Some((Of::Left, c.value.clone()))
+                    } else if has(&right.schema) {
+                        Some((Of::Right, c.value.clone()))
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            }
+        };
+
+        let mut conjuncts = Vec::new();
+        split_and(on, &mut conjuncts);
+        let mut key: Option<String> = None;
+        let mut bounds: Option<(i64, i64)> = None;
+        for c in &conjuncts {
+            match c {
+                Expr::BinaryOp {
+                    left: a,
+                    op: BinaryOperator::Eq,
+                    right: b,
+                } => {
+                    let (Some(x), Some(y)) = (resolve(a), resolve(b)) else {
+                        return Err(self.error(
+                            c.span(),
+                            format!("`{c}`: expected left.column = right.column"),
+                        ));
+                    };
+                    let (l, r) = match (x.0, y.0) {
+                        (Of::Left, Of::Right) => (x.1, y.1),
+                        (Of::Right, Of::Left) => (y.1, x.1),
+                        _ => {
+                            return Err(self.error(
+                                c.span(),
+                                format!("`{c}`: a join key compares a column of each side"),
+                            ));
+                        }
+                    };
+                    if l != r {
+                        return Err(self.error(
+                            c.span(),
+                            format!("`{c}`: the key must have one name on both sides (`{l}` and `{r}`): rename one in a view"),
+                        ));
+                    }
+                    if key.replace(l).is_some() {
+                        return Err(self.error(
+                            c.span(),
+                            "one key column per join: combine several into one in a view first",
+                        ));
+                    }
+                }
+                Expr::Between {
+                    expr,
+                    negated: false,
+                    low,
+                    high,
+                } => {
+                    let right_time = right.time.clone().ok_or_else(|| {
+                        self.error(c.span(), "the right side of an interval join needs event time: declare its WATERMARK")
+                    })?;
+                    let left_time = left.time.clone().ok_or_else(|| {
+                        self.error(c.span(), "the left side of an interval join needs event time: declare its WATERMARK")
+                    })?;
+                    match resolve(expr) {
+                        Some((Of::Right, t)) if t == right_time => {}
+                        _ => {
+                            return Err(self.error(
+                                expr.span(),
+                                format!("expected the right side's event-time column `{right_time}` BETWEEN bounds on `{left_time}`"),
+                            ));
+                        }
+                    }
+                    let lower = self.offset(low, &left_time, &resolve)?;
+                    let upper = self.offset(high, &left_time, &resolve)?;
+                    if lower > upper {
+                        return Err(self.error(
+                            c.span(),
+                            format!("the interval is empty: {lower} ms to {upper} ms"),
+                        ));
+                    }
+                    bounds = Some((lower, upper));
+                }
+                other => {
+                    return Err(self.error(
+                        other.span(),
+                        format!("unsupported join condition `{other}`: expected left.key = right.key, and for two streams right.time BETWEEN left.time - INTERVAL … AND left.time + INTERVAL …"),
+                    ));
+                }
+            }
+        }
+        let key = key
+            .ok_or_else(|| self.error(on.span(), "a join needs a key: ON left.key = right.key"))?;
+        let time = left.time.clone();
+        let mut config = toml::Table::new();
+        match (&version, bounds) {
+            (Some(v), None) => {
+                let Some(time) = &time else {
+                    return Err(self.error(
+                        v.span,
+                        "a temporal join needs the left side's event time: declare its WATERMARK",
+                    ));
+                };
+                match resolve(&v.column) {
+                    Some((Of::Left, c)) if c == *time => {}
+                    _ => {
+                        return Err(self.error(
+                            v.span,
+                            format!("FOR SYSTEM_TIME AS OF takes the left side's event-time column, `{time}`"),
+                        ));
+                    }
+                }
+                if right.time.is_none() {
+                    return Err(self.error(
+                        span,
+                        "the right side of a temporal join needs event time (its versions' times): declare its WATERMARK",
+                    ));
+                }
+                config.insert("kind".into(), "temporal".into());
+            }
+            (None, Some((lower, upper))) => {
+                config.insert("kind".into(), "interval".into());
+                config.insert("lower_ms".into(), lower.into());
+                config.insert("upper_ms".into(), upper.into());
+            }
+            (Some(v), Some(_)) => {
+                return Err(self.error(v.span, "a join is temporal (FOR SYSTEM_TIME AS OF) or bounded in time (BETWEEN), not both"));
+            }
+            (None, None) => {
+                return Err(self.error(
+                    span,
+                    "a join of two streams needs FOR SYSTEM_TIME AS OF left.time (a temporal join) or AND right.time BETWEEN left.time - INTERVAL … AND left.time + INTERVAL … (an interval join)",
+                ));
+            }
+        }
+        config.insert("key".into(), key.clone().into());
+        if let Some(time) = &time {
+            config.insert("time".into(), time.clone().into());
+        }
+        if let Some(rt) = &right.time
+            && Some(rt) != time.as_ref()
+        {
+            config.insert("right_time".into(), rt.clone().into());
+        }
+
+        // The output's columns, and what the right side's are called in it.
+        let mut renames = HashMap::new();
+        let schema = match (&left.schema, &right.schema) {
+            (Some(l), Some(r)) => {
+                let mut fields: Vec<Field> =
+                    l.fields().iter().map(|f| f.as_ref().clone()).collect();
+                for f in r.fields().iter().filter(|f| *f.name() != key) {
+                    let name = if l.field_with_name(f.name()).is_ok() {
+                        let renamed = format!("right_{}", f.name());
+                        renames.insert(f.name().clone(), renamed.clone());
+                        renamed
+                    } else {
+                        f.name().clone()
+                    };
+                    fields.push(Field::new(name, f.data_type().clone(), true));
+                }
+                Some(Arc::new(Schema::new(fields)))
+            }
+            _ => None,
+        };
+        let agent = self.fresh(&format!("{hint}_join"));
+        self.agent(&agent, "builtin:join", config, Some(&key), &left);
+        self.edges.push(format!("{} -> {agent}", right.nodes[0]));
+        scope.push(Side {
+            qualifiers: right_side.qualifiers,
+            renames,
+        });
+        Ok(Stream {
+            nodes: vec![agent],
+            schema,
+            time,
+        })
+    }
+
+    /// A bound `left_time [± INTERVAL …]` as milliseconds from the left row's time.
+    fn offset(
+        &self,
+        bound: &Expr,
+        left_time: &str,
+        resolve: &dyn Fn(&Expr) -> Option<(Of, String)>,
+    ) -> Result<i64, SqlError> {
+        let is_time = |e: &Expr| matches!(resolve(e), Some((Of::Left, t)) if t == left_time);
+        let usage = |span: Span| {
+            self.error(span, format!("expected a bound {left_time}, {left_time} - INTERVAL … or {left_time} + INTERVAL …"))
+        };
+        match bound {
+            e if is_time(e) => Ok(0),
+            Expr::BinaryOp { left, op, right } if is_time(left) => {
+                let Expr::Interval(interval) = right.as_ref() else {
+                    return Err(usage(right.span()));
+                };
+                let ms = interval_ms(self.source, interval, right.span())?;
+                match op {
+                    BinaryOperator::Plus => Ok(ms),
+                    BinaryOperator::Minus => Ok(-ms),
+                    _ => Err(usage(bound.span())),
+                }
+            }
+            other => Err(usage(other.span())),
+        }
+    }
+}
+
+fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        Expr::Nested(inner) => split_and(inner, out),
+        other => out.push(other),
+    }
+}
