@@ -467,3 +467,43 @@ pub(crate) fn object_name(
         )),
     }
 }
+
+/// The TOML table of a source: its connector, options, declared schema and event time.
+pub(crate) fn source_document(table: &Table) -> toml::Value {
+    let mut source = toml::Table::new();
+    source.insert("type".into(), table.connector.clone().into());
+    put_options(&mut source, table);
+    if !table.columns.is_empty() && matches!(table.connector.as_str(), "file" | "kafka") {
+        let mut schema = toml::Table::new();
+        for (column, ty, _) in &table.columns {
+            schema.insert(column.clone(), ty.clone().into());
+        }
+        source.insert("schema".into(), schema.into());
+    }
+    if let Some(w) = &table.watermark {
+        let mut event_time = toml::Table::new();
+        event_time.insert("column".into(), w.column.clone().into());
+        event_time.insert("max_out_of_orderness_ms".into(), w.delay_ms.into());
+        source.insert("event_time".into(), event_time.into());
+    }
+    source.into()
+}
+
+/// `WITH` options into a connector's table: `'properties.x'` and `'avro.x'` into nested tables.
+pub(crate) fn put_options(into: &mut toml::Table, table: &Table) {
+    for option in &table.options {
+        match option.key.split_once('.') {
+            Some((group @ ("properties" | "avro" | "event_time" | "tls" | "sasl"), rest)) => {
+                let nested = into
+                    .entry(group.to_owned())
+                    .or_insert_with(|| toml::Table::new().into());
+                if let Some(t) = nested.as_table_mut() {
+                    t.insert(rest.to_owned(), option.value.clone());
+                }
+            }
+            _ => {
+                into.insert(option.key.clone(), option.value.clone());
+            }
+        }
+    }
+}

@@ -19,6 +19,7 @@
 //!
 //! - [`ddl`]: `CREATE TABLE` (connector options, columns, `WATERMARK FOR`).
 //! - [`plan`]: queries to chains of built-in agents (`filter`, `window`, `project`).
+//! - [`window`]: windowed aggregates (`window`).
 //! - [`join`]: temporal and interval joins (`join`).
 //! - [`error`]: errors with line, column and a caret under the mistake.
 
@@ -28,6 +29,7 @@ mod join;
 mod plan;
 #[cfg(test)]
 mod tests;
+mod window;
 
 use arrow_schema::SchemaRef;
 use sqlparser::ast::{Set, Spanned, Statement, TableObject};

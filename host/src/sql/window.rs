@@ -1,0 +1,383 @@
+//! Windowed aggregates: `GROUP BY [key,] TUMBLE|HOP|SESSION(time, …)` becomes a
+//! `builtin:window` agent; aggregate calls, `TUMBLE_START(…)` and the like in the select list
+//! and `HAVING` are rewritten to the columns of its output.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Select, SelectItem,
+    Spanned, visit_expressions_mut,
+};
+use sqlparser::tokenizer::Span;
+
+use super::ddl::interval_ms;
+use super::error::SqlError;
+use super::plan::{Planner, Stream, field_names};
+
+impl Planner<'_> {
+    /// `GROUP BY [key,] TUMBLE|HOP|SESSION(time, …)` with aggregates: a `builtin:window` agent;
+    /// the select list and `HAVING` are rewritten to read its output.
+    pub(super) fn window(
+        &mut self,
+        select: &Select,
+        items: &mut [SelectItem],
+        having: &mut Option<Expr>,
+        input: Stream,
+        hint: &str,
+    ) -> Result<Stream, SqlError> {
+        let group_span = select.span();
+        let GroupByExpr::Expressions(groups, modifiers) = &select.group_by else {
+            return Err(self.error(
+                group_span,
+                "GROUP BY ALL is not supported: list the key and the window",
+            ));
+        };
+        if !modifiers.is_empty() {
+            return Err(self.error(
+                group_span,
+                "GROUP BY modifiers (ROLLUP, CUBE, …) are not supported",
+            ));
+        }
+        let mut window: Option<(String, toml::Table, Span)> = None;
+        let mut key: Option<String> = None;
+        for g in groups {
+            match g {
+                Expr::Function(f) if window_kind(&f.name.to_string()).is_some() => {
+                    if window.is_some() {
+                        return Err(self.error(g.span(), "one window per GROUP BY"));
+                    }
+                    window = Some(self.window_config(f, &input)?);
+                }
+                Expr::Identifier(column) => {
+                    if key.is_some() {
+                        return Err(self.error(
+                            g.span(),
+                            "GROUP BY takes one key column besides the window: combine several into one (e.g. CONCAT(a, '/', b)) in a view first",
+                        ));
+                    }
+                    key = Some(column.value.clone());
+                }
+                other => {
+                    return Err(self.error(
+                        other.span(),
+                        "GROUP BY takes a column and TUMBLE(time, size), HOP(time, slide, size) or SESSION(time, gap); compute other keys in a view first",
+                    ));
+                }
+            }
+        }
+        let Some((time, mut config, _)) = window else {
+            let span = groups.first().map_or(group_span, Spanned::span);
+            return Err(self.error(
+                span,
+                "an aggregate without a window (an updating aggregate) is not supported yet: GROUP BY TUMBLE(time, INTERVAL …), HOP(…) or SESSION(…)",
+            ));
+        };
+        let input_schema = input.schema.clone();
+        if let (Some(key), Some(schema)) = (&key, &input_schema)
+            && schema.field_with_name(key).is_err()
+        {
+            return Err(self.error(
+                group_span,
+                format!(
+                    "no column `{key}` to group by (columns: {})",
+                    field_names(schema)
+                ),
+            ));
+        }
+
+        // Aggregates become columns of the window's output.
+        let mut aggregates: Vec<(String, String, DataType)> = Vec::new();
+        let mut rewrite = |e: &mut Expr, planner: &Planner<'_>| -> Result<(), SqlError> {
+            let flow = visit_expressions_mut(e, |e| {
+                match window_column(e) {
+                    Some(column) => *e = Expr::Identifier(Ident::new(column)),
+                    None => match planner.aggregate(e, input_schema.as_ref()) {
+                        Ok(Some((spec, ty))) => {
+                            let alias = match aggregates.iter().position(|(s, _, _)| *s == spec) {
+                                Some(i) => aggregates[i].1.clone(),
+                                None => {
+                                    let alias = format!("agg{}_", aggregates.len());
+                                    aggregates.push((spec, alias.clone(), ty));
+                                    alias
+                                }
+                            };
+                            *e = Expr::Identifier(Ident::new(alias));
+                        }
+                        Ok(None) => {}
+                        Err(err) => return ControlFlow::Break(err),
+                    },
+                }
+                ControlFlow::Continue(())
+            });
+            match flow {
+                ControlFlow::Break(err) => Err(err),
+                ControlFlow::Continue(()) => Ok(()),
+            }
+        };
+        for item in items.iter_mut() {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = e.to_string();
+                    let original = e.clone();
+                    rewrite(e, self)?;
+                    if *e != original && !matches!(&original, Expr::Identifier(_)) {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: Ident::with_quote(
+                                '"',
+                                window_column(&original).unwrap_or(&name),
+                            ),
+                        };
+                    }
+                }
+                SelectItem::ExprWithAlias { expr, .. } => rewrite(expr, self)?,
+                SelectItem::Wildcard(_) => {
+                    return Err(self.error(
+                        item.span(),
+                        "SELECT * with GROUP BY: list the key, window_start/window_end and the aggregates",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(h) = having {
+            rewrite(h, self)?;
+        }
+        if aggregates.is_empty() {
+            return Err(self.error(
+                group_span,
+                "GROUP BY without an aggregate: add COUNT(*), SUM(x), AVG(x), MIN(x) or MAX(x)",
+            ));
+        }
+
+        config.insert("time".into(), time.into());
+        if let Some(key) = &key {
+            config.insert("key".into(), key.clone().into());
+        }
+        config.insert(
+            "aggregates".into(),
+            toml::Value::Array(
+                aggregates
+                    .iter()
+                    .map(|(spec, alias, _)| format!("{spec} AS {alias}").into())
+                    .collect(),
+            ),
+        );
+        let agent = self.fresh(&format!("{hint}_window"));
+        self.agent(&agent, "builtin:window", config, key.as_deref(), &input);
+
+        let schema = input_schema.map(|schema| {
+            let mut fields = Vec::new();
+            if let Some(key) = &key
+                && let Ok(f) = schema.field_with_name(key)
+            {
+                fields.push(Field::new(key, f.data_type().clone(), false));
+            }
+            let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+            fields.push(Field::new("window_start", ts.clone(), false));
+            fields.push(Field::new("window_end", ts, false));
+            for (_, alias, ty) in &aggregates {
+                fields.push(Field::new(alias, ty.clone(), true));
+            }
+            Arc::new(Schema::new(fields))
+        });
+        Ok(Stream {
+            nodes: vec![agent],
+            schema,
+            time: None,
+        })
+    }
+
+    /// `TUMBLE(time, size)`, `HOP(time, slide, size)`, `SESSION(time, gap)`: the time column and
+    /// the window's settings.
+    fn window_config(
+        &self,
+        f: &sqlparser::ast::Function,
+        input: &Stream,
+    ) -> Result<(String, toml::Table, Span), SqlError> {
+        let span = f.span();
+        let name = f.name.to_string().to_ascii_uppercase();
+        let kind = window_kind(&name).expect("a window function");
+        let args = call_args(f);
+        let usage = match kind {
+            "tumbling" => "TUMBLE(time_column, INTERVAL '1' MINUTE)",
+            "sliding" => {
+                "HOP(time_column, INTERVAL '10' SECOND, INTERVAL '1' MINUTE) (slide, then size)"
+            }
+            _ => "SESSION(time_column, INTERVAL '30' SECOND)",
+        };
+        let expected = if kind == "sliding" { 3 } else { 2 };
+        if args.len() != expected {
+            return Err(self.error(span, format!("expected {usage}")));
+        }
+        let time = match args[0] {
+            Expr::Identifier(c) => c.value.clone(),
+            other => return Err(self.error(other.span(), format!("expected a column: {usage}"))),
+        };
+        match &input.time {
+            Some(t) if t.eq_ignore_ascii_case(&time) => {}
+            Some(t) => {
+                return Err(self.error(
+                    args[0].span(),
+                    format!("windows are on the event-time column, `{t}`, not `{time}`"),
+                ));
+            }
+            None => {
+                return Err(self.error(
+                    args[0].span(),
+                    format!("a window over `{time}` needs event time: declare WATERMARK FOR {time} AS {time} - INTERVAL '…' SECOND in the CREATE TABLE it reads"),
+                ));
+            }
+        }
+        let mut ms = Vec::new();
+        for arg in &args[1..] {
+            match arg {
+                Expr::Interval(interval) => {
+                    ms.push(interval_ms(self.source, interval, arg.span())?)
+                }
+                other => {
+                    return Err(self.error(other.span(), format!("expected an interval: {usage}")));
+                }
+            }
+        }
+        let mut config = toml::Table::new();
+        config.insert("kind".into(), kind.into());
+        match kind {
+            "tumbling" => {
+                config.insert("size_ms".into(), ms[0].into());
+            }
+            "sliding" => {
+                config.insert("slide_ms".into(), ms[0].into());
+                config.insert("size_ms".into(), ms[1].into());
+            }
+            _ => {
+                config.insert("gap_ms".into(), ms[0].into());
+            }
+        }
+        Ok((time, config, span))
+    }
+
+    /// An aggregate call as the window operator's `function(column)` and its result type.
+    fn aggregate(
+        &self,
+        e: &Expr,
+        schema: Option<&SchemaRef>,
+    ) -> Result<Option<(String, DataType)>, SqlError> {
+        let Expr::Function(f) = e else {
+            return Ok(None);
+        };
+        let name = f.name.to_string().to_ascii_uppercase();
+        let function = match name.as_str() {
+            "COUNT" => "count",
+            "SUM" => "sum",
+            "AVG" => "mean",
+            "MIN" => "min",
+            "MAX" => "max",
+            "FIRST_VALUE" => "first",
+            "LAST_VALUE" => "last",
+            _ => return Ok(None),
+        };
+        if let FunctionArguments::List(list) = &f.args
+            && list.duplicate_treatment.is_some()
+        {
+            return Err(self.error(e.span(), format!("{name}(DISTINCT …) is not supported")));
+        }
+        let args = call_args(f);
+        let wildcard = matches!(&f.args, FunctionArguments::List(l) if matches!(l.args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]));
+        if wildcard && function == "count" {
+            return Ok(Some(("count(*)".into(), DataType::Int64)));
+        }
+        let column = match args.as_slice() {
+            [Expr::Identifier(c)] => c.value.clone(),
+            _ => {
+                return Err(self.error(
+                    e.span(),
+                    format!("{name} takes one column here (compute an expression in a view first)"),
+                ));
+            }
+        };
+        let input = schema.and_then(|s| {
+            s.field_with_name(&column)
+                .ok()
+                .map(|f| f.data_type().clone())
+        });
+        if let Some(schema) = schema
+            && input.is_none()
+        {
+            return Err(self.error(
+                e.span(),
+                format!(
+                    "unknown column `{column}` in `{e}` (columns: {})",
+                    field_names(schema)
+                ),
+            ));
+        }
+        let ty = match (function, input) {
+            ("count", _) => DataType::Int64,
+            ("mean", _) => DataType::Float64,
+            ("sum", Some(t)) if t.is_integer() => DataType::Int64,
+            ("sum", _) => DataType::Float64,
+            (_, Some(t)) => t,
+            (_, None) => DataType::Float64,
+        };
+        Ok(Some((format!("{function}({column})"), ty)))
+    }
+}
+
+fn window_kind(name: &str) -> Option<&'static str> {
+    match name.to_ascii_uppercase().as_str() {
+        "TUMBLE" => Some("tumbling"),
+        "HOP" => Some("sliding"),
+        "SESSION" => Some("session"),
+        _ => None,
+    }
+}
+
+/// `TUMBLE_START(…)`, `HOP_END(…)`, … as the window operator's column.
+fn window_column(e: &Expr) -> Option<&'static str> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    match f.name.to_string().to_ascii_uppercase().as_str() {
+        "TUMBLE_START" | "HOP_START" | "SESSION_START" => Some("window_start"),
+        "TUMBLE_END" | "HOP_END" | "SESSION_END" => Some("window_end"),
+        _ => None,
+    }
+}
+
+fn call_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub(super) fn has_aggregates(items: &[SelectItem]) -> bool {
+    items.iter().any(|item| {
+        let mut expr = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+            _ => return false,
+        };
+        let found = visit_expressions_mut(&mut expr, |e| {
+            if let Expr::Function(f) = e
+                && matches!(
+                    f.name.to_string().to_ascii_uppercase().as_str(),
+                    "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "FIRST_VALUE" | "LAST_VALUE"
+                )
+            {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+        found.is_break()
+    })
+}
