@@ -31,6 +31,15 @@ const TRANSACTIONS: &str = "CREATE TABLE transactions (
 CREATE TABLE out WITH ('connector' = 'file', 'path' = 'out.jsonl');
 ";
 
+/// The strings of a TOML array (edges, select lists, aggregates).
+fn strings(v: &toml::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect()
+}
+
 fn ok(sql: &str) -> toml::Table {
     compile(&format!("{TRANSACTIONS}{sql}"), &declared).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -76,12 +85,7 @@ fn a_filtered_projection_becomes_a_filter_and_a_project_agent() {
             .len(),
         2
     );
-    let edges: Vec<&str> = doc["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap())
-        .collect();
+    let edges: Vec<&str> = strings(&doc["edges"]);
     assert_eq!(
         edges,
         [
@@ -117,12 +121,7 @@ fn a_windowed_aggregate_becomes_a_window_agent_and_reads_its_columns() {
         doc["agents"]["out_having"]["config"]["where"].as_str(),
         Some("agg0_ > 2")
     );
-    let select: Vec<&str> = doc["agents"]["out_select"]["config"]["select"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let select: Vec<&str> = strings(&doc["agents"]["out_select"]["config"]["select"]);
     assert_eq!(
         select,
         [
@@ -164,12 +163,7 @@ fn a_view_is_planned_once_and_shared_by_the_queries_that_read_it() {
         INSERT INTO out SELECT txn_id FROM big;
         INSERT INTO out2 SELECT t.card_id FROM big AS t WHERE t.country <> 'FR';",
     );
-    let edges: Vec<&str> = doc["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap())
-        .collect();
+    let edges: Vec<&str> = strings(&doc["edges"]);
     assert_eq!(
         edges,
         [
@@ -193,12 +187,7 @@ fn sink_columns_rename_the_query_columns_in_order() {
         "CREATE TABLE named (id BIGINT, value DOUBLE) WITH ('connector' = 'stdout');
         INSERT INTO named SELECT txn_id, amount FROM transactions;",
     );
-    let select: Vec<&str> = doc["agents"]["named_columns"]["config"]["select"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let select: Vec<&str> = strings(&doc["agents"]["named_columns"]["config"]["select"]);
     assert_eq!(select, ["txn_id AS id", "amount AS value"]);
     let e = err(
         "CREATE TABLE named (id BIGINT) WITH ('connector' = 'stdout');
@@ -343,12 +332,7 @@ fn nexmark_tables_of_one_sequence_share_one_generator_on_their_ports() {
     assert_eq!(sources.len(), 1, "{doc}");
     assert_eq!(sources["nexmark"]["type"].as_str(), Some("nexmark"));
     assert!(sources["nexmark"].get("kind").is_none());
-    let edges: Vec<&str> = doc["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap())
-        .collect();
+    let edges: Vec<&str> = strings(&doc["edges"]);
     assert_eq!(edges, ["nexmark:2 -> a", "nexmark:1 -> b"]);
 
     let e = compile(
@@ -389,12 +373,7 @@ fn union_all_feeds_both_sides_into_what_reads_it_and_refuses_mismatched_sides() 
           UNION ALL SELECT txn_id, amount FROM transactions WHERE country = 'KP';
         INSERT INTO out SELECT txn_id FROM big;",
     );
-    let edges: Vec<&str> = doc["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap())
-        .collect();
+    let edges: Vec<&str> = strings(&doc["edges"]);
     assert_eq!(
         edges,
         [
@@ -434,23 +413,13 @@ fn joins_are_temporal_or_bounded_in_time_and_resolve_qualified_columns() {
     assert_eq!(join["key"].as_str(), Some("country"));
     assert_eq!(join["config"]["kind"].as_str(), Some("temporal"));
     assert_eq!(join["config"]["right_time"].as_str(), Some("at"));
-    let select: Vec<&str> = doc["agents"]["out_select"]["config"]["select"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let select: Vec<&str> = strings(&doc["agents"]["out_select"]["config"]["select"]);
     assert_eq!(
         select,
         ["txn_id", "right_amount AS quoted", "amount"],
         "q.amount collides with t.amount"
     );
-    let edges: Vec<&str> = doc["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap())
-        .collect();
+    let edges: Vec<&str> = strings(&doc["edges"]);
     assert_eq!(
         edges[..2],
         ["transactions -> out_join", "quotes -> out_join"],

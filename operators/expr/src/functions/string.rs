@@ -50,6 +50,18 @@ fn text_args(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Aligned, ExprErro
     Aligned::new(vals, cx.rows()).map_err(|e| cx.arrow(e))
 }
 
+/// The arguments of `f(text, n)` (`LEFT`, `RIGHT`, `REPEAT`), aligned.
+fn text_and_count(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Aligned, ExprError> {
+    arity(cx, name, args, 2, 2)?;
+    let vals = values(cx, args)?;
+    let [s, n] = <[Value; 2]>::try_from(vals).expect("arity");
+    Aligned::new(
+        vec![text_arg(cx, name, 0, s, false)?, int_arg(cx, name, 1, n)?],
+        cx.rows(),
+    )
+    .map_err(|e| cx.arrow(e))
+}
+
 fn finish_text(a: &Aligned, out: StringArray) -> Result<Value, ExprError> {
     Ok(a.finish(Arc::new(out)))
 }
@@ -147,14 +159,7 @@ fn substring(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError>
 
 /// `LEFT(s, n)` and `RIGHT(s, n)`; a negative `n` drops `|n|` characters from the other end.
 fn left_right(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
-    arity(cx, name, args, 2, 2)?;
-    let vals = values(cx, args)?;
-    let [s, n] = <[Value; 2]>::try_from(vals).expect("arity");
-    let a = Aligned::new(
-        vec![text_arg(cx, name, 0, s, false)?, int_arg(cx, name, 1, n)?],
-        cx.rows(),
-    )
-    .map_err(|e| cx.arrow(e))?;
+    let a = text_and_count(cx, name, args)?;
     let (s, n) = (strs(&a.arrays[0]), ints(&a.arrays[1]));
     let left = name == "LEFT";
     let out: StringArray = (0..a.len())
@@ -404,14 +409,7 @@ fn pad(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
 }
 
 fn repeat(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
-    arity(cx, name, args, 2, 2)?;
-    let vals = values(cx, args)?;
-    let [s, n] = <[Value; 2]>::try_from(vals).expect("arity");
-    let a = Aligned::new(
-        vec![text_arg(cx, name, 0, s, false)?, int_arg(cx, name, 1, n)?],
-        cx.rows(),
-    )
-    .map_err(|e| cx.arrow(e))?;
+    let a = text_and_count(cx, name, args)?;
     let (s, n) = (strs(&a.arrays[0]), ints(&a.arrays[1]));
     let out = (0..a.len())
         .map(|i| {
