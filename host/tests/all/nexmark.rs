@@ -147,7 +147,7 @@ fn q2_selects_the_bids_of_every_123rd_auction_in_toml_and_in_sql() {
 }
 
 #[test]
-fn q3_finds_the_local_sellers_of_category_10() {
+fn q3_finds_the_local_sellers_of_category_10_in_toml_and_in_sql() {
     let all = events();
     let people: HashMap<usize, &nexmark::event::Person> = all
         .iter()
@@ -173,21 +173,23 @@ fn q3_finds_the_local_sellers_of_category_10() {
             .collect(),
     );
     assert!(!expected.is_empty());
-    let got = sorted(
-        run("q3")
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} {}",
-                    r["name"].as_str().unwrap(),
-                    r["city"].as_str().unwrap(),
-                    r["state"].as_str().unwrap(),
-                    r["id"]
-                )
-            })
-            .collect(),
-    );
-    assert_same_lines(&got, &expected, "q3");
+    for query in ["q3", "sql/q3.sql"] {
+        let got = sorted(
+            run(query)
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {} {}",
+                        r["name"].as_str().unwrap(),
+                        r["city"].as_str().unwrap(),
+                        r["state"].as_str().unwrap(),
+                        r["id"]
+                    )
+                })
+                .collect(),
+        );
+        assert_same_lines(&got, &expected, query);
+    }
 }
 
 #[test]
