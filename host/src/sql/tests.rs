@@ -466,3 +466,16 @@ fn joins_are_temporal_or_bounded_in_time_and_resolve_qualified_columns() {
         "{e}"
     );
 }
+
+#[test]
+fn a_hostile_file_of_deep_nesting_is_refused_without_exhausting_the_stack() {
+    let deep = format!(
+        "INSERT INTO out SELECT {}1{} AS x FROM transactions;",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let e = err(&deep);
+    assert!(e.message.contains("recursion limit"), "{}", e.message);
+    let e = compile(&"(".repeat(1_000_000), &declared).unwrap_err();
+    assert!(!e.message.is_empty());
+}
