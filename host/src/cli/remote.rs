@@ -226,17 +226,27 @@ pub fn deploy(client: &Client, module: &Path, name: &str, version: &str) -> Resu
     }))
 }
 
-/// `sabot submit`: defines a pipeline from a file (TOML), and starts it with `start`.
+/// `sabot submit`: defines a pipeline from a file (TOML, or SQL named after the file), and starts
+/// it with `start`.
 pub fn submit(client: &Client, file: &Path, start: bool) -> Result<String, Error> {
     let body = std::fs::read(file).map_err(|source| Error::File {
         path: file.display().to_string(),
         source,
     })?;
-    let mut p = client.post(
-        &format!("/v1/pipelines?start={start}"),
-        "application/toml",
-        &body,
-    )?;
+    // A SQL pipeline is named after its file, as `sabot run` names it.
+    let (path, content_type) = if crate::sql::is_sql(file) {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (
+            format!("/v1/pipelines?start={start}&name={}", path_segment(&name)),
+            "application/sql",
+        )
+    } else {
+        (format!("/v1/pipelines?start={start}"), "application/toml")
+    };
+    let mut p = client.post(&path, content_type, &body)?;
     // Answered `202`: the create goes on (modules being compiled again); follow it.
     let mut shown = String::new();
     while p["status"] == "creating" {

@@ -271,4 +271,20 @@ INSERT INTO kept SELECT txn_id, UPPER(country) AS cc FROM transactions WHERE amo
     );
     let kept = p["nodes"][3]["rows_in"].as_u64().unwrap();
     assert!(kept > 0 && kept < 5000, "the filter kept some rows: {kept}");
+
+    // `sabot submit FILE.sql` names the pipeline after the file.
+    let scratch = Scratch::new();
+    scratch.write("submitted.sql", sql);
+    let file = scratch.path("submitted.sql");
+    let out = s.cli(
+        &["submit", file.to_str().unwrap(), "--start"],
+        Some(crate::serve::TOKEN),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("pipeline submitted is"),
+        "{}",
+        stdout(&out)
+    );
+    s.wait_status("submitted", "finished", std::time::Duration::from_secs(60));
 }
