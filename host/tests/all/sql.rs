@@ -288,3 +288,33 @@ INSERT INTO kept SELECT txn_id, UPPER(country) AS cc FROM transactions WHERE amo
     );
     s.wait_status("submitted", "finished", std::time::Duration::from_secs(60));
 }
+
+#[test]
+fn the_readme_sql_example_runs_and_keeps_its_having() {
+    let s = Scratch::new();
+    let sql = std::fs::read_to_string(
+        sabot_test_artifacts::workspace().join("examples/sql/card-activity.sql"),
+    )
+    .unwrap();
+    s.write("card-activity.sql", &sql);
+    let out = sabot(&["run", "card-activity.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = s
+        .read("per_minute.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert!(r["n"].as_i64().unwrap() > 100, "HAVING COUNT(*) > 100: {r}");
+        assert!(r["largest"].as_f64().unwrap() <= r["total_eur"].as_f64().unwrap());
+    }
+    // The stdout sink printed the big ones, each with an action.
+    let big = stdout(&out);
+    assert!(big.lines().count() > 0, "{big}");
+    assert!(
+        big.lines()
+            .all(|l| l.contains("\"action\":\"ok\"") || l.contains("\"action\":\"review\"")),
+        "{big}"
+    );
+}
