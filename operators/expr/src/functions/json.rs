@@ -11,7 +11,7 @@ use arrow_schema::DataType;
 use serde_json::Value as Json;
 use sqlparser::ast::Expr;
 
-use super::{arity, constant_text, ints, strs, text_arg, values};
+use super::{arity, constant_text_arg, ints, strs, text_arg, values};
 use crate::ExprError;
 use crate::eval::Cx;
 use crate::types::cast_strict;
@@ -36,8 +36,7 @@ fn path_function(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprEr
     let vals = values(cx, args)?;
     let [doc, path] = <[Value; 2]>::try_from(vals).expect("arity");
     let doc = text_arg(cx, name, 0, doc, false)?;
-    let path = text_arg(cx, name, 1, path, false)?;
-    let path = constant_text(cx, name, 1, &path)?.unwrap_or_default();
+    let path = constant_text_arg(cx, name, 1, path)?;
     let steps = parse_path(&path)
         .map_err(|e| cx.type_error(format!("{name}: bad JSON path '{path}': {e}")))?;
     let docs = strs(doc.array());

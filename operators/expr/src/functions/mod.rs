@@ -200,6 +200,28 @@ pub(crate) fn values(cx: &Cx<'_>, args: &[Expr]) -> Result<Vec<Value>, ExprError
     args.iter().map(|a| cx.eval(a)).collect()
 }
 
+/// Argument `i` (0-based) of `name` converted to `to`, when its type is one `accepts` (or
+/// `NULL`); otherwise a type error saying it must be `what`.
+fn converted_arg(
+    cx: &Cx<'_>,
+    (name, i): (&str, usize),
+    v: Value,
+    accepts: impl Fn(&DataType) -> bool,
+    (to, what): (DataType, &str),
+) -> Result<Value, ExprError> {
+    let t = v.data_type();
+    if t == to {
+        return Ok(v);
+    }
+    if !(accepts(&t) || t == DataType::Null) {
+        return Err(cx.type_error(format!(
+            "argument {} of {name} must be {what}, got {t}",
+            i + 1
+        )));
+    }
+    v.map(|a| cast_strict(a, &to)).map_err(|e| cx.arrow(e))
+}
+
 /// Argument `i` (0-based) of `name` as text; any type converts when `any` is set (`CONCAT`).
 pub(crate) fn text_arg(
     cx: &Cx<'_>,
@@ -208,44 +230,47 @@ pub(crate) fn text_arg(
     v: Value,
     any: bool,
 ) -> Result<Value, ExprError> {
-    let t = v.data_type();
-    if t == DataType::Utf8 {
-        return Ok(v);
-    }
-    if !(any || is_text(&t) || t == DataType::Null) {
-        return Err(cx.type_error(format!(
-            "argument {} of {name} must be text, got {t}",
-            i + 1
-        )));
-    }
-    v.map(|a| cast_strict(a, &DataType::Utf8))
-        .map_err(|e| cx.arrow(e))
+    converted_arg(
+        cx,
+        (name, i),
+        v,
+        |t| any || is_text(t),
+        (DataType::Utf8, "text"),
+    )
 }
 
 /// Argument `i` of `name` as a 64-bit integer.
 pub(crate) fn int_arg(cx: &Cx<'_>, name: &str, i: usize, v: Value) -> Result<Value, ExprError> {
-    let t = v.data_type();
-    if !(t.is_integer() || t == DataType::Null) {
-        return Err(cx.type_error(format!(
-            "argument {} of {name} must be an integer, got {t}",
-            i + 1
-        )));
-    }
-    v.map(|a| cast_strict(a, &DataType::Int64))
-        .map_err(|e| cx.arrow(e))
+    converted_arg(
+        cx,
+        (name, i),
+        v,
+        DataType::is_integer,
+        (DataType::Int64, "an integer"),
+    )
 }
 
 /// Argument `i` of `name` as a double.
 pub(crate) fn float_arg(cx: &Cx<'_>, name: &str, i: usize, v: Value) -> Result<Value, ExprError> {
-    let t = v.data_type();
-    if !(t.is_numeric() || t == DataType::Null) {
-        return Err(cx.type_error(format!(
-            "argument {} of {name} must be a number, got {t}",
-            i + 1
-        )));
-    }
-    v.map(|a| cast_strict(a, &DataType::Float64))
-        .map_err(|e| cx.arrow(e))
+    converted_arg(
+        cx,
+        (name, i),
+        v,
+        DataType::is_numeric,
+        (DataType::Float64, "a number"),
+    )
+}
+
+/// The constant text argument `i` of `name` (a unit, a JSON path, a format): checked to be
+/// text and a constant; empty when `NULL`.
+pub(crate) fn constant_text_arg(
+    cx: &Cx<'_>,
+    name: &str,
+    i: usize,
+    v: Value,
+) -> Result<String, ExprError> {
+    let v = text_arg(cx, name, i, v, false)?;
+    Ok(constant_text(cx, name, i, &v)?.unwrap_or_default())
 }
 
 /// The constant text of argument `i`, for arguments that configure a function (a unit, a JSON

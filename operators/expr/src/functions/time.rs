@@ -10,7 +10,7 @@ use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Datelike, Months, NaiveDate};
 use sqlparser::ast::{DateTimeField, Expr};
 
-use super::{arity, constant_text, float_arg, int_arg, ints, row_error, text_arg, values};
+use super::{arity, constant_text_arg, float_arg, int_arg, ints, row_error, values};
 use crate::ExprError;
 use crate::eval::Cx;
 use crate::types::{cast_strict, is_temporal, is_text};
@@ -174,8 +174,7 @@ fn date_trunc(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError
     arity(cx, name, args, 2, 2)?;
     let vals = values(cx, args)?;
     let [unit, v] = <[Value; 2]>::try_from(vals).expect("arity");
-    let unit = text_arg(cx, name, 0, unit, false)?;
-    let unit = constant_text(cx, name, 0, &unit)?.unwrap_or_default();
+    let unit = constant_text_arg(cx, name, 0, unit)?;
     let unit = Unit::parse(&unit).ok_or_else(|| {
         cx.type_error(format!(
             "{name}: unknown unit '{unit}' (expected one of: {UNITS})"
@@ -295,8 +294,7 @@ fn to_char(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
     arity(cx, name, args, 2, 2)?;
     let vals = values(cx, args)?;
     let [v, format] = <[Value; 2]>::try_from(vals).expect("arity");
-    let format = text_arg(cx, name, 1, format, false)?;
-    let format = constant_text(cx, name, 1, &format)?.unwrap_or_default();
+    let format = constant_text_arg(cx, name, 1, format)?;
     let items: Vec<Item<'_>> = StrftimeItems::new(&format).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
         return Err(cx.type_error(format!(
