@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::support::{Scratch, sabot, stderr, stdout};
+use crate::support::{Scratch, sabot, sabot_measured, stderr, stdout};
 
 const TRADES: &str = "-- The golden `big-lit-trades` pipeline, in SQL.
 CREATE TABLE trades (trade_id BIGINT, symbol VARCHAR, qty BIGINT, price DOUBLE, venue VARCHAR)
@@ -316,5 +316,30 @@ fn the_readme_sql_example_runs_and_keeps_its_having() {
         big.lines()
             .all(|l| l.contains("\"action\":\"ok\"") || l.contains("\"action\":\"review\"")),
         "{big}"
+    );
+}
+
+#[test]
+fn a_query_that_builds_huge_values_is_stopped_by_the_sandbox_not_by_the_hosts_memory() {
+    // Each value stays under the 1 MiB limit of a text function, but a batch of them would be
+    // gigabytes: the project agent's memory cap stops it, and the host's memory stays small.
+    let s = Scratch::new();
+    s.write(
+        "huge.sql",
+        "CREATE TABLE t WITH ('connector' = 'generator', 'count' = 100000);
+         CREATE TABLE out WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT REPEAT(merchant_id, 100000) AS huge FROM t;",
+    );
+    let run = sabot_measured(&["run", "huge.sql"], s.dir.path());
+    let err = stderr(&run.output);
+    assert_eq!(run.output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("agent `out_select`") && err.contains("memory cap"),
+        "{err}"
+    );
+    assert!(
+        run.peak_rss < 1 << 30,
+        "the host stayed under 1 GiB (unbounded it would hold gigabytes): {} MiB",
+        run.peak_rss >> 20
     );
 }
