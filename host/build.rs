@@ -15,6 +15,8 @@ fn main() {
         ("project", "sabot-op-project", "operators/project"),
         ("window", "sabot-op-window", "operators/window"),
         ("join", "sabot-op-join", "operators/join"),
+        ("aggregate", "sabot-op-aggregate", "operators/aggregate"),
+        ("view", "sabot-op-view", "operators/view"),
     ];
     let packages: Vec<(&str, &str)> = operators.iter().map(|(_, p, d)| (*p, *d)).collect();
     let paths = build_guests(&workspace, "..", &packages);

@@ -64,12 +64,14 @@
 //! [`state`] keeps keyed state in the host (`ValueState`, `MapState`, `ListState`,
 //! `ReducingState`, `AggregatingState`). Each call crosses the sandbox boundary: call per batch,
 //! not per row. [`timers`] registers event-time and processing-time timers per key; they fire
-//! through [`Agent::on_timer`], and [`Agent::on_watermark`] follows the watermark.
+//! through [`Agent::on_timer`], and [`Agent::on_watermark`] follows the watermark. [`changelog`]
+//! reads and writes the `_op` column of updating streams (upserts and deletes by key).
 
 pub mod ipc;
 
 #[cfg(feature = "guest")]
 mod agent;
+pub mod changelog;
 #[cfg(feature = "guest")]
 mod error;
 #[cfg(feature = "guest")]

@@ -109,6 +109,56 @@ fn entry(key: &impl StateKey, sub: Vec<u8>) -> EntryKey {
     }
 }
 
+/// The state key of each row of a key column, as the host partitions by it: integers as the
+/// little-endian bytes of their width, text as UTF-8, binary as it is; null as the empty key.
+pub fn column_keys(column: &dyn arrow_array::Array) -> Result<Vec<Vec<u8>>, AgentError> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::DataType;
+    macro_rules! each {
+        ($a:expr, $f:expr) => {{
+            let a = $a;
+            (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Vec::new()
+                    } else {
+                        $f(a.value(i))
+                    }
+                })
+                .collect()
+        }};
+    }
+    macro_rules! ints {
+        ($t:ty) => {
+            each!(
+                column.as_primitive::<$t>(),
+                |v: <$t as ArrowPrimitiveType>::Native| v.to_le_bytes().to_vec()
+            )
+        };
+    }
+    Ok(match column.data_type() {
+        DataType::Int8 => ints!(Int8Type),
+        DataType::Int16 => ints!(Int16Type),
+        DataType::Int32 => ints!(Int32Type),
+        DataType::Int64 => ints!(Int64Type),
+        DataType::UInt8 => ints!(UInt8Type),
+        DataType::UInt16 => ints!(UInt16Type),
+        DataType::UInt32 => ints!(UInt32Type),
+        DataType::UInt64 => ints!(UInt64Type),
+        DataType::Date32 => ints!(Date32Type),
+        DataType::Utf8 => each!(column.as_string::<i32>(), |v: &str| v.as_bytes().to_vec()),
+        DataType::LargeUtf8 => each!(column.as_string::<i64>(), |v: &str| v.as_bytes().to_vec()),
+        DataType::Binary => each!(column.as_binary::<i32>(), |v: &[u8]| v.to_vec()),
+        other => {
+            return Err(AgentError::invalid_input(format!(
+                "a key column of type {other}: expected an integer, date, string or binary column"
+            )));
+        }
+    })
+}
+
 /// `(sub-key, value)` pairs, as a scan returns them.
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -310,6 +360,51 @@ impl<F: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
             })
             .collect();
         self.store.delete_many(&subs)
+    }
+}
+
+/// A write of [`RawState::write_many`]: key, sub-key, and the value (`None`: delete).
+pub type RawWrite<K> = (K, Vec<u8>, Option<Vec<u8>>);
+
+/// Entries `(key, sub-key) → value` kept as the bytes given, with no encoding of Rust's: for
+/// values that something other than this agent reads (the host's HTTP API, an agent in another
+/// language). The built-in `view` operator keeps its rows this way, as JSON.
+pub struct RawState {
+    store: Store,
+}
+
+impl RawState {
+    /// The raw state named `name`.
+    pub fn new(name: &str) -> Self {
+        RawState {
+            store: Store {
+                name: name.to_owned(),
+            },
+        }
+    }
+
+    /// The values of many `(key, sub-key)` entries, in order, in one crossing.
+    pub fn get_many<K: StateKey>(
+        &self,
+        entries: &[(K, Vec<u8>)],
+    ) -> Result<Vec<Option<Vec<u8>>>, AgentError> {
+        let keys: Vec<EntryKey> = entries.iter().map(|(k, s)| entry(k, s.clone())).collect();
+        self.store.get_many(&keys)
+    }
+
+    /// Applies many writes `(key, sub-key, value)` in one crossing each way: `Some` puts,
+    /// `None` deletes. Puts go first, then deletes, so give each entry once.
+    pub fn write_many<K: StateKey>(&self, writes: &[RawWrite<K>]) -> Result<(), AgentError> {
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
+        for (k, sub, value) in writes {
+            match value {
+                Some(v) => puts.push((entry(k, sub.clone()), v.clone())),
+                None => deletes.push(entry(k, sub.clone())),
+            }
+        }
+        self.store.put_many(&puts)?;
+        self.store.delete_many(&deletes)
     }
 }
 

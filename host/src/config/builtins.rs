@@ -64,9 +64,11 @@ fn filter(config: &str) -> Result<Predicate, String> {
     struct Settings {
         #[serde(rename = "where")]
         predicate: String,
+        #[serde(rename = "key")]
+        _key: Option<String>,
     }
     let settings: Settings = serde_json::from_str(config).map_err(|e| {
-        format!("expected config = {{ where = \"EXPRESSION\" }}, a SQL boolean expression: {e}")
+        format!("expected config = {{ where = \"EXPRESSION\" }}, a SQL boolean expression (and, on a changelog, `key`): {e}")
     })?;
     Predicate::parse(&settings.predicate).map_err(|e| e.to_string())
 }

@@ -26,6 +26,7 @@
 //! the table and field, and what was expected.
 
 mod builtins;
+mod changelog;
 pub mod paths;
 pub mod secrets;
 
@@ -508,10 +509,15 @@ impl Validator<'_> {
         if raw.sources.is_empty() {
             return Err(self.invalid("[sources]", "a pipeline needs at least one source, e.g. [sources.input] with type = \"generator\""));
         }
-        if raw.sinks.is_empty() {
+        // A materialized view (a `builtin:view` agent) is an output too: it is read over HTTP.
+        let views = raw
+            .agents
+            .values()
+            .any(|a| a.module.trim() == "builtin:view");
+        if raw.sinks.is_empty() && !views {
             return Err(self.invalid(
                 "[sinks]",
-                "a pipeline needs at least one sink, e.g. [sinks.out] with type = \"stdout\"",
+                "a pipeline needs at least one sink, e.g. [sinks.out] with type = \"stdout\" (or a builtin:view agent)",
             ));
         }
 
@@ -743,6 +749,7 @@ impl Validator<'_> {
             secrets: secrets::Resolved::default(),
         };
         builtins::check(&spec).map_err(|(at, message)| self.invalid(at, message))?;
+        changelog::check(&spec).map_err(|(at, message)| self.invalid(at, message))?;
         Ok(spec)
     }
 

@@ -245,6 +245,16 @@ impl Live {
         self.attach(HashMap::new(), None);
     }
 
+    /// Lets go of the run's state and checkpoint coordinator, except the state of `keep` (the
+    /// materialized views, `builtin:view` agents): a finished pipeline's views stay readable
+    /// until it runs again, is deleted, or the process ends.
+    pub(crate) fn detach_keeping(&self, keep: &[String]) {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.retain(|agent, _| keep.contains(agent));
+        drop(scopes);
+        *self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn scope_for(&self, agent: &str, key: &[u8]) -> Result<StateScope, LiveError> {
         let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
         let instances = scopes
@@ -298,6 +308,56 @@ impl Live {
         scope
             .scan(store, key, b"", None, limit)
             .map_err(Self::refused)
+    }
+
+    /// Up to `limit` sub-keys and values of `key` in `store` of `agent`, which the caller
+    /// names (a built-in operator's store): read even before the agent has used the store in
+    /// this run, as after a restore.
+    pub fn read_store(
+        &self,
+        agent: &str,
+        store: &str,
+        key: &[u8],
+        limit: u32,
+    ) -> Result<Entries, LiveError> {
+        self.scope_for(agent, key)?
+            .scan(store, key, b"", None, limit)
+            .map_err(Self::refused)
+    }
+
+    /// Up to `limit` entries of `store` of `agent`, across its instances, in backend-key order,
+    /// after the position `after` (the last entry's of the page before). Like [`Live::read_store`],
+    /// for a store the caller names.
+    pub fn scan_store(
+        &self,
+        agent: &str,
+        store: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::state::StoreEntry>, LiveError> {
+        let instances = {
+            let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            scopes
+                .get(agent)
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .ok_or_else(|| LiveError::NotRunning(agent.to_owned()))?
+        };
+        let mut out = Vec::new();
+        let start = after
+            .and_then(|a| a.get(..2))
+            .map_or(0, |g| u32::from(u16::from_be_bytes([g[0], g[1]])));
+        for scope in instances {
+            if out.len() >= limit || scope.owned().end <= start {
+                continue;
+            }
+            out.extend(
+                scope
+                    .scan_store(store, after, limit - out.len())
+                    .map_err(Self::refused)?,
+            );
+        }
+        Ok(out)
     }
 
     /// The state stores (tables) each running agent has used.

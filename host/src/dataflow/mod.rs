@@ -244,14 +244,22 @@ impl Pipeline {
             .live
             .clone()
             .unwrap_or_else(|| Arc::new(self.live()));
-        // However the run ends, it lets go of its state and checkpoints.
-        struct Detach(Arc<Live>);
+        // However the run ends, it lets go of its state and checkpoints — but for the views',
+        // which stay readable. The state of a previous run's views goes now.
+        struct Detach(Arc<Live>, Vec<String>);
         impl Drop for Detach {
             fn drop(&mut self) {
-                self.0.detach();
+                self.0.detach_keeping(&self.1);
             }
         }
-        let _detach = Detach(live.clone());
+        live.detach();
+        let views: Vec<String> = spec
+            .agents
+            .iter()
+            .filter(|(_, a)| matches!(&a.module, ModuleSource::Builtin(op) if op == "view"))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let _detach = Detach(live.clone(), views.clone());
         let mut scopes: HashMap<String, Vec<StateScope>> = HashMap::new();
         let dead_letters = Arc::new(DeadLetters::new(
             &spec.name,
@@ -552,7 +560,7 @@ impl Pipeline {
             }
         }
         // The coordinator ends when the last handle on it goes.
-        live.detach();
+        live.detach_keeping(&views);
         let mut final_id = first_id;
         if let Some(handle) = coordinator {
             match handle.join() {

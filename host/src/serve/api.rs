@@ -142,6 +142,12 @@ pub fn router(state: AppState) -> axum::Router {
             get(read_table),
         )
         .route("/v1/pipelines/{name}/logs", get(read_logs))
+        .route(
+            "/v1/pipelines/{name}/views/{view}",
+            get(super::views::read_in),
+        )
+        .route("/v1/views", get(super::views::list))
+        .route("/v1/views/{name}", get(super::views::read))
         .route("/v1/cluster", get(cluster_view))
         .route("/v1/secrets", get(super::secrets::list))
         .route(
@@ -250,7 +256,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// A query string that does not fit, as an API error.
-fn query_error(e: QueryRejection) -> ApiError {
+pub(super) fn query_error(e: QueryRejection) -> ApiError {
     ApiError {
         status: e.status(),
         message: format!(
@@ -951,7 +957,7 @@ struct TableQuery {
 }
 
 /// A key's bytes, as the host encodes a key column's values.
-fn encode_key(key: &str, key_type: Option<&str>) -> Result<Vec<u8>, ApiError> {
+pub(super) fn encode_key(key: &str, key_type: Option<&str>) -> Result<Vec<u8>, ApiError> {
     let bad = |t: &str| ApiError::bad_request(format!("key {key:?} is not a valid {t}"));
     macro_rules! int {
         ($t:ty, $name:expr) => {

@@ -29,6 +29,7 @@ pub mod prometheus;
 mod secrets;
 pub mod tls;
 pub mod upload;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -61,6 +61,12 @@ impl Planner<'_> {
             _ => None,
         };
         let (right, right_side) = self.relation(&join.relation, hint)?;
+        if left.updating || right.updating {
+            return Err(self.error(
+                span,
+                "a join of an updating query (GROUP BY without a window) is not supported: join the inputs, then aggregate",
+            ));
+        }
         if left.nodes.len() != 1 || right.nodes.len() != 1 {
             return Err(self.error(
                 span,
@@ -270,11 +276,7 @@ impl Planner<'_> {
             qualifiers: right_side.qualifiers,
             renames,
         });
-        Ok(Stream {
-            nodes: vec![agent],
-            schema,
-            time,
-        })
+        Ok(Stream::rows(vec![agent], schema, time))
     }
 
     /// A bound `left_time [± INTERVAL …]` as milliseconds from the left row's time.

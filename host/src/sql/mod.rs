@@ -81,6 +81,7 @@ pub fn compile(
     let mut planner = plan::Planner::new(source, schema_of);
     planner.versions = versions;
     let mut inserts = Vec::new();
+    let mut materialized = Vec::new();
     let mut settings = toml::Table::new();
     for (i, statement) in statements.iter().enumerate() {
         match statement {
@@ -101,12 +102,6 @@ pub fn compile(
             }
             Statement::CreateView(view) => {
                 let name = ddl::object_name(source, &view.name)?;
-                if view.materialized {
-                    return Err(source.error(
-                        view.name.span(),
-                        format!("materialized view `{name}`: CREATE MATERIALIZED VIEW is not supported yet; use CREATE VIEW and INSERT INTO a table"),
-                    ));
-                }
                 if !view.columns.is_empty() {
                     return Err(source.error(
                         view.name.span(),
@@ -118,9 +113,18 @@ pub fn compile(
                         source.error(view.name.span(), format!("`{name}` is declared twice"))
                     );
                 }
-                planner
-                    .views
-                    .insert(name, ((*view.query).clone(), view.name.span()));
+                if view.materialized {
+                    if materialized.iter().any(|(n, _, _)| *n == name) {
+                        return Err(
+                            source.error(view.name.span(), format!("`{name}` is declared twice"))
+                        );
+                    }
+                    materialized.push((name, view.name.span(), &view.query));
+                } else {
+                    planner
+                        .views
+                        .insert(name, ((*view.query).clone(), view.name.span()));
+                }
             }
             Statement::Insert(insert) => inserts.push(insert),
             Statement::Set(Set::SingleAssignment {
@@ -152,11 +156,15 @@ pub fn compile(
             "WATERMARK belongs in the column list of a CREATE TABLE",
         ));
     }
-    if inserts.is_empty() {
+    if inserts.is_empty() && materialized.is_empty() {
         return Err(source.error(
             statements.last().map_or(Span::empty(), Spanned::span),
-            "no INSERT INTO: a pipeline writes at least one table",
+            "no INSERT INTO or CREATE MATERIALIZED VIEW: a pipeline writes at least one table or view",
         ));
+    }
+    planner.reserve(materialized.iter().map(|(name, _, _)| name.clone()));
+    for (name, span, query) in materialized {
+        planner.materialize(&name, span, query)?;
     }
     for insert in inserts {
         let TableObject::TableName(name) = &insert.table else {

@@ -33,6 +33,37 @@ pub(super) struct Stream {
     pub(super) schema: Option<SchemaRef>,
     /// The event-time column, when the rows carry watermarks.
     pub(super) time: Option<String>,
+    /// What identifies a row, when the rows are an aggregate's results.
+    pub(super) grouped: Option<Grouped>,
+    /// Whether the rows are a changelog: an updating aggregate's upserts and deletes, by the
+    /// key of `grouped`.
+    pub(super) updating: bool,
+}
+
+/// What identifies a row of an aggregate's results.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Grouped {
+    /// The group column (`None`: one group for everything).
+    pub(super) key: Option<String>,
+    /// Whether `window_start` is part of the identity (one row per window of a key).
+    pub(super) window: bool,
+}
+
+impl Stream {
+    /// The rows of `nodes`, of a source or a join: append-only, not grouped.
+    pub(super) fn rows(
+        nodes: Vec<String>,
+        schema: Option<SchemaRef>,
+        time: Option<String>,
+    ) -> Self {
+        Stream {
+            nodes,
+            schema,
+            time,
+            grouped: None,
+            updating: false,
+        }
+    }
 }
 
 /// A relation of `FROM` as expressions see it: the names that qualify its columns, and what
@@ -138,6 +169,9 @@ impl<'a> Planner<'a> {
             ));
         }
         let stream = self.query(query, target)?;
+        if stream.updating {
+            self.check_changelog_sink(&table, &stream, target_span)?;
+        }
         if self.read_tables.contains_key(target) {
             return Err(self.error(
                 target_span,
@@ -197,6 +231,90 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
+    /// Keeps `names` free: the names of the materialized views, which name their agents.
+    pub(crate) fn reserve(&mut self, names: impl IntoIterator<Item = String>) {
+        self.names.extend(names);
+    }
+
+    /// `CREATE MATERIALIZED VIEW name AS SELECT …`: a `builtin:view` agent named `name`, keeping
+    /// the current row of each key of the query's results where `GET /v1/views/name` reads it.
+    pub(crate) fn materialize(
+        &mut self,
+        name: &str,
+        span: Span,
+        query: &Query,
+    ) -> Result<(), SqlError> {
+        if self.tables.contains_key(name) || self.views.contains_key(name) {
+            return Err(self.error(span, format!("`{name}` is declared twice")));
+        }
+        let stream = self.query(query, name)?;
+        let Some(grouped) = stream.grouped.clone() else {
+            return Err(self.error(
+                query.span(),
+                format!("materialized view `{name}` keeps one row per key, so its query needs GROUP BY: a key column, a window, or both"),
+            ));
+        };
+        let mut config = toml::Table::new();
+        if let Some(key) = &grouped.key {
+            config.insert("key".into(), key.clone().into());
+        }
+        if grouped.window {
+            config.insert("sub_key".into(), "window_start".into());
+        }
+        self.agent(
+            name,
+            "builtin:view",
+            config,
+            grouped.key.as_deref(),
+            &stream,
+        );
+        Ok(())
+    }
+
+    /// An updating query goes only where its upserts and deletes can be applied.
+    fn check_changelog_sink(
+        &self,
+        table: &Table,
+        stream: &Stream,
+        span: Span,
+    ) -> Result<(), SqlError> {
+        let group = stream
+            .grouped
+            .as_ref()
+            .and_then(|g| g.key.clone())
+            .unwrap_or_default();
+        let why = "the query is updating: GROUP BY without a window emits a group's new result each time it changes, and deletes";
+        match table.connector.as_str() {
+            "kafka" => {
+                let key = table
+                    .options
+                    .iter()
+                    .find(|o| o.key == "key")
+                    .and_then(|o| o.value.as_str());
+                match key {
+                    Some(k) if k == group => Ok(()),
+                    Some(k) => Err(self.error(
+                        span,
+                        format!("table `{}` is keyed by `{k}`, and {why} by `{group}`: set 'key' = '{group}', so that each record replaces its key's earlier one", table.name),
+                    )),
+                    None if group.is_empty() => Err(self.error(
+                        span,
+                        format!("table `{}`: {why}, over one group with no key column, which Kafka cannot compact: GROUP BY a column, or write it to a CREATE MATERIALIZED VIEW", table.name),
+                    )),
+                    None => Err(self.error(
+                        span,
+                        format!("table `{}` needs 'key' = '{group}': {why}, and each record must replace its key's earlier one (a delete is a tombstone)", table.name),
+                    )),
+                }
+            }
+            "stdout" | "blackhole" => Ok(()),
+            other => Err(self.error(
+                span,
+                format!("table `{}` (connector '{other}') can only append, and {why}; write it to a Kafka table with 'key' = '{group}' (upserts and tombstones), a CREATE MATERIALIZED VIEW, or stdout — or aggregate over a window (TUMBLE, HOP, SESSION), whose results are final", table.name),
+            )),
+        }
+    }
+
     fn table_names(&self) -> String {
         let names: Vec<&str> = self
             .tables
@@ -240,6 +358,12 @@ impl<'a> Planner<'a> {
             } => {
                 let l = self.set_expr(left, hint)?;
                 let r = self.set_expr(right, hint)?;
+                if l.updating || r.updating {
+                    return Err(self.error(
+                        body.span(),
+                        "UNION ALL of an updating query (GROUP BY without a window): its upserts and deletes would mix with the other side's rows; unite the inputs before aggregating",
+                    ));
+                }
                 if let (Some(ls), Some(rs)) = (&l.schema, &r.schema) {
                     let shape = |s: &SchemaRef| -> Vec<(String, DataType)> {
                         s.fields()
@@ -260,11 +384,11 @@ impl<'a> Planner<'a> {
                 }
                 let mut nodes = l.nodes;
                 nodes.extend(r.nodes);
-                Ok(Stream {
+                Ok(Stream::rows(
                     nodes,
-                    schema: l.schema.or(r.schema),
-                    time: l.time.filter(|t| r.time.as_ref() == Some(t)),
-                })
+                    l.schema.or(r.schema),
+                    l.time.filter(|t| r.time.as_ref() == Some(t)),
+                ))
             }
             SetExpr::SetOperation { op, .. } => Err(self.error(
                 body.span(),
@@ -437,11 +561,11 @@ impl<'a> Planner<'a> {
             self.names.insert(name.to_owned());
             name.to_owned()
         };
-        let stream = Stream {
-            nodes: vec![node],
+        let stream = Stream::rows(
+            vec![node],
             schema,
-            time: table.watermark.as_ref().map(|w| w.column.clone()),
-        };
+            table.watermark.as_ref().map(|w| w.column.clone()),
+        );
         self.read_tables.insert(name.to_owned(), stream.clone());
         Ok(stream)
     }
@@ -502,14 +626,23 @@ impl<'a> Planner<'a> {
             self.unqualify(h, &qualifiers)?;
         }
         if aggregated {
-            stream = self.window(select, &mut items, &mut having, stream, hint)?;
+            stream = self.group_by(select, &mut items, &mut having, stream, hint)?;
         }
         if let (Some(condition), Some(original)) = (&having, &select.having) {
             self.check_predicate(condition, original.span(), &stream)?;
             let agent = self.fresh(&format!("{hint}_having"));
             let mut config = toml::Table::new();
             config.insert("where".into(), condition.to_string().into());
-            self.agent(&agent, "builtin:filter", config, None, &stream);
+            // On a changelog, the filter remembers which keys it let through, so that a key
+            // that stops qualifying is deleted (and one that never did is not).
+            let key = match &stream.grouped {
+                Some(Grouped { key: Some(key), .. }) if stream.updating => {
+                    config.insert("key".into(), key.clone().into());
+                    Some(key.clone())
+                }
+                _ => None,
+            };
+            self.agent(&agent, "builtin:filter", config, key.as_deref(), &stream);
             stream.nodes = vec![agent];
         }
 
@@ -558,14 +691,31 @@ impl<'a> Planner<'a> {
         );
         self.agent(agent, "builtin:project", config, None, stream);
         // The event-time column survives a projection that keeps it under its name.
-        let time = stream
-            .time
+        let kept = |c: &str| schema.as_ref().is_none_or(|s| s.field_with_name(c).is_ok());
+        let time = stream.time.clone().filter(|t| kept(t));
+        // A result row keeps its identity when the projection keeps its key (and window start).
+        let grouped = stream
+            .grouped
             .clone()
-            .filter(|t| schema.as_ref().is_none_or(|s| s.field_with_name(t).is_ok()));
+            .filter(|g| g.key.as_deref().is_none_or(kept) && (!g.window || kept("window_start")));
+        if stream.updating
+            && grouped.is_none()
+            && let Some(g) = &stream.grouped
+        {
+            return Err(self.error(
+                span,
+                format!(
+                    "an updating query (GROUP BY without a window) must select its group column `{}` under its own name: each row it emits replaces the earlier row of that key",
+                    g.key.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
         Ok(Stream {
             nodes: vec![agent.to_owned()],
             schema,
             time,
+            grouped,
+            updating: stream.updating,
         })
     }
 

@@ -238,7 +238,12 @@ fn mistakes_are_reported_at_their_line_and_column_with_a_caret() {
     );
 
     let e = err("INSERT INTO out SELECT card_id, COUNT(*) FROM transactions GROUP BY card_id;");
-    assert!(e.message.contains("updating aggregate"), "{e}");
+    assert_eq!((e.line, e.column), (6, 13), "{e}");
+    assert!(
+        e.message
+            .contains("table `out` (connector 'file') can only append, and the query is updating"),
+        "{e}"
+    );
 
     let e = err(
         "INSERT INTO out SELECT COUNT(*) FROM transactions GROUP BY TUMBLE(txn_id, INTERVAL '1' MINUTE);",
@@ -270,7 +275,11 @@ fn mistakes_are_reported_at_their_line_and_column_with_a_caret() {
     assert!(e.message.contains("cannot also be written"), "{e}");
 
     let e = err("CREATE MATERIALIZED VIEW m AS SELECT * FROM transactions;");
-    assert!(e.message.contains("not supported yet"), "{e}");
+    assert!(
+        e.message
+            .contains("materialized view `m` keeps one row per key, so its query needs GROUP BY"),
+        "{e}"
+    );
 
     let e = err("DROP TABLE out;");
     assert!(
@@ -478,4 +487,111 @@ fn a_hostile_file_of_deep_nesting_is_refused_without_exhausting_the_stack() {
     assert!(e.message.contains("recursion limit"), "{}", e.message);
     let e = compile(&"(".repeat(1_000_000), &declared).unwrap_err();
     assert!(!e.message.is_empty());
+}
+
+const CHANGES: &str = "CREATE TABLE changes WITH ('connector' = 'kafka', 'bootstrap' = '127.0.0.1:9092', 'topic' = 'totals', 'key' = 'card_id');\n";
+
+#[test]
+fn a_group_by_without_a_window_is_an_updating_aggregate_whose_having_deletes() {
+    let doc = ok(&format!(
+        "{CHANGES}INSERT INTO changes SELECT card_id, COUNT(*) AS n, SUM(amount) AS total FROM transactions GROUP BY card_id HAVING SUM(amount) < 1000;"
+    ));
+    let agents = &doc["agents"];
+    let aggregate = &agents["changes_aggregate"];
+    assert_eq!(aggregate["module"].as_str(), Some("builtin:aggregate"));
+    assert_eq!(aggregate["key"].as_str(), Some("card_id"));
+    assert_eq!(
+        strings(&aggregate["config"]["aggregates"]),
+        ["count(*) AS agg0_", "sum(amount) AS agg1_"]
+    );
+    assert_eq!(aggregate["config"]["time"].as_str(), Some("ts"));
+    // HAVING remembers, per key, what it let through: partitioned and configured by the key.
+    let having = &agents["changes_having"];
+    assert_eq!(having["key"].as_str(), Some("card_id"));
+    assert_eq!(having["config"]["key"].as_str(), Some("card_id"));
+    assert_eq!(having["config"]["where"].as_str(), Some("agg1_ < 1000"));
+    assert_eq!(
+        strings(&doc["edges"]),
+        [
+            "transactions -> changes_aggregate",
+            "changes_aggregate -> changes_having",
+            "changes_having -> changes_select",
+            "changes_select -> changes"
+        ]
+    );
+}
+
+#[test]
+fn an_updating_query_goes_only_where_its_upserts_and_deletes_can_be_applied() {
+    let updating = "SELECT card_id, COUNT(*) AS n FROM transactions GROUP BY card_id";
+    // Kafka: keyed by the group column, or refused with what to set.
+    let e = err(&format!(
+        "CREATE TABLE t WITH ('connector' = 'kafka', 'bootstrap' = 'b:1', 'topic' = 't');\nINSERT INTO t {updating};"
+    ));
+    assert!(
+        e.message.contains("table `t` needs 'key' = 'card_id'"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), (7, 13), "{e}");
+    let e = err(&format!(
+        "CREATE TABLE t WITH ('connector' = 'kafka', 'bootstrap' = 'b:1', 'topic' = 't', 'key' = 'country');\nINSERT INTO t {updating};"
+    ));
+    assert!(
+        e.message.contains("table `t` is keyed by `country`") && e.message.contains("by `card_id`"),
+        "{e}"
+    );
+    // stdout prints the changes.
+    ok(&format!(
+        "CREATE TABLE s WITH ('connector' = 'stdout');\nINSERT INTO s {updating};"
+    ));
+    // The group column must survive the projection under its name.
+    let e = err(&format!(
+        "{CHANGES}INSERT INTO changes SELECT COUNT(*) AS n FROM transactions GROUP BY card_id;"
+    ));
+    assert!(
+        e.message
+            .contains("must select its group column `card_id` under its own name"),
+        "{e}"
+    );
+    // What cannot read a changelog says so.
+    let e = err(&format!(
+        "CREATE VIEW totals AS {updating};\nINSERT INTO out SELECT card_id, COUNT(*) FROM totals GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE);"
+    ));
+    assert!(
+        e.message.contains("an aggregate over an updating query"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "CREATE VIEW totals AS {updating};\nINSERT INTO out SELECT * FROM transactions UNION ALL SELECT * FROM totals;"
+    ));
+    assert!(e.message.contains("UNION ALL of an updating query"), "{e}");
+}
+
+#[test]
+fn a_materialized_view_keeps_one_row_per_key_and_one_per_window_of_a_key() {
+    let doc = ok(
+        "CREATE MATERIALIZED VIEW totals AS SELECT card_id, COUNT(*) AS n FROM transactions GROUP BY card_id;
+CREATE MATERIALIZED VIEW per_minute AS SELECT country, TUMBLE_START(ts, INTERVAL '1' MINUTE) AS window_start, COUNT(*) AS n FROM transactions GROUP BY country, TUMBLE(ts, INTERVAL '1' MINUTE);",
+    );
+    let totals = &doc["agents"]["totals"];
+    assert_eq!(totals["module"].as_str(), Some("builtin:view"));
+    assert_eq!(totals["key"].as_str(), Some("card_id"));
+    assert_eq!(totals["config"]["key"].as_str(), Some("card_id"));
+    assert!(totals["config"].get("sub_key").is_none());
+    let per_minute = &doc["agents"]["per_minute"];
+    assert_eq!(
+        per_minute["config"]["sub_key"].as_str(),
+        Some("window_start")
+    );
+    // A view is an output: no sink is needed.
+    assert!(doc["sinks"].as_table().unwrap().is_empty());
+
+    let e = err(
+        "CREATE MATERIALIZED VIEW out AS SELECT card_id, COUNT(*) FROM transactions GROUP BY card_id;",
+    );
+    assert!(e.message.contains("`out` is declared twice"), "{e}");
+    let e = err(
+        "CREATE MATERIALIZED VIEW m AS SELECT COUNT(*) AS n, MAX(card_id) AS c FROM transactions GROUP BY card_id;",
+    );
+    assert!(e.message.contains("group column `card_id`"), "{e}");
 }

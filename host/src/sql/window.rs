@@ -1,6 +1,7 @@
-//! Windowed aggregates: `GROUP BY [key,] TUMBLE|HOP|SESSION(time, …)` becomes a
-//! `builtin:window` agent; aggregate calls, `TUMBLE_START(…)` and the like in the select list
-//! and `HAVING` are rewritten to the columns of its output.
+//! Aggregates: `GROUP BY [key,] TUMBLE|HOP|SESSION(time, …)` becomes a `builtin:window` agent,
+//! and `GROUP BY key` without a window a `builtin:aggregate` agent, whose output is a changelog
+//! (each group's new result as it changes); aggregate calls, `TUMBLE_START(…)` and the like in
+//! the select list and `HAVING` are rewritten to the columns of its output.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use sqlparser::tokenizer::Span;
 
 use super::ddl::interval_ms;
 use super::error::SqlError;
-use super::plan::{Planner, Stream, field_names};
+use super::plan::{Grouped, Planner, Stream, field_names};
 
 impl Planner<'_> {
     /// `GROUP BY [key,] TUMBLE|HOP|SESSION(time, …)` with aggregates: a `builtin:window` agent;
-    /// the select list and `HAVING` are rewritten to read its output.
-    pub(super) fn window(
+    /// `GROUP BY [key]` without a window: a `builtin:aggregate` agent. The select list and
+    /// `HAVING` are rewritten to read its output.
+    pub(super) fn group_by(
         &mut self,
         select: &Select,
         items: &mut [SelectItem],
@@ -28,6 +30,12 @@ impl Planner<'_> {
         hint: &str,
     ) -> Result<Stream, SqlError> {
         let group_span = select.span();
+        if input.updating {
+            return Err(self.error(
+                group_span,
+                "an aggregate over an updating query (GROUP BY without a window) is not supported: aggregate the rows it reads instead",
+            ));
+        }
         let GroupByExpr::Expressions(groups, modifiers) = &select.group_by else {
             return Err(self.error(
                 group_span,
@@ -67,13 +75,6 @@ impl Planner<'_> {
                 }
             }
         }
-        let Some((time, mut config, _)) = window else {
-            let span = groups.first().map_or(group_span, Spanned::span);
-            return Err(self.error(
-                span,
-                "an aggregate without a window (an updating aggregate) is not supported yet: GROUP BY TUMBLE(time, INTERVAL …), HOP(…) or SESSION(…)",
-            ));
-        };
         let input_schema = input.schema.clone();
         if let (Some(key), Some(schema)) = (&key, &input_schema)
             && schema.field_with_name(key).is_err()
@@ -152,41 +153,75 @@ impl Planner<'_> {
             ));
         }
 
+        let aggregate_list = toml::Value::Array(
+            aggregates
+                .iter()
+                .map(|(spec, alias, _)| format!("{spec} AS {alias}").into())
+                .collect(),
+        );
+        let key_field = |schema: &SchemaRef| {
+            key.as_ref().and_then(|key| {
+                let f = schema.field_with_name(key).ok()?;
+                Some(Field::new(key, f.data_type().clone(), false))
+            })
+        };
+        let aggregate_fields = aggregates
+            .iter()
+            .map(|(_, alias, ty)| Field::new(alias, ty.clone(), true));
+
+        // Without a window, an updating aggregate: a changelog of each group's result.
+        let Some((time, mut config, _)) = window else {
+            let mut config = toml::Table::new();
+            if let Some(key) = &key {
+                config.insert("key".into(), key.clone().into());
+            }
+            if let Some(time) = &input.time {
+                config.insert("time".into(), time.clone().into());
+            }
+            config.insert("aggregates".into(), aggregate_list);
+            let agent = self.fresh(&format!("{hint}_aggregate"));
+            self.agent(&agent, "builtin:aggregate", config, key.as_deref(), &input);
+            let schema = input_schema.map(|schema| {
+                let fields: Vec<Field> = key_field(&schema)
+                    .into_iter()
+                    .chain(aggregate_fields)
+                    .collect();
+                Arc::new(Schema::new(fields))
+            });
+            return Ok(Stream {
+                nodes: vec![agent],
+                schema,
+                time: None,
+                grouped: Some(Grouped { key, window: false }),
+                updating: true,
+            });
+        };
         config.insert("time".into(), time.into());
         if let Some(key) = &key {
             config.insert("key".into(), key.clone().into());
         }
-        config.insert(
-            "aggregates".into(),
-            toml::Value::Array(
-                aggregates
-                    .iter()
-                    .map(|(spec, alias, _)| format!("{spec} AS {alias}").into())
-                    .collect(),
-            ),
-        );
+        config.insert("aggregates".into(), aggregate_list);
         let agent = self.fresh(&format!("{hint}_window"));
         self.agent(&agent, "builtin:window", config, key.as_deref(), &input);
 
         let schema = input_schema.map(|schema| {
-            let mut fields = Vec::new();
-            if let Some(key) = &key
-                && let Ok(f) = schema.field_with_name(key)
-            {
-                fields.push(Field::new(key, f.data_type().clone(), false));
-            }
             let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
-            fields.push(Field::new("window_start", ts.clone(), false));
-            fields.push(Field::new("window_end", ts, false));
-            for (_, alias, ty) in &aggregates {
-                fields.push(Field::new(alias, ty.clone(), true));
-            }
+            let fields: Vec<Field> = key_field(&schema)
+                .into_iter()
+                .chain([
+                    Field::new("window_start", ts.clone(), false),
+                    Field::new("window_end", ts, false),
+                ])
+                .chain(aggregate_fields)
+                .collect();
             Arc::new(Schema::new(fields))
         });
         Ok(Stream {
             nodes: vec![agent],
             schema,
             time: None,
+            grouped: Some(Grouped { key, window: true }),
+            updating: false,
         })
     }
 

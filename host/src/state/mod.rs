@@ -46,6 +46,16 @@ pub type EntryKey = (Vec<u8>, Vec<u8>);
 #[error("{0}")]
 pub struct BackendError(pub String);
 
+/// An entry of a store, read from outside the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreEntry {
+    pub key: Vec<u8>,
+    pub sub: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Its backend key: where the next page of a scan starts after.
+    pub position: Vec<u8>,
+}
+
 /// A store of ordered byte keys and values.
 pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// The values of `keys`, in order.
@@ -423,6 +433,54 @@ impl StateScope {
             })
             .collect::<Result<Vec<_>, Refusal>>()?;
         self.backend.write(writes).map_err(Self::backend_error)
+    }
+
+    /// Up to `limit` entries of every key of `store` this instance owns, in backend-key order
+    /// (key group, then key, then sub-key), starting after the backend key `after`: a page of a
+    /// whole table, for reading it from outside the pipeline.
+    pub fn scan_store(
+        &self,
+        store: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<StoreEntry>, Refusal> {
+        self.check_store(store)?;
+        let mut out = Vec::new();
+        let first = after
+            .and_then(|a| a.get(..2))
+            .map(|g| u32::from(u16::from_be_bytes([g[0], g[1]])));
+        for group in self.owned.clone() {
+            if out.len() >= limit {
+                break;
+            }
+            if first.is_some_and(|f| group < f) {
+                continue;
+            }
+            let mut prefix = Vec::with_capacity(3 + store.len());
+            prefix.extend_from_slice(&(group as u16).to_be_bytes());
+            prefix.push(store.len() as u8);
+            prefix.extend_from_slice(store.as_bytes());
+            let after = after.filter(|a| a.starts_with(&prefix));
+            let entries = self
+                .backend
+                .scan(&prefix, after, limit - out.len())
+                .map_err(Self::backend_error)?;
+            for (k, value) in entries {
+                let rest = &k[prefix.len()..];
+                let Some(len) = rest.get(..4) else { continue };
+                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                let Some(key) = rest.get(4..4 + len) else {
+                    continue;
+                };
+                out.push(StoreEntry {
+                    key: key.to_vec(),
+                    sub: rest[4 + len..].to_vec(),
+                    value,
+                    position: k.clone(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// `scan`: sub-keys and values under `key`.

@@ -2,6 +2,7 @@
 //! source by `sabot-test-artifacts`.
 
 mod alignment;
+mod changelog;
 mod checkpoint;
 mod cli;
 mod cluster;

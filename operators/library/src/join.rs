@@ -296,6 +296,7 @@ impl Join {
         batch: &RecordBatch,
         out: &mut Emitter,
     ) -> Result<(), AgentError> {
+        sabot_sdk::changelog::refuse(batch, "a join")?;
         let right = match port {
             0 => false,
             1 => true,

@@ -1,17 +1,24 @@
-//! # sabot-operators: windows and joins, as a library
+//! # sabot-operators: windows, joins, aggregates and views, as a library
 //!
-//! The built-in operators `builtin:window` and `builtin:join` are thin agents over this crate;
-//! a Rust agent can use the same types to window or join inside its own logic:
+//! The built-in operators `builtin:window`, `builtin:join`, `builtin:aggregate` and
+//! `builtin:view` are thin agents over this crate; a Rust agent can use the same types to window,
+//! join or aggregate inside its own logic:
 //!
 //! - [`window::Windows`]: tumbling, sliding and session windows over event time, with
 //!   aggregates, allowed lateness and a late side output.
 //! - [`join::Join`]: stream–table enrichment, temporal (as-of) joins, interval joins and window
 //!   joins, keyed, over event time.
+//! - [`updating::UpdatingAggregate`]: `GROUP BY` without a window, emitting a changelog of each
+//!   group's result (`builtin:aggregate`).
+//! - [`view::View`]: the current row of each key of a stream or changelog, kept where the host's
+//!   HTTP API reads it (`builtin:view`).
 //!
-//! Both keep their state in host-managed keyed state and close on event-time timers, so they are
-//! checkpointed and restored like any agent's state. Rows are held as [`values::Value`]s.
+//! All keep their state in host-managed keyed state (windows and joins close on event-time
+//! timers), so they are checkpointed and restored like any agent's state. Rows are held as [`values::Value`]s.
 
 mod group;
 pub mod join;
+pub mod updating;
 pub mod values;
+pub mod view;
 pub mod window;

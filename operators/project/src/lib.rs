@@ -8,9 +8,12 @@
 //!
 //! `select` is a list of select items (or one string with a comma-separated list); `*` keeps every
 //! input column. Expressions are described in [`sabot_expr`].
+//!
+//! On a [changelog](sabot_sdk::changelog), the `_op` column is kept (appended when `select`
+//! does not name it), so that the output stays a changelog.
 
 use sabot_expr::Projection;
-use sabot_sdk::{Agent, AgentError, Config, Emitter, RecordBatch};
+use sabot_sdk::{Agent, AgentError, Config, Emitter, RecordBatch, changelog};
 
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
@@ -56,7 +59,25 @@ impl Agent for Project {
             .projection
             .apply(&batch)
             .map_err(|e| AgentError::invalid_input(format!("project: {e}")))?;
-        out.emit(projected);
+        match batch.column_by_name(changelog::OP_COLUMN) {
+            Some(ops) if !changelog::is_changelog(&projected) => {
+                let mut fields: Vec<_> = projected.schema().fields().iter().cloned().collect();
+                fields.push(std::sync::Arc::new(
+                    sabot_sdk::arrow::datatypes::Field::new(
+                        changelog::OP_COLUMN,
+                        ops.data_type().clone(),
+                        false,
+                    ),
+                ));
+                let mut columns = projected.columns().to_vec();
+                columns.push(ops.clone());
+                out.emit(RecordBatch::try_new(
+                    std::sync::Arc::new(sabot_sdk::arrow::datatypes::Schema::new(fields)),
+                    columns,
+                )?);
+            }
+            _ => out.emit(projected),
+        }
         Ok(())
     }
 }

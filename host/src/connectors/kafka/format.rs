@@ -618,7 +618,8 @@ fn metadata_columns<'a>(origins: impl Iterator<Item = (&'a Origin, usize)>) -> V
 
 /// One record to write.
 pub struct Outgoing {
-    pub value: Vec<u8>,
+    /// `None`: a tombstone (a changelog's delete).
+    pub value: Option<Vec<u8>>,
     pub key: Option<String>,
     pub partition: Option<i32>,
     pub headers: Vec<(String, String)>,
@@ -669,7 +670,7 @@ pub fn encode(
             writer.write(batch).map_err(|e| e.to_string())?;
             writer.finish().map_err(|e| e.to_string())?;
             return Ok(vec![Outgoing {
-                value: writer.into_inner().map_err(|e| e.to_string())?,
+                value: Some(writer.into_inner().map_err(|e| e.to_string())?),
                 key: None,
                 partition: None,
                 headers: Vec::new(),
@@ -721,7 +722,7 @@ pub fn encode(
         .into_iter()
         .enumerate()
         .map(|(i, value)| Outgoing {
-            value,
+            value: Some(value),
             key: keys.as_ref().and_then(|k| k[i].clone()),
             partition: partitions.as_ref().and_then(|p| p[i]),
             headers: header_values

@@ -246,18 +246,43 @@ impl KafkaSourceSpec {
 
 impl KafkaSinkSpec {
     /// `batch` as the records this sink writes: value in its format, key, partition, headers.
+    /// A changelog batch (one with an `_op` column) writes its upserts without `_op` and its
+    /// deletes as tombstones: the key and no value.
     pub(crate) fn encode(
         &self,
         batch: &arrow_array::RecordBatch,
     ) -> Result<Vec<format::Outgoing>, String> {
-        format::encode(
-            self.format,
-            self.avro.as_ref(),
-            batch,
-            self.key.as_deref(),
-            self.partition.as_deref(),
-            &self.headers,
-        )
+        use sabot_sdk::changelog;
+        let encode = |batch: &arrow_array::RecordBatch| {
+            format::encode(
+                self.format,
+                self.avro.as_ref(),
+                batch,
+                self.key.as_deref(),
+                self.partition.as_deref(),
+                &self.headers,
+            )
+        };
+        let Some((op, _)) = batch.schema().column_with_name(changelog::OP_COLUMN) else {
+            return encode(batch);
+        };
+        if self.key.is_none() || self.format == KafkaFormat::Arrow {
+            return Err(format!(
+                "the batch is a changelog (it has an `{}` column), which this sink can write only \
+                 with a `key` and a per-row format",
+                changelog::OP_COLUMN
+            ));
+        }
+        let deletes = changelog::deletes(batch)?;
+        let mut rows = batch.clone();
+        rows.remove_column(op);
+        let mut records = encode(&rows)?;
+        for (record, deleted) in records.iter_mut().zip(deletes) {
+            if deleted {
+                record.value = None;
+            }
+        }
+        Ok(records)
     }
 
     /// Checks the settings; `Err((field, message))` names the offending field.

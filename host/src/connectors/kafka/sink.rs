@@ -86,9 +86,10 @@ where
                 value: Some(v.as_bytes()),
             });
         }
-        let mut record = BaseRecord::with_opaque_to(topic, Default::default())
-            .payload(r.value.as_slice())
-            .headers(headers);
+        let mut record = BaseRecord::with_opaque_to(topic, Default::default()).headers(headers);
+        if let Some(value) = &r.value {
+            record = record.payload(value.as_slice());
+        }
         if let Some(k) = &r.key {
             record = record.key(k.as_str());
         }

@@ -225,124 +225,20 @@ impl Windows {
     }
 
     fn keys(&self, batch: &RecordBatch) -> Result<Vec<KeyValue>, AgentError> {
-        let Some(name) = &self.key else {
-            return Ok(vec![KeyValue::Global; batch.num_rows()]);
-        };
-        let col = batch.column_by_name(name).ok_or_else(|| {
-            AgentError::invalid_input(format!("the window key column `{name}` is missing"))
-        })?;
-        let null = |row: usize| {
-            AgentError::invalid_input(format!("the window key `{name}` is null")).at_row(row)
-        };
-        if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
-            return (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Err(null(i))
-                    } else {
-                        Ok(KeyValue::I64(a.value(i)))
-                    }
-                })
-                .collect();
-        }
-        if let Some(a) = col.as_any().downcast_ref::<Int32Array>() {
-            return (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Err(null(i))
-                    } else {
-                        Ok(KeyValue::I32(a.value(i)))
-                    }
-                })
-                .collect();
-        }
-        if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
-            return (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Err(null(i))
-                    } else {
-                        Ok(KeyValue::Str(a.value(i).to_owned()))
-                    }
-                })
-                .collect();
-        }
-        Err(AgentError::invalid_input(format!(
-            "the window key `{name}` is {}; expected int64, int32 or utf8",
-            col.data_type()
-        )))
+        key_values(self.key.as_deref(), batch, "window key")
     }
 
     fn times(&self, batch: &RecordBatch) -> Result<Vec<i64>, AgentError> {
-        let col = batch.column_by_name(&self.time).ok_or_else(|| {
-            AgentError::invalid_input(format!("the window time column `{}` is missing", self.time))
-        })?;
-        match values::Column::from_array(col) {
-            Ok(values::Column::I(v))
-                if matches!(col.data_type(), DataType::Int64 | DataType::Timestamp(..)) =>
-            {
-                v.into_iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        t.ok_or_else(|| {
-                            AgentError::invalid_input(format!(
-                                "the event time `{}` is null",
-                                self.time
-                            ))
-                            .at_row(i)
-                        })
-                    })
-                    .collect()
-            }
-            _ => Err(AgentError::invalid_input(format!(
-                "the window time column `{}` is {}; expected a timestamp or int64 milliseconds",
-                self.time,
-                col.data_type()
-            ))),
-        }
+        event_times(batch, &self.time)
     }
 
     /// Adds a batch's events to their windows; emits late ones on the late port.
     pub fn process(&mut self, batch: &RecordBatch, out: &mut Emitter) -> Result<(), AgentError> {
+        sabot_sdk::changelog::refuse(batch, "a window")?;
         let n = batch.num_rows();
         let keys = self.keys(batch)?;
         let times = self.times(batch)?;
-        let mut columns = Vec::with_capacity(self.aggregates.len());
-        let mut types = Vec::with_capacity(self.aggregates.len());
-        for a in &self.aggregates {
-            match &a.column {
-                None => {
-                    columns.push(values::Column::Rows);
-                    types.push(OutType::I64);
-                }
-                Some(c) => {
-                    let array = batch.column_by_name(c).ok_or_else(|| {
-                        AgentError::invalid_input(format!(
-                            "aggregate `{}` reads column `{c}`, which the input lacks",
-                            a.name
-                        ))
-                    })?;
-                    let input = OutType::of(array.data_type()).ok_or_else(|| {
-                        AgentError::invalid_input(format!(
-                            "aggregate `{}` cannot read column `{c}` of type {}",
-                            a.name,
-                            array.data_type()
-                        ))
-                    })?;
-                    if matches!(a.function, Function::Sum | Function::Mean)
-                        && !matches!(input, OutType::I64 | OutType::F64)
-                    {
-                        return Err(AgentError::invalid_input(format!(
-                            "aggregate `{}` needs a numeric column; `{c}` is {}",
-                            a.name,
-                            array.data_type()
-                        )));
-                    }
-                    columns.push(values::Column::from_array(array)?);
-                    types.push(input.result(a.function));
-                }
-            }
-        }
+        let (mut columns, mut types) = aggregate_inputs(&self.aggregates, batch)?;
         for (name, column, aggregator) in &self.user {
             match column {
                 None => columns.push(values::Column::Rows),
@@ -359,20 +255,7 @@ impl Windows {
         }
         let builtin = self.aggregates.len();
         let fresh = |key: &KeyValue| -> Result<WindowState, AgentError> {
-            let mut accs: Vec<Acc> = self
-                .aggregates
-                .iter()
-                .zip(&columns)
-                .map(|(a, c)| {
-                    Acc::new(
-                        a.function,
-                        match c {
-                            values::Column::F(_) => OutType::F64,
-                            _ => OutType::I64,
-                        },
-                    )
-                })
-                .collect();
+            let mut accs = fresh_accs(&self.aggregates, &columns);
             for (_, _, aggregator) in &self.user {
                 accs.push(Acc::User(aggregator.create()?));
             }
@@ -538,31 +421,7 @@ impl Windows {
 
     fn results(&self, rows: Vec<(i64, i64, WindowState)>) -> Result<RecordBatch, AgentError> {
         let first = &rows[0].2;
-        let (key_type, key_column): (DataType, ArrayRef) = match &first.key {
-            KeyValue::Global | KeyValue::I64(_) => (
-                DataType::Int64,
-                Arc::new(Int64Array::from_iter(rows.iter().map(|r| match r.2.key {
-                    KeyValue::I64(v) => Some(v),
-                    _ => None,
-                }))),
-            ),
-            KeyValue::I32(_) => (
-                DataType::Int32,
-                Arc::new(Int32Array::from_iter(rows.iter().map(|r| match r.2.key {
-                    KeyValue::I32(v) => Some(v),
-                    _ => None,
-                }))),
-            ),
-            KeyValue::Str(_) => (
-                DataType::Utf8,
-                Arc::new(StringArray::from_iter(rows.iter().map(
-                    |r| match &r.2.key {
-                        KeyValue::Str(s) => Some(s.clone()),
-                        _ => None,
-                    },
-                ))),
-            ),
-        };
+        let (key_type, key_column) = key_column(rows.iter().map(|r| &r.2.key));
         let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
         let mut fields = Vec::new();
         let mut columns: Vec<ArrayRef> = Vec::new();
@@ -604,5 +463,182 @@ impl Windows {
             Arc::new(Schema::new(fields)),
             columns,
         )?)
+    }
+}
+
+/// The values of the key column `key` of `batch` (`None`: every row in one global group);
+/// `what` names the column in errors ("window key").
+pub(crate) fn key_values(
+    key: Option<&str>,
+    batch: &RecordBatch,
+    what: &str,
+) -> Result<Vec<KeyValue>, AgentError> {
+    let Some(name) = key else {
+        return Ok(vec![KeyValue::Global; batch.num_rows()]);
+    };
+    let col = batch.column_by_name(name).ok_or_else(|| {
+        AgentError::invalid_input(format!("the {what} column `{name}` is missing"))
+    })?;
+    let null =
+        |row: usize| AgentError::invalid_input(format!("the {what} `{name}` is null")).at_row(row);
+    fn all<T>(
+        len: usize,
+        is_null: impl Fn(usize) -> bool,
+        value: impl Fn(usize) -> T,
+        null: impl Fn(usize) -> AgentError,
+    ) -> Result<Vec<T>, AgentError> {
+        (0..len)
+            .map(|i| {
+                if is_null(i) {
+                    Err(null(i))
+                } else {
+                    Ok(value(i))
+                }
+            })
+            .collect()
+    }
+    if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
+        return all(
+            a.len(),
+            |i| a.is_null(i),
+            |i| KeyValue::I64(a.value(i)),
+            null,
+        );
+    }
+    if let Some(a) = col.as_any().downcast_ref::<Int32Array>() {
+        return all(
+            a.len(),
+            |i| a.is_null(i),
+            |i| KeyValue::I32(a.value(i)),
+            null,
+        );
+    }
+    if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+        return all(
+            a.len(),
+            |i| a.is_null(i),
+            |i| KeyValue::Str(a.value(i).to_owned()),
+            null,
+        );
+    }
+    Err(AgentError::invalid_input(format!(
+        "the {what} `{name}` is {}; expected int64, int32 or utf8",
+        col.data_type()
+    )))
+}
+
+/// The input column and result type of each built-in aggregate over `batch`.
+pub(crate) fn aggregate_inputs(
+    aggregates: &[Aggregate],
+    batch: &RecordBatch,
+) -> Result<(Vec<values::Column>, Vec<OutType>), AgentError> {
+    let mut columns = Vec::with_capacity(aggregates.len());
+    let mut types = Vec::with_capacity(aggregates.len());
+    for a in aggregates {
+        match &a.column {
+            None => {
+                columns.push(values::Column::Rows);
+                types.push(OutType::I64);
+            }
+            Some(c) => {
+                let array = batch.column_by_name(c).ok_or_else(|| {
+                    AgentError::invalid_input(format!(
+                        "aggregate `{}` reads column `{c}`, which the input lacks",
+                        a.name
+                    ))
+                })?;
+                let input = OutType::of(array.data_type()).ok_or_else(|| {
+                    AgentError::invalid_input(format!(
+                        "aggregate `{}` cannot read column `{c}` of type {}",
+                        a.name,
+                        array.data_type()
+                    ))
+                })?;
+                if matches!(a.function, Function::Sum | Function::Mean)
+                    && !matches!(input, OutType::I64 | OutType::F64)
+                {
+                    return Err(AgentError::invalid_input(format!(
+                        "aggregate `{}` needs a numeric column; `{c}` is {}",
+                        a.name,
+                        array.data_type()
+                    )));
+                }
+                columns.push(values::Column::from_array(array)?);
+                types.push(input.result(a.function));
+            }
+        }
+    }
+    Ok((columns, types))
+}
+
+/// Empty accumulators of the built-in `aggregates` over input `columns`.
+pub(crate) fn fresh_accs(aggregates: &[Aggregate], columns: &[values::Column]) -> Vec<Acc> {
+    aggregates
+        .iter()
+        .zip(columns)
+        .map(|(a, c)| {
+            Acc::new(
+                a.function,
+                match c {
+                    values::Column::F(_) => OutType::F64,
+                    _ => OutType::I64,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The key column of result rows (all of one key type; global keys give a null int64 column).
+pub(crate) fn key_column<'a>(
+    keys: impl Iterator<Item = &'a KeyValue> + Clone,
+) -> (DataType, ArrayRef) {
+    match keys.clone().next() {
+        Some(KeyValue::I32(_)) => (
+            DataType::Int32,
+            Arc::new(Int32Array::from_iter(keys.map(|k| match k {
+                KeyValue::I32(v) => Some(*v),
+                _ => None,
+            }))),
+        ),
+        Some(KeyValue::Str(_)) => (
+            DataType::Utf8,
+            Arc::new(StringArray::from_iter(keys.map(|k| match k {
+                KeyValue::Str(s) => Some(s.clone()),
+                _ => None,
+            }))),
+        ),
+        _ => (
+            DataType::Int64,
+            Arc::new(Int64Array::from_iter(keys.map(|k| match k {
+                KeyValue::I64(v) => Some(*v),
+                _ => None,
+            }))),
+        ),
+    }
+}
+
+/// The event times (milliseconds) of `batch`'s column `time`: a timestamp or int64, never null.
+pub(crate) fn event_times(batch: &RecordBatch, time: &str) -> Result<Vec<i64>, AgentError> {
+    let col = batch.column_by_name(time).ok_or_else(|| {
+        AgentError::invalid_input(format!("the event-time column `{time}` is missing"))
+    })?;
+    match values::Column::from_array(col) {
+        Ok(values::Column::I(v))
+            if matches!(col.data_type(), DataType::Int64 | DataType::Timestamp(..)) =>
+        {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    t.ok_or_else(|| {
+                        AgentError::invalid_input(format!("the event time `{time}` is null"))
+                            .at_row(i)
+                    })
+                })
+                .collect()
+        }
+        _ => Err(AgentError::invalid_input(format!(
+            "the event-time column `{time}` is {}; expected a timestamp or int64 milliseconds",
+            col.data_type()
+        ))),
     }
 }

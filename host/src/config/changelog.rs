@@ -1,0 +1,111 @@
+//! Changelogs in a pipeline: which edges carry one, and whether what receives it can apply it.
+//!
+//! A `builtin:aggregate` (a `GROUP BY` without a window) emits a changelog — each group's new
+//! result whenever it changes, with an `_op` column saying `upsert` or `delete` (see
+//! `sabot_sdk::changelog`). The built-in filter and project keep a changelog a changelog; a
+//! window or join cannot read one; a `builtin:view` applies it; user agents receive it as it is.
+//! Of the sinks, a Kafka sink with a `key` applies it (upserts as records, deletes as
+//! tombstones), stdout prints it and the blackhole drops it; a file can only append, so a
+//! changelog reaching one is refused here, before anything runs.
+
+use std::collections::BTreeSet;
+
+use super::PipelineSpec;
+use crate::connectors::SinkSpec;
+use crate::connectors::kafka::KafkaFormat;
+use crate::wasm::ModuleSource;
+
+/// The built-in operator `agent` runs, if it is one.
+fn builtin<'a>(spec: &'a PipelineSpec, agent: &str) -> Option<&'a str> {
+    match &spec.agents.get(agent)?.module {
+        ModuleSource::Builtin(op) => Some(op.as_str()),
+        _ => None,
+    }
+}
+
+/// The agents whose output is a changelog, with the aggregate each one comes from.
+fn changelog_agents(spec: &PipelineSpec) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = spec
+        .agents
+        .keys()
+        .filter(|a| builtin(spec, a) == Some("aggregate"))
+        .map(|a| (a.clone(), a.clone()))
+        .collect();
+    let mut seen: BTreeSet<String> = found.iter().map(|(a, _)| a.clone()).collect();
+    let mut i = 0;
+    while i < found.len() {
+        let (from, origin) = found[i].clone();
+        for e in spec.edges.iter().filter(|e| e.from == from) {
+            if matches!(builtin(spec, &e.to), Some("filter" | "project"))
+                && seen.insert(e.to.clone())
+            {
+                found.push((e.to.clone(), origin.clone()));
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Refuses a changelog sent where it cannot be applied; `Err((location, message))`.
+pub(super) fn check(spec: &PipelineSpec) -> Result<(), (String, String)> {
+    for (from, origin) in changelog_agents(spec) {
+        let what = if from == origin {
+            format!("agent `{from}` (builtin:aggregate) sends it a changelog")
+        } else {
+            format!(
+                "agent `{from}` passes it the changelog of agent `{origin}` (builtin:aggregate)"
+            )
+        };
+        let why = "an updating aggregate — GROUP BY without a window — emits a group's new \
+                   result each time it changes, and deletes";
+        for e in spec.edges.iter().filter(|e| e.from == from) {
+            if let Some(op @ ("window" | "join")) = builtin(spec, &e.to) {
+                return Err((
+                    format!("[agents.{}]", e.to),
+                    format!(
+                        "builtin:{op} reads append-only streams, and {what} ({why}); window or \
+                         join its input instead, before the aggregate"
+                    ),
+                ));
+            }
+            let Some(sink) = spec.sinks.get(&e.to) else {
+                continue;
+            };
+            let at = format!("[sinks.{}]", e.to);
+            match sink {
+                SinkSpec::File(_) => {
+                    return Err((
+                        at,
+                        format!(
+                            "a file sink can only append, and {what} ({why}); send it to a Kafka \
+                             sink with `key` set to the group column (upserts and tombstones), \
+                             to a builtin:view, or to stdout"
+                        ),
+                    ));
+                }
+                SinkSpec::Kafka(k) if k.key.is_none() => {
+                    return Err((
+                        at + " field `key`",
+                        format!(
+                            "is missing, and {what} ({why}): set `key` to the group column, so \
+                             that each upsert replaces its key's earlier record and a delete \
+                             writes its tombstone"
+                        ),
+                    ));
+                }
+                SinkSpec::Kafka(k) if k.format == KafkaFormat::Arrow => {
+                    return Err((
+                        at + " field `format`",
+                        format!(
+                            "\"arrow\" writes one record per batch and cannot carry a changelog's \
+                             deletes, and {what}; use json, msgpack, avro or raw"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
