@@ -310,7 +310,8 @@ impl Live {
             .map_err(Self::refused)
     }
 
-    /// Up to `limit` sub-keys and values of `key` in `store` of `agent`, which the caller
+    /// Up to `limit` sub-keys and values of `key` in `store` of `agent` (after sub-key `after`),
+    /// which the caller
     /// names (a built-in operator's store): read even before the agent has used the store in
     /// this run, as after a restore.
     pub fn read_store(
@@ -318,22 +319,24 @@ impl Live {
         agent: &str,
         store: &str,
         key: &[u8],
+        after: Option<&[u8]>,
         limit: u32,
     ) -> Result<Entries, LiveError> {
         self.scope_for(agent, key)?
-            .scan(store, key, b"", None, limit)
+            .scan(store, key, b"", after, limit)
             .map_err(Self::refused)
     }
 
     /// Up to `limit` entries of `store` of `agent`, across its instances, in backend-key order,
-    /// after the position `after` (the last entry's of the page before). Like [`Live::read_store`],
-    /// for a store the caller names.
+    /// after the position `after` (the last entry's of the page before), until their values
+    /// reach `max_bytes`. Like [`Live::read_store`], for a store the caller names.
     pub fn scan_store(
         &self,
         agent: &str,
         store: &str,
         after: Option<&[u8]>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<crate::state::StoreEntry>, LiveError> {
         let instances = {
             let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
@@ -343,17 +346,18 @@ impl Live {
                 .cloned()
                 .ok_or_else(|| LiveError::NotRunning(agent.to_owned()))?
         };
-        let mut out = Vec::new();
+        let mut out: Vec<crate::state::StoreEntry> = Vec::new();
         let start = after
             .and_then(|a| a.get(..2))
             .map_or(0, |g| u32::from(u16::from_be_bytes([g[0], g[1]])));
         for scope in instances {
-            if out.len() >= limit || scope.owned().end <= start {
+            let bytes: usize = out.iter().map(|e| e.value.len()).sum();
+            if out.len() >= limit || bytes >= max_bytes || scope.owned().end <= start {
                 continue;
             }
             out.extend(
                 scope
-                    .scan_store(store, after, limit - out.len())
+                    .scan_store(store, after, limit - out.len(), max_bytes - bytes)
                     .map_err(Self::refused)?,
             );
         }

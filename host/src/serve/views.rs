@@ -31,7 +31,10 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The most rows of a page.
 pub const MAX_LIMIT: usize = 10_000;
 /// The most rows returned for one key (one per window of a windowed view).
-const MAX_KEY_ROWS: u32 = 10_000;
+pub const MAX_KEY_ROWS: usize = 10_000;
+/// The most bytes of rows in one answer: a page ends early past it (its `next` goes on), and a
+/// key's rows are cut (`complete: false`).
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,14 +184,11 @@ fn read_view(entry: &Entry, name: &str, q: ViewQuery) -> Result<Json<serde_json:
             },
         };
         for bytes in candidates {
-            let entries = entry
-                .live
-                .read_store(name, VIEW_ROWS, &bytes, MAX_KEY_ROWS)
-                .map_err(live_error)?;
-            if !entries.is_empty() {
+            let (rows, complete) = key_rows(entry, name, &bytes)?;
+            if !rows.is_empty() {
                 return Ok(Json(serde_json::json!({
                     "view": name, "pipeline": entry.name, "key": key, "found": true,
-                    "rows": entries.iter().map(|(_, v)| row(v)).collect::<Vec<_>>(),
+                    "rows": rows, "complete": complete,
                 })));
             }
         }
@@ -215,9 +215,10 @@ fn read_view(entry: &Entry, name: &str, q: ViewQuery) -> Result<Json<serde_json:
         .transpose()?;
     let entries = entry
         .live
-        .scan_store(name, VIEW_ROWS, after.as_deref(), limit)
+        .scan_store(name, VIEW_ROWS, after.as_deref(), limit, MAX_ANSWER_BYTES)
         .map_err(live_error)?;
-    let next = (entries.len() == limit)
+    let bytes: usize = entries.iter().map(|e| e.value.len()).sum();
+    let next = (entries.len() == limit || bytes >= MAX_ANSWER_BYTES)
         .then(|| entries.last().map(|e| hex::encode(&e.position)))
         .flatten();
     Ok(Json(serde_json::json!({
@@ -225,4 +226,35 @@ fn read_view(entry: &Entry, name: &str, q: ViewQuery) -> Result<Json<serde_json:
         "rows": entries.iter().map(|e| row(&e.value)).collect::<Vec<_>>(),
         "next": next,
     })))
+}
+
+/// The rows of one key, in sub-key order, read a chunk at a time: at most [`MAX_KEY_ROWS`] and
+/// about [`MAX_ANSWER_BYTES`]; whether that is all of them.
+fn key_rows(
+    entry: &Entry,
+    name: &str,
+    key: &[u8],
+) -> Result<(Vec<serde_json::Value>, bool), ApiError> {
+    const CHUNK: u32 = 256;
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = entry
+            .live
+            .read_store(name, VIEW_ROWS, key, after.as_deref(), CHUNK)
+            .map_err(live_error)?;
+        let full = chunk.len() == CHUNK as usize;
+        for (sub, value) in chunk {
+            if rows.len() >= MAX_KEY_ROWS || bytes >= MAX_ANSWER_BYTES {
+                return Ok((rows, false));
+            }
+            bytes += value.len();
+            rows.push(row(&value));
+            after = Some(sub);
+        }
+        if !full {
+            return Ok((rows, true));
+        }
+    }
 }

@@ -436,23 +436,25 @@ impl StateScope {
     }
 
     /// Up to `limit` entries of every key of `store` this instance owns, in backend-key order
-    /// (key group, then key, then sub-key), starting after the backend key `after`: a page of a
-    /// whole table, for reading it from outside the pipeline.
+    /// (key group, then key, then sub-key), starting after the backend key `after`, and no more
+    /// once their values reach `max_bytes`: a page of a whole table, for reading it from
+    /// outside the pipeline.
     pub fn scan_store(
         &self,
         store: &str,
         after: Option<&[u8]>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StoreEntry>, Refusal> {
+        /// Entries read from the backend at a time, so a page of large values stops early.
+        const CHUNK: usize = 256;
         self.check_store(store)?;
         let mut out = Vec::new();
+        let mut bytes = 0;
         let first = after
             .and_then(|a| a.get(..2))
             .map(|g| u32::from(u16::from_be_bytes([g[0], g[1]])));
         for group in self.owned.clone() {
-            if out.len() >= limit {
-                break;
-            }
             if first.is_some_and(|f| group < f) {
                 continue;
             }
@@ -460,24 +462,39 @@ impl StateScope {
             prefix.extend_from_slice(&(group as u16).to_be_bytes());
             prefix.push(store.len() as u8);
             prefix.extend_from_slice(store.as_bytes());
-            let after = after.filter(|a| a.starts_with(&prefix));
-            let entries = self
-                .backend
-                .scan(&prefix, after, limit - out.len())
-                .map_err(Self::backend_error)?;
-            for (k, value) in entries {
-                let rest = &k[prefix.len()..];
-                let Some(len) = rest.get(..4) else { continue };
-                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                let Some(key) = rest.get(4..4 + len) else {
-                    continue;
-                };
-                out.push(StoreEntry {
-                    key: key.to_vec(),
-                    sub: rest[4 + len..].to_vec(),
-                    value,
-                    position: k.clone(),
-                });
+            let mut position = after.filter(|a| a.starts_with(&prefix)).map(<[u8]>::to_vec);
+            loop {
+                if out.len() >= limit || bytes >= max_bytes {
+                    return Ok(out);
+                }
+                let chunk = (limit - out.len()).min(CHUNK);
+                let entries = self
+                    .backend
+                    .scan(&prefix, position.as_deref(), chunk)
+                    .map_err(Self::backend_error)?;
+                let full = entries.len() == chunk;
+                for (k, value) in entries {
+                    position = Some(k.clone());
+                    let rest = &k[prefix.len()..];
+                    let Some(len) = rest.get(..4) else { continue };
+                    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                    let Some(key) = rest.get(4..4 + len) else {
+                        continue;
+                    };
+                    bytes += value.len();
+                    out.push(StoreEntry {
+                        key: key.to_vec(),
+                        sub: rest[4 + len..].to_vec(),
+                        value,
+                        position: k.clone(),
+                    });
+                    if bytes >= max_bytes {
+                        return Ok(out);
+                    }
+                }
+                if !full {
+                    break;
+                }
             }
         }
         Ok(out)
@@ -524,6 +541,46 @@ mod tests {
             parallelism,
             true,
         )
+    }
+
+    #[test]
+    fn a_whole_store_pages_by_position_each_entry_once_and_stops_at_its_byte_budget() {
+        let s = scope(0, 1);
+        let keys: Vec<Vec<u8>> = (0..500i64).map(|k| k.to_le_bytes().to_vec()).collect();
+        let writes = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    ((k.clone(), vec![]), Some(vec![7; 10])),
+                    ((k.clone(), vec![1]), Some(vec![8; 10])),
+                ]
+            })
+            .collect();
+        s.write("rows", writes).unwrap();
+        s.write("other", vec![((keys[0].clone(), vec![]), Some(b"x".to_vec()))])
+            .unwrap();
+
+        let mut seen = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = s.scan_store("rows", after.as_deref(), 33, usize::MAX).unwrap();
+            assert!(page.len() <= 33);
+            seen.extend(page.iter().map(|e| (e.key.clone(), e.sub.clone())));
+            match page.last() {
+                Some(e) if page.len() == 33 => after = Some(e.position.clone()),
+                _ => break,
+            }
+        }
+        assert_eq!(seen.len(), 1000, "every entry of the store, none of another");
+        let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), 1000, "each once");
+        // A key's entries come together, in sub-key order.
+        let at = seen.iter().position(|(k, _)| *k == keys[42]).unwrap();
+        assert_eq!(seen[at].1, Vec::<u8>::new());
+        assert_eq!(seen[at + 1], (keys[42].clone(), vec![1]));
+
+        let page = s.scan_store("rows", None, 1000, 95).unwrap();
+        assert_eq!(page.len(), 10, "stops once 95 bytes of values are read");
     }
 
     #[test]
