@@ -1,4 +1,5 @@
-//! The `sabot` command line: `run`, `validate`, `inspect`, `componentize`, `new agent`; `serve`
+//! The `sabot` command line: `run`, `validate`, `explain`, `sql` (a shell), `inspect`,
+//! `componentize`, `new agent`; `serve`
 //! (the long-running host); and against a server: `deploy`, `submit`, `swap`, `pipelines`,
 //! `agents`, `tables`, `modules`, `health`.
 //!
@@ -11,6 +12,7 @@ pub mod explain;
 mod progress;
 pub mod remote;
 pub mod scaffold;
+pub mod shell;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -82,6 +84,19 @@ pub enum Command {
         /// Use another module for an agent: `--module rules=path/to/rules.wasm`.
         #[arg(long = "module", value_name = "AGENT=MODULE")]
         modules: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// An interactive SQL shell: declare tables and views, and preview queries against them
+    /// (a bounded run: the first rows, or what arrives within the time limit). Reads standard
+    /// input, so a file of statements can be piped in.
+    Sql {
+        /// The most rows (or, for an updating query, keys) a preview shows.
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+        /// The longest a preview runs, in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -473,6 +488,32 @@ fn execute(
             };
             std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())
                 .map_err(|e| Error::Internal(format!("cannot write to standard output: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sql {
+            rows,
+            timeout,
+            cache,
+        } => {
+            if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+                return Err(Error::Internal(format!(
+                    "--timeout {timeout}: expected seconds, more than 0 and at most 3600"
+                )));
+            }
+            let runtime = WasmRuntime::new(cache.cache())?;
+            let dir = std::env::current_dir()
+                .map_err(|e| Error::Internal(format!("cannot read the working directory: {e}")))?;
+            let mut shell = shell::Shell::new(
+                runtime,
+                dir,
+                rows,
+                std::time::Duration::from_secs_f64(timeout),
+            );
+            let stdin = std::io::stdin();
+            let terminal = stdin.is_terminal();
+            shell
+                .run(stdin.lock(), &mut std::io::stdout(), terminal)
+                .map_err(|e| Error::Internal(format!("the shell's input or output failed: {e}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::New {

@@ -367,6 +367,19 @@ fn sql_document(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
     })
 }
 
+/// Checks SQL declarations as a pipeline would use them, with nothing to write yet (the
+/// `sabot sql` shell); `file` names them in messages.
+pub fn check_sql(text: &str, file: &Path) -> Result<(), ConfigError> {
+    let schema_of = |source: &toml::Value, port: u32| {
+        let spec: SourceSpec = source.clone().try_into().ok()?;
+        builtins::source_schema(&spec, port)
+    };
+    crate::sql::check(text, &schema_of).map_err(|error| ConfigError::Sql {
+        file: file.to_owned(),
+        error,
+    })
+}
+
 /// A SQL pipeline as the TOML text of the same pipeline, named `name`: what a server stores
 /// for a definition sent as `application/sql` (the SQL is kept in its opening comment).
 pub fn sql_to_toml(text: &str, name: &str) -> Result<String, ConfigError> {

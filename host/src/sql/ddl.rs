@@ -312,9 +312,27 @@ pub(crate) fn table(
             )
         })?;
         if key_name == "connector" {
-            connector = Some(value.as_str().map(str::to_owned).ok_or_else(|| {
+            let known = [
+                "file",
+                "generator",
+                "kafka",
+                "nexmark",
+                "stdout",
+                "blackhole",
+            ];
+            let text = value.as_str().map(str::to_owned).ok_or_else(|| {
                 source.error(value_span, format!("table `{name}`: 'connector' is text"))
-            })?);
+            })?;
+            if !known.contains(&text.as_str()) {
+                return Err(source.error(
+                    value_span,
+                    format!(
+                        "table `{name}`: unknown connector '{text}' (expected one of: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            connector = Some(text);
             continue;
         }
         if options.iter().any(|o: &Opt| o.key == key_name) {

@@ -57,6 +57,24 @@ pub fn compile(
     text: &str,
     schema_of: &dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
 ) -> Result<toml::Table, SqlError> {
+    compile_with(text, schema_of, true)
+}
+
+/// Checks declarations (`CREATE TABLE`, `CREATE VIEW`, `SET`, and any queries) as [`compile`]
+/// does, without asking for something to write: what the `sabot sql` shell checks as each
+/// statement is typed.
+pub fn check(
+    text: &str,
+    schema_of: &dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
+) -> Result<(), SqlError> {
+    compile_with(text, schema_of, false).map(drop)
+}
+
+fn compile_with(
+    text: &str,
+    schema_of: &dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
+    require_output: bool,
+) -> Result<toml::Table, SqlError> {
     let source = Source { text };
     let dialect = GenericDialect {};
     let mut tokens = Tokenizer::new(&dialect, text)
@@ -156,7 +174,7 @@ pub fn compile(
             "WATERMARK belongs in the column list of a CREATE TABLE",
         ));
     }
-    if inserts.is_empty() && materialized.is_empty() {
+    if require_output && inserts.is_empty() && materialized.is_empty() {
         return Err(source.error(
             statements.last().map_or(Span::empty(), Spanned::span),
             "no INSERT INTO or CREATE MATERIALIZED VIEW: a pipeline writes at least one table or view",

@@ -557,13 +557,18 @@ mod tests {
             })
             .collect();
         s.write("rows", writes).unwrap();
-        s.write("other", vec![((keys[0].clone(), vec![]), Some(b"x".to_vec()))])
-            .unwrap();
+        s.write(
+            "other",
+            vec![((keys[0].clone(), vec![]), Some(b"x".to_vec()))],
+        )
+        .unwrap();
 
         let mut seen = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = s.scan_store("rows", after.as_deref(), 33, usize::MAX).unwrap();
+            let page = s
+                .scan_store("rows", after.as_deref(), 33, usize::MAX)
+                .unwrap();
             assert!(page.len() <= 33);
             seen.extend(page.iter().map(|e| (e.key.clone(), e.sub.clone())));
             match page.last() {
@@ -571,7 +576,11 @@ mod tests {
                 _ => break,
             }
         }
-        assert_eq!(seen.len(), 1000, "every entry of the store, none of another");
+        assert_eq!(
+            seen.len(),
+            1000,
+            "every entry of the store, none of another"
+        );
         let unique: std::collections::BTreeSet<_> = seen.iter().collect();
         assert_eq!(unique.len(), 1000, "each once");
         // A key's entries come together, in sub-key order.

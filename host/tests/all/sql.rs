@@ -343,3 +343,77 @@ fn a_query_that_builds_huge_values_is_stopped_by_the_sandbox_not_by_the_hosts_me
         run.peak_rss >> 20
     );
 }
+
+/// `sabot sql` with `statements` on its standard input.
+fn shell(statements: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    let s = Scratch::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sabot"))
+        .arg("sql")
+        .args(args)
+        .current_dir(s.dir.path())
+        .env("SABOT_CACHE_DIR", crate::support::cache_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(statements.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status, stdout(&out))
+}
+
+#[test]
+fn the_shell_previews_a_bounded_run_of_a_query_against_an_unbounded_source_and_points_at_mistakes()
+{
+    let started = std::time::Instant::now();
+    let (status, out) = shell(
+        "CREATE TABLE t (WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+           WITH ('connector' = 'generator', 'rate' = '5000', 'cards' = '20');
+         SELECT card_id, amount FROM t WHERE amount > 100;
+         SELECT card_id, COUNT(*) AS n FROM t GROUP BY card_id;
+         SELECT amout FROM t;
+         CREATE TABLE u WITH ('connector' = 'nope');
+         EXPLAIN SELECT country, COUNT(*) AS n FROM t GROUP BY country, TUMBLE(ts, INTERVAL '1' MINUTE);
+         .quit
+         SELECT 'never run' AS x FROM t;",
+        &["--rows", "4", "--timeout", "2"],
+    );
+    assert!(status.success(), "{out}");
+    // The first query: four rows of an endless source, stopped at the row limit.
+    let first: Vec<&str> = out.lines().skip(1).take(7).collect();
+    assert_eq!(first[0].replace(' ', ""), "card_id|amount", "{out}");
+    assert!(first[1].starts_with("--"), "{out}");
+    assert!(
+        first[6].starts_with("(4 rows shown of ") && first[6].contains("stopped at the row limit"),
+        "{out}"
+    );
+    for row in &first[2..6] {
+        let amount: f64 = row.split('|').nth(1).unwrap().trim().parse().unwrap();
+        assert!(amount > 100.0, "the WHERE applies: {row}");
+    }
+    // The updating query: its table as it stood at the time limit, one row per key.
+    assert!(
+        out.contains(
+            "keys shown, the table as it stood when the run ended: stopped at the time limit"
+        ),
+        "{out}"
+    );
+    // Mistakes point at the statement as typed.
+    assert!(
+        out.contains("error: <shell>:5:8: unknown column `amout`"),
+        "{out}"
+    );
+    assert!(out.contains("unknown connector 'nope'"), "{out}");
+    assert!(out.contains("t -> sabot_preview_window"), "{out}");
+    assert!(!out.contains("never run"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(240),
+        "the previews are bounded"
+    );
+}
