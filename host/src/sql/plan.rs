@@ -673,7 +673,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Adds a `builtin:project` agent computing `items` from `stream`.
-    fn project(
+    pub(super) fn project(
         &mut self,
         agent: &str,
         stream: &Stream,
@@ -755,7 +755,7 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    fn check_items(
+    pub(super) fn check_items(
         &self,
         items: &[String],
         span: Span,

@@ -595,3 +595,45 @@ CREATE MATERIALIZED VIEW per_minute AS SELECT country, TUMBLE_START(ts, INTERVAL
     );
     assert!(e.message.contains("group column `card_id`"), "{e}");
 }
+
+#[test]
+fn aggregates_of_expressions_are_computed_by_a_projection_before_the_aggregate() {
+    let doc = ok(
+        "INSERT INTO out SELECT country, SUM(amount * 0.92) AS eur, COUNT(CASE WHEN amount > 1000 THEN 1 END) AS big, MAX(amount * 0.92) AS largest
+         FROM transactions GROUP BY country, TUMBLE(ts, INTERVAL '1' MINUTE);",
+    );
+    let agents = &doc["agents"];
+    let inputs = &agents["out_inputs"];
+    assert_eq!(inputs["module"].as_str(), Some("builtin:project"));
+    // One column per distinct expression, the input's columns kept (the key, the event time).
+    assert_eq!(
+        strings(&inputs["config"]["select"]),
+        [
+            "*",
+            "amount * 0.92 AS aggin0_",
+            "CASE WHEN amount > 1000 THEN 1 END AS aggin1_"
+        ]
+    );
+    assert_eq!(
+        strings(&agents["out_window"]["config"]["aggregates"]),
+        [
+            "sum(aggin0_) AS agg0_",
+            "count(aggin1_) AS agg1_",
+            "max(aggin0_) AS agg2_"
+        ]
+    );
+    assert_eq!(
+        strings(&doc["edges"])[..2],
+        ["transactions -> out_inputs", "out_inputs -> out_window"]
+    );
+
+    let e = err(
+        "INSERT INTO out SELECT country, SUM(amout * 2) FROM transactions GROUP BY country, TUMBLE(ts, INTERVAL '1' MINUTE);",
+    );
+    assert!(e.message.contains("unknown column `amout`"), "{e}");
+    assert_eq!((e.line, e.column), (6, 37), "{e}");
+    let e = err(
+        "INSERT INTO out SELECT country, SUM(COUNT(*) + 1) FROM transactions GROUP BY country, TUMBLE(ts, INTERVAL '1' MINUTE);",
+    );
+    assert!(e.message.contains("SUM of an aggregate"), "{e}");
+}

@@ -90,11 +90,13 @@ impl Planner<'_> {
 
         // Aggregates become columns of the window's output.
         let mut aggregates: Vec<(String, String, DataType)> = Vec::new();
+        // Arguments that are expressions, not columns: computed by a projection before it.
+        let mut computed: Vec<String> = Vec::new();
         let mut rewrite = |e: &mut Expr, planner: &Planner<'_>| -> Result<(), SqlError> {
             let flow = visit_expressions_mut(e, |e| {
                 match window_column(e) {
                     Some(column) => *e = Expr::Identifier(Ident::new(column)),
-                    None => match planner.aggregate(e, input_schema.as_ref()) {
+                    None => match planner.aggregate(e, input_schema.as_ref(), &mut computed) {
                         Ok(Some((spec, ty))) => {
                             let alias = match aggregates.iter().position(|(s, _, _)| *s == spec) {
                                 Some(i) => aggregates[i].1.clone(),
@@ -152,6 +154,22 @@ impl Planner<'_> {
                 "GROUP BY without an aggregate: add COUNT(*), SUM(x), AVG(x), MIN(x) or MAX(x)",
             ));
         }
+
+        let input = if computed.is_empty() {
+            input
+        } else {
+            let items: Vec<String> = ["*".to_owned()]
+                .into_iter()
+                .chain(
+                    computed
+                        .iter()
+                        .enumerate()
+                        .map(|(i, text)| format!("{text} AS {}", computed_column(i))),
+                )
+                .collect();
+            let agent = self.fresh(&format!("{hint}_inputs"));
+            self.project(&agent, &input, &items, group_span)?
+        };
 
         let aggregate_list = toml::Value::Array(
             aggregates
@@ -295,10 +313,13 @@ impl Planner<'_> {
     }
 
     /// An aggregate call as the window operator's `function(column)` and its result type.
+    /// An argument that is an expression is added to `computed` (once per distinct text) and
+    /// read from the column [`computed_column`] names.
     fn aggregate(
         &self,
         e: &Expr,
         schema: Option<&SchemaRef>,
+        computed: &mut Vec<String>,
     ) -> Result<Option<(String, DataType)>, SqlError> {
         let Expr::Function(f) = e else {
             return Ok(None);
@@ -326,11 +347,36 @@ impl Planner<'_> {
         }
         let column = match args.as_slice() {
             [Expr::Identifier(c)] => c.value.clone(),
+            [argument] => {
+                // Inner calls are rewritten first: a nested aggregate reads as its alias.
+                let mut nested = (*argument).clone();
+                let inner = visit_expressions_mut(&mut nested, |e| match e {
+                    Expr::Identifier(i) if is_aggregate_alias(&i.value) => ControlFlow::Break(()),
+                    _ => ControlFlow::Continue(()),
+                });
+                if inner.is_break() {
+                    return Err(self.error(
+                        argument.span(),
+                        format!("{name} of an aggregate: aggregate in a view first, then aggregate its rows"),
+                    ));
+                }
+                let text = argument.to_string();
+                let i = computed.iter().position(|t| *t == text).unwrap_or_else(|| {
+                    computed.push(text.clone());
+                    computed.len() - 1
+                });
+                let column = computed_column(i);
+                let ty = match schema {
+                    Some(schema) => Some(self.expression_type(&text, argument.span(), schema)?),
+                    None => None,
+                };
+                return Ok(Some((
+                    format!("{function}({column})"),
+                    result_type(function, ty),
+                )));
+            }
             _ => {
-                return Err(self.error(
-                    e.span(),
-                    format!("{name} takes one column here (compute an expression in a view first)"),
-                ));
+                return Err(self.error(e.span(), format!("{name} takes one argument")));
             }
         };
         let input = schema.and_then(|s| {
@@ -349,15 +395,45 @@ impl Planner<'_> {
                 ),
             ));
         }
-        let ty = match (function, input) {
-            ("count", _) => DataType::Int64,
-            ("mean", _) => DataType::Float64,
-            ("sum", Some(t)) if t.is_integer() => DataType::Int64,
-            ("sum", _) => DataType::Float64,
-            (_, Some(t)) => t,
-            (_, None) => DataType::Float64,
-        };
-        Ok(Some((format!("{function}({column})"), ty)))
+        Ok(Some((
+            format!("{function}({column})"),
+            result_type(function, input),
+        )))
+    }
+
+    /// The type of expression `text` over rows of `schema`.
+    fn expression_type(
+        &self,
+        text: &str,
+        span: Span,
+        schema: &SchemaRef,
+    ) -> Result<DataType, SqlError> {
+        let out = self.check_items(&[format!("{text} AS x")], span, schema)?;
+        Ok(out.field(0).data_type().clone())
+    }
+}
+
+/// Whether `name` is the column of an aggregate's result (`agg0_`, `agg1_`, …).
+fn is_aggregate_alias(name: &str) -> bool {
+    name.strip_prefix("agg")
+        .and_then(|r| r.strip_suffix('_'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The column a projection computes an aggregate's `i`th expression argument into.
+fn computed_column(i: usize) -> String {
+    format!("aggin{i}_")
+}
+
+/// The type of `function`'s result over values of type `input` (`None`: not known here).
+fn result_type(function: &str, input: Option<DataType>) -> DataType {
+    match (function, input) {
+        ("count", _) => DataType::Int64,
+        ("mean", _) => DataType::Float64,
+        ("sum", Some(t)) if t.is_integer() => DataType::Int64,
+        ("sum", _) => DataType::Float64,
+        (_, Some(t)) => t,
+        (_, None) => DataType::Float64,
     }
 }
 

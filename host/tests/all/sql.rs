@@ -417,3 +417,62 @@ fn the_shell_previews_a_bounded_run_of_a_query_against_an_unbounded_source_and_p
         "the previews are bounded"
     );
 }
+
+#[test]
+fn aggregates_of_expressions_match_a_reference_computed_from_the_raw_rows() {
+    let s = Scratch::new();
+    s.write(
+        "expr.sql",
+        "CREATE TABLE transactions (WATERMARK FOR ts AS ts - INTERVAL '1' HOUR)
+         WITH ('connector' = 'generator', 'count' = '20000', 'seed' = '5');
+         CREATE TABLE raw WITH ('connector' = 'file', 'path' = 'raw.jsonl');
+         CREATE TABLE per_minute WITH ('connector' = 'file', 'path' = 'per_minute.jsonl');
+         INSERT INTO raw SELECT country, amount, EXTRACT(EPOCH FROM ts) AS seconds FROM transactions;
+         INSERT INTO per_minute
+         SELECT country, EXTRACT(EPOCH FROM window_start) AS minute,
+                SUM(ROUND(amount * 0.92, 2)) AS eur,
+                COUNT(CASE WHEN amount > 1000 THEN 1 END) AS big,
+                MAX(amount * 0.92) - MIN(amount * 0.92) AS spread
+         FROM transactions
+         GROUP BY country, TUMBLE(ts, INTERVAL '1' MINUTE);",
+    );
+    let out = sabot(&["run", "expr.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = |file: &str| -> Vec<serde_json::Value> {
+        s.read(file)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // (eur, big, min, max) per country and minute.
+    let mut expected: BTreeMap<(String, i64), (f64, i64, f64, f64)> = BTreeMap::new();
+    for r in rows("raw.jsonl") {
+        let minute = (r["seconds"].as_f64().unwrap() / 60.0).floor() as i64 * 60;
+        let amount = r["amount"].as_f64().unwrap();
+        let e = expected
+            .entry((r["country"].as_str().unwrap().to_owned(), minute))
+            .or_insert((0.0, 0, f64::MAX, f64::MIN));
+        e.0 += (amount * 0.92 * 100.0).round() / 100.0;
+        e.1 += i64::from(amount > 1000.0);
+        e.2 = e.2.min(amount * 0.92);
+        e.3 = e.3.max(amount * 0.92);
+    }
+    let got = rows("per_minute.jsonl");
+    assert_eq!(got.len(), expected.len(), "one row per country and minute");
+    for r in got {
+        let key = (
+            r["country"].as_str().unwrap().to_owned(),
+            r["minute"].as_f64().unwrap() as i64,
+        );
+        let (eur, big, min, max) = expected[&key];
+        assert!(
+            (r["eur"].as_f64().unwrap() - eur).abs() < 1e-6 * eur.max(1.0),
+            "{key:?}"
+        );
+        assert_eq!(r["big"].as_i64().unwrap(), big, "{key:?}");
+        assert!(
+            (r["spread"].as_f64().unwrap() - (max - min)).abs() < 1e-6,
+            "{key:?}"
+        );
+    }
+}
