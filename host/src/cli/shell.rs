@@ -257,9 +257,13 @@ impl Shell {
                 rows.len()
             ));
         }
-        let batches = read_arrow(&out)?;
-        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let shown = total.min(self.rows);
+        let batches = read_arrow(&out, self.rows)?;
+        let total = summary.events_out;
+        let shown = batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>()
+            .min(self.rows);
         Ok(format!(
             "{}({shown} rows shown of {total} written; {stopped}, {elapsed})",
             arrow_table(&batches, self.rows)
@@ -291,16 +295,26 @@ fn statement_end(text: &str) -> Option<usize> {
     None
 }
 
-fn read_arrow(path: &Path) -> Result<Vec<RecordBatch>, String> {
+/// The first batches of the preview file, until they hold `rows` rows: the rest of the file
+/// (up to the sink's budget) is never read into memory.
+fn read_arrow(path: &Path, rows: usize) -> Result<Vec<RecordBatch>, String> {
     if !path.exists() {
         return Ok(Vec::new());
     }
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let reader = arrow_ipc::reader::FileReader::try_new(file, None)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let mut batches = Vec::new();
+    let mut read = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
+        read += batch.num_rows();
+        batches.push(batch);
+        if read >= rows {
+            break;
+        }
+    }
+    Ok(batches)
 }
 
 /// At most `limit` rows of `batches`, as an aligned text table.
