@@ -3,7 +3,6 @@
 //! in a view queried over HTTP while it runs and after a crash and resume.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -60,27 +59,7 @@ fn assert_close(got: f64, expected: f64, what: &str) {
 
 /// Every record of `topic` as (key, value), `None` for a tombstone.
 fn records(topic: &str) -> Vec<(String, Option<String>)> {
-    let out = Command::new("kcat")
-        .args([
-            "-b",
-            &crate::kafka::bootstrap(),
-            "-t",
-            topic,
-            "-C",
-            "-e",
-            "-o",
-            "beginning",
-            "-q",
-            "-X",
-            "isolation.level=read_committed",
-            "-f",
-            "%k\t%S\t%s\n",
-        ])
-        .output()
-        .expect("run kcat");
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
+    crate::kafka::kcat_read(topic, "%k\t%S\t%s\n")
         .lines()
         .map(|l| {
             let mut parts = l.splitn(3, '\t');

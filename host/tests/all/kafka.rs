@@ -60,6 +60,17 @@ pub(crate) fn kcat_produce(topic: &str, lines: &[String], keyed: bool) {
 
 /// Every record of `topic` read by kcat with `isolation.level=read_committed`: (key, value).
 pub(crate) fn kcat_consume(topic: &str) -> Vec<(String, String)> {
+    kcat_read(topic, "%k\t%s\n")
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap_or(("", l));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Every record of `topic`, read committed, printed by kcat's `-f` `format`.
+pub(crate) fn kcat_read(topic: &str, format: &str) -> String {
     let out = Command::new("kcat")
         .args([
             "-b",
@@ -74,7 +85,7 @@ pub(crate) fn kcat_consume(topic: &str) -> Vec<(String, String)> {
             "-X",
             "isolation.level=read_committed",
             "-f",
-            "%k\t%s\n",
+            format,
         ])
         .output()
         .expect("run kcat");
@@ -83,14 +94,7 @@ pub(crate) fn kcat_consume(topic: &str) -> Vec<(String, String)> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, v) = l.split_once('\t').unwrap_or(("", l));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub(crate) fn transactions(n: u64) -> Vec<String> {

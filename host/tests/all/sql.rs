@@ -17,6 +17,14 @@ FROM trades
 WHERE qty * price >= 10000 AND venue <> 'DARK';
 ";
 
+/// The rows of a JSON Lines file of `s`.
+fn json_lines(s: &Scratch, file: &str) -> Vec<serde_json::Value> {
+    s.read(file)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn with_trades() -> Scratch {
     let s = Scratch::new();
     let csv =
@@ -87,12 +95,7 @@ fn windowed_aggregates_in_sql_match_a_reference_computed_from_the_raw_rows() {
     let out = sabot(&["run", "gen.sql"], s.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let rows = |file: &str| -> Vec<serde_json::Value> {
-        s.read(file)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let rows = |file: &str| json_lines(&s, file);
     let mut expected: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
     for r in rows("raw.jsonl") {
         let minute = (r["seconds"].as_f64().unwrap() / 60.0).floor() as i64 * 60;
@@ -438,12 +441,7 @@ fn aggregates_of_expressions_match_a_reference_computed_from_the_raw_rows() {
     );
     let out = sabot(&["run", "expr.sql"], s.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
-    let rows = |file: &str| -> Vec<serde_json::Value> {
-        s.read(file)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let rows = |file: &str| json_lines(&s, file);
     // (eur, big, min, max) per country and minute.
     let mut expected: BTreeMap<(String, i64), (f64, i64, f64, f64)> = BTreeMap::new();
     for r in rows("raw.jsonl") {
