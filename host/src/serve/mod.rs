@@ -6,6 +6,7 @@
 //!        │  (auth)                    │ one supervisor thread per running pipeline: run, restart after a
 //!        │                            │ failed swap, resume from the newest checkpoint
 //!        │                            └─ swap monitor: applies and watches hot swaps (probation, rollback)
+//!        ├── /v1/views: materialized views, read from the running pipelines' state (views)
 //!        ├── /metrics (prometheus), /healthz, /readyz, /v1/events (server-sent stats)
 //!        └── /  the dashboard (dashboard.html)
 //! ```
