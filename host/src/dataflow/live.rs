@@ -311,9 +311,8 @@ impl Live {
     }
 
     /// Up to `limit` sub-keys and values of `key` in `store` of `agent` (after sub-key `after`),
-    /// which the caller
-    /// names (a built-in operator's store): read even before the agent has used the store in
-    /// this run, as after a restore.
+    /// a store the caller names (a built-in operator's): read even before the agent has used it
+    /// in this run, as after a restore.
     pub fn read_store(
         &self,
         agent: &str,
@@ -347,19 +346,22 @@ impl Live {
                 .ok_or_else(|| LiveError::NotRunning(agent.to_owned()))?
         };
         let mut out: Vec<crate::state::StoreEntry> = Vec::new();
+        let mut bytes = 0;
         let start = after
             .and_then(|a| a.get(..2))
             .map_or(0, |g| u32::from(u16::from_be_bytes([g[0], g[1]])));
         for scope in instances {
-            let bytes: usize = out.iter().map(|e| e.value.len()).sum();
-            if out.len() >= limit || bytes >= max_bytes || scope.owned().end <= start {
+            if out.len() >= limit || bytes >= max_bytes {
+                break;
+            }
+            if scope.owned().end <= start {
                 continue;
             }
-            out.extend(
-                scope
-                    .scan_store(store, after, limit - out.len(), max_bytes - bytes)
-                    .map_err(Self::refused)?,
-            );
+            let page = scope
+                .scan_store(store, after, limit - out.len(), max_bytes - bytes)
+                .map_err(Self::refused)?;
+            bytes += page.iter().map(|e| e.value.len()).sum::<usize>();
+            out.extend(page);
         }
         Ok(out)
     }

@@ -5,8 +5,8 @@
 //! - `GET /v1/views/NAME?key=K`: the rows of key `K` (one for a `GROUP BY key`, one per window
 //!   for a windowed view), `found: false` when it has none.
 //! - `GET /v1/views/NAME?limit=N&after=CURSOR`: a page of every row, in a stable order, with the
-//!   cursor of the next page (`next`, absent at the end). `limit` is 1 to [`MAX_LIMIT`]
-//!   (default [`DEFAULT_LIMIT`]).
+//!   cursor of the next page (`next`, `null` at the end). `limit` is 1 to [`MAX_LIMIT`]
+//!   (default [`DEFAULT_LIMIT`]); a page also ends at [`MAX_ANSWER_BYTES`].
 //! - `GET /v1/pipelines/P/views/NAME…`: the same, when several pipelines have a view `NAME`.
 //!
 //! A key is given as text. Without `key_type`, one that reads as an integer is looked up as an
@@ -118,8 +118,8 @@ pub(super) async fn read_in(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let entry = s.pipelines.get(&pipeline)?;
-    if !views_of(&entry).iter().any(|(v, _)| *v == name) {
-        let names: Vec<String> = views_of(&entry).into_iter().map(|(v, _)| v).collect();
+    let names: Vec<String> = views_of(&entry).into_iter().map(|(v, _)| v).collect();
+    if !names.contains(&name) {
         return Err(ApiError::not_found(format!(
             "pipeline `{pipeline}` has no view `{name}` (views: {})",
             if names.is_empty() {
