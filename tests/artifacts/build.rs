@@ -33,6 +33,7 @@ fn main() {
             "tests/guests/misbehave",
         ),
         ("TIMED", "sabot-test-timed", "tests/guests/timed"),
+        ("SQL_FUNCTIONS", "sql-functions", "examples/sql/functions"),
         ("PLAIN", "sabot-test-plain", "tests/guests/plain"),
         ("FILTER", "sabot-op-filter", "operators/filter"),
         ("PROJECT", "sabot-op-project", "operators/project"),

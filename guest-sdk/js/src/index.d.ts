@@ -81,3 +81,23 @@ export function keysOf(column: Vector): Uint8Array[];
 /** A UTF-8 column's values, decoded at once (fast) rather than row by row with `get(i)`. */
 export function stringsOf(column: Vector): (string | null)[];
 export function stateKey(value: Key): Uint8Array;
+
+/** A scalar function SQL calls (`CREATE FUNCTION`): its types and its value for one row. */
+export interface ScalarFunction {
+  /** Argument types; an aggregate's argument is a list (`List<Float64>`). */
+  args: string[];
+  returns: 'Float64' | 'Int64' | 'Int32' | 'Utf8' | 'Bool';
+  call(...args: any[]): any;
+}
+
+/** The agent of a module of scalar functions, to export as its default. */
+export function functions(definitions: Record<string, ScalarFunction>): AgentClass;
+
+/** An aggregate SQL's CREATE AGGREGATE calls: folds each group's list of values. */
+export function aggregate<Acc>(definition: {
+  input: 'Float64' | 'Int64' | 'Int32' | 'Utf8' | 'Bool';
+  returns: 'Float64' | 'Int64' | 'Int32' | 'Utf8' | 'Bool';
+  create(): Acc;
+  add(acc: Acc, value: any): Acc | void;
+  result(acc: Acc): any;
+}): ScalarFunction;

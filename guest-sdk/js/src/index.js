@@ -19,6 +19,7 @@ import { AgentError, toAgentError } from './error.js';
 export { AgentError } from './error.js';
 export { take, withColumn, keysOf, stateKey, stringsOf } from './table.js';
 export { log, metrics, ValueState, MapState, timers, json, bytes } from './host.js';
+export { functions, aggregate } from './function.js';
 
 /** Raised towards the host as `err(agent-error)`. */
 class Reported extends Error {
@@ -48,7 +49,7 @@ export function toOutputs(result) {
       if (!Number.isInteger(item.port) || item.port < 0) {
         throw new TypeError(`an output port is a non-negative integer; got ${item.port}`);
       }
-      out.push(...encodeOutputs(data, item.port));
+      out.push(...encodeOutputs(data, item.port, item.keepEmpty === true));
     } else {
       out.push(...encodeOutputs(item, 0));
     }

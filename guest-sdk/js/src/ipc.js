@@ -62,12 +62,14 @@ export class PortDecoder {
 }
 
 /**
- * Encodes `data` (a Table or RecordBatch) for `port`: one output per record batch with rows.
+ * Encodes `data` (a Table or RecordBatch) for `port`: one output per record batch with rows
+ * (with `keepEmpty`, batches without rows too: a function module's answer to the planner).
  * @param {Table | RecordBatch} data
  * @param {number} port
+ * @param {boolean} [keepEmpty]
  * @returns {{port: number, batch: Uint8Array}[]}
  */
-export function encodeOutputs(data, port) {
+export function encodeOutputs(data, port, keepEmpty = false) {
   const batches = data instanceof Table ? data.batches : data instanceof RecordBatch ? [data] : null;
   if (batches === null) {
     throw new TypeError(
@@ -76,7 +78,7 @@ export function encodeOutputs(data, port) {
   }
   const out = [];
   for (const batch of batches) {
-    if (batch.numRows === 0) continue;
+    if (batch.numRows === 0 && !keepEmpty) continue;
     const bytes = tableToIPC(new Table(batch), 'stream');
     // Drop the 8-byte end-of-stream marker: the stream goes on with the port's next batch.
     out.push({ port, batch: bytes.subarray(0, bytes.byteLength - 8) });

@@ -104,3 +104,43 @@ test('stringsOf gives every value of a UTF-8 column, ASCII or not, nulls as null
   const sliced = take(tableFromArrays({ s: vectorFromArray(['q', 'rr', 'sss'], new Utf8()) }), [2, 0]);
   assert.deepEqual(stringsOf(sliced.getChild('s')), ['sss', 'q']);
 });
+
+test('a function module appends its result, answers an empty batch, and names what it takes', async () => {
+  const { functions, aggregate } = await import('../src/function.js');
+  const Module = functions({
+    double: { args: ['Float64'], returns: 'Float64', call: (x) => (x === null ? null : 2 * x) },
+    spread: aggregate({
+      input: 'Float64',
+      returns: 'Float64',
+      create: () => ({ lo: Infinity, hi: -Infinity }),
+      add: (acc, v) => ({ lo: Math.min(acc.lo, v), hi: Math.max(acc.hi, v) }),
+      result: (acc) => acc.hi - acc.lo,
+    }),
+  });
+  const double = new Module({ function: 'DOUBLE', args: ['amount'], output: 'd' });
+  const out = double.process(sample());
+  assert.equal(out.keepEmpty, true);
+  assert.deepEqual([...out.table.getChild('d').toArray()], [3, 5, 7, 9]);
+  assert.deepEqual(out.table.schema.fields.map((f) => f.name), ['id', 'amount', 'name', 'd']);
+  const empty = double.process(sample().slice(0, 0));
+  assert.equal(empty.table.numRows, 0);
+  assert.equal(encodeOutputs(empty.table, 0, true).length, 1, 'the empty answer is sent');
+  assert.equal(String(empty.table.schema.fields[3].type), 'Float64');
+  const wrong = new Module({ function: 'double', args: ['name'], output: 'd' });
+  assert.throws(
+    () => wrong.process(sample()),
+    /double\(Float64\) -> Float64: argument 1 \(`name`\) is Utf8, expected Float64/,
+  );
+  assert.throws(() => new Module({ function: 'nope', args: [], output: 'x' }), /no function `nope` \(functions: double, spread\)/);
+  assert.throws(() => new Module({ function: 'double', args: [], output: 'x' }), /double takes 1 argument/);
+  // An aggregate folds each list.
+  const { List, Field } = await import('apache-arrow');
+  const listType = new List(new Field('item', new Float64(), true));
+  const lists = tableFromArrays({ v: vectorFromArray([[1, 5, 2], [], null], listType) });
+  const spread = new Module({ function: 'spread', args: ['v'], output: 's' });
+  assert.equal(String(lists.getChild('v').type), 'List<Float64>');
+  const spreads = spread.process(lists).table.getChild('s');
+  assert.equal(spreads.get(0), 4);
+  assert.equal(spreads.get(1), -Infinity, 'an empty list: result of the fresh accumulator');
+  assert.equal(spreads.get(2), null, 'a NULL list: NULL');
+});

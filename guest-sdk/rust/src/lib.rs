@@ -66,6 +66,7 @@
 //! not per row. [`timers`] registers event-time and processing-time timers per key; they fire
 //! through [`Agent::on_timer`], and [`Agent::on_watermark`] follows the watermark. [`changelog`]
 //! reads and writes the `_op` column of updating streams (upserts and deletes by key).
+//! [`function`] makes a module a set of scalar functions that SQL calls (`CREATE FUNCTION`).
 
 pub mod ipc;
 
@@ -74,6 +75,7 @@ mod agent;
 pub mod changelog;
 #[cfg(feature = "guest")]
 mod error;
+pub mod function;
 #[cfg(feature = "guest")]
 pub mod log;
 #[cfg(feature = "guest")]

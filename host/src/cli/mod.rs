@@ -665,8 +665,21 @@ fn load(
         };
         modules.push((agent.to_owned(), source));
     }
-    let spec = PipelineSpec::load_with_modules(path, &modules)?;
     let runtime = WasmRuntime::new(cache.cache())?;
+    // A SQL pipeline's function calls are type-checked by asking their modules.
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let functions = |module: &str, config: &str, input: &arrow_schema::SchemaRef| {
+        crate::wasm::function::result_schema(
+            &runtime,
+            &crate::wasm::resolve(base, module),
+            config,
+            input,
+        )
+    };
+    let spec = PipelineSpec::load_with(path, &modules, Some(&functions))?;
     Pipeline::new(spec, runtime)
 }
 

@@ -128,7 +128,7 @@ impl Shell {
             ("SELECT" | "WITH" | "(", _) => self.preview(statement),
             ("CREATE" | "SET", _) => self.declare(statement),
             _ => Err(format!(
-                "expected CREATE TABLE, CREATE VIEW, SET, SELECT, EXPLAIN SELECT, SHOW TABLES or .quit; got `{}`",
+                "expected CREATE TABLE, CREATE VIEW, CREATE FUNCTION, SET, SELECT, EXPLAIN SELECT, SHOW TABLES or .quit; got `{}`",
                 statement.lines().next().unwrap_or_default()
             )),
         };
@@ -148,9 +148,35 @@ impl Shell {
         text.push('\n');
         text.push_str(statement);
         text.push(';');
-        crate::config::check_sql(&text, &self.file()).map_err(|e| e.to_string())?;
+        crate::config::check_sql(&text, &self.file(), Some(&|m, c, i| self.function(m, c, i)))
+            .map_err(|e| e.to_string())?;
         self.declarations.push(format!("{statement};"));
         Ok("ok".into())
+    }
+
+    /// What a function module returns for a call (see [`crate::sql::Catalog::functions`]).
+    fn function(
+        &self,
+        module: &str,
+        config: &str,
+        input: &arrow_schema::SchemaRef,
+    ) -> Result<arrow_schema::SchemaRef, String> {
+        crate::wasm::function::result_schema(
+            &self.runtime,
+            &crate::wasm::resolve(&self.dir, module),
+            config,
+            input,
+        )
+    }
+
+    /// The pipeline in `text`, its function calls type-checked.
+    fn parse(&self, text: &str) -> Result<PipelineSpec, crate::config::ConfigError> {
+        PipelineSpec::parse_with(
+            text,
+            &self.file(),
+            &[],
+            Some(&|m, c, i| self.function(m, c, i)),
+        )
     }
 
     fn show_tables(&self) -> String {
@@ -180,11 +206,11 @@ impl Shell {
     /// The spec of `query`'s pipeline, and whether it is updating.
     fn spec(&self, query: &str, out: &Path) -> Result<(PipelineSpec, bool), String> {
         let text = self.pipeline_text(query, out, false);
-        match PipelineSpec::parse(&text, &self.file()) {
+        match self.parse(&text) {
             Ok(spec) => Ok((spec, false)),
             Err(e) if e.to_string().contains("the query is updating") => {
                 let text = self.pipeline_text(query, out, true);
-                PipelineSpec::parse(&text, &self.file())
+                self.parse(&text)
                     .map(|spec| (spec, true))
                     .map_err(|e| e.to_string())
             }

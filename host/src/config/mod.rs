@@ -241,12 +241,34 @@ impl PipelineSpec {
         path: impl AsRef<Path>,
         modules: &[(String, ModuleSource)],
     ) -> Result<Self, ConfigError> {
+        Self::load_with(path, modules, None)
+    }
+
+    /// Like [`PipelineSpec::load_with_modules`], with a way to ask function modules what a SQL
+    /// pipeline's calls return (see [`crate::sql::Catalog::functions`]); `--module NAME=FILE`
+    /// may name a declared function.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        modules: &[(String, ModuleSource)],
+        functions: Option<&crate::sql::FunctionTypes<'_>>,
+    ) -> Result<Self, ConfigError> {
         let file = path.as_ref().to_owned();
         let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
             file: file.clone(),
             source,
         })?;
-        Self::parse_with_modules(&text, &file, modules)
+        Self::parse_with(&text, &file, modules, functions)
+    }
+
+    /// Like [`PipelineSpec::parse_with_modules`], with a way to ask function modules what a SQL
+    /// pipeline's calls return (see [`PipelineSpec::load_with`]).
+    pub fn parse_with(
+        text: &str,
+        file: &Path,
+        modules: &[(String, ModuleSource)],
+        functions: Option<&crate::sql::FunctionTypes<'_>>,
+    ) -> Result<Self, ConfigError> {
+        Self::parse_in(text, file, modules, Paths::Anywhere, None, functions)
     }
 
     /// Parses and validates pipeline text; `file` names it in messages and its directory anchors
@@ -261,7 +283,7 @@ impl PipelineSpec {
         file: &Path,
         modules: &[(String, ModuleSource)],
     ) -> Result<Self, ConfigError> {
-        Self::parse_in(text, file, modules, Paths::Anywhere, None)
+        Self::parse_in(text, file, modules, Paths::Anywhere, None, None)
     }
 
     /// Like [`PipelineSpec::parse_with_modules`], for a definition a client sent to a server:
@@ -273,7 +295,7 @@ impl PipelineSpec {
         modules: &[(String, ModuleSource)],
         store: &secrets::SecretStore,
     ) -> Result<Self, ConfigError> {
-        Self::parse_in(text, file, modules, Paths::Confined, Some(store))
+        Self::parse_in(text, file, modules, Paths::Confined, Some(store), None)
     }
 
     fn parse_in(
@@ -282,6 +304,7 @@ impl PipelineSpec {
         modules: &[(String, ModuleSource)],
         paths: Paths,
         store: Option<&secrets::SecretStore>,
+        functions: Option<&crate::sql::FunctionTypes<'_>>,
     ) -> Result<Self, ConfigError> {
         let parse_error = |e: toml::de::Error| ConfigError::Parse {
             file: file.to_owned(),
@@ -292,10 +315,29 @@ impl PipelineSpec {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let sql = crate::sql::is_sql(file);
+        // `--module NAME=FILE` naming a SQL function replaces the function's module.
+        let mut modules = modules.to_vec();
+        let mut function_modules = Vec::new();
+        if sql {
+            let declared = crate::sql::declared_functions(text).unwrap_or_default();
+            modules.retain(|(name, module)| {
+                let function = declared.iter().any(|(f, _)| f.eq_ignore_ascii_case(name));
+                if function {
+                    function_modules.push((name.clone(), module_text(module)));
+                }
+                !function
+            });
+        }
+        let modules = modules.as_slice();
         let (raw, resolved): (RawPipeline, _) = if sql || text.contains("${") {
             // References are replaced in the parsed document, never in the text.
             let mut doc: toml::Value = if sql {
-                sql_document(text, file)?.into()
+                let catalog = crate::sql::Catalog {
+                    schema_of: &sql_schema_of,
+                    functions,
+                    modules: &function_modules,
+                };
+                sql_document(text, file, &catalog)?.into()
             } else {
                 toml::from_str(text).map_err(parse_error)?
             };
@@ -354,14 +396,32 @@ impl PipelineSpec {
     }
 }
 
-/// Compiles a SQL pipeline to its pipeline document, with the columns of sources known before
-/// they run, so that expressions are checked where they are written.
-fn sql_document(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
-    let schema_of = |source: &toml::Value, port: u32| {
-        let spec: SourceSpec = source.clone().try_into().ok()?;
-        builtins::source_schema(&spec, port)
-    };
-    crate::sql::compile(text, &schema_of).map_err(|error| ConfigError::Sql {
+/// The columns of a source document's output `port`, when known before it runs: what the SQL
+/// planner checks expressions against.
+pub fn sql_schema_of(source: &toml::Value, port: u32) -> Option<arrow_schema::SchemaRef> {
+    let spec: SourceSpec = source.clone().try_into().ok()?;
+    builtins::source_schema(&spec, port)
+}
+
+/// A module as `CREATE FUNCTION` would name it: a built-in, or a file by its absolute path
+/// (a path given on the command line is relative to the working directory).
+fn module_text(module: &ModuleSource) -> String {
+    match module {
+        ModuleSource::Builtin(name) => format!("builtin:{name}"),
+        ModuleSource::Path(path) => std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+    }
+}
+
+/// Compiles a SQL pipeline to its pipeline document.
+fn sql_document(
+    text: &str,
+    file: &Path,
+    catalog: &crate::sql::Catalog<'_>,
+) -> Result<toml::Table, ConfigError> {
+    crate::sql::compile(text, catalog).map_err(|error| ConfigError::Sql {
         file: file.to_owned(),
         error,
     })
@@ -369,12 +429,17 @@ fn sql_document(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
 
 /// Checks SQL declarations as a pipeline would use them, with nothing to write yet (the
 /// `sabot sql` shell); `file` names them in messages.
-pub fn check_sql(text: &str, file: &Path) -> Result<(), ConfigError> {
-    let schema_of = |source: &toml::Value, port: u32| {
-        let spec: SourceSpec = source.clone().try_into().ok()?;
-        builtins::source_schema(&spec, port)
+pub fn check_sql(
+    text: &str,
+    file: &Path,
+    functions: Option<&crate::sql::FunctionTypes<'_>>,
+) -> Result<(), ConfigError> {
+    let catalog = crate::sql::Catalog {
+        schema_of: &sql_schema_of,
+        functions,
+        modules: &[],
     };
-    crate::sql::check(text, &schema_of).map_err(|error| ConfigError::Sql {
+    crate::sql::check(text, &catalog).map_err(|error| ConfigError::Sql {
         file: file.to_owned(),
         error,
     })
@@ -382,9 +447,19 @@ pub fn check_sql(text: &str, file: &Path) -> Result<(), ConfigError> {
 
 /// A SQL pipeline as the TOML text of the same pipeline, named `name`: what a server stores
 /// for a definition sent as `application/sql` (the SQL is kept in its opening comment).
-pub fn sql_to_toml(text: &str, name: &str) -> Result<String, ConfigError> {
+/// `functions` answers for the modules its `CREATE FUNCTION`s name (uploaded modules).
+pub fn sql_to_toml(
+    text: &str,
+    name: &str,
+    functions: Option<&crate::sql::FunctionTypes<'_>>,
+) -> Result<String, ConfigError> {
     let file = PathBuf::from(format!("{name}.sql"));
-    let mut document = sql_document(text, &file)?;
+    let catalog = crate::sql::Catalog {
+        schema_of: &sql_schema_of,
+        functions,
+        modules: &[],
+    };
+    let mut document = sql_document(text, &file, &catalog)?;
     let mut settings = toml::Table::new();
     settings.insert("name".into(), name.into());
     document.insert("pipeline".into(), settings.into());

@@ -750,8 +750,14 @@ async fn create_pipeline(
             )
         })?;
         let sql = std::str::from_utf8(&body)
-            .map_err(|_| ApiError::bad_request("the pipeline is not UTF-8 text: expected SQL"))?;
-        crate::config::sql_to_toml(sql, name).map_err(|e| ApiError::bad_request(e.to_string()))?
+            .map_err(|_| ApiError::bad_request("the pipeline is not UTF-8 text: expected SQL"))?
+            .to_owned();
+        // Function modules are asked for their calls' types: Wasm runs, off the event loop.
+        let pipelines = s.pipelines.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || pipelines.sql_to_toml(&sql, &name))
+            .await
+            .map_err(|e| ApiError::internal(format!("a worker failed: {e}")))??
     } else {
         String::from_utf8(body.to_vec()).map_err(|_| {
             ApiError::bad_request(

@@ -21,10 +21,12 @@
 //! - [`plan`]: queries to chains of built-in agents (`filter`, `window`, `project`).
 //! - [`window`]: windowed aggregates (`window`).
 //! - [`join`]: temporal and interval joins (`join`).
+//! - [`function`]: `CREATE FUNCTION`, calls of agents as scalar functions.
 //! - [`error`]: errors with line, column and a caret under the mistake.
 
 mod ddl;
 pub mod error;
+mod function;
 mod join;
 mod plan;
 #[cfg(test)]
@@ -50,29 +52,63 @@ pub fn is_sql(file: &std::path::Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
 }
 
-/// Compiles SQL `text` to a pipeline document (`[sources]`, `[agents]`, `[sinks]`, `edges`).
-/// `schema_of` gives the columns of output port N of a source when they are known before it runs, so
-/// expressions are checked where they are written.
-pub fn compile(
-    text: &str,
-    schema_of: &dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
-) -> Result<toml::Table, SqlError> {
-    compile_with(text, schema_of, true)
+/// What the planner asks of the world outside the SQL text.
+#[derive(Clone, Copy)]
+pub struct Catalog<'a> {
+    /// The columns of output `port` of a source (its pipeline document), when they are known
+    /// before it runs, so that expressions are checked where they are written.
+    pub schema_of: &'a dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
+    /// The columns a function module returns for a call (the module as `CREATE FUNCTION` names
+    /// it, the call's config as JSON) over rows of the given columns, or why it refuses them:
+    /// calls are type-checked by asking the module. `None`: function results are not known
+    /// before the pipeline runs, and what reads them is checked then.
+    pub functions: Option<&'a FunctionTypes<'a>>,
+    /// Modules that replace those of declared functions, by function name (what
+    /// `--module risk=FILE` does on the command line).
+    pub modules: &'a [(String, String)],
 }
 
-/// Checks declarations (`CREATE TABLE`, `CREATE VIEW`, `SET`, and any queries) as [`compile`]
-/// does, without asking for something to write: what the `sabot sql` shell checks as each
-/// statement is typed.
-pub fn check(
-    text: &str,
-    schema_of: &dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
-) -> Result<(), SqlError> {
-    compile_with(text, schema_of, false).map(drop)
+/// See [`Catalog::functions`].
+pub type FunctionTypes<'a> = dyn Fn(&str, &str, &SchemaRef) -> Result<SchemaRef, String> + 'a;
+
+impl<'a> Catalog<'a> {
+    /// A catalog of source columns alone.
+    pub fn sources(schema_of: &'a dyn Fn(&toml::Value, u32) -> Option<SchemaRef>) -> Self {
+        Catalog {
+            schema_of,
+            functions: None,
+            modules: &[],
+        }
+    }
+}
+
+/// Compiles SQL `text` to a pipeline document (`[sources]`, `[agents]`, `[sinks]`, `edges`).
+pub fn compile(text: &str, catalog: &Catalog<'_>) -> Result<toml::Table, SqlError> {
+    compile_with(text, catalog, true)
+}
+
+/// Checks declarations (`CREATE TABLE`, `CREATE VIEW`, `CREATE FUNCTION`, `SET`, and any
+/// queries) as [`compile`] does, without asking for something to write: what the `sabot sql`
+/// shell checks as each statement is typed.
+pub fn check(text: &str, catalog: &Catalog<'_>) -> Result<(), SqlError> {
+    compile_with(text, catalog, false).map(drop)
+}
+
+/// The functions `text` declares (`CREATE FUNCTION name AS 'module'`), as (name, module).
+pub fn declared_functions(text: &str) -> Result<Vec<(String, String)>, SqlError> {
+    let source = Source { text };
+    let mut tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .map_err(|e| source.parse_error(&e.to_string()))?;
+    Ok(function::take_functions(source, &mut tokens)?
+        .into_iter()
+        .map(|f| (f.name, f.module))
+        .collect())
 }
 
 fn compile_with(
     text: &str,
-    schema_of: &dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
+    catalog: &Catalog<'_>,
     require_output: bool,
 ) -> Result<toml::Table, SqlError> {
     let source = Source { text };
@@ -80,6 +116,7 @@ fn compile_with(
     let mut tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
         .map_err(|e| source.parse_error(&e.to_string()))?;
+    let functions = function::take_functions(source, &mut tokens)?;
     let mut watermarks = ddl::take_watermarks(source, &mut tokens)?;
     let versions = ddl::take_versions(source, &mut tokens)?;
     let statements = Parser::new(&dialect)
@@ -96,8 +133,18 @@ fn compile_with(
         ));
     }
 
-    let mut planner = plan::Planner::new(source, schema_of);
+    let mut planner = plan::Planner::new(source, *catalog);
     planner.versions = versions;
+    for mut declared in functions {
+        if let Some((_, module)) = catalog
+            .modules
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&declared.name))
+        {
+            declared.module = module.clone();
+        }
+        function::declare(source, &mut planner.functions, declared)?;
+    }
     let mut inserts = Vec::new();
     let mut materialized = Vec::new();
     let mut settings = toml::Table::new();
@@ -163,7 +210,7 @@ fn compile_with(
                     .join(" ");
                 return Err(source.error(
                     other.span(),
-                    format!("unsupported statement `{first_line} …` (expected CREATE TABLE, CREATE VIEW or INSERT INTO)"),
+                    format!("unsupported statement `{first_line} …` (expected CREATE TABLE, CREATE VIEW, CREATE FUNCTION or INSERT INTO)"),
                 ));
             }
         }

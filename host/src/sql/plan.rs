@@ -19,6 +19,7 @@ use sqlparser::tokenizer::Span;
 
 use super::ddl::{Table, put_options, source_document};
 use super::error::{Source, SqlError};
+use super::function;
 
 /// Connectors that can be read.
 const SOURCES: &[&str] = &["file", "generator", "kafka", "nexmark"];
@@ -76,7 +77,9 @@ pub(super) struct Side {
 
 pub(crate) struct Planner<'a> {
     pub(crate) source: Source<'a>,
-    pub(crate) schema_of: &'a dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
+    pub(crate) catalog: super::Catalog<'a>,
+    /// Functions declared with `CREATE FUNCTION`, by lower-case name.
+    pub(crate) functions: HashMap<String, function::Declared>,
     pub(crate) tables: IndexMap<String, Table>,
     pub(crate) views: IndexMap<String, (Query, Span)>,
     planned_views: HashMap<String, Stream>,
@@ -94,13 +97,11 @@ pub(crate) struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    pub(crate) fn new(
-        source: Source<'a>,
-        schema_of: &'a dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
-    ) -> Self {
+    pub(crate) fn new(source: Source<'a>, catalog: super::Catalog<'a>) -> Self {
         Planner {
             source,
-            schema_of,
+            catalog,
+            functions: HashMap::new(),
             tables: IndexMap::new(),
             views: IndexMap::new(),
             planned_views: HashMap::new(),
@@ -514,7 +515,7 @@ impl<'a> Planner<'a> {
         } else {
             0
         };
-        let schema = (self.schema_of)(&document, port);
+        let schema = (self.catalog.schema_of)(&document, port);
         if let Some(schema) = &schema {
             for (column, _, span) in &table.columns {
                 if schema.field_with_name(column).is_err() {
@@ -598,9 +599,17 @@ impl<'a> Planner<'a> {
             stream = self.join(stream, &mut qualifiers, join, hint)?;
         }
 
+        // The columns a `SELECT *` returns, before any function's result joins them.
+        let columns = stream.schema.clone();
+        let mut called_in_where = false;
+        let mut made = HashMap::new();
         if let Some(selection) = &select.selection {
             let mut condition = selection.clone();
             self.unqualify(&mut condition, &qualifiers)?;
+            if function::calls_any(&self.functions, &condition) {
+                stream = self.call_functions(&mut [&mut condition], stream, &mut made, hint)?;
+                called_in_where = true;
+            }
             self.check_predicate(&condition, selection.span(), &stream)?;
             let agent = self.fresh(&format!("{hint}_where"));
             let mut config = toml::Table::new();
@@ -610,6 +619,12 @@ impl<'a> Planner<'a> {
         }
 
         let aggregated = super::window::has_aggregates(&select.projection)
+            || select.projection.iter().any(|item| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    function::calls_aggregate(&self.functions, e)
+                }
+                _ => false,
+            })
             || select.having.is_some()
             || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
         let mut items = select.projection.clone();
@@ -624,6 +639,30 @@ impl<'a> Planner<'a> {
         }
         if let Some(h) = &mut having {
             self.unqualify(h, &qualifiers)?;
+            if function::calls_any(&self.functions, h) {
+                return Err(self.error(
+                    h.span(),
+                    "a user-defined function in HAVING is not supported: select the aggregate in a view, then filter on the function of its column",
+                ));
+            }
+        }
+        if let GroupByExpr::Expressions(exprs, _) = &select.group_by
+            && let Some(e) = exprs
+                .iter()
+                .find(|e| function::calls_any(&self.functions, e))
+        {
+            return Err(self.error(
+                e.span(),
+                "GROUP BY a user-defined function's result: compute it in a view, then group by its column",
+            ));
+        }
+        if items.iter().any(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                function::calls_any(&self.functions, e)
+            }
+            _ => false,
+        }) {
+            stream = self.call_items(&mut items, stream, &mut made, hint)?;
         }
         if aggregated {
             stream = self.group_by(select, &mut items, &mut having, stream, hint)?;
@@ -646,8 +685,20 @@ impl<'a> Planner<'a> {
             stream.nodes = vec![agent];
         }
 
-        if let [SelectItem::Wildcard(_)] = items.as_slice() {
-            return Ok(stream);
+        if let [SelectItem::Wildcard(wildcard)] = items.as_slice() {
+            if !called_in_where {
+                return Ok(stream);
+            }
+            // The functions' results were for the filter: keep the columns `*` names.
+            let Some(columns) = columns else {
+                return Err(self.error(
+                    wildcard.span(),
+                    "SELECT * with a user-defined function in WHERE over a table whose columns are not known before it runs: list the columns",
+                ));
+            };
+            let items: Vec<String> = columns.fields().iter().map(|f| quote(f.name())).collect();
+            let agent = self.fresh(&format!("{hint}_select"));
+            return self.project(&agent, &stream, &items, span);
         }
         let mut texts = Vec::with_capacity(items.len());
         for item in &items {
@@ -670,6 +721,36 @@ impl<'a> Planner<'a> {
             }
         }
         self.project(&agent, &stream, &texts, span)
+    }
+
+    /// Runs the function calls of the select list before it, naming an item that calls one
+    /// after its text (as a column it would be named if computed in place).
+    fn call_items(
+        &mut self,
+        items: &mut [SelectItem],
+        stream: Stream,
+        made: &mut HashMap<String, String>,
+        hint: &str,
+    ) -> Result<Stream, SqlError> {
+        for item in items.iter_mut() {
+            if let SelectItem::UnnamedExpr(e) = item
+                && function::calls_any(&self.functions, e)
+            {
+                let alias = Ident::with_quote('"', e.to_string());
+                *item = SelectItem::ExprWithAlias {
+                    expr: e.clone(),
+                    alias,
+                };
+            }
+        }
+        let mut exprs: Vec<&mut Expr> = items
+            .iter_mut()
+            .filter_map(|item| match item {
+                SelectItem::ExprWithAlias { expr, .. } => Some(expr),
+                _ => None,
+            })
+            .collect();
+        self.call_functions(&mut exprs, stream, made, hint)
     }
 
     /// Adds a `builtin:project` agent computing `items` from `stream`.

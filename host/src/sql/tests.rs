@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::{SqlError, compile};
+use super::{Catalog, SqlError, compile};
 
 /// Columns of a declared schema, as the pipeline loader would give them.
-fn declared(source: &toml::Value, _port: u32) -> Option<SchemaRef> {
+pub(super) fn declared(source: &toml::Value, _port: u32) -> Option<SchemaRef> {
     let schema = source.get("schema")?.as_table()?;
     let fields: Vec<Field> = schema
         .iter()
@@ -24,7 +24,7 @@ fn declared(source: &toml::Value, _port: u32) -> Option<SchemaRef> {
     Some(Arc::new(Schema::new(fields)))
 }
 
-const TRANSACTIONS: &str = "CREATE TABLE transactions (
+pub(super) const TRANSACTIONS: &str = "CREATE TABLE transactions (
     txn_id BIGINT, ts TIMESTAMP(3), card_id BIGINT, amount DOUBLE, country VARCHAR,
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH ('connector' = 'file', 'path' = 'in.jsonl', 'infer_rows' = '10');
@@ -32,7 +32,7 @@ CREATE TABLE out WITH ('connector' = 'file', 'path' = 'out.jsonl');
 ";
 
 /// The strings of a TOML array (edges, select lists, aggregates).
-fn strings(v: &toml::Value) -> Vec<&str> {
+pub(super) fn strings(v: &toml::Value) -> Vec<&str> {
     v.as_array()
         .unwrap()
         .iter()
@@ -41,11 +41,18 @@ fn strings(v: &toml::Value) -> Vec<&str> {
 }
 
 fn ok(sql: &str) -> toml::Table {
-    compile(&format!("{TRANSACTIONS}{sql}"), &declared).unwrap_or_else(|e| panic!("{e}"))
+    compile(
+        &format!("{TRANSACTIONS}{sql}"),
+        &Catalog::sources(&declared),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn err(sql: &str) -> SqlError {
-    match compile(&format!("{TRANSACTIONS}{sql}"), &declared) {
+    match compile(
+        &format!("{TRANSACTIONS}{sql}"),
+        &Catalog::sources(&declared),
+    ) {
         Ok(doc) => panic!("compiled: {doc}"),
         Err(e) => e,
     }
@@ -288,12 +295,16 @@ fn mistakes_are_reported_at_their_line_and_column_with_a_caret() {
         "{e}"
     );
 
-    let e = compile("CREATE TABLE t (a BIGINT) WITH ('path' = 'x');", &declared).unwrap_err();
+    let e = compile(
+        "CREATE TABLE t (a BIGINT) WITH ('path' = 'x');",
+        &Catalog::sources(&declared),
+    )
+    .unwrap_err();
     assert!(e.message.contains("table `t` has no connector"), "{e}");
 
     let e = compile(
         "CREATE TABLE t (a BIGINT, WATERMARK FOR b AS b) WITH ('connector' = 'file');",
-        &declared,
+        &Catalog::sources(&declared),
     )
     .unwrap_err();
     assert!(
@@ -304,7 +315,7 @@ fn mistakes_are_reported_at_their_line_and_column_with_a_caret() {
 
     let e = compile(
         "CREATE TABLE t (a BIGINT, WATERMARK FOR a AS a + 1) WITH ('connector' = 'file');",
-        &declared,
+        &Catalog::sources(&declared),
     )
     .unwrap_err();
     assert!(e.message.contains("WATERMARK FOR column AS column"), "{e}");
@@ -312,16 +323,16 @@ fn mistakes_are_reported_at_their_line_and_column_with_a_caret() {
 
 #[test]
 fn nothing_to_write_and_an_empty_file_are_refused() {
-    let e = compile("", &declared).unwrap_err();
+    let e = compile("", &Catalog::sources(&declared)).unwrap_err();
     assert!(e.message.contains("no INSERT INTO"), "{e}");
-    let e = compile(TRANSACTIONS, &declared).unwrap_err();
+    let e = compile(TRANSACTIONS, &Catalog::sources(&declared)).unwrap_err();
     assert!(e.message.contains("no INSERT INTO"), "{e}");
 }
 
 #[test]
 fn a_file_of_too_many_statements_is_refused() {
     let many = "CREATE VIEW v AS SELECT 1;".repeat(super::MAX_STATEMENTS + 1);
-    let e = compile(&many, &declared).unwrap_err();
+    let e = compile(&many, &Catalog::sources(&declared)).unwrap_err();
     assert!(e.message.contains("at most 1000"), "{e}");
 }
 
@@ -334,7 +345,7 @@ fn nexmark_tables_of_one_sequence_share_one_generator_on_their_ports() {
          CREATE TABLE b WITH ('connector' = 'blackhole');
          INSERT INTO a SELECT * FROM bid;
          INSERT INTO b SELECT * FROM auction;",
-        &declared,
+        &Catalog::sources(&declared),
     )
     .unwrap();
     let sources = doc["sources"].as_table().unwrap();
@@ -348,7 +359,7 @@ fn nexmark_tables_of_one_sequence_share_one_generator_on_their_ports() {
         "CREATE TABLE bid WITH ('connector' = 'nexmark');
          CREATE TABLE a WITH ('connector' = 'blackhole');
          INSERT INTO a SELECT * FROM bid;",
-        &declared,
+        &Catalog::sources(&declared),
     )
     .unwrap_err();
     assert!(
@@ -485,7 +496,7 @@ fn a_hostile_file_of_deep_nesting_is_refused_without_exhausting_the_stack() {
     );
     let e = err(&deep);
     assert!(e.message.contains("recursion limit"), "{}", e.message);
-    let e = compile(&"(".repeat(1_000_000), &declared).unwrap_err();
+    let e = compile(&"(".repeat(1_000_000), &Catalog::sources(&declared)).unwrap_err();
     assert!(!e.message.is_empty());
 }
 

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Select, SelectItem,
-    Spanned, visit_expressions_mut,
+    Spanned, visit_expressions, visit_expressions_mut,
 };
 use sqlparser::tokenizer::Span;
 
 use super::ddl::interval_ms;
 use super::error::SqlError;
+use super::function::Declared;
 use super::plan::{Grouped, Planner, Stream, field_names};
 
 impl Planner<'_> {
@@ -89,7 +90,8 @@ impl Planner<'_> {
         }
 
         // Aggregates become columns of the window's output.
-        let mut aggregates: Vec<(String, String, DataType)> = Vec::new();
+        // (operator spec, column, type, the user-defined aggregate that folds it).
+        let mut aggregates: Vec<(String, String, DataType, Option<Declared>)> = Vec::new();
         // Arguments that are expressions, not columns: computed by a projection before it.
         let mut computed: Vec<String> = Vec::new();
         let mut rewrite = |e: &mut Expr, planner: &Planner<'_>| -> Result<(), SqlError> {
@@ -97,12 +99,18 @@ impl Planner<'_> {
                 match window_column(e) {
                     Some(column) => *e = Expr::Identifier(Ident::new(column)),
                     None => match planner.aggregate(e, input_schema.as_ref(), &mut computed) {
-                        Ok(Some((spec, ty))) => {
-                            let alias = match aggregates.iter().position(|(s, _, _)| *s == spec) {
+                        Ok(Some((spec, ty, udaf))) => {
+                            let same =
+                                |(s, _, _, u): &(String, String, DataType, Option<Declared>)| {
+                                    *s == spec
+                                        && u.as_ref().map(|d| &d.name)
+                                            == udaf.as_ref().map(|d| &d.name)
+                                };
+                            let alias = match aggregates.iter().position(same) {
                                 Some(i) => aggregates[i].1.clone(),
                                 None => {
                                     let alias = format!("agg{}_", aggregates.len());
-                                    aggregates.push((spec, alias.clone(), ty));
+                                    aggregates.push((spec, alias.clone(), ty, udaf));
                                     alias
                                 }
                             };
@@ -171,10 +179,18 @@ impl Planner<'_> {
             self.project(&agent, &input, &items, group_span)?
         };
 
+        // A user-defined aggregate's values are collected as `aggN_list`, folded after the
+        // window into `aggN_`.
+        let operator_column = |alias: &str, udaf: &Option<Declared>| match udaf {
+            Some(_) => format!("{alias}list"),
+            None => alias.to_owned(),
+        };
         let aggregate_list = toml::Value::Array(
             aggregates
                 .iter()
-                .map(|(spec, alias, _)| format!("{spec} AS {alias}").into())
+                .map(|(spec, alias, _, udaf)| {
+                    format!("{spec} AS {}", operator_column(alias, udaf)).into()
+                })
                 .collect(),
         );
         let key_field = |schema: &SchemaRef| {
@@ -185,9 +201,17 @@ impl Planner<'_> {
         };
         let aggregate_fields = aggregates
             .iter()
-            .map(|(_, alias, ty)| Field::new(alias, ty.clone(), true));
+            .map(|(_, alias, ty, udaf)| Field::new(operator_column(alias, udaf), ty.clone(), true));
 
         // Without a window, an updating aggregate: a changelog of each group's result.
+        if window.is_none()
+            && let Some((_, _, _, Some(udaf))) = aggregates.iter().find(|a| a.3.is_some())
+        {
+            return Err(self.error(
+                group_span,
+                format!("the user-defined aggregate `{}` needs a window: GROUP BY …, TUMBLE(time, size), HOP(…) or SESSION(…) (it folds each window's values when the window closes)", udaf.name),
+            ));
+        }
         let Some((time, mut config, _)) = window else {
             let mut config = toml::Table::new();
             if let Some(key) = &key {
@@ -234,13 +258,21 @@ impl Planner<'_> {
                 .collect();
             Arc::new(Schema::new(fields))
         });
-        Ok(Stream {
+        let mut stream = Stream {
             nodes: vec![agent],
             schema,
             time: None,
             grouped: Some(Grouped { key, window: true }),
             updating: false,
-        })
+        };
+        for (_, alias, _, udaf) in &aggregates {
+            if let Some(declared) = udaf {
+                let agent = self.fresh(&declared.name.to_ascii_lowercase());
+                let list = operator_column(alias, udaf);
+                self.apply_function(declared, &agent, vec![list], alias, &mut stream, group_span)?;
+            }
+        }
+        Ok(stream)
     }
 
     /// `TUMBLE(time, size)`, `HOP(time, slide, size)`, `SESSION(time, gap)`: the time column and
@@ -320,12 +352,16 @@ impl Planner<'_> {
         e: &Expr,
         schema: Option<&SchemaRef>,
         computed: &mut Vec<String>,
-    ) -> Result<Option<(String, DataType)>, SqlError> {
+    ) -> Result<Option<(String, DataType, Option<Declared>)>, SqlError> {
         let Expr::Function(f) = e else {
             return Ok(None);
         };
         let name = f.name.to_string().to_ascii_uppercase();
+        let udaf = super::function::called(&self.functions, e)
+            .filter(|d| d.aggregate)
+            .cloned();
         let function = match name.as_str() {
+            _ if udaf.is_some() => "collect",
             "COUNT" => "count",
             "SUM" => "sum",
             "AVG" => "mean",
@@ -343,7 +379,7 @@ impl Planner<'_> {
         let args = call_args(f);
         let wildcard = matches!(&f.args, FunctionArguments::List(l) if matches!(l.args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]));
         if wildcard && function == "count" {
-            return Ok(Some(("count(*)".into(), DataType::Int64)));
+            return Ok(Some(("count(*)".into(), DataType::Int64, None)));
         }
         let column = match args.as_slice() {
             [Expr::Identifier(c)] => c.value.clone(),
@@ -370,9 +406,11 @@ impl Planner<'_> {
                     Some(schema) => Some(self.expression_type(&text, argument.span(), schema)?),
                     None => None,
                 };
+                let ty = self.collected(function, ty, e)?;
                 return Ok(Some((
                     format!("{function}({column})"),
                     result_type(function, ty),
+                    udaf,
                 )));
             }
             _ => {
@@ -395,10 +433,42 @@ impl Planner<'_> {
                 ),
             ));
         }
+        let input = self.collected(function, input, e)?;
         Ok(Some((
             format!("{function}({column})"),
             result_type(function, input),
+            udaf,
         )))
+    }
+
+    /// For `collect` (a user-defined aggregate's values), the list of the values' canonical
+    /// type, as the window operator builds it; other aggregates' input types as they are.
+    fn collected(
+        &self,
+        function: &str,
+        input: Option<DataType>,
+        e: &Expr,
+    ) -> Result<Option<DataType>, SqlError> {
+        if function != "collect" {
+            return Ok(input);
+        }
+        let Some(input) = input else { return Ok(None) };
+        let element = match &input {
+            t if t.is_integer() && *t != DataType::UInt64 => DataType::Int64,
+            DataType::Float32 | DataType::Float64 => DataType::Float64,
+            DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8,
+            DataType::Boolean => DataType::Boolean,
+            DataType::Timestamp(..) => DataType::Timestamp(TimeUnit::Millisecond, None),
+            other => {
+                return Err(self.error(
+                    e.span(),
+                    format!("`{e}`: a user-defined aggregate takes integers, floats, text, booleans or timestamps, not {other}"),
+                ));
+            }
+        };
+        Ok(Some(DataType::List(Arc::new(Field::new_list_field(
+            element, true,
+        )))))
     }
 
     /// The type of expression `text` over rows of `schema`.
@@ -428,6 +498,7 @@ fn computed_column(i: usize) -> String {
 /// The type of `function`'s result over values of type `input` (`None`: not known here).
 fn result_type(function: &str, input: Option<DataType>) -> DataType {
     match (function, input) {
+        ("collect", Some(t)) => t,
         ("count", _) => DataType::Int64,
         ("mean", _) => DataType::Float64,
         ("sum", Some(t)) if t.is_integer() => DataType::Int64,
@@ -473,22 +544,26 @@ fn call_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
 }
 
 pub(super) fn has_aggregates(items: &[SelectItem]) -> bool {
-    items.iter().any(|item| {
-        let mut expr = match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
-            _ => return false,
-        };
-        let found = visit_expressions_mut(&mut expr, |e| {
-            if let Expr::Function(f) = e
-                && matches!(
-                    f.name.to_string().to_ascii_uppercase().as_str(),
-                    "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "FIRST_VALUE" | "LAST_VALUE"
-                )
-            {
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        });
-        found.is_break()
+    items.iter().any(|item| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+            contains_aggregate(e)
+        }
+        _ => false,
     })
+}
+
+/// Whether `expr` holds an aggregate call anywhere.
+pub(super) fn contains_aggregate(expr: &Expr) -> bool {
+    visit_expressions(expr, |e| {
+        if let Expr::Function(f) = e
+            && matches!(
+                f.name.to_string().to_ascii_uppercase().as_str(),
+                "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "FIRST_VALUE" | "LAST_VALUE"
+            )
+        {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .is_break()
 }

@@ -15,6 +15,7 @@ pub mod builtin;
 pub mod cache;
 pub mod capture;
 pub mod componentize;
+pub mod function;
 pub mod inspect;
 mod instance;
 pub mod isolate;

@@ -10,6 +10,7 @@ mod container;
 mod control_plane;
 mod crash;
 mod files;
+mod functions;
 mod golden;
 mod hostile;
 mod joins;

@@ -544,3 +544,21 @@ fn shorthand_casts_and_two_argument_null_defaults_work_as_documented() {
     assert!(error("id / 0").contains("Divide by zero"));
     assert!(error("9223372036854775807 + id").contains("Overflow"));
 }
+
+#[test]
+fn the_library_knows_its_own_function_names_whatever_their_case() {
+    for name in [
+        "upper",
+        "COALESCE",
+        "round",
+        "Json_Value",
+        "date_trunc",
+        "sum",
+        "now",
+    ] {
+        assert!(functions::is_function(name), "{name}");
+    }
+    for name in ["risk", "tier", "p95", "uppercase"] {
+        assert!(!functions::is_function(name), "{name}");
+    }
+}

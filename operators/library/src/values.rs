@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use sabot_sdk::AgentError;
 use sabot_sdk::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
+    TimestampMillisecondArray,
 };
+use sabot_sdk::arrow::buffer::{NullBuffer, OffsetBuffer};
 use sabot_sdk::arrow::datatypes::{DataType, Field, TimeUnit};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,8 @@ pub enum Value {
     F(f64),
     S(String),
     B(bool),
+    /// The values `collect` gathered (non-null, in arrival order).
+    L(Vec<Value>),
 }
 
 /// The type of an output column.
@@ -29,6 +33,12 @@ pub enum OutType {
     Str,
     Bool,
     TimestampMs,
+    /// Lists of values of one of the types above (what `collect` returns).
+    ListI64,
+    ListF64,
+    ListStr,
+    ListBool,
+    ListTimestampMs,
 }
 
 impl OutType {
@@ -57,7 +67,35 @@ impl OutType {
             OutType::Str => DataType::Utf8,
             OutType::Bool => DataType::Boolean,
             OutType::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, None),
+            list => DataType::List(Arc::new(Field::new_list_field(
+                list.element().expect("a list type").data_type(),
+                true,
+            ))),
         }
+    }
+
+    /// A list of values of this type (`None` for a list already).
+    pub fn list(self) -> Option<OutType> {
+        Some(match self {
+            OutType::I64 => OutType::ListI64,
+            OutType::F64 => OutType::ListF64,
+            OutType::Str => OutType::ListStr,
+            OutType::Bool => OutType::ListBool,
+            OutType::TimestampMs => OutType::ListTimestampMs,
+            _ => return None,
+        })
+    }
+
+    /// The type of a list's values (`None` when this is not a list).
+    pub fn element(self) -> Option<OutType> {
+        Some(match self {
+            OutType::ListI64 => OutType::I64,
+            OutType::ListF64 => OutType::F64,
+            OutType::ListStr => OutType::Str,
+            OutType::ListBool => OutType::Bool,
+            OutType::ListTimestampMs => OutType::TimestampMs,
+            _ => return None,
+        })
     }
 
     /// The type of `function`'s result over values of this type.
@@ -67,6 +105,7 @@ impl OutType {
             Function::Mean => OutType::F64,
             Function::Sum if self == OutType::F64 => OutType::F64,
             Function::Sum => OutType::I64,
+            Function::Collect => self.list().unwrap_or(self),
             _ => self,
         }
     }
@@ -135,7 +174,8 @@ impl Column {
                     .expect("a Boolean column")
                     .clone(),
             ),
-            None => {
+            // `of` never answers a list type.
+            Some(_) | None => {
                 return Err(AgentError::invalid_input(format!(
                     "a window aggregate cannot read a column of type {}",
                     array.data_type()
@@ -158,6 +198,29 @@ impl Column {
 
 /// Builds an output column of `ty` from `values`.
 pub fn build(ty: OutType, values: Vec<Option<Value>>) -> ArrayRef {
+    if let Some(element) = ty.element() {
+        // A list column: the values of every row, then offsets into them.
+        let mut offsets = vec![0i32];
+        let mut items = Vec::new();
+        let mut valid = Vec::with_capacity(values.len());
+        for v in values {
+            match v {
+                Some(Value::L(list)) => {
+                    items.extend(list.into_iter().map(Some));
+                    valid.push(true);
+                }
+                _ => valid.push(false),
+            }
+            offsets.push(i32::try_from(items.len()).unwrap_or(i32::MAX));
+        }
+        let field = Arc::new(Field::new_list_field(element.data_type(), true));
+        return Arc::new(ListArray::new(
+            field,
+            OffsetBuffer::new(offsets.into()),
+            build(element, items),
+            Some(NullBuffer::from(valid)),
+        ));
+    }
     match ty {
         OutType::I64 => Arc::new(Int64Array::from_iter(values.into_iter().map(|v| match v {
             Some(Value::I(i)) => Some(i),
@@ -188,6 +251,7 @@ pub fn build(ty: OutType, values: Vec<Option<Value>>) -> ArrayRef {
                 _ => None,
             },
         ))),
+        _ => unreachable!("lists are built above"),
     }
 }
 

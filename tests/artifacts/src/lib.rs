@@ -174,6 +174,21 @@ pub mod languages {
         })
     }
 
+    /// The scalar functions of `examples/sql/functions` in JavaScript (`risk.js`), built once
+    /// per process.
+    pub fn sql_functions_js() -> &'static Path {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        BUILT.get_or_init(|| {
+            let source = super::workspace().join("examples/sql/functions/risk.js");
+            build(
+                Language::JavaScript,
+                &source,
+                "sql_functions_js",
+                Path::new("sabot"),
+            )
+        })
+    }
+
     /// The timers agent of `tests/guests/languages/` in `language` (timers, log and metrics
     /// through the SDK), built once per process.
     pub fn timed(language: Language, sabot: &Path) -> &'static Path {

@@ -367,6 +367,27 @@ impl Pipelines {
         })
     }
 
+    /// A definition sent as SQL, as the TOML the server keeps: its `CREATE FUNCTION`s name
+    /// uploaded modules (`NAME@VERSION`), which answer for their calls' types.
+    pub fn sql_to_toml(&self, sql: &str, name: &str) -> Result<String, ApiError> {
+        let functions = |module: &str, config: &str, input: &arrow_schema::SchemaRef| {
+            let source = match module.strip_prefix("builtin:") {
+                Some(builtin) => ModuleSource::Builtin(builtin.to_owned()),
+                None if module.contains('@') => {
+                    ModuleSource::Path(self.modules.path(module).map_err(|e| e.message)?)
+                }
+                None => {
+                    return Err(format!(
+                        "on a server, a function's module is NAME@VERSION of an uploaded module (see GET /v1/modules), not '{module}'"
+                    ));
+                }
+            };
+            crate::wasm::function::result_schema(&self.runtime, &source, config, input)
+        };
+        crate::config::sql_to_toml(sql, name, Some(&functions))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+
     /// Validates a definition (TOML) and builds its pipeline: modules from the store, paths kept
     /// under its directory, a checkpoint interval when it has none.
     fn build(
@@ -433,6 +454,8 @@ impl Pipelines {
             .values()
             .filter(|m| !m.starts_with("builtin:"))
             .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
         self.progress(
             &name,

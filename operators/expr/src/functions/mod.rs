@@ -171,6 +171,27 @@ fn call(cx: &Cx<'_>, f: &Function) -> Result<Value, ExprError> {
         })
 }
 
+/// Whether `name` is a function of this library (or an aggregate, or a wall-clock function it
+/// refuses): the names a user-defined function cannot take, so that a call means one thing.
+pub fn is_function(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    if AGGREGATES.contains(&name.as_str()) || PROCESSING_TIME.contains(&name.as_str()) {
+        return true;
+    }
+    let batch =
+        arrow_array::RecordBatch::new_empty(std::sync::Arc::new(arrow_schema::Schema::empty()));
+    let cx = Cx {
+        text: &name,
+        batch: &batch,
+    };
+    // A family answers `None` only for a name it does not own, whatever the arguments.
+    string::call(&cx, &name, &[]).is_some()
+        || math::call(&cx, &name, &[]).is_some()
+        || conditional::call(&cx, &name, &[]).is_some()
+        || time::call(&cx, &name, &[]).is_some()
+        || json::call(&cx, &name, &[]).is_some()
+}
+
 /// Checks the number of arguments a function got.
 pub(crate) fn arity(
     cx: &Cx<'_>,

@@ -16,6 +16,9 @@ pub enum Function {
     Mean,
     First,
     Last,
+    /// Every non-null value, in arrival order, as a list (SQL's `ARRAY_AGG`): what a
+    /// user-defined aggregate of SQL (`CREATE AGGREGATE`) folds after the window closes.
+    Collect,
 }
 
 /// An aggregate of a pipeline's `aggregates` list: `function(column) [AS name]`.
@@ -32,7 +35,7 @@ impl Aggregate {
     pub fn parse(text: &str) -> Result<Self, AgentError> {
         let bad = |why: &str| {
             AgentError::invalid_config(format!(
-                "aggregate `{text}`: {why}; expected `function(column) [AS name]` with function count, sum, min, max, mean, first or last (count(*) counts rows)"
+                "aggregate `{text}`: {why}; expected `function(column) [AS name]` with function count, sum, min, max, mean, first, last or collect (count(*) counts rows)"
             ))
         };
         let (call, name) = match text.to_ascii_lowercase().find(" as ") {
@@ -51,6 +54,7 @@ impl Aggregate {
             "mean" | "avg" => Function::Mean,
             "first" => Function::First,
             "last" => Function::Last,
+            "collect" | "array_agg" => Function::Collect,
             other => return Err(bad(&format!("unknown function `{other}`"))),
         };
         let arg = call[open + 1..call.len() - 1].trim();
@@ -90,6 +94,8 @@ pub enum Acc {
     Last(Option<(i64, Value)>),
     /// A user-defined aggregate's accumulator, encoded (see [`UserAggregate`]).
     User(Vec<u8>),
+    /// The values `collect` gathered so far.
+    Collect(Vec<Value>),
 }
 
 impl Acc {
@@ -104,6 +110,7 @@ impl Acc {
             Function::Mean => Acc::Mean(0.0, 0),
             Function::First => Acc::First(None),
             Function::Last => Acc::Last(None),
+            Function::Collect => Acc::Collect(Vec::new()),
         }
     }
 
@@ -113,6 +120,7 @@ impl Acc {
         match self {
             Acc::User(_) => unreachable!("user aggregates are fed through their aggregator"),
             Acc::Count(n) => *n += 1,
+            Acc::Collect(values) => values.push(v),
             Acc::SumI(s) => {
                 if let Value::I(x) = v {
                     *s = Some(s.unwrap_or(0).wrapping_add(x));
@@ -159,6 +167,7 @@ impl Acc {
     pub fn merge(&mut self, later: Acc) {
         match (self, later) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Collect(a), Acc::Collect(b)) => a.extend(b),
             (Acc::SumI(a), Acc::SumI(b)) => {
                 if let Some(b) = b {
                     *a = Some(a.unwrap_or(0).wrapping_add(b));
@@ -215,6 +224,7 @@ impl Acc {
             Acc::Min(m) | Acc::Max(m) => m.clone(),
             Acc::Mean(s, n) => (*n > 0).then(|| Value::F(s / *n as f64)),
             Acc::First(f) | Acc::Last(f) => f.as_ref().map(|(_, v)| v.clone()),
+            Acc::Collect(values) => Some(Value::L(values.clone())),
         }
     }
 }
@@ -384,6 +394,30 @@ mod tests {
             let e = Aggregate::parse(bad).unwrap_err().message;
             assert!(e.contains(&format!("aggregate `{bad}`")), "{e}");
         }
+    }
+
+    #[test]
+    fn collect_keeps_non_null_values_in_arrival_order_as_a_list_column() {
+        use sabot_sdk::arrow::array::{Array, Float64Array, ListArray};
+        let a = Aggregate::parse("collect(amount) AS agg0_list").unwrap();
+        assert_eq!(a.function, Function::Collect);
+        assert_eq!(Aggregate::parse("array_agg(x)").unwrap().function, Function::Collect);
+        let mut acc = Acc::new(Function::Collect, OutType::F64);
+        for (v, ts) in [(Some(2.0), 5), (None, 6), (Some(1.0), 1)] {
+            acc.add(v.map(Value::F), ts);
+        }
+        let mut later = Acc::new(Function::Collect, OutType::F64);
+        later.add(Some(Value::F(3.0)), 9);
+        acc.merge(later);
+        let ty = OutType::F64.result(Function::Collect);
+        assert_eq!(ty, OutType::ListF64);
+        let column = crate::values::build(ty, vec![acc.finish(), None]);
+        assert_eq!(column.data_type(), &ty.data_type());
+        let lists = column.as_any().downcast_ref::<ListArray>().unwrap();
+        let first = lists.value(0);
+        let first = first.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(first.values().to_vec(), [2.0, 1.0, 3.0]);
+        assert!(lists.is_null(1));
     }
 
     #[test]

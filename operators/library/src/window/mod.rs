@@ -13,7 +13,8 @@
 //! - `time`: the event-time column (a timestamp, or int64 milliseconds). `key`: the column windows
 //!   are kept per (absent: one set of windows for everything, at parallelism 1).
 //! - `aggregates`: `count(*)`, `count(col)`, `sum`, `min`, `max`, `mean` (or `avg`), `first`,
-//!   `last` (by event time), each `function(column) [AS name]`.
+//!   `last` (by event time), `collect` (or `array_agg`: the non-null values as a list, what a
+//!   SQL `CREATE AGGREGATE` folds), each `function(column) [AS name]`.
 //! - Output (port 0), one row per window when the watermark passes its end plus
 //!   `allowed_lateness_ms`: the key column, `window_start`, `window_end` (timestamps, end
 //!   exclusive), then the aggregates. Each window is emitted once, with every event that arrived
