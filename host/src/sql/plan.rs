@@ -252,7 +252,7 @@ impl<'a> Planner<'a> {
         let Some(grouped) = stream.grouped.clone() else {
             return Err(self.error(
                 query.span(),
-                format!("materialized view `{name}` keeps one row per key, so its query needs GROUP BY: a key column, a window, or both"),
+                format!("materialized view `{name}` keeps one row per key, so its query needs GROUP BY: one key column, a window, or both (combine several columns into one, e.g. CONCAT(a, '/', b), in a view first)"),
             ));
         };
         let mut config = toml::Table::new();

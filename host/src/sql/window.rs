@@ -50,7 +50,7 @@ impl Planner<'_> {
             ));
         }
         let mut window: Option<(String, toml::Table, Span)> = None;
-        let mut key: Option<String> = None;
+        let mut keys: Vec<String> = Vec::new();
         for g in groups {
             match g {
                 Expr::Function(f) if window_kind(&f.name.to_string()).is_some() => {
@@ -60,13 +60,13 @@ impl Planner<'_> {
                     window = Some(self.window_config(f, &input)?);
                 }
                 Expr::Identifier(column) => {
-                    if key.is_some() {
+                    if keys.contains(&column.value) {
                         return Err(self.error(
                             g.span(),
-                            "GROUP BY takes one key column besides the window: combine several into one (e.g. CONCAT(a, '/', b)) in a view first",
+                            format!("`{}` is grouped by twice", column.value),
                         ));
                     }
-                    key = Some(column.value.clone());
+                    keys.push(column.value.clone());
                 }
                 other => {
                     return Err(self.error(
@@ -77,16 +77,48 @@ impl Planner<'_> {
             }
         }
         let input_schema = input.schema.clone();
-        if let (Some(key), Some(schema)) = (&key, &input_schema)
-            && schema.field_with_name(key).is_err()
+        if let Some(schema) = &input_schema
+            && let Some(missing) = keys.iter().find(|k| schema.field_with_name(k).is_err())
         {
             return Err(self.error(
                 group_span,
                 format!(
-                    "no column `{key}` to group by (columns: {})",
+                    "no column `{missing}` to group by (columns: {})",
                     field_names(schema)
                 ),
             ));
+        }
+        // Several key columns are grouped by one text key that encodes them all (computed
+        // before the window), and come back as the window's `first` of each.
+        let composite = keys.len() > 1;
+        if composite && window.is_none() {
+            return Err(self.error(
+                group_span,
+                "GROUP BY several columns needs a window (TUMBLE, HOP or SESSION): an updating query's changelog is keyed by one column; combine them into one (e.g. CONCAT(a, '/', b)) in a view first",
+            ));
+        }
+        let key: Option<String> = match keys.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            _ => Some(COMPOSITE_KEY.to_owned()),
+        };
+        let mut key_columns: Vec<(String, Option<DataType>)> = Vec::new();
+        if composite {
+            for k in &keys {
+                let ty = match &input_schema {
+                    Some(schema) => {
+                        let ty = schema.field_with_name(k).expect("checked").data_type();
+                        Some(canonical(ty).ok_or_else(|| {
+                            self.error(
+                                group_span,
+                                format!("GROUP BY `{k}` of type {ty} with other columns: group by integers, floats, text, booleans or timestamps"),
+                            )
+                        })?)
+                    }
+                    None => None,
+                };
+                key_columns.push((k.clone(), ty));
+            }
         }
 
         // Aggregates become columns of the window's output.
@@ -163,7 +195,7 @@ impl Planner<'_> {
             ));
         }
 
-        let input = if computed.is_empty() {
+        let input = if computed.is_empty() && !composite {
             input
         } else {
             let items: Vec<String> = ["*".to_owned()]
@@ -174,6 +206,7 @@ impl Planner<'_> {
                         .enumerate()
                         .map(|(i, text)| format!("{text} AS {}", computed_column(i))),
                 )
+                .chain(composite.then(|| format!("{} AS {COMPOSITE_KEY}", composite_key(&keys))))
                 .collect();
             let agent = self.fresh(&format!("{hint}_inputs"));
             self.project(&agent, &input, &items, group_span)?
@@ -191,9 +224,17 @@ impl Planner<'_> {
                 .map(|(spec, alias, _, udaf)| {
                     format!("{spec} AS {}", operator_column(alias, udaf)).into()
                 })
+                .chain(
+                    key_columns
+                        .iter()
+                        .map(|(k, _)| format!("first({k}) AS {k}").into()),
+                )
                 .collect(),
         );
         let key_field = |schema: &SchemaRef| {
+            if composite {
+                return Some(Field::new(COMPOSITE_KEY, DataType::Utf8, false));
+            }
             key.as_ref().and_then(|key| {
                 let f = schema.field_with_name(key).ok()?;
                 Some(Field::new(key, f.data_type().clone(), false))
@@ -201,7 +242,10 @@ impl Planner<'_> {
         };
         let aggregate_fields = aggregates
             .iter()
-            .map(|(_, alias, ty, udaf)| Field::new(operator_column(alias, udaf), ty.clone(), true));
+            .map(|(_, alias, ty, udaf)| Field::new(operator_column(alias, udaf), ty.clone(), true))
+            .chain(key_columns.iter().map(|(k, ty)| {
+                Field::new(k, ty.clone().unwrap_or(DataType::Utf8), true)
+            }));
 
         // Without a window, an updating aggregate: a changelog of each group's result.
         if window.is_none()
@@ -453,19 +497,12 @@ impl Planner<'_> {
             return Ok(input);
         }
         let Some(input) = input else { return Ok(None) };
-        let element = match &input {
-            t if t.is_integer() && *t != DataType::UInt64 => DataType::Int64,
-            DataType::Float32 | DataType::Float64 => DataType::Float64,
-            DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8,
-            DataType::Boolean => DataType::Boolean,
-            DataType::Timestamp(..) => DataType::Timestamp(TimeUnit::Millisecond, None),
-            other => {
-                return Err(self.error(
-                    e.span(),
-                    format!("`{e}`: a user-defined aggregate takes integers, floats, text, booleans or timestamps, not {other}"),
-                ));
-            }
-        };
+        let element = canonical(&input).ok_or_else(|| {
+            self.error(
+                e.span(),
+                format!("`{e}`: a user-defined aggregate takes integers, floats, text, booleans or timestamps, not {input}"),
+            )
+        })?;
         Ok(Some(DataType::List(Arc::new(Field::new_list_field(
             element, true,
         )))))
@@ -481,6 +518,34 @@ impl Planner<'_> {
         let out = self.check_items(&[format!("{text} AS x")], span, schema)?;
         Ok(out.field(0).data_type().clone())
     }
+}
+
+/// The key column a window groups by when a query groups by several columns.
+const COMPOSITE_KEY: &str = "group_key_";
+
+/// One text value per distinct combination of `columns`' values (NULL included): each value as
+/// its length and its text, `-` for NULL, joined by commas.
+fn composite_key(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| {
+            let text = format!("CAST(\"{c}\" AS VARCHAR)");
+            format!("COALESCE(CAST(CHAR_LENGTH({text}) AS VARCHAR) || ':' || {text}, '-')")
+        })
+        .collect::<Vec<_>>()
+        .join(" || ',' || ")
+}
+
+/// The type the window operator reads values of `ty` as (what `first` and `collect` return).
+fn canonical(ty: &DataType) -> Option<DataType> {
+    Some(match ty {
+        t if t.is_integer() && *t != DataType::UInt64 => DataType::Int64,
+        DataType::Float32 | DataType::Float64 => DataType::Float64,
+        DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::Boolean => DataType::Boolean,
+        DataType::Timestamp(..) => DataType::Timestamp(TimeUnit::Millisecond, None),
+        _ => return None,
+    })
 }
 
 /// Whether `name` is the column of an aggregate's result (`agg0_`, `agg1_`, …).

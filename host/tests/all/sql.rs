@@ -474,3 +474,66 @@ fn aggregates_of_expressions_match_a_reference_computed_from_the_raw_rows() {
         );
     }
 }
+
+#[test]
+fn a_group_by_of_several_columns_matches_a_reference_computed_from_the_raw_rows() {
+    let s = Scratch::new();
+    s.write(
+        "multi.sql",
+        "CREATE TABLE transactions (WATERMARK FOR ts AS ts - INTERVAL '1' HOUR)
+         WITH ('connector' = 'generator', 'count' = '20000', 'seed' = '9');
+         CREATE TABLE raw WITH ('connector' = 'file', 'path' = 'raw.jsonl');
+         CREATE TABLE per_second WITH ('connector' = 'file', 'path' = 'per_second.jsonl');
+         CREATE VIEW sized AS
+         SELECT ts, country, amount > 1000 AS big, CASE WHEN amount > 5000 THEN NULL ELSE card_id % 3 END AS bucket, amount
+         FROM transactions;
+         INSERT INTO raw SELECT country, big, bucket, amount, EXTRACT(EPOCH FROM ts) AS seconds FROM sized;
+         INSERT INTO per_second
+         SELECT country, big, bucket, EXTRACT(EPOCH FROM window_start) AS second, COUNT(*) AS n, SUM(amount) AS total
+         FROM sized
+         GROUP BY country, big, bucket, TUMBLE(ts, INTERVAL '1' SECOND);",
+    );
+    let out = sabot(&["run", "multi.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    type Key = (String, bool, Option<i64>, i64);
+    let mut expected: BTreeMap<Key, (i64, f64)> = BTreeMap::new();
+    for r in json_lines(&s, "raw.jsonl") {
+        let key = (
+            r["country"].as_str().unwrap().to_owned(),
+            r["big"].as_bool().unwrap(),
+            r["bucket"].as_i64(),
+            r["seconds"].as_f64().unwrap().floor() as i64,
+        );
+        let e = expected.entry(key).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += r["amount"].as_f64().unwrap();
+    }
+    assert!(
+        expected.keys().any(|k| k.2.is_none()),
+        "NULL is a group of its own"
+    );
+    let got: BTreeMap<Key, (i64, f64)> = json_lines(&s, "per_second.jsonl")
+        .into_iter()
+        .map(|r| {
+            (
+                (
+                    r["country"].as_str().unwrap().to_owned(),
+                    r["big"].as_bool().unwrap(),
+                    r["bucket"].as_i64(),
+                    r["second"].as_f64().unwrap() as i64,
+                ),
+                (r["n"].as_i64().unwrap(), r["total"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "one row per combination and second"
+    );
+    for (key, (n, total)) in &got {
+        let (want_n, want_total) = expected[key];
+        assert_eq!(*n, want_n, "{key:?}");
+        assert!((total - want_total).abs() < 1e-6 * want_total.max(1.0), "{key:?}");
+    }
+}
