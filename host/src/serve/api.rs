@@ -752,12 +752,31 @@ async fn create_pipeline(
         let sql = std::str::from_utf8(&body)
             .map_err(|_| ApiError::bad_request("the pipeline is not UTF-8 text: expected SQL"))?
             .to_owned();
-        // Function modules are asked for their calls' types: Wasm runs, off the event loop.
+        // Function modules are asked for their calls' types: Wasm runs, off the event loop,
+        // and at most `validations` at a time, as uploads are checked.
+        let permit = if crate::sql::declared_functions(&sql).is_ok_and(|f| !f.is_empty()) {
+            let wait = Duration::from_millis(s.config.request_timeout_ms) / 2;
+            Some(
+                tokio::time::timeout(wait, s.validations.clone().acquire_owned())
+                    .await
+                    .map_err(|_| {
+                        ApiError::unavailable(
+                            "busy checking other modules (uploads, SQL functions): retry later",
+                        )
+                    })?
+                    .map_err(|_| ApiError::internal("the validation queue closed"))?,
+            )
+        } else {
+            None
+        };
         let pipelines = s.pipelines.clone();
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || pipelines.sql_to_toml(&sql, &name))
-            .await
-            .map_err(|e| ApiError::internal(format!("a worker failed: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pipelines.sql_to_toml(&sql, &name)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("a worker failed: {e}")))??
     } else {
         String::from_utf8(body.to_vec()).map_err(|_| {
             ApiError::bad_request(

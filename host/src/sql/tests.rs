@@ -655,21 +655,37 @@ fn several_group_columns_are_one_composite_key_and_come_back_as_columns() {
         "INSERT INTO out SELECT country, card_id, window_start, COUNT(*) AS n FROM transactions GROUP BY country, card_id, TUMBLE(ts, INTERVAL '1' MINUTE);",
     );
     let agents = doc["agents"].as_table().unwrap();
-    let inputs = agents.iter().find(|(n, _)| n.ends_with("_inputs")).unwrap().1;
+    let inputs = agents
+        .iter()
+        .find(|(n, _)| n.ends_with("_inputs"))
+        .unwrap()
+        .1;
     let items = strings(&inputs["config"]["select"]);
     assert_eq!(items[0], "*");
     assert!(
         items[1].ends_with(" AS group_key_") && items[1].contains("CAST(\"card_id\" AS VARCHAR)"),
         "{items:?}"
     );
-    let window = agents.iter().find(|(n, _)| n.ends_with("_window")).unwrap().1;
+    let window = agents
+        .iter()
+        .find(|(n, _)| n.ends_with("_window"))
+        .unwrap()
+        .1;
     assert_eq!(window["key"].as_str(), Some("group_key_"));
     assert_eq!(window["config"]["key"].as_str(), Some("group_key_"));
     assert_eq!(
         strings(&window["config"]["aggregates"]),
-        ["count(*) AS agg0_", "first(country) AS country", "first(card_id) AS card_id"]
+        [
+            "count(*) AS agg0_",
+            "first(country) AS country",
+            "first(card_id) AS card_id"
+        ]
     );
-    let select = agents.iter().find(|(n, _)| n.ends_with("_select")).unwrap().1;
+    let select = agents
+        .iter()
+        .find(|(n, _)| n.ends_with("_select"))
+        .unwrap()
+        .1;
     assert_eq!(
         strings(&select["config"]["select"]),
         ["country", "card_id", "window_start", "agg0_ AS n"]

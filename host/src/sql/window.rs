@@ -61,10 +61,9 @@ impl Planner<'_> {
                 }
                 Expr::Identifier(column) => {
                     if keys.contains(&column.value) {
-                        return Err(self.error(
-                            g.span(),
-                            format!("`{}` is grouped by twice", column.value),
-                        ));
+                        return Err(
+                            self.error(g.span(), format!("`{}` is grouped by twice", column.value))
+                        );
                     }
                     keys.push(column.value.clone());
                 }
@@ -243,9 +242,11 @@ impl Planner<'_> {
         let aggregate_fields = aggregates
             .iter()
             .map(|(_, alias, ty, udaf)| Field::new(operator_column(alias, udaf), ty.clone(), true))
-            .chain(key_columns.iter().map(|(k, ty)| {
-                Field::new(k, ty.clone().unwrap_or(DataType::Utf8), true)
-            }));
+            .chain(
+                key_columns
+                    .iter()
+                    .map(|(k, ty)| Field::new(k, ty.clone().unwrap_or(DataType::Utf8), true)),
+            );
 
         // Without a window, an updating aggregate: a changelog of each group's result.
         if window.is_none()

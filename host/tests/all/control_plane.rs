@@ -17,7 +17,7 @@ use crate::support::Scratch;
 const MIB: u64 = 1 << 20;
 
 /// A `VmHWM`/`VmRSS`-style field of `/proc/PID/status`, in bytes.
-fn proc_status(pid: u32, field: &str) -> u64 {
+pub(crate) fn proc_status(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

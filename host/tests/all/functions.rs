@@ -401,3 +401,94 @@ fn a_user_defined_aggregate_from_rust_and_javascript_gives_the_median_of_each_wi
         stderr(&out)
     );
 }
+
+#[test]
+fn a_function_module_that_spins_or_hogs_when_asked_for_types_is_stopped_and_bounded() {
+    let s = crate::serve::Server::start(&[]);
+    let pid = s.child.id();
+    let bytes = std::fs::read(languages::hostile_function_js()).unwrap();
+    let (status, body) = s.upload("hostile", "1.0.0", &bytes);
+    assert_eq!(status, 201, "{body}");
+    let sql = |function: &str| {
+        format!(
+            "CREATE TABLE transactions WITH ('connector' = 'generator', 'count' = '10');
+CREATE TABLE out WITH ('connector' = 'blackhole');
+CREATE FUNCTION {function} AS 'hostile@1.0.0';
+INSERT INTO out SELECT {function}(amount) AS x FROM transactions;"
+        )
+    };
+    // The module behaves when it is not told to attack.
+    let (status, body) = s.post(
+        "/v1/pipelines?name=fine",
+        "application/sql",
+        sql("fine").as_bytes(),
+    );
+    assert!(status == 201 || status == 202, "{body}");
+    let before = crate::control_plane::proc_status(pid, "VmRSS");
+
+    let started = std::time::Instant::now();
+    let (status, body) = s.post(
+        "/v1/pipelines?name=spin",
+        "application/sql",
+        sql("spin").as_bytes(),
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("deadline of 2000 ms") && error.contains("spin.sql:4:"),
+        "{error}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "answered after {took:?}"
+    );
+
+    // Six hogs at once: at most `validations` (2) run together, each stopped at its cap.
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let (s, text) = (&s, sql("hog"));
+                scope.spawn(move || {
+                    s.post(
+                        &format!("/v1/pipelines?name=hog{i}"),
+                        "application/sql",
+                        text.as_bytes(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, body) in &answers {
+        // 400 at the cap (a trap naming it, or the JavaScript engine's own out-of-memory error
+        // when the cap refuses it more memory), or 503 for one that waited too long for its turn.
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            (*status == 400
+                && (error.contains("memory cap of 256 MiB") || error.contains("out of memory")))
+                || *status == 503,
+            "{status} {body}"
+        );
+    }
+    let peak = crate::control_plane::proc_status(pid, "VmHWM");
+    const MIB: u64 = 1 << 20;
+    eprintln!(
+        "six hogs planned: server RSS {} MiB before, peak {} MiB; the spin answered in {took:?}",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(
+        peak < before + 5 * 128 * MIB,
+        "peak RSS {} MiB, {} MiB before: more than two hogs ran at once",
+        peak / MIB,
+        before / MIB
+    );
+    assert_eq!(s.get("/healthz").0, 200);
+    let (_, list) = s.get("/v1/pipelines");
+    let names: Vec<&str> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["fine"], "{list}");
+}

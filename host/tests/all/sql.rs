@@ -534,6 +534,9 @@ fn a_group_by_of_several_columns_matches_a_reference_computed_from_the_raw_rows(
     for (key, (n, total)) in &got {
         let (want_n, want_total) = expected[key];
         assert_eq!(*n, want_n, "{key:?}");
-        assert!((total - want_total).abs() < 1e-6 * want_total.max(1.0), "{key:?}");
+        assert!(
+            (total - want_total).abs() < 1e-6 * want_total.max(1.0),
+            "{key:?}"
+        );
     }
 }

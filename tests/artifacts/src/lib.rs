@@ -189,6 +189,21 @@ pub mod languages {
         })
     }
 
+    /// `tests/guests/languages/js/hostile_function.js`: a function module whose constructor
+    /// spins or allocates without bound, built once per process.
+    pub fn hostile_function_js() -> &'static Path {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        BUILT.get_or_init(|| {
+            let source = super::workspace().join("tests/guests/languages/js/hostile_function.js");
+            build(
+                Language::JavaScript,
+                &source,
+                "hostile_function_js",
+                Path::new("sabot"),
+            )
+        })
+    }
+
     /// The timers agent of `tests/guests/languages/` in `language` (timers, log and metrics
     /// through the SDK), built once per process.
     pub fn timed(language: Language, sabot: &Path) -> &'static Path {

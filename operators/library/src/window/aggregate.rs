@@ -401,7 +401,10 @@ mod tests {
         use sabot_sdk::arrow::array::{Array, Float64Array, ListArray};
         let a = Aggregate::parse("collect(amount) AS agg0_list").unwrap();
         assert_eq!(a.function, Function::Collect);
-        assert_eq!(Aggregate::parse("array_agg(x)").unwrap().function, Function::Collect);
+        assert_eq!(
+            Aggregate::parse("array_agg(x)").unwrap().function,
+            Function::Collect
+        );
         let mut acc = Acc::new(Function::Collect, OutType::F64);
         for (v, ts) in [(Some(2.0), 5), (None, 6), (Some(1.0), 1)] {
             acc.add(v.map(Value::F), ts);
