@@ -89,6 +89,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) versions: Vec<super::ddl::Version>,
     /// Views being planned, to refuse a view that reads itself.
     planning: Vec<String>,
+    /// The materialized views (planned, in order, before the inserts).
+    materialized: HashSet<String>,
     pub(crate) sources: toml::Table,
     pub(crate) agents: toml::Table,
     pub(crate) sinks: toml::Table,
@@ -107,6 +109,7 @@ impl<'a> Planner<'a> {
             planned_views: HashMap::new(),
             read_tables: HashMap::new(),
             planning: Vec::new(),
+            materialized: HashSet::new(),
             versions: Vec::new(),
             sources: toml::Table::new(),
             agents: toml::Table::new(),
@@ -232,9 +235,13 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// Keeps `names` free: the names of the materialized views, which name their agents.
+    /// Keeps `names` free: the names of the materialized views, which name their agents (and
+    /// which later queries may read once they are planned).
     pub(crate) fn reserve(&mut self, names: impl IntoIterator<Item = String>) {
-        self.names.extend(names);
+        for name in names {
+            self.names.insert(name.clone());
+            self.materialized.insert(name);
+        }
     }
 
     /// `CREATE MATERIALIZED VIEW name AS SELECT …`: a `builtin:view` agent named `name`, keeping
@@ -248,7 +255,10 @@ impl<'a> Planner<'a> {
         if self.tables.contains_key(name) || self.views.contains_key(name) {
             return Err(self.error(span, format!("`{name}` is declared twice")));
         }
-        let stream = self.query(query, name)?;
+        self.planning.push(name.to_owned());
+        let stream = self.query(query, name);
+        self.planning.pop();
+        let stream = stream?;
         let Some(grouped) = stream.grouped.clone() else {
             return Err(self.error(
                 query.span(),
@@ -269,6 +279,8 @@ impl<'a> Planner<'a> {
             grouped.key.as_deref(),
             &stream,
         );
+        // Another query may read the view: the rows it keeps, as they change.
+        self.planned_views.insert(name.to_owned(), stream);
         Ok(())
     }
 
@@ -453,6 +465,15 @@ impl<'a> Planner<'a> {
     fn read(&mut self, name: &str, span: Span) -> Result<Stream, SqlError> {
         if let Some(stream) = self.planned_views.get(name) {
             return Ok(stream.clone());
+        }
+        if self.materialized.contains(name) {
+            if self.planning.iter().any(|v| v == name) {
+                return Err(self.error(span, format!("view `{name}` reads itself")));
+            }
+            return Err(self.error(
+                span,
+                format!("materialized view `{name}` is read before it is declared: declare it before the materialized view that reads it"),
+            ));
         }
         if let Some((query, _)) = self.views.get(name).cloned() {
             if self.planning.iter().any(|v| v == name) {

@@ -709,3 +709,46 @@ fn several_group_columns_are_one_composite_key_and_come_back_as_columns() {
         assert!(e.message.contains(expected), "{sql}: {e}");
     }
 }
+
+#[test]
+fn a_materialized_view_is_read_by_later_queries_as_the_rows_it_keeps() {
+    let doc = ok("CREATE MATERIALIZED VIEW per_minute AS
+         SELECT card_id, window_start, COUNT(*) AS n FROM transactions
+         GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE);
+         CREATE MATERIALIZED VIEW busy AS SELECT card_id, COUNT(*) AS minutes FROM per_minute WHERE n > 2 GROUP BY card_id;
+         INSERT INTO out SELECT card_id, n FROM per_minute WHERE n > 5;");
+    let edges = strings(&doc["edges"]);
+    let source = edges
+        .iter()
+        .find(|e| e.ends_with(" -> per_minute"))
+        .map(|e| e.trim_end_matches(" -> per_minute"))
+        .unwrap();
+    // The view and the queries that read it share the nodes of its query.
+    assert!(
+        edges.contains(&format!("{source} -> busy_where").as_str()),
+        "{edges:?}"
+    );
+    assert!(
+        edges.contains(&format!("{source} -> out_where").as_str()),
+        "{edges:?}"
+    );
+    assert_eq!(
+        doc["agents"]["busy"]["module"].as_str(),
+        Some("builtin:view")
+    );
+
+    // An updating view is a changelog: what reads it goes where changes are applied.
+    let e = err("CREATE MATERIALIZED VIEW totals AS SELECT card_id, SUM(amount) AS total FROM transactions GROUP BY card_id;
+         INSERT INTO out SELECT card_id, total FROM totals;");
+    assert!(e.message.contains("can only append"), "{e}");
+    let e = err("CREATE MATERIALIZED VIEW a AS SELECT card_id, COUNT(*) AS n FROM b GROUP BY card_id;
+         CREATE MATERIALIZED VIEW b AS SELECT card_id, COUNT(*) AS n FROM transactions GROUP BY card_id;");
+    assert!(
+        e.message
+            .contains("materialized view `b` is read before it is declared"),
+        "{e}"
+    );
+    let e =
+        err("CREATE MATERIALIZED VIEW a AS SELECT card_id, COUNT(*) AS n FROM a GROUP BY card_id;");
+    assert!(e.message.contains("view `a` reads itself"), "{e}");
+}

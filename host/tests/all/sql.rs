@@ -540,3 +540,46 @@ fn a_group_by_of_several_columns_matches_a_reference_computed_from_the_raw_rows(
         );
     }
 }
+
+#[test]
+fn a_query_reading_a_materialized_view_gets_the_rows_the_view_keeps() {
+    let s = Scratch::new();
+    s.write(
+        "read_view.sql",
+        "CREATE TABLE transactions (WATERMARK FOR ts AS ts - INTERVAL '1' HOUR)
+         WITH ('connector' = 'generator', 'count' = '20000', 'seed' = '4');
+         CREATE TABLE raw WITH ('connector' = 'file', 'path' = 'raw.jsonl');
+         CREATE TABLE busy WITH ('connector' = 'file', 'path' = 'busy.jsonl');
+         CREATE MATERIALIZED VIEW per_second AS
+         SELECT country, window_start, COUNT(*) AS n FROM transactions
+         GROUP BY country, TUMBLE(ts, INTERVAL '1' SECOND);
+         INSERT INTO raw SELECT country, EXTRACT(EPOCH FROM ts) AS seconds FROM transactions;
+         INSERT INTO busy SELECT country, EXTRACT(EPOCH FROM window_start) AS second, n FROM per_second WHERE n > 60;",
+    );
+    let out = sabot(&["run", "read_view.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for r in json_lines(&s, "raw.jsonl") {
+        let key = (
+            r["country"].as_str().unwrap().to_owned(),
+            r["seconds"].as_f64().unwrap().floor() as i64,
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    let expected: BTreeMap<(String, i64), i64> =
+        counts.into_iter().filter(|(_, n)| *n > 60).collect();
+    let got: BTreeMap<(String, i64), i64> = json_lines(&s, "busy.jsonl")
+        .into_iter()
+        .map(|r| {
+            (
+                (
+                    r["country"].as_str().unwrap().to_owned(),
+                    r["second"].as_f64().unwrap() as i64,
+                ),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
