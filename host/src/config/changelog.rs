@@ -3,7 +3,8 @@
 //! A `builtin:aggregate` (a `GROUP BY` without a window) emits a changelog — each group's new
 //! result whenever it changes, with an `_op` column saying `upsert` or `delete` (see
 //! `sabot_sdk::changelog`). The built-in filter and project keep a changelog a changelog; a
-//! window or join cannot read one; a `builtin:view` applies it; user agents receive it as it is.
+//! window or join cannot read one, except a lookup join's right side whose `op` is `_op`; a
+//! `builtin:view` applies it; user agents receive it as it is.
 //! Of the sinks, a Kafka sink with a `key` applies it (upserts as records, deletes as
 //! tombstones), stdout prints it and the blackhole drops it; a file can only append, so a
 //! changelog reaching one is refused here, before anything runs.
@@ -21,6 +22,17 @@ fn builtin<'a>(spec: &'a PipelineSpec, agent: &str) -> Option<&'a str> {
         ModuleSource::Builtin(op) => Some(op.as_str()),
         _ => None,
     }
+}
+
+/// Whether `agent` is a lookup join whose right side (port 1) applies a changelog: its `op`
+/// column is the changelog's.
+fn applies_changes(spec: &PipelineSpec, agent: &str) -> bool {
+    if builtin(spec, agent) != Some("join") {
+        return false;
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&spec.agents[agent].config).unwrap_or_default();
+    config["kind"] == "lookup" && config["op"] == sabot_sdk::changelog::OP_COLUMN
 }
 
 /// The agents whose output is a changelog, with the aggregate each one comes from.
@@ -60,6 +72,9 @@ pub(super) fn check(spec: &PipelineSpec) -> Result<(), (String, String)> {
         let why = "an updating aggregate — GROUP BY without a window — emits a group's new \
                    result each time it changes, and deletes";
         for e in spec.edges.iter().filter(|e| e.from == from) {
+            if e.to_port == 1 && applies_changes(spec, &e.to) {
+                continue;
+            }
             if let Some(op @ ("window" | "join")) = builtin(spec, &e.to) {
                 return Err((
                     format!("[agents.{}]", e.to),

@@ -111,15 +111,23 @@ pub(crate) fn take_versions(
             i += 1;
             continue;
         }
-        let usage = "expected FOR SYSTEM_TIME AS OF column (the event-time column of the left side, e.g. t.ts)";
+        let usage = "expected FOR SYSTEM_TIME AS OF column (the event-time column of the left side, e.g. t.ts), or AS OF PROCTIME() (a lookup join)";
         let table_at = previous_significant(tokens, i)
             .map(|p| tokens[p].span.start)
             .ok_or_else(|| source.error(tokens[i].span, usage))?;
-        // The column: `name` or `alias.name`.
+        // The column: `name` or `alias.name`; or `PROCTIME()`.
         let mut end = next_significant(tokens, of.expect("matched"))
             .ok_or_else(|| source.error(tokens[i].span, usage))?;
         if !matches!(tokens[end].token, Token::Word(_)) {
             return Err(source.error(tokens[end].span, usage));
+        }
+        if is(Some(end), "PROCTIME")
+            && let Some(open) = next_significant(tokens, end)
+            && tokens[open].token == Token::LParen
+            && let Some(close) = next_significant(tokens, open)
+            && tokens[close].token == Token::RParen
+        {
+            end = close;
         }
         while let Some(dot) = next_significant(tokens, end)
             && tokens[dot].token == Token::Period

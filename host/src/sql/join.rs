@@ -2,6 +2,9 @@
 //!
 //! - temporal: `JOIN quotes FOR SYSTEM_TIME AS OF t.ts AS q ON t.symbol = q.symbol` joins each
 //!   left row with the right row of its key as of the left row's event time;
+//! - lookup: `JOIN limits FOR SYSTEM_TIME AS OF PROCTIME() AS l ON t.card_id = l.card_id` joins
+//!   each left row with the right row of its key as the right side stands when the left row
+//!   arrives (an updating query on the right is a table: its deletes remove keys);
 //! - interval: `JOIN clicks AS c ON v.user = c.user AND c.ts BETWEEN v.ts - INTERVAL '5' SECOND
 //!   AND v.ts + INTERVAL '1' MINUTE` joins each left row with every right row of its key whose
 //!   event time is within the bounds.
@@ -61,10 +64,14 @@ impl Planner<'_> {
             _ => None,
         };
         let (right, right_side) = self.relation(&join.relation, hint)?;
-        if left.updating || right.updating {
+        // `AS OF PROCTIME()`: the right side as it stands when a left row arrives.
+        let lookup = version.as_ref().is_some_and(|v| {
+            matches!(&v.column, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("PROCTIME"))
+        });
+        if left.updating || (right.updating && !lookup) {
             return Err(self.error(
                 span,
-                "a join of an updating query (GROUP BY without a window) is not supported: join the inputs, then aggregate",
+                "a join of an updating query (GROUP BY without a window) is not supported, except as the right side of a lookup join (FOR SYSTEM_TIME AS OF PROCTIME()): join the inputs, then aggregate",
             ));
         }
         if left.nodes.len() != 1 || right.nodes.len() != 1 {
@@ -200,6 +207,13 @@ impl Planner<'_> {
         let time = left.time.clone();
         let mut config = toml::Table::new();
         match (&version, bounds) {
+            (Some(_), None) if lookup => {
+                config.insert("kind".into(), "lookup".into());
+                // An updating right side is a table's changelog: its deletes remove keys.
+                if right.updating {
+                    config.insert("op".into(), sabot_sdk::changelog::OP_COLUMN.into());
+                }
+            }
             (Some(v), None) => {
                 let Some(time) = &time else {
                     return Err(self.error(
@@ -235,7 +249,7 @@ impl Planner<'_> {
             (None, None) => {
                 return Err(self.error(
                     span,
-                    "a join of two streams needs FOR SYSTEM_TIME AS OF left.time (a temporal join) or AND right.time BETWEEN left.time - INTERVAL … AND left.time + INTERVAL … (an interval join)",
+                    "a join of two streams needs FOR SYSTEM_TIME AS OF left.time (a temporal join), FOR SYSTEM_TIME AS OF PROCTIME() (a lookup join: the right side as it stands when a left row arrives) or AND right.time BETWEEN left.time - INTERVAL … AND left.time + INTERVAL … (an interval join)",
                 ));
             }
         }
@@ -255,7 +269,12 @@ impl Planner<'_> {
             (Some(l), Some(r)) => {
                 let mut fields: Vec<Field> =
                     l.fields().iter().map(|f| f.as_ref().clone()).collect();
-                for f in r.fields().iter().filter(|f| *f.name() != key) {
+                let op = right.updating.then_some(sabot_sdk::changelog::OP_COLUMN);
+                for f in r
+                    .fields()
+                    .iter()
+                    .filter(|f| *f.name() != key && Some(f.name().as_str()) != op)
+                {
                     let name = if l.field_with_name(f.name()).is_ok() {
                         let renamed = format!("right_{}", f.name());
                         renames.insert(f.name().clone(), renamed.clone());

@@ -752,3 +752,32 @@ fn a_materialized_view_is_read_by_later_queries_as_the_rows_it_keeps() {
         err("CREATE MATERIALIZED VIEW a AS SELECT card_id, COUNT(*) AS n FROM a GROUP BY card_id;");
     assert!(e.message.contains("view `a` reads itself"), "{e}");
 }
+
+#[test]
+fn a_lookup_join_reads_the_right_side_as_it_stands_and_applies_a_changelog() {
+    let doc = ok("CREATE VIEW totals AS SELECT card_id, SUM(amount) AS total FROM transactions GROUP BY card_id HAVING SUM(amount) < 5000;
+         INSERT INTO out SELECT t.txn_id, t.card_id, c.total FROM transactions AS t
+         JOIN totals FOR SYSTEM_TIME AS OF PROCTIME() AS c ON t.card_id = c.card_id;");
+    let agents = doc["agents"].as_table().unwrap();
+    let join = agents.iter().find(|(n, _)| n.ends_with("_join")).unwrap().1;
+    assert_eq!(join["config"]["kind"].as_str(), Some("lookup"));
+    assert_eq!(join["config"]["op"].as_str(), Some("_op"));
+    let select = agents
+        .iter()
+        .find(|(n, _)| n.ends_with("out_select"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        strings(&select["config"]["select"]),
+        ["txn_id", "card_id", "total"]
+    );
+    // Over two append-only tables, no `op`; a changelog on the left is refused.
+    let e = err("CREATE VIEW totals AS SELECT card_id, SUM(amount) AS total FROM transactions GROUP BY card_id;
+         INSERT INTO out SELECT c.card_id, t.amount FROM totals AS c
+         JOIN transactions FOR SYSTEM_TIME AS OF PROCTIME() AS t ON c.card_id = t.card_id;");
+    assert!(
+        e.message
+            .contains("except as the right side of a lookup join"),
+        "{e}"
+    );
+}

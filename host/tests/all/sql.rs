@@ -583,3 +583,45 @@ fn a_query_reading_a_materialized_view_gets_the_rows_the_view_keeps() {
     assert!(!expected.is_empty());
     assert_eq!(got, expected);
 }
+
+#[test]
+fn a_lookup_join_against_an_updating_aggregate_sees_each_card_as_it_stands() {
+    let s = Scratch::new();
+    s.write(
+        "lookup.sql",
+        "CREATE TABLE transactions WITH ('connector' = 'generator', 'count' = '6000', 'rate' = '4000', 'cards' = '50', 'seed' = '2');
+         CREATE TABLE raw WITH ('connector' = 'file', 'path' = 'raw.jsonl');
+         CREATE TABLE joined WITH ('connector' = 'file', 'path' = 'joined.jsonl');
+         CREATE VIEW counts AS SELECT card_id, COUNT(*) AS n FROM transactions GROUP BY card_id HAVING COUNT(*) < 100;
+         INSERT INTO raw SELECT txn_id, card_id FROM transactions;
+         INSERT INTO joined SELECT t.txn_id, t.card_id, c.n FROM transactions AS t
+         JOIN counts FOR SYSTEM_TIME AS OF PROCTIME() AS c ON t.card_id = c.card_id;",
+    );
+    let out = sabot(&["run", "lookup.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut total: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in json_lines(&s, "raw.jsonl") {
+        *total.entry(r["card_id"].as_i64().unwrap()).or_default() += 1;
+    }
+    let joined = json_lines(&s, "joined.jsonl");
+    assert!(
+        !joined.is_empty() && joined.len() <= 6000,
+        "{}",
+        joined.len()
+    );
+    let mut last: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in &joined {
+        assert_eq!(
+            r.as_object().unwrap().len(),
+            3,
+            "no `_op` or other column: {r}"
+        );
+        let (card, n) = (r["card_id"].as_i64().unwrap(), r["n"].as_i64().unwrap());
+        // The table holds each card's count as it stood, while it was under 100 (a delete
+        // removes it after): never more, never less than what was seen before.
+        assert!(n >= 1 && n < 100 && n <= total[&card], "{r}");
+        let seen = last.entry(card).or_default();
+        assert!(n >= *seen, "{r}: the card's count went back from {seen}");
+        *seen = n;
+    }
+}

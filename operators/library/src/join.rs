@@ -296,7 +296,14 @@ impl Join {
         batch: &RecordBatch,
         out: &mut Emitter,
     ) -> Result<(), AgentError> {
-        sabot_sdk::changelog::refuse(batch, "a join")?;
+        // A lookup join applies a changelog on its right side when its `op` column is the
+        // changelog's: upserts replace a key's row, deletes remove it.
+        let applies_changes = port == 1
+            && self.kind == Kind::Lookup
+            && self.op.as_deref() == Some(sabot_sdk::changelog::OP_COLUMN);
+        if !applies_changes {
+            sabot_sdk::changelog::refuse(batch, "a join")?;
+        }
         let right = match port {
             0 => false,
             1 => true,
