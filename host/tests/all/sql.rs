@@ -619,7 +619,7 @@ fn a_lookup_join_against_an_updating_aggregate_sees_each_card_as_it_stands() {
         let (card, n) = (r["card_id"].as_i64().unwrap(), r["n"].as_i64().unwrap());
         // The table holds each card's count as it stood, while it was under 100 (a delete
         // removes it after): never more, never less than what was seen before.
-        assert!(n >= 1 && n < 100 && n <= total[&card], "{r}");
+        assert!((1..100).contains(&n) && n <= total[&card], "{r}");
         let seen = last.entry(card).or_default();
         assert!(n >= *seen, "{r}: the card's count went back from {seen}");
         *seen = n;
