@@ -413,7 +413,7 @@ mod tests {
 
     use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-    use super::super::tests::{TRANSACTIONS, declared, strings};
+    use super::super::tests::{TRANSACTIONS, agent_named, agent_running, declared, strings};
     use super::super::{Catalog, SqlError, compile};
 
     /// What the module of `examples/sql/functions` answers: `risk(Float64, Utf8) -> Float64`,
@@ -484,17 +484,9 @@ mod tests {
             3,
             "one call agent, a filter, a projection: {agents:#?}"
         );
-        let filter = agents
-            .values()
-            .find(|a| a["module"].as_str() == Some("builtin:filter"));
-        assert_eq!(
-            filter.unwrap()["config"]["where"].as_str(),
-            Some("\"risk_0\" > 1")
-        );
-        let select = agents
-            .values()
-            .find(|a| a["module"].as_str() == Some("builtin:project"))
-            .unwrap();
+        let filter = agent_running(&doc, "builtin:filter");
+        assert_eq!(filter["config"]["where"].as_str(), Some("\"risk_0\" > 1"));
+        let select = agent_running(&doc, "builtin:project");
         assert_eq!(
             strings(&select["config"]["select"]),
             ["txn_id", "\"risk_0\" AS score"]
@@ -522,11 +514,7 @@ mod tests {
                 vec!["*", "amount * 2 AS \"risk_0arg0\""]
             ]
         );
-        let select = agents
-            .iter()
-            .find(|(n, _)| n.ends_with("_select"))
-            .unwrap()
-            .1;
+        let select = agent_named(&doc, "_select");
         assert_eq!(
             strings(&select["config"]["select"]),
             [
@@ -541,12 +529,7 @@ mod tests {
         let doc =
             compiled("INSERT INTO out SELECT * FROM transactions WHERE tier(country) = 'gold';")
                 .unwrap_or_else(|e| panic!("{e}"));
-        let agents = doc["agents"].as_table().unwrap();
-        let select = agents
-            .iter()
-            .find(|(n, _)| n.ends_with("_select"))
-            .unwrap()
-            .1;
+        let select = agent_named(&doc, "_select");
         assert_eq!(
             strings(&select["config"]["select"]),
             ["txn_id", "ts", "card_id", "amount", "country"]
@@ -643,12 +626,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let edges = strings(&doc["edges"]);
         assert_eq!(edges[0], "transactions -> risk");
-        let window = doc["agents"]
-            .as_table()
-            .unwrap()
-            .values()
-            .find(|a| a["module"].as_str() == Some("builtin:window"))
-            .unwrap();
+        let window = agent_running(&doc, "builtin:window");
         assert!(
             strings(&window["config"]["aggregates"])[0].contains("risk_0"),
             "{window}"
@@ -662,10 +640,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let agents = doc["agents"].as_table().unwrap();
-        let window = agents
-            .values()
-            .find(|a| a["module"].as_str() == Some("builtin:window"))
-            .unwrap();
+        let window = agent_running(&doc, "builtin:window");
         assert_eq!(
             strings(&window["config"]["aggregates"]),
             [
@@ -682,11 +657,7 @@ mod tests {
             strings(&agents["median_2"]["config"]["args"]),
             ["agg1_list"]
         );
-        let select = agents
-            .iter()
-            .find(|(n, _)| n.ends_with("_select"))
-            .unwrap()
-            .1;
+        let select = agent_named(&doc, "_select");
         assert_eq!(
             strings(&select["config"]["select"]),
             [

@@ -40,6 +40,27 @@ pub(super) fn strings(v: &toml::Value) -> Vec<&str> {
         .collect()
 }
 
+/// The agent of `doc` whose name ends with `suffix` (`_select`, `_window`…).
+pub(super) fn agent_named<'a>(doc: &'a toml::Table, suffix: &str) -> &'a toml::Value {
+    doc["agents"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .find(|(n, _)| n.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no agent named …{suffix}: {doc}"))
+        .1
+}
+
+/// The first agent of `doc` that runs `module`.
+pub(super) fn agent_running<'a>(doc: &'a toml::Table, module: &str) -> &'a toml::Value {
+    doc["agents"]
+        .as_table()
+        .unwrap()
+        .values()
+        .find(|a| a["module"].as_str() == Some(module))
+        .unwrap_or_else(|| panic!("no agent runs {module}: {doc}"))
+}
+
 fn ok(sql: &str) -> toml::Table {
     compile(
         &format!("{TRANSACTIONS}{sql}"),
@@ -654,23 +675,14 @@ fn several_group_columns_are_one_composite_key_and_come_back_as_columns() {
     let doc = ok(
         "INSERT INTO out SELECT country, card_id, window_start, COUNT(*) AS n FROM transactions GROUP BY country, card_id, TUMBLE(ts, INTERVAL '1' MINUTE);",
     );
-    let agents = doc["agents"].as_table().unwrap();
-    let inputs = agents
-        .iter()
-        .find(|(n, _)| n.ends_with("_inputs"))
-        .unwrap()
-        .1;
+    let inputs = agent_named(&doc, "_inputs");
     let items = strings(&inputs["config"]["select"]);
     assert_eq!(items[0], "*");
     assert!(
         items[1].ends_with(" AS group_key_") && items[1].contains("CAST(\"card_id\" AS VARCHAR)"),
         "{items:?}"
     );
-    let window = agents
-        .iter()
-        .find(|(n, _)| n.ends_with("_window"))
-        .unwrap()
-        .1;
+    let window = agent_named(&doc, "_window");
     assert_eq!(window["key"].as_str(), Some("group_key_"));
     assert_eq!(window["config"]["key"].as_str(), Some("group_key_"));
     assert_eq!(
@@ -681,11 +693,7 @@ fn several_group_columns_are_one_composite_key_and_come_back_as_columns() {
             "first(card_id) AS card_id"
         ]
     );
-    let select = agents
-        .iter()
-        .find(|(n, _)| n.ends_with("_select"))
-        .unwrap()
-        .1;
+    let select = agent_named(&doc, "_select");
     assert_eq!(
         strings(&select["config"]["select"]),
         ["country", "card_id", "window_start", "agg0_ AS n"]
@@ -758,15 +766,10 @@ fn a_lookup_join_reads_the_right_side_as_it_stands_and_applies_a_changelog() {
     let doc = ok("CREATE VIEW totals AS SELECT card_id, SUM(amount) AS total FROM transactions GROUP BY card_id HAVING SUM(amount) < 5000;
          INSERT INTO out SELECT t.txn_id, t.card_id, c.total FROM transactions AS t
          JOIN totals FOR SYSTEM_TIME AS OF PROCTIME() AS c ON t.card_id = c.card_id;");
-    let agents = doc["agents"].as_table().unwrap();
-    let join = agents.iter().find(|(n, _)| n.ends_with("_join")).unwrap().1;
+    let join = agent_named(&doc, "_join");
     assert_eq!(join["config"]["kind"].as_str(), Some("lookup"));
     assert_eq!(join["config"]["op"].as_str(), Some("_op"));
-    let select = agents
-        .iter()
-        .find(|(n, _)| n.ends_with("out_select"))
-        .unwrap()
-        .1;
+    let select = agent_named(&doc, "out_select");
     assert_eq!(
         strings(&select["config"]["select"]),
         ["txn_id", "card_id", "total"]
