@@ -5,7 +5,7 @@
 // type by sending a batch with no rows, and a call whose argument types differ is refused then,
 // with the signature in the message.
 
-import { Bool, Float64, Int32, Int64, Type, Utf8, vectorFromArray } from 'apache-arrow';
+import { Bool, Float64, Int32, Int64, Type, Utf8, makeVector, vectorFromArray } from 'apache-arrow';
 
 import { AgentError } from './error.js';
 import { stringsOf, withColumn } from './table.js';
@@ -38,15 +38,24 @@ function valuesOf(column) {
     }
     return out;
   }
-  if (column.type.typeId === new Utf8().typeId) return stringsOf(column);
-  const out = new Array(column.length);
-  if (column.nullCount === 0 && column.type.typeId === new Float64().typeId) {
-    const values = column.toArray();
-    for (let i = 0; i < out.length; i++) out[i] = values[i];
-    return out;
+  if (column.type.typeId === Type.Utf8) return stringsOf(column);
+  // Numbers without nulls: the column's own typed array, indexed like an array, no copy.
+  // (Int64 as a BigInt64Array: bigints, as `get` gives them.)
+  if (column.nullCount === 0 && (column.type.typeId === Type.Float || column.type.typeId === Type.Int)) {
+    return column.toArray();
   }
+  const out = new Array(column.length);
   for (let i = 0; i < out.length; i++) out[i] = column.get(i);
   return out;
+}
+
+/** A column of `type` (a name of TYPES) from `values`; numbers go straight into a typed array. */
+function columnOf(type, values) {
+  const plain = { Float64: Float64Array, Int32: Int32Array }[type];
+  if (plain !== undefined && !values.includes(null)) {
+    return makeVector(plain.from(values));
+  }
+  return vectorFromArray(values, TYPES[type]());
 }
 
 function describe(name, definition) {
@@ -118,13 +127,22 @@ export function functions(definitions) {
       });
       const rows = table.numRows;
       const results = new Array(rows);
-      const row = new Array(columns.length);
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < columns.length; c++) row[c] = columns[c][r];
-        const value = definition.call(...row);
-        results[r] = value === undefined ? null : value;
+      const call = definition.call.bind(definition);
+      const [a, b, c] = columns;
+      if (columns.length === 1) {
+        for (let r = 0; r < rows; r++) results[r] = call(a[r]) ?? null;
+      } else if (columns.length === 2) {
+        for (let r = 0; r < rows; r++) results[r] = call(a[r], b[r]) ?? null;
+      } else if (columns.length === 3) {
+        for (let r = 0; r < rows; r++) results[r] = call(a[r], b[r], c[r]) ?? null;
+      } else {
+        const row = new Array(columns.length);
+        for (let r = 0; r < rows; r++) {
+          for (let i = 0; i < columns.length; i++) row[i] = columns[i][r];
+          results[r] = call(...row) ?? null;
+        }
       }
-      const vector = vectorFromArray(results, TYPES[definition.returns]());
+      const vector = columnOf(definition.returns, results);
       const kept = table.schema.fields.some((f) => f.name === this.output)
         ? table.select(table.schema.fields.map((f) => f.name).filter((n) => n !== this.output))
         : table;
