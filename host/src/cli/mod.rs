@@ -671,15 +671,11 @@ fn load(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let functions = |module: &str, config: &str, input: &arrow_schema::SchemaRef| {
-        crate::wasm::function::result_schema(
-            &runtime,
-            &crate::wasm::resolve(base, module),
-            config,
-            input,
-        )
-    };
-    let spec = PipelineSpec::load_with(path, &modules, Some(&functions))?;
+    let spec = PipelineSpec::load_with(
+        path,
+        &modules,
+        Some(&crate::wasm::function::local(&runtime, base)),
+    )?;
     Pipeline::new(spec, runtime)
 }
 

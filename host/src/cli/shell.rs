@@ -148,35 +148,17 @@ impl Shell {
         text.push('\n');
         text.push_str(statement);
         text.push(';');
-        crate::config::check_sql(&text, &self.file(), Some(&|m, c, i| self.function(m, c, i)))
+        let functions = crate::wasm::function::local(&self.runtime, &self.dir);
+        crate::config::check_sql(&text, &self.file(), Some(&functions))
             .map_err(|e| e.to_string())?;
         self.declarations.push(format!("{statement};"));
         Ok("ok".into())
     }
 
-    /// What a function module returns for a call (see [`crate::sql::Catalog::functions`]).
-    fn function(
-        &self,
-        module: &str,
-        config: &str,
-        input: &arrow_schema::SchemaRef,
-    ) -> Result<arrow_schema::SchemaRef, String> {
-        crate::wasm::function::result_schema(
-            &self.runtime,
-            &crate::wasm::resolve(&self.dir, module),
-            config,
-            input,
-        )
-    }
-
     /// The pipeline in `text`, its function calls type-checked.
     fn parse(&self, text: &str) -> Result<PipelineSpec, crate::config::ConfigError> {
-        PipelineSpec::parse_with(
-            text,
-            &self.file(),
-            &[],
-            Some(&|m, c, i| self.function(m, c, i)),
-        )
+        let functions = crate::wasm::function::local(&self.runtime, &self.dir);
+        PipelineSpec::parse_with(text, &self.file(), &[], Some(&functions))
     }
 
     fn show_tables(&self) -> String {

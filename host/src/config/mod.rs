@@ -332,12 +332,7 @@ impl PipelineSpec {
         let (raw, resolved): (RawPipeline, _) = if sql || text.contains("${") {
             // References are replaced in the parsed document, never in the text.
             let mut doc: toml::Value = if sql {
-                let catalog = crate::sql::Catalog {
-                    schema_of: &sql_schema_of,
-                    functions,
-                    modules: &function_modules,
-                };
-                sql_document(text, file, &catalog)?.into()
+                sql_document(text, file, &sql_catalog(functions, &function_modules))?.into()
             } else {
                 toml::from_str(text).map_err(parse_error)?
             };
@@ -398,9 +393,22 @@ impl PipelineSpec {
 
 /// The columns of a source document's output `port`, when known before it runs: what the SQL
 /// planner checks expressions against.
-pub fn sql_schema_of(source: &toml::Value, port: u32) -> Option<arrow_schema::SchemaRef> {
+fn sql_schema_of(source: &toml::Value, port: u32) -> Option<arrow_schema::SchemaRef> {
     let spec: SourceSpec = source.clone().try_into().ok()?;
     builtins::source_schema(&spec, port)
+}
+
+/// What the SQL planner asks: sources' columns, function modules through `functions`, and
+/// the modules that replace declared functions' (`--module NAME=FILE`).
+fn sql_catalog<'a>(
+    functions: Option<&'a crate::sql::FunctionTypes<'a>>,
+    modules: &'a [(String, String)],
+) -> crate::sql::Catalog<'a> {
+    crate::sql::Catalog {
+        schema_of: &sql_schema_of,
+        functions,
+        modules,
+    }
 }
 
 /// A module as `CREATE FUNCTION` would name it: a built-in, or a file by its absolute path
@@ -434,12 +442,7 @@ pub fn check_sql(
     file: &Path,
     functions: Option<&crate::sql::FunctionTypes<'_>>,
 ) -> Result<(), ConfigError> {
-    let catalog = crate::sql::Catalog {
-        schema_of: &sql_schema_of,
-        functions,
-        modules: &[],
-    };
-    crate::sql::check(text, &catalog).map_err(|error| ConfigError::Sql {
+    crate::sql::check(text, &sql_catalog(functions, &[])).map_err(|error| ConfigError::Sql {
         file: file.to_owned(),
         error,
     })
@@ -454,12 +457,7 @@ pub fn sql_to_toml(
     functions: Option<&crate::sql::FunctionTypes<'_>>,
 ) -> Result<String, ConfigError> {
     let file = PathBuf::from(format!("{name}.sql"));
-    let catalog = crate::sql::Catalog {
-        schema_of: &sql_schema_of,
-        functions,
-        modules: &[],
-    };
-    let mut document = sql_document(text, &file, &catalog)?;
+    let mut document = sql_document(text, &file, &sql_catalog(functions, &[]))?;
     let mut settings = toml::Table::new();
     settings.insert("name".into(), name.into());
     document.insert("pipeline".into(), settings.into());

@@ -77,9 +77,10 @@ pub(crate) fn take_functions(
                     next += 1;
                 }
                 if let Some(aggregate) = saw_function {
-                    let end = (i..tokens.len())
-                        .find(|p| tokens[p.to_owned()].token == Token::SemiColon)
-                        .unwrap_or(tokens.len());
+                    let end = tokens[i..]
+                        .iter()
+                        .position(|t| t.token == Token::SemiColon)
+                        .map_or(tokens.len(), |p| i + p);
                     let mut declared = parse(source, &tokens[next + 1..end], tokens[i].span)?;
                     declared.aggregate = aggregate;
                     found.push(declared);
@@ -342,8 +343,7 @@ impl Planner<'_> {
             args,
             output: output.to_owned(),
         };
-        let json = serde_json::to_string(&config).expect("a call is JSON");
-        let schema = self.function_schema(declared, &json, stream.schema.as_ref(), span)?;
+        let schema = self.function_schema(declared, &config, stream.schema.as_ref(), span)?;
         let table = toml::Table::try_from(&config).expect("a call is a TOML table");
         self.agent(agent, &declared.module, table, None, stream);
         stream.nodes = vec![agent.to_owned()];
@@ -356,7 +356,7 @@ impl Planner<'_> {
     fn function_schema(
         &self,
         declared: &Declared,
-        config: &str,
+        call: &Call,
         input: Option<&SchemaRef>,
         span: Span,
     ) -> Result<Option<SchemaRef>, SqlError> {
@@ -364,13 +364,13 @@ impl Planner<'_> {
             return Ok(None);
         };
         let name = &declared.name;
-        let schema = ask(&declared.module, config, input).map_err(|why| {
+        let config = serde_json::to_string(call).expect("a call is JSON");
+        let schema = ask(&declared.module, &config, input).map_err(|why| {
             self.error(
                 span,
                 format!("function `{name}` (module '{}'): {why}", declared.module),
             )
         })?;
-        let call: Call = serde_json::from_str(config).expect("written above");
         let fine = schema.fields().len() == input.fields().len() + 1
             && schema.field_with_name(&call.output).is_ok()
             && input

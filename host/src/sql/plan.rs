@@ -466,19 +466,16 @@ impl<'a> Planner<'a> {
         if let Some(stream) = self.planned_views.get(name) {
             return Ok(stream.clone());
         }
+        if self.planning.iter().any(|v| v == name) {
+            return Err(self.error(span, format!("view `{name}` reads itself")));
+        }
         if self.materialized.contains(name) {
-            if self.planning.iter().any(|v| v == name) {
-                return Err(self.error(span, format!("view `{name}` reads itself")));
-            }
             return Err(self.error(
                 span,
                 format!("materialized view `{name}` is read before it is declared: declare it before the materialized view that reads it"),
             ));
         }
         if let Some((query, _)) = self.views.get(name).cloned() {
-            if self.planning.iter().any(|v| v == name) {
-                return Err(self.error(span, format!("view `{name}` reads itself")));
-            }
             self.planning.push(name.to_owned());
             let stream = self.query(&query, name);
             self.planning.pop();
@@ -639,14 +636,9 @@ impl<'a> Planner<'a> {
             stream.nodes = vec![agent];
         }
 
-        let aggregated = super::window::has_aggregates(&select.projection)
-            || select.projection.iter().any(|item| match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    function::calls_aggregate(&self.functions, e)
-                }
-                _ => false,
-            })
-            || select.having.is_some()
+        let aggregated = item_exprs(&select.projection).any(|e| {
+            super::window::contains_aggregate(e) || function::calls_aggregate(&self.functions, e)
+        }) || select.having.is_some()
             || !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
         let mut items = select.projection.clone();
         let mut having = select.having.clone();
@@ -677,12 +669,7 @@ impl<'a> Planner<'a> {
                 "GROUP BY a user-defined function's result: compute it in a view, then group by its column",
             ));
         }
-        if items.iter().any(|item| match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                function::calls_any(&self.functions, e)
-            }
-            _ => false,
-        }) {
+        if item_exprs(&items).any(|e| function::calls_any(&self.functions, e)) {
             stream = self.call_items(&mut items, stream, &mut made, hint)?;
         }
         if aggregated {
@@ -926,6 +913,14 @@ impl<'a> Planner<'a> {
             ControlFlow::Continue(()) => Ok(()),
         }
     }
+}
+
+/// The expressions of a select list (not its wildcards).
+fn item_exprs(items: &[SelectItem]) -> impl Iterator<Item = &Expr> {
+    items.iter().filter_map(|item| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    })
 }
 
 fn typed_names(schema: &SchemaRef) -> String {

@@ -121,8 +121,7 @@ impl Planner<'_> {
         }
 
         // Aggregates become columns of the window's output.
-        // (operator spec, column, type, the user-defined aggregate that folds it).
-        let mut aggregates: Vec<(String, String, DataType, Option<Declared>)> = Vec::new();
+        let mut aggregates: Vec<Aggregated> = Vec::new();
         // Arguments that are expressions, not columns: computed by a projection before it.
         let mut computed: Vec<String> = Vec::new();
         let mut rewrite = |e: &mut Expr, planner: &Planner<'_>| -> Result<(), SqlError> {
@@ -131,18 +130,22 @@ impl Planner<'_> {
                     Some(column) => *e = Expr::Identifier(Ident::new(column)),
                     None => match planner.aggregate(e, input_schema.as_ref(), &mut computed) {
                         Ok(Some((spec, ty, udaf))) => {
-                            let same =
-                                |(s, _, _, u): &(String, String, DataType, Option<Declared>)| {
-                                    *s == spec
-                                        && u.as_ref().map(|d| &d.name)
-                                            == udaf.as_ref().map(|d| &d.name)
-                                };
-                            let alias = match aggregates.iter().position(same) {
-                                Some(i) => aggregates[i].1.clone(),
+                            let same = |a: &&Aggregated| {
+                                a.spec == spec
+                                    && a.udaf.as_ref().map(|d| &d.name)
+                                        == udaf.as_ref().map(|d| &d.name)
+                            };
+                            let alias = match aggregates.iter().find(same) {
+                                Some(a) => a.column.clone(),
                                 None => {
-                                    let alias = format!("agg{}_", aggregates.len());
-                                    aggregates.push((spec, alias.clone(), ty, udaf));
-                                    alias
+                                    let column = format!("agg{}_", aggregates.len());
+                                    aggregates.push(Aggregated {
+                                        spec,
+                                        column: column.clone(),
+                                        ty,
+                                        udaf,
+                                    });
+                                    column
                                 }
                             };
                             *e = Expr::Identifier(Ident::new(alias));
@@ -211,18 +214,10 @@ impl Planner<'_> {
             self.project(&agent, &input, &items, group_span)?
         };
 
-        // A user-defined aggregate's values are collected as `aggN_list`, folded after the
-        // window into `aggN_`.
-        let operator_column = |alias: &str, udaf: &Option<Declared>| match udaf {
-            Some(_) => format!("{alias}list"),
-            None => alias.to_owned(),
-        };
         let aggregate_list = toml::Value::Array(
             aggregates
                 .iter()
-                .map(|(spec, alias, _, udaf)| {
-                    format!("{spec} AS {}", operator_column(alias, udaf)).into()
-                })
+                .map(|a| format!("{} AS {}", a.spec, a.operator_column()).into())
                 .chain(
                     key_columns
                         .iter()
@@ -241,7 +236,7 @@ impl Planner<'_> {
         };
         let aggregate_fields = aggregates
             .iter()
-            .map(|(_, alias, ty, udaf)| Field::new(operator_column(alias, udaf), ty.clone(), true))
+            .map(|a| Field::new(a.operator_column(), a.ty.clone(), true))
             .chain(
                 key_columns
                     .iter()
@@ -250,7 +245,7 @@ impl Planner<'_> {
 
         // Without a window, an updating aggregate: a changelog of each group's result.
         if window.is_none()
-            && let Some((_, _, _, Some(udaf))) = aggregates.iter().find(|a| a.3.is_some())
+            && let Some(udaf) = aggregates.iter().find_map(|a| a.udaf.as_ref())
         {
             return Err(self.error(
                 group_span,
@@ -310,11 +305,11 @@ impl Planner<'_> {
             grouped: Some(Grouped { key, window: true }),
             updating: false,
         };
-        for (_, alias, _, udaf) in &aggregates {
-            if let Some(declared) = udaf {
+        for a in &aggregates {
+            if let Some(declared) = &a.udaf {
                 let agent = self.fresh(&declared.name.to_ascii_lowercase());
-                let list = operator_column(alias, udaf);
-                self.apply_function(declared, &agent, vec![list], alias, &mut stream, group_span)?;
+                let args = vec![a.operator_column()];
+                self.apply_function(declared, &agent, args, &a.column, &mut stream, group_span)?;
             }
         }
         Ok(stream)
@@ -521,6 +516,29 @@ impl Planner<'_> {
     }
 }
 
+/// An aggregate of a `GROUP BY`, as a column of the window's output.
+struct Aggregated {
+    /// What the window operator computes: `sum(amount)`, `collect(aggin0_)`…
+    spec: String,
+    /// The column the query reads: `agg0_`, …
+    column: String,
+    /// The type of the operator's column.
+    ty: DataType,
+    /// The user-defined aggregate that folds the operator's list into `column`, if any.
+    udaf: Option<Declared>,
+}
+
+impl Aggregated {
+    /// The window operator's column: the result itself, or (for a user-defined aggregate) the
+    /// values collected as `aggN_list`, folded after the window into `aggN_`.
+    fn operator_column(&self) -> String {
+        match self.udaf {
+            Some(_) => format!("{}list", self.column),
+            None => self.column.clone(),
+        }
+    }
+}
+
 /// The key column a window groups by when a query groups by several columns.
 const COMPOSITE_KEY: &str = "group_key_";
 
@@ -607,15 +625,6 @@ fn call_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-pub(super) fn has_aggregates(items: &[SelectItem]) -> bool {
-    items.iter().any(|item| match item {
-        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-            contains_aggregate(e)
-        }
-        _ => false,
-    })
 }
 
 /// Whether `expr` holds an aggregate call anywhere.

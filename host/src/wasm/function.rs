@@ -7,6 +7,7 @@
 //! saying what it expected. One instance, with the default sandbox limits, answers once and is
 //! dropped.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -44,5 +45,16 @@ pub fn result_schema(
             other.len(),
             other.iter().map(|(p, _)| *p).collect::<Vec<_>>()
         )),
+    }
+}
+
+/// [`result_schema`] for modules named as `CREATE FUNCTION` names them on the command line: a
+/// file relative to `base` (the pipeline's directory), or `builtin:NAME`.
+pub fn local<'a>(
+    runtime: &'a Arc<WasmRuntime>,
+    base: &'a Path,
+) -> impl Fn(&str, &str, &SchemaRef) -> Result<SchemaRef, String> + 'a {
+    move |module, config, input| {
+        result_schema(runtime, &super::resolve(base, module), config, input)
     }
 }
