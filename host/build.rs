@@ -17,6 +17,7 @@ fn main() {
         ("join", "sabot-op-join", "operators/join"),
         ("aggregate", "sabot-op-aggregate", "operators/aggregate"),
         ("view", "sabot-op-view", "operators/view"),
+        ("top", "sabot-op-top", "operators/top"),
     ];
     let packages: Vec<(&str, &str)> = operators.iter().map(|(_, p, d)| (*p, *d)).collect();
     let paths = build_guests(&workspace, "..", &packages);

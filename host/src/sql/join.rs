@@ -127,6 +127,8 @@ impl Planner<'_> {
         split_and(on, &mut conjuncts);
         let mut key: Option<String> = None;
         let mut bounds: Option<(i64, i64)> = None;
+        // `l.window_start = r.window_start` (or the ends): the same window of both sides.
+        let mut same_window: Vec<(Bound, String, String)> = Vec::new();
         for c in &conjuncts {
             match c {
                 Expr::BinaryOp {
@@ -150,6 +152,19 @@ impl Planner<'_> {
                             ));
                         }
                     };
+                    match (bound_of(&left, &l), bound_of(&right, &r)) {
+                        (Some(lb), Some(rb)) if lb == rb => {
+                            same_window.push((lb, l, r));
+                            continue;
+                        }
+                        (Some(_), Some(_)) => {
+                            return Err(self.error(
+                                c.span(),
+                                format!("`{c}` compares a window's start with a window's end: compare starts with starts, ends with ends"),
+                            ));
+                        }
+                        _ => {}
+                    }
                     if l != r {
                         return Err(self.error(
                             c.span(),
@@ -204,9 +219,38 @@ impl Planner<'_> {
         }
         let key = key
             .ok_or_else(|| self.error(on.span(), "a join needs a key: ON left.key = right.key"))?;
-        let time = left.time.clone();
+        let mut time = left.time.clone();
+        let mut right_time = right.time.clone();
         let mut config = toml::Table::new();
+        if !same_window.is_empty() {
+            let (l, r) = (left.windowed.as_ref(), right.windowed.as_ref());
+            let size = match (l, r) {
+                (Some(l), Some(r)) if l.tumbling && r.tumbling && l.size_ms == r.size_ms => {
+                    l.size_ms.expect("tumbling windows have a size")
+                }
+                _ => {
+                    return Err(self.error(
+                        span,
+                        "a join of windows needs both sides aggregated over tumbling windows of one size (GROUP BY …, TUMBLE(time, size) on each side)",
+                    ));
+                }
+            };
+            if version.is_some() || bounds.is_some() {
+                return Err(self.error(
+                    span,
+                    "a join of windows is bounded by the window: no FOR SYSTEM_TIME AS OF or BETWEEN",
+                ));
+            }
+            // By the windows' starts when both are compared, else by their ends.
+            same_window.sort_by_key(|(b, _, _)| *b);
+            let (_, l, r) = same_window.swap_remove(0);
+            config.insert("kind".into(), "window".into());
+            config.insert("size_ms".into(), size.into());
+            time = Some(l);
+            right_time = Some(r);
+        }
         match (&version, bounds) {
+            _ if config.contains_key("kind") => {}
             (Some(_), None) if lookup => {
                 config.insert("kind".into(), "lookup".into());
                 // An updating right side is a table's changelog: its deletes remove keys.
@@ -257,7 +301,7 @@ impl Planner<'_> {
         if let Some(time) = &time {
             config.insert("time".into(), time.clone().into());
         }
-        if let Some(rt) = &right.time
+        if let Some(rt) = &right_time
             && Some(rt) != time.as_ref()
         {
             config.insert("right_time".into(), rt.clone().into());
@@ -288,6 +332,7 @@ impl Planner<'_> {
             }
             _ => None,
         };
+        let window_join = config.get("kind").and_then(toml::Value::as_str) == Some("window");
         let agent = self.fresh(&format!("{hint}_join"));
         self.agent(&agent, "builtin:join", config, Some(&key), &left);
         self.edges.push(format!("{} -> {agent}", right.nodes[0]));
@@ -295,6 +340,12 @@ impl Planner<'_> {
             qualifiers: right_side.qualifiers,
             renames,
         });
+        if window_join {
+            // Rows of windows already closed: no event time, the left side's window columns.
+            let mut stream = Stream::rows(vec![agent], schema, None);
+            stream.windowed = left.windowed;
+            return Ok(stream);
+        }
         Ok(Stream::rows(vec![agent], schema, time))
     }
 
@@ -327,7 +378,25 @@ impl Planner<'_> {
     }
 }
 
-fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+/// Which bound of a row's window a column is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Bound {
+    Start,
+    End,
+}
+
+fn bound_of(stream: &Stream, column: &str) -> Option<Bound> {
+    let w = stream.windowed.as_ref()?;
+    if w.start.as_deref() == Some(column) {
+        Some(Bound::Start)
+    } else if w.end.as_deref() == Some(column) {
+        Some(Bound::End)
+    } else {
+        None
+    }
+}
+
+pub(super) fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match e {
         Expr::BinaryOp {
             left,

@@ -20,7 +20,8 @@
 //! - [`ddl`]: `CREATE TABLE` (connector options, columns, `WATERMARK FOR`).
 //! - [`plan`]: queries to chains of built-in agents (`filter`, `window`, `project`).
 //! - [`window`]: windowed aggregates (`window`).
-//! - [`join`]: temporal and interval joins (`join`).
+//! - [`join`]: temporal, lookup, interval and window joins (`join`).
+//! - [`rank`]: top-N per window (`top`).
 //! - [`function`]: `CREATE FUNCTION`, calls of agents as scalar functions.
 //! - [`error`]: errors with line, column and a caret under the mistake.
 
@@ -29,6 +30,7 @@ pub mod error;
 mod function;
 mod join;
 mod plan;
+mod rank;
 #[cfg(test)]
 mod tests;
 mod window;

@@ -39,6 +39,36 @@ pub(super) struct Stream {
     /// Whether the rows are a changelog: an updating aggregate's upserts and deletes, by the
     /// key of `grouped`.
     pub(super) updating: bool,
+    /// The columns that tell each row's window, when the rows are a windowed aggregate's
+    /// results: what a ranking per window or a join of windows closes them by.
+    pub(super) windowed: Option<Windowed>,
+}
+
+/// The columns of a windowed aggregate's results that tell each row's window.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Windowed {
+    /// The window's start, under the name the query gives it (`None`: not selected).
+    pub(super) start: Option<String>,
+    /// The window's end (exclusive).
+    pub(super) end: Option<String>,
+    /// The windows' size, for tumbling and hopping windows (a session's varies).
+    pub(super) size_ms: Option<i64>,
+    /// Whether the windows tumble (each row's time is in exactly one).
+    pub(super) tumbling: bool,
+}
+
+impl Windowed {
+    /// The column telling a row's window, and the offset from its value at which the window is
+    /// complete (the watermark has passed its last millisecond).
+    pub(super) fn closing(&self, column: &str) -> Option<i64> {
+        if self.end.as_deref() == Some(column) {
+            Some(-1)
+        } else if self.start.as_deref() == Some(column) {
+            self.size_ms.map(|s| s - 1)
+        } else {
+            None
+        }
+    }
 }
 
 /// What identifies a row of an aggregate's results.
@@ -63,6 +93,7 @@ impl Stream {
             time,
             grouped: None,
             updating: false,
+            windowed: None,
         }
     }
 }
@@ -91,6 +122,8 @@ pub(crate) struct Planner<'a> {
     planning: Vec<String>,
     /// The materialized views (planned, in order, before the inserts).
     materialized: HashSet<String>,
+    /// The ranks the query being planned keeps of the ranking it reads, for that ranking.
+    pub(super) pending_ranks: Option<super::rank::Kept>,
     pub(crate) sources: toml::Table,
     pub(crate) agents: toml::Table,
     pub(crate) sinks: toml::Table,
@@ -110,6 +143,7 @@ impl<'a> Planner<'a> {
             read_tables: HashMap::new(),
             planning: Vec::new(),
             materialized: HashSet::new(),
+            pending_ranks: None,
             versions: Vec::new(),
             sources: toml::Table::new(),
             agents: toml::Table::new(),
@@ -480,7 +514,10 @@ impl<'a> Planner<'a> {
             let stream = self.query(&query, name);
             self.planning.pop();
             let stream = stream?;
-            self.planned_views.insert(name.to_owned(), stream.clone());
+            // A ranking keeps as many ranks as its reader says: planned for each reader.
+            if super::rank::ranking_alias(&query).is_none() {
+                self.planned_views.insert(name.to_owned(), stream.clone());
+            }
             return Ok(stream);
         }
         let table = self.tables.get(name).cloned().ok_or_else(|| {
@@ -611,7 +648,17 @@ impl<'a> Planner<'a> {
                 ));
             }
         };
-        let (mut stream, side) = self.relation(&from.relation, hint)?;
+        // A ranking it reads (a sub-query or a view) needs to know how many ranks it keeps.
+        let kept = self.kept_ranks(&from.relation, select.selection.as_ref());
+        let outer = std::mem::replace(&mut self.pending_ranks, kept.clone());
+        let planned = self.relation(&from.relation, hint);
+        self.pending_ranks = outer;
+        let (mut stream, side) = planned?;
+        // The ranking kept only those ranks: the condition on them holds for every row.
+        let selection = match (&kept, &select.selection) {
+            (Some(kept), Some(s)) => kept.without(s),
+            _ => select.selection.clone(),
+        };
         let mut qualifiers = vec![side];
         for join in &from.joins {
             stream = self.join(stream, &mut qualifiers, join, hint)?;
@@ -621,7 +668,7 @@ impl<'a> Planner<'a> {
         let columns = stream.schema.clone();
         let mut called_in_where = false;
         let mut made = HashMap::new();
-        if let Some(selection) = &select.selection {
+        if let Some(selection) = &selection {
             let mut condition = selection.clone();
             self.unqualify(&mut condition, &qualifiers)?;
             if function::calls_any(&self.functions, &condition) {
@@ -671,6 +718,15 @@ impl<'a> Planner<'a> {
         }
         if item_exprs(&items).any(|e| function::calls_any(&self.functions, e)) {
             stream = self.call_items(&mut items, stream, &mut made, hint)?;
+        }
+        if super::rank::ranks(&items) {
+            if aggregated {
+                return Err(self.error(
+                    span,
+                    "a ranking and GROUP BY in one query: aggregate in a view, then rank its rows",
+                ));
+            }
+            stream = self.rank(&mut items, stream, hint)?;
         }
         if aggregated {
             stream = self.group_by(select, &mut items, &mut having, stream, hint)?;
@@ -799,12 +855,23 @@ impl<'a> Planner<'a> {
                 ),
             ));
         }
+        // The window's columns, under the names the projection gives them.
+        let windowed = stream.windowed.as_ref().and_then(|w| {
+            let start = w.start.as_deref().and_then(|c| kept_as(items, c));
+            let end = w.end.as_deref().and_then(|c| kept_as(items, c));
+            (start.is_some() || end.is_some()).then(|| Windowed {
+                start,
+                end,
+                ..w.clone()
+            })
+        });
         Ok(Stream {
             nodes: vec![agent.to_owned()],
             schema,
             time,
             grouped,
             updating: stream.updating,
+            windowed,
         })
     }
 
@@ -913,6 +980,24 @@ impl<'a> Planner<'a> {
             ControlFlow::Continue(()) => Ok(()),
         }
     }
+}
+
+/// The name column `column` has after a projection of `items` (`None`: dropped).
+fn kept_as(items: &[String], column: &str) -> Option<String> {
+    items.iter().rev().find_map(|item| {
+        let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
+            .try_with_sql(item)
+            .ok()?
+            .parse_select_item()
+            .ok()?;
+        let is_column = |e: &Expr| matches!(e, Expr::Identifier(c) if c.value == column);
+        match parsed {
+            SelectItem::Wildcard(_) => Some(column.to_owned()),
+            SelectItem::UnnamedExpr(e) if is_column(&e) => Some(column.to_owned()),
+            SelectItem::ExprWithAlias { expr, alias } if is_column(&expr) => Some(alias.value),
+            _ => None,
+        }
+    })
 }
 
 /// The expressions of a select list (not its wildcards).

@@ -16,7 +16,7 @@ use sqlparser::tokenizer::Span;
 use super::ddl::interval_ms;
 use super::error::SqlError;
 use super::function::Declared;
-use super::plan::{Grouped, Planner, Stream, field_names};
+use super::plan::{Grouped, Planner, Stream, Windowed, field_names};
 
 impl Planner<'_> {
     /// `GROUP BY [key,] TUMBLE|HOP|SESSION(time, …)` with aggregates: a `builtin:window` agent;
@@ -191,10 +191,19 @@ impl Planner<'_> {
             rewrite(h, self)?;
         }
         if aggregates.is_empty() {
-            return Err(self.error(
-                group_span,
-                "GROUP BY without an aggregate: add COUNT(*), SUM(x), AVG(x), MIN(x) or MAX(x)",
-            ));
+            if window.is_none() {
+                return Err(self.error(
+                    group_span,
+                    "GROUP BY without a window and without an aggregate: add COUNT(*), SUM(x), AVG(x), MIN(x) or MAX(x)",
+                ));
+            }
+            // The distinct groups of each window: the operator counts their rows, unread.
+            aggregates.push(Aggregated {
+                spec: "count(*)".into(),
+                column: "agg0_".into(),
+                ty: DataType::Int64,
+                udaf: None,
+            });
         }
 
         let input = if computed.is_empty() && !composite {
@@ -276,7 +285,14 @@ impl Planner<'_> {
                 time: None,
                 grouped: Some(Grouped { key, window: false }),
                 updating: true,
+                windowed: None,
             });
+        };
+        let windowed = Windowed {
+            start: Some("window_start".into()),
+            end: Some("window_end".into()),
+            size_ms: config.get("size_ms").and_then(toml::Value::as_integer),
+            tumbling: config.get("kind").and_then(toml::Value::as_str) == Some("tumbling"),
         };
         config.insert("time".into(), time.into());
         if let Some(key) = &key {
@@ -304,6 +320,7 @@ impl Planner<'_> {
             time: None,
             grouped: Some(Grouped { key, window: true }),
             updating: false,
+            windowed: Some(windowed),
         };
         for a in &aggregates {
             if let Some(declared) = &a.udaf {
@@ -317,7 +334,7 @@ impl Planner<'_> {
 
     /// `TUMBLE(time, size)`, `HOP(time, slide, size)`, `SESSION(time, gap)`: the time column and
     /// the window's settings.
-    fn window_config(
+    pub(super) fn window_config(
         &self,
         f: &sqlparser::ast::Function,
         input: &Stream,
@@ -556,7 +573,7 @@ fn composite_key(columns: &[String]) -> String {
 }
 
 /// The type the window operator reads values of `ty` as (what `first` and `collect` return).
-fn canonical(ty: &DataType) -> Option<DataType> {
+pub(super) fn canonical(ty: &DataType) -> Option<DataType> {
     Some(match ty {
         t if t.is_integer() && *t != DataType::UInt64 => DataType::Int64,
         DataType::Float32 | DataType::Float64 => DataType::Float64,
@@ -592,7 +609,7 @@ fn result_type(function: &str, input: Option<DataType>) -> DataType {
     }
 }
 
-fn window_kind(name: &str) -> Option<&'static str> {
+pub(super) fn window_kind(name: &str) -> Option<&'static str> {
     match name.to_ascii_uppercase().as_str() {
         "TUMBLE" => Some("tumbling"),
         "HOP" => Some("sliding"),
@@ -602,7 +619,7 @@ fn window_kind(name: &str) -> Option<&'static str> {
 }
 
 /// `TUMBLE_START(…)`, `HOP_END(…)`, … as the window operator's column.
-fn window_column(e: &Expr) -> Option<&'static str> {
+pub(super) fn window_column(e: &Expr) -> Option<&'static str> {
     let Expr::Function(f) = e else {
         return None;
     };
@@ -613,7 +630,7 @@ fn window_column(e: &Expr) -> Option<&'static str> {
     }
 }
 
-fn call_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
+pub(super) fn call_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
     match &f.args {
         FunctionArguments::List(list) => list
             .args

@@ -1,7 +1,7 @@
 //! # sabot-operators: windows, joins, aggregates and views, as a library
 //!
-//! The built-in operators `builtin:window`, `builtin:join`, `builtin:aggregate` and
-//! `builtin:view` are thin agents over this crate; a Rust agent can use the same types to window,
+//! The built-in operators `builtin:window`, `builtin:join`, `builtin:aggregate`, `builtin:top`
+//! and `builtin:view` are thin agents over this crate; a Rust agent can use the same types to window,
 //! join or aggregate inside its own logic:
 //!
 //! - [`window::Windows`]: tumbling, sliding and session windows over event time, with
@@ -10,6 +10,8 @@
 //!   joins, keyed, over event time.
 //! - [`updating::UpdatingAggregate`]: `GROUP BY` without a window, emitting a changelog of each
 //!   group's result (`builtin:aggregate`).
+//! - [`top::Top`]: the first rows of each window by one column (`ROW_NUMBER`, `RANK`,
+//!   `DENSE_RANK`), emitted when the watermark closes the window (`builtin:top`).
 //! - [`view::View`]: the current row of each key of a stream or changelog, kept where the host's
 //!   HTTP API reads it (`builtin:view`).
 //!
@@ -18,6 +20,7 @@
 
 mod group;
 pub mod join;
+pub mod top;
 pub mod updating;
 pub mod values;
 pub mod view;
