@@ -458,7 +458,11 @@ pub fn sql_to_toml(
 ) -> Result<String, ConfigError> {
     let file = PathBuf::from(format!("{name}.sql"));
     let mut document = sql_document(text, &file, &sql_catalog(functions, &[]))?;
-    let mut settings = toml::Table::new();
+    // The name the server gives it replaces a `SET name`; the other settings stay.
+    let mut settings = match document.remove("pipeline") {
+        Some(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
     settings.insert("name".into(), name.into());
     document.insert("pipeline".into(), settings.into());
     let body = toml::to_string(&document).map_err(|e| ConfigError::Parse {

@@ -392,6 +392,24 @@ fn q7_finds_the_highest_bids_per_window_in_toml_and_in_sql() {
 /// `QUERY.toml` on `EVENTS` events at `rate` events/s, checkpointing every 50 ms, into
 /// `out.jsonl` beside the pipeline.
 fn resumable(query: &str, rate: u64) -> String {
+    if query.ends_with(".sql") {
+        let path = sabot_test_artifacts::workspace().join(format!("examples/nexmark/{query}"));
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace(
+                "'count' = 10000000",
+                &format!("'count' = {EVENTS}, 'rate' = {rate}"),
+            )
+            .replace(
+                "SET batch_size = 8192;",
+                "SET batch_size = 2000;\nSET checkpoint.interval_ms = 50;",
+            )
+            .replace(
+                "'connector' = 'blackhole'",
+                "'connector' = 'file', 'path' = 'out.jsonl'",
+            );
+        return sabot_host::config::sql_to_toml(&text, "resumable", None).unwrap();
+    }
     let path = sabot_test_artifacts::workspace().join(format!("examples/nexmark/{query}.toml"));
     std::fs::read_to_string(path)
         .unwrap()
@@ -411,7 +429,7 @@ fn resumable(query: &str, rate: u64) -> String {
 
 #[test]
 fn join_runs_stopped_and_resumed_from_checkpoints_give_the_same_output() {
-    for query in ["q3", "q8"] {
+    for query in ["q3", "q8", "sql/q8.sql"] {
         let clean = Scratch::new();
         clean.run(&resumable(query, 0)).unwrap();
         let expected = crate::support::sorted_lines(&clean.read("out.jsonl"));
@@ -422,6 +440,31 @@ fn join_runs_stopped_and_resumed_from_checkpoints_give_the_same_output() {
             crate::checkpoint::run_in(&s, &resumable(query, 150_000), Some(3), false).unwrap();
         // People and auctions (4 events in 50) are generated; bids, which no edge reads, are not.
         let generated = EVENTS / 50 * 4;
+        assert!(first.events_in < generated, "{query}: stopped part-way");
+        let second =
+            crate::checkpoint::run_in(&s, &resumable(query, 150_000), None, false).unwrap();
+        assert_eq!(first.events_in + second.events_in, generated, "{query}");
+        assert_same_lines(
+            &crate::support::sorted_lines(&s.read("out.jsonl")),
+            &expected,
+            query,
+        );
+    }
+}
+
+#[test]
+fn rankings_stopped_and_resumed_from_checkpoints_give_the_same_output() {
+    for query in ["sql/q5.sql", "sql/q7.sql"] {
+        let clean = Scratch::new();
+        clean.run(&resumable(query, 0)).unwrap();
+        let expected = crate::support::sorted_lines(&clean.read("out.jsonl"));
+        assert!(!expected.is_empty());
+
+        let s = Scratch::new();
+        let first =
+            crate::checkpoint::run_in(&s, &resumable(query, 150_000), Some(3), false).unwrap();
+        // Only bids are generated: 46 events in 50.
+        let generated = EVENTS / 50 * 46;
         assert!(first.events_in < generated, "{query}: stopped part-way");
         let second =
             crate::checkpoint::run_in(&s, &resumable(query, 150_000), None, false).unwrap();
