@@ -2,6 +2,7 @@
 -- seconds: sliding-window counts per auction, then the first rank of each window.
 SET name = 'nexmark-q5-sql';
 SET batch_size = 8192;
+SET parallelism = 2;
 
 CREATE TABLE bid (WATERMARK FOR date_time AS date_time)
 WITH ('connector' = 'nexmark', 'kind' = 'bid', 'count' = 10000000);

@@ -2,6 +2,7 @@
 -- which they registered: each side's sellers per window, joined on the seller and the window.
 SET name = 'nexmark-q8-sql';
 SET batch_size = 8192;
+SET parallelism = 2;
 
 CREATE TABLE person (WATERMARK FOR date_time AS date_time)
 WITH ('connector' = 'nexmark', 'kind' = 'person', 'count' = 10000000);

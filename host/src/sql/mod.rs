@@ -150,6 +150,7 @@ fn compile_with(
     let mut inserts = Vec::new();
     let mut materialized = Vec::new();
     let mut settings = toml::Table::new();
+    let mut parallelism: Option<i64> = None;
     for (i, statement) in statements.iter().enumerate() {
         match statement {
             Statement::CreateTable(create) => {
@@ -194,6 +195,11 @@ fn compile_with(
                 }
             }
             Statement::Insert(insert) => inserts.push(insert),
+            Statement::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) if variable.to_string().eq_ignore_ascii_case("parallelism") => {
+                parallelism = Some(parallelism_of(source, values, variable.span())?);
+            }
             Statement::Set(Set::SingleAssignment {
                 variable, values, ..
             }) => set(source, &mut settings, variable, values)?,
@@ -263,6 +269,17 @@ fn compile_with(
             "FOR SYSTEM_TIME AS OF belongs after the right table of a JOIN",
         ));
     }
+    // Keyed agents (windows, joins, aggregates, rankings per key, views) run as many instances,
+    // each with its share of the keys.
+    if let Some(n) = parallelism {
+        for (_, agent) in planner.agents.iter_mut() {
+            if let Some(agent) = agent.as_table_mut()
+                && agent.contains_key("key")
+            {
+                agent.insert("parallelism".into(), n.into());
+            }
+        }
+    }
     let mut document = toml::Table::new();
     document.insert(
         "edges".into(),
@@ -293,6 +310,30 @@ const SETTINGS: &[&str] = &[
     "checkpoint",
 ];
 
+/// `SET parallelism = 2`: the instances of each keyed agent.
+fn parallelism_of(
+    source: Source<'_>,
+    values: &[sqlparser::ast::Expr],
+    span: Span,
+) -> Result<i64, SqlError> {
+    let max = crate::config::MAX_PARALLELISM as i64;
+    let n = match values {
+        [sqlparser::ast::Expr::Value(v)] => match &v.value {
+            sqlparser::ast::Value::Number(n, _) => n.parse::<i64>().ok(),
+            sqlparser::ast::Value::SingleQuotedString(n) => n.parse::<i64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match n {
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(source.error(
+            values.first().map_or(span, Spanned::span),
+            format!("SET parallelism takes a number of instances from 1 to {max}"),
+        )),
+    }
+}
+
 /// `SET batch_size = 8192`, `SET checkpoint.interval_ms = 1000`: a `[pipeline]` setting.
 fn set(
     source: Source<'_>,
@@ -311,7 +352,7 @@ fn set(
         return Err(source.error(
             span,
             format!(
-                "unknown setting `{variable}` (expected one of: {})",
+                "unknown setting `{variable}` (expected parallelism or one of: {})",
                 SETTINGS.join(", ")
             ),
         ));

@@ -185,7 +185,10 @@ impl Planner<'_> {
             return Err(self.error(span, format!("{}() takes no arguments", f.name)));
         }
         let Some(WindowType::WindowSpec(spec)) = &f.over else {
-            return Err(self.error(span, "a named window (OVER w) is not supported: write OVER (PARTITION BY … ORDER BY …)"));
+            return Err(self.error(
+                span,
+                "a named window (OVER w) is not supported: write OVER (PARTITION BY … ORDER BY …)",
+            ));
         };
         if spec.window_frame.is_some() {
             return Err(self.error(span, "a ranking takes no frame (ROWS/RANGE …)"));
@@ -265,7 +268,9 @@ impl Planner<'_> {
                         .collect::<Vec<_>>()
                         .join(" or ")
                 ),
-                None => "the rows are not a windowed aggregate's, so rank per TUMBLE(time, size)".into(),
+                None => {
+                    "the rows are not a windowed aggregate's, so rank per TUMBLE(time, size)".into()
+                }
             };
             return Err(self.error(
                 span,
@@ -321,7 +326,10 @@ impl Planner<'_> {
                     if schema.field_with_name(c).is_err() {
                         return Err(self.error(
                             span,
-                            format!("no column `{c}` to rank by (columns: {})", super::plan::field_names(schema)),
+                            format!(
+                                "no column `{c}` to rank by (columns: {})",
+                                super::plan::field_names(schema)
+                            ),
                         ));
                     }
                 }
@@ -391,5 +399,195 @@ impl Planner<'_> {
             updating: false,
             windowed: windowed.or(input.windowed),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{agent_running, err, ok, strings};
+
+    const PER_CARD: &str = "CREATE VIEW per_card AS
+        SELECT card_id, COUNT(*) AS n, TUMBLE_END(ts, INTERVAL '1' MINUTE) AS minute
+        FROM transactions GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE);\n";
+
+    #[test]
+    fn a_ranking_per_window_of_an_aggregate_becomes_a_top_agent_that_keeps_what_is_read() {
+        let doc = ok(&format!(
+            "{PER_CARD}
+            INSERT INTO out SELECT minute, card_id, n FROM (
+                SELECT *, ROW_NUMBER() OVER (PARTITION BY minute ORDER BY n DESC) AS r FROM per_card
+            ) WHERE r <= 3 AND n > 1;"
+        ));
+        let top = agent_running(&doc, "builtin:top");
+        let config = &top["config"];
+        assert_eq!(config["window"].as_str(), Some("minute"), "{doc}");
+        assert_eq!(config["close_offset_ms"].as_integer(), Some(-1));
+        assert_eq!(config["limit"].as_integer(), Some(3));
+        assert_eq!(config["ranking"].as_str(), Some("row_number"));
+        assert_eq!(config["order"].as_str(), Some("n"));
+        assert_eq!(config["descending"].as_bool(), Some(true));
+        // The ranks kept need no filter; the rest of the condition stays.
+        let filter = agent_running(&doc, "builtin:filter");
+        assert_eq!(filter["config"]["where"].as_str(), Some("n > 1"));
+
+        // `r < 3` keeps two ranks; a window's start closes it `size - 1` after.
+        let doc = ok(&format!(
+            "{PER_CARD}
+            CREATE VIEW ranked AS SELECT card_id, n, minute,
+                DENSE_RANK() OVER (PARTITION BY minute ORDER BY n) AS r FROM per_card;
+            INSERT INTO out SELECT card_id, r FROM ranked WHERE r < 3;"
+        ));
+        let config = &agent_running(&doc, "builtin:top")["config"];
+        assert_eq!(config["limit"].as_integer(), Some(2));
+        assert_eq!(config["ranking"].as_str(), Some("dense_rank"));
+        assert_eq!(config["descending"].as_bool(), Some(false));
+    }
+
+    #[test]
+    fn a_ranking_of_raw_rows_per_tumbling_window_reads_the_window_it_assigns() {
+        let doc = ok("INSERT INTO out SELECT window_end, card_id, amount FROM (
+                SELECT card_id, amount, TUMBLE_END(ts, INTERVAL '10' SECOND) AS window_end,
+                    RANK() OVER (PARTITION BY TUMBLE(ts, INTERVAL '10' SECOND), country ORDER BY amount DESC) AS r
+                FROM transactions
+            ) WHERE r = 1;");
+        let top = agent_running(&doc, "builtin:top");
+        assert_eq!(top["key"].as_str(), Some("country"), "per key: {doc}");
+        let config = &top["config"];
+        assert_eq!(config["time"].as_str(), Some("ts"));
+        assert_eq!(config["size_ms"].as_integer(), Some(10_000));
+        assert_eq!(config["limit"].as_integer(), Some(1));
+        assert_eq!(config["rank_column"].as_str(), Some("r"));
+        let select = doc["agents"]
+            .as_table()
+            .unwrap()
+            .values()
+            .find(|a| a["module"].as_str() == Some("builtin:project"))
+            .unwrap();
+        assert!(
+            strings(&select["config"]["select"]).contains(&"window_end AS window_end"),
+            "{select}"
+        );
+    }
+
+    #[test]
+    fn ranking_mistakes_name_what_a_streaming_ranking_needs() {
+        let ranked = |over: &str, outer: &str| {
+            format!(
+                "{PER_CARD}INSERT INTO out SELECT card_id FROM (
+                SELECT *, {over} AS r FROM per_card) {outer};"
+            )
+        };
+        let cases = [
+            (
+                ranked("RANK() OVER (PARTITION BY minute ORDER BY n)", ""),
+                "read it from a query that filters on it",
+            ),
+            (
+                ranked(
+                    "RANK() OVER (PARTITION BY minute ORDER BY n)",
+                    "WHERE r > 3",
+                ),
+                "read it from a query that filters on it",
+            ),
+            (
+                ranked(
+                    "RANK() OVER (PARTITION BY card_id ORDER BY n)",
+                    "WHERE r = 1",
+                ),
+                "a streaming ranking is per window",
+            ),
+            (
+                ranked(
+                    "RANK() OVER (PARTITION BY minute ORDER BY n, card_id)",
+                    "WHERE r = 1",
+                ),
+                "exactly one column",
+            ),
+            (
+                ranked(
+                    "RANK() OVER (PARTITION BY minute ORDER BY n DESC NULLS FIRST)",
+                    "WHERE r = 1",
+                ),
+                "NULLS FIRST",
+            ),
+            (
+                ranked(
+                    "RANK() OVER (PARTITION BY minute, card_id, n ORDER BY n)",
+                    "WHERE r = 1",
+                ),
+                "at most one key column",
+            ),
+            (
+                ranked(
+                    "RANK() OVER (PARTITION BY minute ORDER BY nope)",
+                    "WHERE r = 1",
+                ),
+                "no column `nope`",
+            ),
+        ];
+        for (sql, expected) in cases {
+            let e = err(&sql);
+            assert!(e.message.contains(expected), "{sql}\n{e}");
+        }
+        let e = err("INSERT INTO out SELECT card_id FROM (
+            SELECT *, RANK() OVER (PARTITION BY HOP(ts, INTERVAL '1' SECOND, INTERVAL '5' SECOND) ORDER BY amount) AS r
+            FROM transactions) WHERE r = 1;");
+        assert!(e.message.contains("TUMBLE(time, size) windows"), "{e}");
+        let e = err("INSERT INTO out SELECT card_id FROM (
+            SELECT card_id, RANK() OVER (PARTITION BY TUMBLE(ts, INTERVAL '1' SECOND) ORDER BY amount)
+            FROM transactions) AS x;");
+        assert!(e.message.contains("name the ranking"), "{e}");
+    }
+
+    #[test]
+    fn windows_of_one_size_join_on_their_key_and_window() {
+        let sides = "CREATE VIEW a AS SELECT card_id, COUNT(*) AS n,
+                TUMBLE_START(ts, INTERVAL '10' SECOND) AS s FROM transactions
+                GROUP BY card_id, TUMBLE(ts, INTERVAL '10' SECOND);
+            CREATE VIEW b AS SELECT card_id, MAX(amount) AS top,
+                TUMBLE_START(ts, INTERVAL '10' SECOND) AS s, TUMBLE_END(ts, INTERVAL '10' SECOND) AS e
+                FROM transactions GROUP BY card_id, TUMBLE(ts, INTERVAL '10' SECOND);
+            CREATE VIEW h AS SELECT card_id, COUNT(*) AS n,
+                HOP_START(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND) AS s FROM transactions
+                GROUP BY card_id, HOP(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND);\n";
+        let doc = ok(&format!(
+            "{sides}
+            INSERT INTO out SELECT a.card_id, a.n, b.top, a.s
+            FROM a JOIN b ON a.card_id = b.card_id AND a.s = b.s;"
+        ));
+        let join = agent_running(&doc, "builtin:join");
+        assert_eq!(join["config"]["kind"].as_str(), Some("window"), "{doc}");
+        assert_eq!(join["config"]["size_ms"].as_integer(), Some(10_000));
+        assert_eq!(join["config"]["time"].as_str(), Some("s"));
+
+        let e = err(&format!(
+            "{sides}
+            INSERT INTO out SELECT a.card_id FROM a JOIN h ON a.card_id = h.card_id AND a.s = h.s;"
+        ));
+        assert!(e.message.contains("tumbling windows of one size"), "{e}");
+        let e = err(&format!(
+            "{sides}
+            INSERT INTO out SELECT a.card_id FROM a JOIN b ON a.card_id = b.card_id AND a.s = b.e;"
+        ));
+        assert!(e.message.contains("starts with starts"), "{e}");
+    }
+
+    #[test]
+    fn set_parallelism_runs_keyed_agents_as_that_many_instances() {
+        let doc = ok(&format!(
+            "SET parallelism = 3;\n{PER_CARD}
+            INSERT INTO out SELECT card_id, n FROM per_card WHERE n > 2;"
+        ));
+        let window = agent_running(&doc, "builtin:window");
+        assert_eq!(window["parallelism"].as_integer(), Some(3), "{doc}");
+        let filter = agent_running(&doc, "builtin:filter");
+        assert!(filter.get("parallelism").is_none(), "unkeyed: {doc}");
+        for bad in ["0", "257", "'two'"] {
+            let e = err(&format!(
+                "SET parallelism = {bad};\n{PER_CARD}
+                INSERT INTO out SELECT card_id FROM per_card;"
+            ));
+            assert!(e.message.contains("from 1 to 256"), "{bad}: {e}");
+        }
     }
 }

@@ -61,7 +61,7 @@ pub(super) fn agent_running<'a>(doc: &'a toml::Table, module: &str) -> &'a toml:
         .unwrap_or_else(|| panic!("no agent runs {module}: {doc}"))
 }
 
-fn ok(sql: &str) -> toml::Table {
+pub(super) fn ok(sql: &str) -> toml::Table {
     compile(
         &format!("{TRANSACTIONS}{sql}"),
         &Catalog::sources(&declared),
@@ -69,7 +69,7 @@ fn ok(sql: &str) -> toml::Table {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn err(sql: &str) -> SqlError {
+pub(super) fn err(sql: &str) -> SqlError {
     match compile(
         &format!("{TRANSACTIONS}{sql}"),
         &Catalog::sources(&declared),

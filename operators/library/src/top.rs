@@ -102,6 +102,9 @@ struct Candidates {
     rows: Vec<Values>,
 }
 
+/// A kept row on its way out: its window, its values, its rank.
+type Ranked = (i64, Values, i64);
+
 /// A top-N and its state.
 pub struct Top {
     windowing: Windowing,
@@ -198,7 +201,7 @@ impl Top {
                 self.limit
                     + sorted[self.limit..]
                         .iter()
-                        .take_while(|v| self.compare(v, &last).is_eq())
+                        .take_while(|v| self.compare(v, last).is_eq())
                         .count()
             }
             Ranking::DenseRank => {
@@ -289,9 +292,10 @@ impl Top {
             };
             // Merge: stored rows arrived first, so they win ties (a stable sort keeps them
             // ahead).
-            candidates
-                .rows
-                .extend(rows.iter().map(|r| columns.iter().map(|c| c.get(*r)).collect()));
+            candidates.rows.extend(
+                rows.iter()
+                    .map(|r| columns.iter().map(|c| c.get(*r)).collect()),
+            );
             candidates
                 .rows
                 .sort_by(|a, b| self.compare(&a[order_index], &b[order_index]));
@@ -338,7 +342,7 @@ impl Top {
         let closed = self.windows.get_many(&pairs)?;
         self.windows.remove_many(&pairs)?;
         // One batch per run of windows with the same columns.
-        let mut pending: Option<(SideSchema, Vec<(i64, Values, i64)>)> = None;
+        let mut pending: Option<(SideSchema, Vec<Ranked>)> = None;
         for ((_, window), candidates) in pairs.iter().zip(closed) {
             let Some(c) = candidates else { continue };
             if let Some((schema, rows)) = pending.take_if(|(s, _)| *s != c.schema) {
@@ -367,11 +371,7 @@ impl Top {
         Ok(())
     }
 
-    fn output(
-        &self,
-        schema: &SideSchema,
-        rows: Vec<(i64, Values, i64)>,
-    ) -> Result<RecordBatch, AgentError> {
+    fn output(&self, schema: &SideSchema, rows: Vec<Ranked>) -> Result<RecordBatch, AgentError> {
         let mut fields: Vec<Field> = Vec::new();
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (i, (name, ty)) in schema.names.iter().zip(&schema.types).enumerate() {
@@ -383,11 +383,7 @@ impl Top {
         }
         if let Windowing::Tumbling { size, .. } = &self.windowing {
             for (name, shift) in [("window_start", 0), ("window_end", *size)] {
-                fields.push(Field::new(
-                    name,
-                    OutType::TimestampMs.data_type(),
-                    false,
-                ));
+                fields.push(Field::new(name, OutType::TimestampMs.data_type(), false));
                 columns.push(values::build(
                     OutType::TimestampMs,
                     rows.iter().map(|r| Some(Value::I(r.0 + shift))).collect(),
@@ -400,7 +396,10 @@ impl Top {
                 rows.iter().map(|r| r.2),
             )));
         }
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     }
 }
 
@@ -435,7 +434,10 @@ mod tests {
 
     #[test]
     fn row_number_keeps_exactly_the_limit() {
-        assert_eq!(cut(&top("row_number", 2, true), &[Some(9), Some(9), Some(9)]), 2);
+        assert_eq!(
+            cut(&top("row_number", 2, true), &[Some(9), Some(9), Some(9)]),
+            2
+        );
         assert_eq!(cut(&top("row_number", 5, true), &[Some(9)]), 1);
     }
 
