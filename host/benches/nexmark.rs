@@ -268,7 +268,7 @@ fn main() {
 
     // The queries written in SQL beside their hand-written pipelines, interleaved so that both
     // see the same machine.
-    let sql = ["q0", "q1", "q2", "q3", "q5", "q7", "q8"];
+    let sql = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
     for q in sql {
         sabot(&runtime, &format!("sql/{q}.sql"), 10_000);
     }

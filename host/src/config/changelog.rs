@@ -3,7 +3,8 @@
 //! A `builtin:aggregate` (a `GROUP BY` without a window) emits a changelog — each group's new
 //! result whenever it changes, with an `_op` column saying `upsert` or `delete` (see
 //! `sabot_sdk::changelog`). The built-in filter and project keep a changelog a changelog; a
-//! window or join cannot read one, except a lookup join's right side whose `op` is `_op`; a
+//! window, join or top-N cannot read one, except a lookup join's right side whose `op` is `_op`;
+//! an aggregate reads one when its config names the changelog's key (`changelog_key`); a
 //! `builtin:view` applies it; user agents receive it as it is.
 //! Of the sinks, a Kafka sink with a `key` applies it (upserts as records, deletes as
 //! tombstones), stdout prints it and the blackhole drops it; a file can only append, so a
@@ -33,6 +34,14 @@ fn applies_changes(spec: &PipelineSpec, agent: &str) -> bool {
     let config: serde_json::Value =
         serde_json::from_str(&spec.agents[agent].config).unwrap_or_default();
     config["kind"] == "lookup" && config["op"] == sabot_sdk::changelog::OP_COLUMN
+}
+
+/// Whether `agent` is an aggregate that reads a changelog (its config names the changelog's
+/// key).
+fn reads_changes(spec: &PipelineSpec, agent: &str) -> bool {
+    let config: serde_json::Value =
+        serde_json::from_str(&spec.agents[agent].config).unwrap_or_default();
+    config["changelog_key"].is_string()
 }
 
 /// The agents whose output is a changelog, with the aggregate each one comes from.
@@ -75,7 +84,17 @@ pub(super) fn check(spec: &PipelineSpec) -> Result<(), (String, String)> {
             if e.to_port == 1 && applies_changes(spec, &e.to) {
                 continue;
             }
-            if let Some(op @ ("window" | "join")) = builtin(spec, &e.to) {
+            if builtin(spec, &e.to) == Some("aggregate") && !reads_changes(spec, &e.to) {
+                return Err((
+                    format!("[agents.{}] field `config`", e.to),
+                    format!(
+                        "has no `changelog_key`, and {what} ({why}): set changelog_key to the \
+                         column that changelog is keyed by, so that each change is taken back \
+                         out of its group before the new values are added"
+                    ),
+                ));
+            }
+            if let Some(op @ ("window" | "join" | "top")) = builtin(spec, &e.to) {
                 return Err((
                     format!("[agents.{}]", e.to),
                     format!(

@@ -7,7 +7,8 @@
 //!   arrives (an updating query on the right is a table: its deletes remove keys);
 //! - interval: `JOIN clicks AS c ON v.user = c.user AND c.ts BETWEEN v.ts - INTERVAL '5' SECOND
 //!   AND v.ts + INTERVAL '1' MINUTE` joins each left row with every right row of its key whose
-//!   event time is within the bounds.
+//!   event time is within the bounds; the upper bound may instead be another time column of the
+//!   left row (`b.ts BETWEEN a.ts AND a.expires`).
 //!
 //! Joins are inner. The output has the left columns, then the right ones except the key,
 //! renamed `right_NAME` where a left column has the same name; `q.price` in the query resolves
@@ -16,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_schema::{Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use sqlparser::ast::{
     BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Spanned, TableFactor,
 };
@@ -127,6 +128,7 @@ impl Planner<'_> {
         split_and(on, &mut conjuncts);
         let mut key: Option<String> = None;
         let mut bounds: Option<(i64, i64)> = None;
+        let mut upper_column: Option<String> = None;
         // `l.window_start = r.window_start` (or the ends): the same window of both sides.
         let mut same_window: Vec<(Bound, String, String)> = Vec::new();
         for c in &conjuncts {
@@ -200,7 +202,23 @@ impl Planner<'_> {
                         }
                     }
                     let lower = self.offset(low, &left_time, &resolve)?;
-                    let upper = self.offset(high, &left_time, &resolve)?;
+                    // The upper bound may be another time of the left row (an expiry).
+                    let upper = match resolve(high) {
+                        Some((Of::Left, c)) if c != left_time => {
+                            if let Some(schema) = &left.schema {
+                                let ty = schema.field_with_name(&c).map(|f| f.data_type().clone());
+                                if !matches!(ty, Ok(DataType::Int64 | DataType::Timestamp(..))) {
+                                    return Err(self.error(
+                                        high.span(),
+                                        format!("`{c}` bounds the right side's time, so it is a timestamp or int64 milliseconds, not {}", ty.map_or("a column of the left side".to_owned(), |t| t.to_string())),
+                                    ));
+                                }
+                            }
+                            upper_column = Some(c);
+                            i64::MAX
+                        }
+                        _ => self.offset(high, &left_time, &resolve)?,
+                    };
                     if lower > upper {
                         return Err(self.error(
                             c.span(),
@@ -285,7 +303,10 @@ impl Planner<'_> {
             (None, Some((lower, upper))) => {
                 config.insert("kind".into(), "interval".into());
                 config.insert("lower_ms".into(), lower.into());
-                config.insert("upper_ms".into(), upper.into());
+                match upper_column {
+                    Some(c) => config.insert("upper_column".into(), c.into()),
+                    None => config.insert("upper_ms".into(), upper.into()),
+                };
             }
             (Some(v), Some(_)) => {
                 return Err(self.error(v.span, "a join is temporal (FOR SYSTEM_TIME AS OF) or bounded in time (BETWEEN), not both"));

@@ -273,8 +273,13 @@ fn compile_with(
     // each with its share of the keys.
     if let Some(n) = parallelism {
         for (_, agent) in planner.agents.iter_mut() {
+            // An aggregate over a changelog runs as one instance: a row may change groups.
             if let Some(agent) = agent.as_table_mut()
                 && agent.contains_key("key")
+                && agent
+                    .get("config")
+                    .and_then(|c| c.get("changelog_key"))
+                    .is_none()
             {
                 agent.insert("parallelism".into(), n.into());
             }

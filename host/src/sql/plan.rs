@@ -729,7 +729,14 @@ impl<'a> Planner<'a> {
             stream = self.rank(&mut items, stream, hint)?;
         }
         if aggregated {
-            stream = self.group_by(select, &mut items, &mut having, stream, hint)?;
+            // `GROUP BY a.auction` groups by the column `a.auction` is downstream.
+            let mut unqualified = select.clone();
+            if let GroupByExpr::Expressions(exprs, _) = &mut unqualified.group_by {
+                for e in exprs {
+                    self.unqualify(e, &qualifiers)?;
+                }
+            }
+            stream = self.group_by(&unqualified, &mut items, &mut having, stream, hint)?;
         }
         if let (Some(condition), Some(original)) = (&having, &select.having) {
             self.check_predicate(condition, original.span(), &stream)?;

@@ -31,12 +31,18 @@ impl Planner<'_> {
         hint: &str,
     ) -> Result<Stream, SqlError> {
         let group_span = select.span();
-        if input.updating {
-            return Err(self.error(
-                group_span,
-                "an aggregate over an updating query (GROUP BY without a window) is not supported: aggregate the rows it reads instead",
-            ));
-        }
+        // Over an updating query, each changed row is taken back out of its group before its
+        // new values are added: the changelog's key says which row a change replaces.
+        let changelog_key = match (&input.updating, &input.grouped) {
+            (false, _) => None,
+            (true, Some(Grouped { key: Some(k), .. })) => Some(k.clone()),
+            (true, _) => {
+                return Err(self.error(
+                    group_span,
+                    "an aggregate over an updating query of one group (GROUP BY nothing) is not supported: group that query by a column",
+                ));
+            }
+        };
         let GroupByExpr::Expressions(groups, modifiers) = &select.group_by else {
             return Err(self.error(
                 group_span,
@@ -54,6 +60,12 @@ impl Planner<'_> {
         for g in groups {
             match g {
                 Expr::Function(f) if window_kind(&f.name.to_string()).is_some() => {
+                    if changelog_key.is_some() {
+                        return Err(self.error(
+                            g.span(),
+                            "a window over an updating query (GROUP BY without a window) is not supported: its rows change after a window would close; window the rows it reads instead",
+                        ));
+                    }
                     if window.is_some() {
                         return Err(self.error(g.span(), "one window per GROUP BY"));
                     }
@@ -261,8 +273,23 @@ impl Planner<'_> {
                 format!("the user-defined aggregate `{}` needs a window: GROUP BY …, TUMBLE(time, size), HOP(…) or SESSION(…) (it folds each window's values when the window closes)", udaf.name),
             ));
         }
+        if changelog_key.is_some() {
+            if let Some(a) = aggregates.iter().find(|a| {
+                !["count(", "sum(", "mean("]
+                    .iter()
+                    .any(|f| a.spec.starts_with(f))
+            }) {
+                return Err(self.error(
+                    group_span,
+                    format!("`{}` over an updating query: a changed row is taken back out of its group, which COUNT, SUM and AVG can do and MIN, MAX, FIRST_VALUE and LAST_VALUE cannot", a.spec),
+                ));
+            }
+        }
         let Some((time, mut config, _)) = window else {
             let mut config = toml::Table::new();
+            if let Some(k) = &changelog_key {
+                config.insert("changelog_key".into(), k.clone().into());
+            }
             if let Some(key) = &key {
                 config.insert("key".into(), key.clone().into());
             }

@@ -195,6 +195,58 @@ path = "out.jsonl"
     );
 }
 
+#[test]
+fn an_aggregate_of_a_changelog_names_its_key_and_takes_each_change_back() {
+    let s = Scratch::new();
+    // An aggregate of the changelog must say what it is keyed by, to take changes back.
+    let again = |config: &str| {
+        format!(
+            r#"edges = ["gen -> totals -> again -> out"]
+[sources.gen]
+type = "generator"
+count = 100
+[agents.totals]
+module = "builtin:aggregate"
+key = "card_id"
+config = {{ key = "card_id", aggregates = ["count(*) AS n"] }}
+[agents.again]
+module = "builtin:aggregate"
+key = "n"
+config = {{ key = "n", aggregates = ["count(*) AS cards"]{config} }}
+[sinks.out]
+type = "stdout"
+"#
+        )
+    };
+    s.write("again.toml", &again(""));
+    let out = sabot(&["validate", "again.toml"], s.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[agents.again] field `config`: has no `changelog_key`"),
+        "{}",
+        stderr(&out)
+    );
+    s.write("again.toml", &again(", changelog_key = \"card_id\""));
+    let out = sabot(&["run", "again.toml"], s.dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // How many cards have made each number of transactions, as it stood at the end: each card
+    // counted once, in its last group.
+    let mut last: std::collections::BTreeMap<i64, i64> = Default::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let n = row["n"].as_i64().unwrap();
+        if row["_op"] == "delete" {
+            last.remove(&n);
+        } else {
+            last.insert(n, row["cards"].as_i64().unwrap());
+        }
+    }
+    let cards: i64 = last.iter().map(|(_, c)| c).sum();
+    let transactions: i64 = last.iter().map(|(n, c)| n * c).sum();
+    assert_eq!(transactions, 100, "{last:?}");
+    assert!(cards > 0 && cards <= 100, "{last:?}");
+}
+
 /// The rows of a view, paged through with `limit` and `after`.
 fn scan(s: &Server, view: &str, limit: usize) -> Vec<Value> {
     let mut rows = Vec::new();

@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `lookup` | the right row of its key as the table stands when the left row arrives (processing time) | at once |
 //! | `temporal` | the right row of its key as of the left row's event time: the latest version with a time at or before it | when the watermark passes the left row |
-//! | `interval` | every right row of its key with `lower_ms ≤ right.time − left.time ≤ upper_ms` | when the second row of a pair arrives |
+//! | `interval` | every right row of its key with `lower_ms ≤ right.time − left.time ≤ upper_ms` (or, with `upper_column` instead of `upper_ms`, `right.time ≤` that column of the left row: an absolute time, e.g. an auction's expiry) | when the second row of a pair arrives |
 //! | `window` | every right row of its key in the same tumbling window of `size_ms` | when the watermark passes the window |
 //!
 //! Joins are inner. The output has the left input's columns, then the right input's except the
@@ -55,6 +55,9 @@ pub struct JoinConfig {
     pub op: Option<String>,
     pub lower_ms: Option<i64>,
     pub upper_ms: Option<i64>,
+    /// A left column (a timestamp or int64 milliseconds) bounding its right rows' times, instead
+    /// of `upper_ms`.
+    pub upper_column: Option<String>,
     pub size_ms: Option<i64>,
 }
 
@@ -99,6 +102,7 @@ pub struct Join {
     time: Option<String>,
     right_time: Option<String>,
     op: Option<String>,
+    upper_column: Option<String>,
     state: ValueState<KeyState>,
 }
 
@@ -123,10 +127,16 @@ impl Join {
             "lookup" => Kind::Lookup,
             "temporal" => Kind::Temporal,
             "interval" => {
-                let (lower, upper) = (
-                    need(config.lower_ms, "lower_ms")?,
-                    need(config.upper_ms, "upper_ms")?,
-                );
+                let lower = need(config.lower_ms, "lower_ms")?;
+                let upper = match (&config.upper_column, config.upper_ms) {
+                    (Some(_), None) => i64::MAX,
+                    (None, upper) => need(upper, "upper_ms or upper_column")?,
+                    (Some(_), Some(_)) => {
+                        return Err(AgentError::invalid_config(
+                            "an interval join's upper bound is upper_ms or upper_column, not both",
+                        ));
+                    }
+                };
                 if lower > upper {
                     return Err(AgentError::invalid_config(format!(
                         "lower_ms ({lower}) must not exceed upper_ms ({upper})"
@@ -161,6 +171,7 @@ impl Join {
             right_time: config.right_time.or_else(|| config.time.clone()),
             time: config.time,
             op: config.op,
+            upper_column: config.upper_column,
             state: ValueState::new(&format!("{name}.keys")),
         })
     }
@@ -357,22 +368,24 @@ impl Join {
                         timers::register_event_time(key, ts);
                     }
                     Kind::Interval { lower, upper } => {
+                        let until = self.until(upper, state.left_schema.as_ref());
                         if right {
                             for (lt, l) in &state.left {
-                                if lt + lower <= ts && ts <= lt + upper {
+                                if lt + lower <= ts && ts <= until(*lt, l) {
                                     pairs.push((l.clone(), values.clone()));
                                 }
                             }
                             state.right.push((ts, Some(values)));
                             timers::register_event_time(key, ts - lower);
                         } else {
+                            let last = until(ts, &values);
                             for (rt, r) in &state.right {
-                                if ts + lower <= *rt && *rt <= ts + upper {
+                                if ts + lower <= *rt && *rt <= last {
                                     pairs.push((values.clone(), r.clone().unwrap_or_default()));
                                 }
                             }
                             state.left.push((ts, values));
-                            timers::register_event_time(key, ts + upper);
+                            timers::register_event_time(key, last.max(ts));
                         }
                     }
                     Kind::Window { size } => {
@@ -410,6 +423,23 @@ impl Join {
             );
         }
         Ok(())
+    }
+
+    /// The latest right time a left row (its time and values) matches: `upper_ms` after its
+    /// time, or its `upper_column` (a null bound matches nothing).
+    fn until(&self, upper: i64, left: Option<&SideSchema>) -> impl Fn(i64, &Values) -> i64 {
+        let column = self
+            .upper_column
+            .as_ref()
+            .map(|c| left.and_then(|s| s.names.iter().position(|n| n == c)));
+        move |ts, values| match column {
+            None => ts.saturating_add(upper),
+            Some(Some(i)) => match values.get(i) {
+                Some(Some(Value::I(v))) => *v,
+                _ => i64::MIN,
+            },
+            Some(None) => i64::MIN,
+        }
     }
 
     fn is_late(&self, right: bool, ts: i64, watermark: i64) -> bool {
@@ -463,7 +493,8 @@ impl Join {
                     }
                 }
                 Kind::Interval { lower, upper } => {
-                    state.left.retain(|(ts, _)| ts + upper > t);
+                    let until = self.until(upper, state.left_schema.as_ref());
+                    state.left.retain(|(ts, l)| until(*ts, l) > t);
                     state.right.retain(|(ts, _)| ts - lower > t);
                 }
                 Kind::Window { size } => {

@@ -262,14 +262,25 @@ impl Top {
         let stored = self.windows.get_many(&pairs)?;
         let mut writes = Vec::with_capacity(pairs.len());
         for (((key, window), pair), stored) in groups.order.iter().zip(&pairs).zip(stored) {
-            // The batch's best rows of this window first: no other row can make the cut.
-            let mut rows: Vec<usize> = groups.rows(&(key.clone(), *window)).to_vec();
-            let values: Vec<Option<Value>> = rows.iter().map(|r| order.get(*r)).collect();
-            let mut idx: Vec<usize> = (0..rows.len()).collect();
-            idx.sort_by(|a, b| self.compare(&values[*a], &values[*b]));
-            let sorted: Vec<&Option<Value>> = idx.iter().map(|i| &values[*i]).collect();
-            idx.truncate(self.cut(&sorted));
-            rows = idx.iter().map(|i| rows[*i]).collect();
+            // A row worse than the last one kept (when as many as the limit are) cannot make
+            // the cut, and neither can one outside the batch's own best.
+            let bar = stored
+                .as_ref()
+                .filter(|c| c.rows.len() >= self.limit && self.ranking != Ranking::DenseRank)
+                .map(|c| c.rows[c.rows.len() - 1][c.order].clone());
+            let mut rows: Vec<usize> = Vec::new();
+            let mut values: Vec<Option<Value>> = Vec::new();
+            for &r in groups.rows(&(key.clone(), *window)) {
+                let v = order.get(r);
+                if bar
+                    .as_ref()
+                    .is_none_or(|bar| !self.compare(&v, bar).is_gt())
+                {
+                    rows.push(r);
+                    values.push(v);
+                }
+            }
+            let rows = self.batch_best(rows, &values);
 
             let fresh = || Candidates {
                 schema: schema.clone(),
@@ -306,6 +317,23 @@ impl Top {
             writes.push((pair.0.clone(), pair.1, candidates));
         }
         self.windows.put_many(&writes)
+    }
+
+    /// Of a batch's `rows` of one window (with their order `values`), those that could make
+    /// the cut, best first (ties in arrival order).
+    fn batch_best(&self, rows: Vec<usize>, values: &[Option<Value>]) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..rows.len()).collect();
+        let by = |a: &usize, b: &usize| self.compare(&values[*a], &values[*b]).then(a.cmp(b));
+        if self.ranking != Ranking::DenseRank && idx.len() > self.limit {
+            // Only what ties with the limit-th best or beats it needs sorting.
+            idx.select_nth_unstable_by(self.limit - 1, by);
+            let nth = values[idx[self.limit - 1]].clone();
+            idx.retain(|i| !self.compare(&values[*i], &nth).is_gt());
+        }
+        idx.sort_by(by);
+        let sorted: Vec<&Option<Value>> = idx.iter().map(|i| &values[*i]).collect();
+        idx.truncate(self.cut(&sorted));
+        idx.into_iter().map(|i| rows[i]).collect()
     }
 
     /// The input's columns as kept (the order column among them).
@@ -453,6 +481,28 @@ mod tests {
     fn dense_rank_keeps_the_rows_of_the_first_distinct_values() {
         let t = top("dense_rank", 2, true);
         assert_eq!(cut(&t, &[Some(9), Some(9), Some(8), Some(8), Some(7)]), 4);
+    }
+
+    #[test]
+    fn a_batch_keeps_its_best_rows_and_every_tie_at_the_cut_in_arrival_order() {
+        let values: Vec<Option<Value>> = [5, 9, 7, 9, 1, 7, 7]
+            .iter()
+            .map(|v| Some(Value::I(*v)))
+            .collect();
+        let rows: Vec<usize> = (10..17).collect();
+        assert_eq!(
+            top("rank", 3, true).batch_best(rows.clone(), &values),
+            [11, 13, 12, 15, 16]
+        );
+        assert_eq!(
+            top("row_number", 3, true).batch_best(rows.clone(), &values),
+            [11, 13, 12]
+        );
+        assert_eq!(
+            top("dense_rank", 2, true).batch_best(rows.clone(), &values),
+            [11, 13, 12, 15, 16]
+        );
+        assert_eq!(top("rank", 1, false).batch_best(rows, &values), [14]);
     }
 
     #[test]

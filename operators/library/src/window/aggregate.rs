@@ -163,6 +163,31 @@ impl Acc {
         }
     }
 
+    /// Whether [`Acc::retract`] can take a value back out of this accumulator.
+    pub fn retracts(function: Function) -> bool {
+        matches!(function, Function::Count | Function::Sum | Function::Mean)
+    }
+
+    /// Takes back a value [`Acc::add`] added (`count`, `sum` and `mean` only: see
+    /// [`Acc::retracts`]; others are left as they are).
+    pub fn retract(&mut self, value: Option<Value>) {
+        let Some(v) = value else { return };
+        match (self, v) {
+            (Acc::Count(n), _) => *n -= 1,
+            (Acc::SumI(s), Value::I(x)) => *s = Some(s.unwrap_or(0).wrapping_sub(x)),
+            (Acc::SumF(s), Value::F(x)) => *s = Some(s.unwrap_or(0.0) - x),
+            (Acc::Mean(sum, n), Value::I(x)) => {
+                *sum -= x as f64;
+                *n -= 1;
+            }
+            (Acc::Mean(sum, n), Value::F(x)) => {
+                *sum -= x;
+                *n -= 1;
+            }
+            _ => {}
+        }
+    }
+
     /// Folds `later` (the state of events that arrived after this one's) into this one.
     pub fn merge(&mut self, later: Acc) {
         match (self, later) {

@@ -1,0 +1,24 @@
+-- Nexmark q4: average closing price per category — each auction's highest bid between its
+-- opening and its expiry, then the average of those per category. Both aggregates are updating:
+-- an auction's highest bid changes as bids arrive, and the average takes its earlier value back.
+SET name = 'nexmark-q4-sql';
+SET batch_size = 8192;
+SET parallelism = 2;
+
+CREATE TABLE auction (WATERMARK FOR date_time AS date_time)
+WITH ('connector' = 'nexmark', 'kind' = 'auction', 'count' = 10000000);
+CREATE TABLE bid (WATERMARK FOR date_time AS date_time)
+WITH ('connector' = 'nexmark', 'kind' = 'bid', 'count' = 10000000);
+
+CREATE VIEW auctions AS SELECT id AS auction, category, date_time, expires FROM auction;
+
+CREATE VIEW winners AS
+SELECT a.auction, FIRST_VALUE(a.category) AS category, MAX(b.price) AS final
+FROM auctions AS a
+JOIN bid AS b ON a.auction = b.auction AND b.date_time BETWEEN a.date_time AND a.expires
+GROUP BY a.auction;
+
+CREATE TABLE out WITH ('connector' = 'blackhole');
+
+INSERT INTO out
+SELECT category, AVG(final) AS average, COUNT(*) AS auctions FROM winners GROUP BY category;
