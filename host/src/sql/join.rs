@@ -14,7 +14,7 @@
 //! renamed `right_NAME` where a left column has the same name; `q.price` in the query resolves
 //! to whichever name it has.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -42,6 +42,7 @@ impl Planner<'_> {
         scope: &mut Vec<Side>,
         join: &Join,
         hint: &str,
+        used: Option<&HashSet<String>>,
     ) -> Result<Stream, SqlError> {
         let span = join.relation.span();
         let constraint = match &join.join_operator {
@@ -65,6 +66,8 @@ impl Planner<'_> {
             _ => None,
         };
         let (right, right_side) = self.relation(&join.relation, hint)?;
+        let left = self.prune(left, used, hint, span)?;
+        let right = self.prune(right, used, hint, span)?;
         // `AS OF PROCTIME()`: the right side as it stands when a left row arrives.
         let lookup = version.as_ref().is_some_and(|v| {
             matches!(&v.column, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("PROCTIME"))
@@ -368,6 +371,36 @@ impl Planner<'_> {
             return Ok(stream);
         }
         Ok(Stream::rows(vec![agent], schema, time))
+    }
+
+    /// `stream` without the columns the query does not name (its event time stays): a join
+    /// keeps its rows in state, so what it does not need costs on every row.
+    fn prune(
+        &mut self,
+        stream: Stream,
+        used: Option<&HashSet<String>>,
+        hint: &str,
+        span: Span,
+    ) -> Result<Stream, SqlError> {
+        let (Some(used), Some(schema)) = (used, &stream.schema) else {
+            return Ok(stream);
+        };
+        if stream.updating || stream.nodes.len() != 1 {
+            return Ok(stream);
+        }
+        let keep: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .filter(|c| used.contains(*c) || stream.time.as_ref() == Some(*c))
+            .cloned()
+            .collect();
+        if keep.len() == schema.fields().len() || keep.is_empty() {
+            return Ok(stream);
+        }
+        let items: Vec<String> = keep.iter().map(|c| super::plan::quote(c)).collect();
+        let agent = self.fresh(&format!("{hint}_columns"));
+        self.project(&agent, &stream, &items, span)
     }
 
     /// A bound `left_time [± INTERVAL …]` as milliseconds from the left row's time.

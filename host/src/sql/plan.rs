@@ -660,8 +660,14 @@ impl<'a> Planner<'a> {
             _ => select.selection.clone(),
         };
         let mut qualifiers = vec![side];
+        // Only the columns the query names cross a join (and are kept in its state).
+        let used = if from.joins.is_empty() {
+            None
+        } else {
+            used_columns(select)
+        };
         for join in &from.joins {
-            stream = self.join(stream, &mut qualifiers, join, hint)?;
+            stream = self.join(stream, &mut qualifiers, join, hint, used.as_ref())?;
         }
 
         // The columns a `SELECT *` returns, before any function's result joins them.
@@ -989,6 +995,34 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// Every column name a query mentions (qualified or not), or `None` when it selects `*`.
+fn used_columns(select: &Select) -> Option<HashSet<String>> {
+    if select.projection.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    }) {
+        return None;
+    }
+    let mut used = HashSet::new();
+    let _ = sqlparser::ast::visit_expressions(select, |e| {
+        match e {
+            Expr::Identifier(c) => {
+                used.insert(c.value.clone());
+            }
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(c) = parts.last() {
+                    used.insert(c.value.clone());
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Some(used)
+}
+
 /// The name column `column` has after a projection of `items` (`None`: dropped).
 fn kept_as(items: &[String], column: &str) -> Option<String> {
     items.iter().rev().find_map(|item| {
@@ -1034,7 +1068,7 @@ pub(super) fn field_names(schema: &SchemaRef) -> String {
 }
 
 /// A column name as a SQL identifier.
-fn quote(name: &str) -> String {
+pub(super) fn quote(name: &str) -> String {
     if !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())

@@ -461,10 +461,21 @@ fn joins_are_temporal_or_bounded_in_time_and_resolve_qualified_columns() {
         "q.amount collides with t.amount"
     );
     let edges: Vec<&str> = strings(&doc["edges"]);
+    let into_join: Vec<&str> = edges
+        .iter()
+        .copied()
+        .filter(|e| e.ends_with("-> out_join"))
+        .collect();
     assert_eq!(
-        edges[..2],
-        ["transactions -> out_join", "quotes -> out_join"],
+        into_join,
+        ["out_columns -> out_join", "quotes -> out_join"],
         "the left side is input 0"
+    );
+    // Only the columns the query names (and the event time) cross the join.
+    assert_eq!(
+        strings(&doc["agents"]["out_columns"]["config"]["select"]),
+        ["txn_id", "ts", "amount", "country"],
+        "{doc}"
     );
 
     let doc = ok(&format!("{quotes}

@@ -346,6 +346,9 @@ impl Join {
             } else {
                 state.left_schema = Some(side.schema.clone());
             }
+            // An interval join clears a key's rows when the watermark passes the last of the
+            // batch's (rows that expire earlier are kept a little longer, and never match).
+            let mut expiry = i64::MIN;
             for &i in groups.rows(key) {
                 let (ts, values) = (side.times[i], side.rows[i].clone());
                 match self.kind {
@@ -376,7 +379,7 @@ impl Join {
                                 }
                             }
                             state.right.push((ts, Some(values)));
-                            timers::register_event_time(key, ts - lower);
+                            expiry = expiry.max(ts - lower);
                         } else {
                             let last = until(ts, &values);
                             for (rt, r) in &state.right {
@@ -385,7 +388,7 @@ impl Join {
                                 }
                             }
                             state.left.push((ts, values));
-                            timers::register_event_time(key, last.max(ts));
+                            expiry = expiry.max(last.max(ts));
                         }
                     }
                     Kind::Window { size } => {
@@ -398,6 +401,9 @@ impl Join {
                         timers::register_event_time(key, end - 1);
                     }
                 }
+            }
+            if expiry > i64::MIN {
+                timers::register_event_time(key, expiry);
             }
             if !pairs.is_empty()
                 && schemas.is_none()
