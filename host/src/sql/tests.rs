@@ -612,8 +612,7 @@ fn an_updating_query_goes_only_where_its_upserts_and_deletes_can_be_applied() {
         .as_table()
         .unwrap()
         .values()
-        .filter(|a| a["module"].as_str() == Some("builtin:aggregate"))
-        .last()
+        .rfind(|a| a["module"].as_str() == Some("builtin:aggregate"))
         .unwrap()["config"];
     assert_eq!(again["changelog_key"].as_str(), Some("card_id"), "{doc}");
     let e = err(&format!(

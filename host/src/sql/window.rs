@@ -273,17 +273,17 @@ impl Planner<'_> {
                 format!("the user-defined aggregate `{}` needs a window: GROUP BY …, TUMBLE(time, size), HOP(…) or SESSION(…) (it folds each window's values when the window closes)", udaf.name),
             ));
         }
-        if changelog_key.is_some() {
-            if let Some(a) = aggregates.iter().find(|a| {
+        if changelog_key.is_some()
+            && let Some(a) = aggregates.iter().find(|a| {
                 !["count(", "sum(", "mean("]
                     .iter()
                     .any(|f| a.spec.starts_with(f))
-            }) {
-                return Err(self.error(
-                    group_span,
-                    format!("`{}` over an updating query: a changed row is taken back out of its group, which COUNT, SUM and AVG can do and MIN, MAX, FIRST_VALUE and LAST_VALUE cannot", a.spec),
-                ));
-            }
+            })
+        {
+            return Err(self.error(
+                group_span,
+                format!("`{}` over an updating query: a changed row is taken back out of its group, which COUNT, SUM and AVG can do and MIN, MAX, FIRST_VALUE and LAST_VALUE cannot", a.spec),
+            ));
         }
         let Some((time, mut config, _)) = window else {
             let mut config = toml::Table::new();

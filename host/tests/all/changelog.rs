@@ -231,7 +231,7 @@ type = "stdout"
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // How many cards have made each number of transactions, as it stood at the end: each card
     // counted once, in its last group.
-    let mut last: std::collections::BTreeMap<i64, i64> = Default::default();
+    let mut last: BTreeMap<i64, i64> = Default::default();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let row: Value = serde_json::from_str(line).unwrap();
         let n = row["n"].as_i64().unwrap();
@@ -241,7 +241,7 @@ type = "stdout"
             last.insert(n, row["cards"].as_i64().unwrap());
         }
     }
-    let cards: i64 = last.iter().map(|(_, c)| c).sum();
+    let cards: i64 = last.values().sum();
     let transactions: i64 = last.iter().map(|(n, c)| n * c).sum();
     assert_eq!(transactions, 100, "{last:?}");
     assert!(cards > 0 && cards <= 100, "{last:?}");
