@@ -195,6 +195,23 @@ pub enum Command {
         #[command(flatten)]
         server: remote::ServerArgs,
     },
+    /// Read a materialized view of a running pipeline: one key's rows (`--key`), or the first
+    /// rows in key order (`--limit`).
+    View {
+        /// The view's name (its `CREATE MATERIALIZED VIEW` name, or its `builtin:view` agent).
+        name: String,
+        /// The key to read (a number is tried as an integer key first, then as text).
+        #[arg(long, conflicts_with = "limit")]
+        key: Option<String>,
+        /// How many rows to read, from the first key (1 to 10 000; default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The pipeline whose view it is, when several have a view of that name.
+        #[arg(long)]
+        pipeline: Option<String>,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
     /// List the modules uploaded to a server.
     Modules {
         #[command(flatten)]
@@ -400,6 +417,22 @@ fn execute(
         }
         Command::Tables { pipeline, server } => {
             print(&remote::tables(&remote::Client::new(&server)?, &pipeline)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::View {
+            name,
+            key,
+            limit,
+            pipeline,
+            server,
+        } => {
+            print(&remote::view(
+                &remote::Client::new(&server)?,
+                pipeline.as_deref(),
+                &name,
+                key.as_deref(),
+                limit,
+            )?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Modules { server } => {

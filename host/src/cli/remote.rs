@@ -1,5 +1,5 @@
 //! Commands against a running `sabot serve`: `deploy`, `submit`, `swap`, `pipelines`, `agents`,
-//! `tables`, `modules`, `secret`, `health`.
+//! `tables`, `view`, `modules`, `secret`, `health`.
 //!
 //! Exit codes (see [`Error::exit_code`]): 0 done; 1 the operation failed on the server (a swap
 //! rolled back, a 5xx); 2 the request was refused as invalid (4xx); 3 the server cannot be
@@ -489,6 +489,71 @@ pub fn tables(client: &Client, pipeline: &str) -> Result<String, Error> {
             })
             .collect();
         table(&["agent", "table"], rows)
+    }))
+}
+
+/// `sabot view NAME [--key K | --limit N] [--pipeline P]`: a materialized view's rows as a table, one column
+/// per field (in the order they first appear).
+pub fn view(
+    client: &Client,
+    pipeline: Option<&str>,
+    name: &str,
+    key: Option<&str>,
+    limit: Option<u32>,
+) -> Result<String, Error> {
+    let mut path = match pipeline {
+        Some(p) => format!(
+            "/v1/pipelines/{}/views/{}",
+            path_segment(p),
+            path_segment(name)
+        ),
+        None => format!("/v1/views/{}", path_segment(name)),
+    };
+    if let Some(key) = key {
+        path.push_str(&format!("?key={}", path_segment(key)));
+    } else if let Some(limit) = limit {
+        path.push_str(&format!("?limit={limit}"));
+    }
+    let answer = client.get(&path)?;
+    Ok(output(client, &answer, |a| {
+        let rows: Vec<&serde_json::Map<String, Value>> = a["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .collect();
+        let mut columns: Vec<&str> = Vec::new();
+        for row in &rows {
+            for c in row.keys() {
+                if !columns.contains(&c.as_str()) {
+                    columns.push(c);
+                }
+            }
+        }
+        let cells = rows
+            .iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| r.get(*c).map_or_else(|| "-".to_owned(), text))
+                    .collect()
+            })
+            .collect();
+        let mut out = table(&columns, cells);
+        let shown = rows.len();
+        let of = match (key, &a["next"]) {
+            (Some(k), _) if shown == 0 => format!("no rows for key {k}"),
+            (Some(k), _) => format!("{shown} rows for key {k}"),
+            (None, Value::String(_)) => {
+                format!("{shown} rows; more follow (a larger --limit shows them)")
+            }
+            (None, _) => format!("{shown} rows"),
+        };
+        out.push_str(&format!(
+            "\n({of} in view {name} of pipeline {})",
+            text(&a["pipeline"])
+        ));
+        out
     }))
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::serve::Server;
+use crate::serve::{Server, TOKEN};
 use crate::support::{Scratch, sabot, stderr};
 
 /// The generated transactions both the query and its reference read.
@@ -398,4 +398,39 @@ fn a_materialized_view_is_queried_while_it_runs_and_after_a_crash_and_resume() {
     assert_eq!(starts, sorted, "in window order");
     let total: i64 = rows.iter().map(|r| r["n"].as_i64().unwrap()).sum();
     assert_eq!(total, COUNT as i64);
+
+    // From the command line: one key, a first page, and a view that is not there.
+    let (card, (n, _)) = expected.iter().next().unwrap();
+    let out = s.cli(
+        &["view", "card_totals", "--key", &card.to_string()],
+        Some(TOKEN),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut lines = text.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>),
+        Some(vec!["CARD_ID", "N", "TOTAL"]),
+        "{text}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..2], [card.to_string(), n.to_string()], "{text}");
+    assert!(
+        text.contains("(1 rows for key") && text.contains("in view card_totals of pipeline views"),
+        "{text}"
+    );
+    let out = s.cli(&["view", "per_minute", "--limit", "3"], Some(TOKEN));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().count(),
+        5,
+        "a header, 3 rows, a footer: {text}"
+    );
+    assert!(text.contains("more follow"), "{text}");
+    let out = s.cli(&["view", "nope"], Some(TOKEN));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no view `nope`"), "{}", stderr(&out));
 }

@@ -432,52 +432,38 @@ fn resumable(query: &str, rate: u64) -> String {
         )
 }
 
+/// Runs `query` once without a stop, then stopped after three checkpoints and resumed: the two
+/// runs read the `generated` events once between them and write the same rows.
+fn assert_resumes(query: &str, generated: u64) {
+    let clean = Scratch::new();
+    clean.run(&resumable(query, 0)).unwrap();
+    let expected = crate::support::sorted_lines(&clean.read("out.jsonl"));
+    assert!(!expected.is_empty());
+
+    let s = Scratch::new();
+    let first = crate::checkpoint::run_in(&s, &resumable(query, 150_000), Some(3), false).unwrap();
+    assert!(first.events_in < generated, "{query}: stopped part-way");
+    let second = crate::checkpoint::run_in(&s, &resumable(query, 150_000), None, false).unwrap();
+    assert_eq!(first.events_in + second.events_in, generated, "{query}");
+    assert_same_lines(
+        &crate::support::sorted_lines(&s.read("out.jsonl")),
+        &expected,
+        query,
+    );
+}
+
 #[test]
 fn join_runs_stopped_and_resumed_from_checkpoints_give_the_same_output() {
     for query in ["q3", "q8", "sql/q8.sql"] {
-        let clean = Scratch::new();
-        clean.run(&resumable(query, 0)).unwrap();
-        let expected = crate::support::sorted_lines(&clean.read("out.jsonl"));
-        assert!(!expected.is_empty());
-
-        let s = Scratch::new();
-        let first =
-            crate::checkpoint::run_in(&s, &resumable(query, 150_000), Some(3), false).unwrap();
         // People and auctions (4 events in 50) are generated; bids, which no edge reads, are not.
-        let generated = EVENTS / 50 * 4;
-        assert!(first.events_in < generated, "{query}: stopped part-way");
-        let second =
-            crate::checkpoint::run_in(&s, &resumable(query, 150_000), None, false).unwrap();
-        assert_eq!(first.events_in + second.events_in, generated, "{query}");
-        assert_same_lines(
-            &crate::support::sorted_lines(&s.read("out.jsonl")),
-            &expected,
-            query,
-        );
+        assert_resumes(query, EVENTS / 50 * 4);
     }
 }
 
 #[test]
 fn rankings_stopped_and_resumed_from_checkpoints_give_the_same_output() {
     for query in ["sql/q5.sql", "sql/q7.sql"] {
-        let clean = Scratch::new();
-        clean.run(&resumable(query, 0)).unwrap();
-        let expected = crate::support::sorted_lines(&clean.read("out.jsonl"));
-        assert!(!expected.is_empty());
-
-        let s = Scratch::new();
-        let first =
-            crate::checkpoint::run_in(&s, &resumable(query, 150_000), Some(3), false).unwrap();
         // Only bids are generated: 46 events in 50.
-        let generated = EVENTS / 50 * 46;
-        assert!(first.events_in < generated, "{query}: stopped part-way");
-        let second =
-            crate::checkpoint::run_in(&s, &resumable(query, 150_000), None, false).unwrap();
-        assert_eq!(first.events_in + second.events_in, generated, "{query}");
-        assert_same_lines(
-            &crate::support::sorted_lines(&s.read("out.jsonl")),
-            &expected,
-            query,
-        );
+        assert_resumes(query, EVENTS / 50 * 46);
     }
 }

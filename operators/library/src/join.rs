@@ -346,6 +346,11 @@ impl Join {
             } else {
                 state.left_schema = Some(side.schema.clone());
             }
+            // Right rows no later left row can match: dropped as the key is read, so that a
+            // key's state stays as small as the watermark allows between its timers.
+            if let Kind::Interval { lower, .. } = self.kind {
+                state.right.retain(|(ts, _)| ts - lower > watermark);
+            }
             // An interval join clears a key's rows when the watermark passes the last of the
             // batch's (rows that expire earlier are kept a little longer, and never match).
             let mut expiry = i64::MIN;
@@ -373,13 +378,20 @@ impl Join {
                     Kind::Interval { lower, upper } => {
                         let until = self.until(upper, state.left_schema.as_ref());
                         if right {
+                            // A kept left row that ends later clears this row with its own
+                            // timer: no timer of its own then.
+                            let mut covered = false;
                             for (lt, l) in &state.left {
-                                if lt + lower <= ts && ts <= until(*lt, l) {
+                                let end = until(*lt, l);
+                                covered |= end >= ts - lower;
+                                if lt + lower <= ts && ts <= end {
                                     pairs.push((l.clone(), values.clone()));
                                 }
                             }
                             state.right.push((ts, Some(values)));
-                            expiry = expiry.max(ts - lower);
+                            if !covered {
+                                expiry = expiry.max(ts - lower);
+                            }
                         } else {
                             let last = until(ts, &values);
                             for (rt, r) in &state.right {
