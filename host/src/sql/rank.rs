@@ -26,6 +26,9 @@ use super::join::split_and;
 use super::plan::{Planner, Stream};
 use super::window::{canonical, window_column, window_kind};
 
+/// The most ranks `builtin:top` keeps per window (`sabot_operators::top::MAX_LIMIT`).
+const MAX_RANKS: u64 = 10_000;
+
 /// A ranking's alias and how many ranks the query reading it keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Kept {
@@ -202,6 +205,15 @@ impl Planner<'_> {
                 ));
             }
         };
+        if kept.limit > MAX_RANKS {
+            return Err(self.error(
+                span,
+                format!(
+                    "`{alias}` keeps {} ranks; a ranking keeps at most {MAX_RANKS} per window",
+                    kept.limit
+                ),
+            ));
+        }
         if input.updating {
             return Err(self.error(
                 span,
@@ -523,6 +535,13 @@ mod tests {
                     "WHERE r = 1",
                 ),
                 "no column `nope`",
+            ),
+            (
+                ranked(
+                    "RANK() OVER (PARTITION BY minute ORDER BY n)",
+                    "WHERE r <= 1000000",
+                ),
+                "at most 10000 per window",
             ),
         ];
         for (sql, expected) in cases {

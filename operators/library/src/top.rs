@@ -23,7 +23,7 @@
 //!   agent the same `key` to run it in parallel.
 //! - `order`: the column rows are ranked by (integers, floats, text, booleans, timestamps);
 //!   `descending` (default false) ranks the largest first. Rows whose value is null rank last.
-//! - `limit`: how many ranks are kept (≥ 1). `ranking`: `row_number` (exactly `limit` rows per
+//! - `limit`: how many ranks are kept (1 to [`MAX_LIMIT`]). `ranking`: `row_number` (exactly `limit` rows per
 //!   window, ties broken by arrival), `rank` (every row whose rank — one more than the rows
 //!   strictly before it — is at most `limit`: ties at the cut are all kept) or `dense_rank` (the
 //!   rows of the first `limit` distinct values).
@@ -52,6 +52,9 @@ use crate::group::Groups;
 use crate::join::{SideSchema, Values};
 use crate::values::{self, Column, OutType, Value};
 use crate::window::{event_times, key_values};
+
+/// The most ranks a top-N keeps per window.
+pub const MAX_LIMIT: u64 = 10_000;
 
 /// The `config` of a top-N.
 #[derive(Debug, Clone, Deserialize)]
@@ -147,8 +150,11 @@ impl Top {
                 )));
             }
         };
-        if config.limit == 0 {
-            return Err(AgentError::invalid_config("limit must be at least 1"));
+        if !(1..=MAX_LIMIT).contains(&config.limit) {
+            return Err(AgentError::invalid_config(format!(
+                "limit {} is out of range: expected 1 to {MAX_LIMIT} (a window's kept rows are rewritten with each batch, so a top-N is for the first rows, not all of them)",
+                config.limit
+            )));
         }
         Ok(Top {
             windowing,
@@ -535,8 +541,10 @@ mod tests {
         c.size_ms = Some(10);
         assert!(Top::new("t", c.clone()).is_err());
         c.window = None;
-        c.limit = 0;
-        let err = Top::new("t", c).err().unwrap();
-        assert!(err.to_string().contains("limit"), "{err}");
+        for limit in [0, MAX_LIMIT + 1] {
+            c.limit = limit;
+            let err = Top::new("t", c.clone()).err().unwrap();
+            assert!(err.to_string().contains("expected 1 to 10000"), "{err}");
+        }
     }
 }
