@@ -19,6 +19,8 @@
 //!
 //! - [`ddl`]: `CREATE TABLE` (connector options, columns, `WATERMARK FOR`).
 //! - [`plan`]: queries to chains of built-in agents (`filter`, `window`, `project`).
+//! - [`source`]: reading tables (sources) and views; [`sink`]: `INSERT INTO`, materialized
+//!   views, and where an updating query may go.
 //! - [`window`]: windowed aggregates (`window`).
 //! - [`join`]: temporal, lookup, interval and window joins (`join`).
 //! - [`rank`]: top-N per window (`top`).
@@ -31,6 +33,8 @@ mod function;
 mod join;
 mod plan;
 mod rank;
+mod sink;
+mod source;
 #[cfg(test)]
 mod tests;
 mod window;

@@ -17,14 +17,9 @@ use sqlparser::ast::{
 };
 use sqlparser::tokenizer::Span;
 
-use super::ddl::{Table, put_options, source_document};
+use super::ddl::Table;
 use super::error::{Source, SqlError};
 use super::function;
-
-/// Connectors that can be read.
-const SOURCES: &[&str] = &["file", "generator", "kafka", "nexmark"];
-/// Connectors that can be written.
-const SINKS: &[&str] = &["file", "stdout", "blackhole", "kafka"];
 
 /// What a query produces: the nodes that emit it (several after `UNION ALL`) and what is known
 /// of its rows.
@@ -113,22 +108,22 @@ pub(crate) struct Planner<'a> {
     pub(crate) functions: HashMap<String, function::Declared>,
     pub(crate) tables: IndexMap<String, Table>,
     pub(crate) views: IndexMap<String, (Query, Span)>,
-    planned_views: HashMap<String, Stream>,
+    pub(super) planned_views: HashMap<String, Stream>,
     /// The tables read so far, as the streams they are.
-    read_tables: HashMap<String, Stream>,
+    pub(super) read_tables: HashMap<String, Stream>,
     /// `FOR SYSTEM_TIME AS OF` clauses, by the start of the table name they follow.
     pub(crate) versions: Vec<super::ddl::Version>,
     /// Views being planned, to refuse a view that reads itself.
-    planning: Vec<String>,
+    pub(super) planning: Vec<String>,
     /// The materialized views (planned, in order, before the inserts).
-    materialized: HashSet<String>,
+    pub(super) materialized: HashSet<String>,
     /// The ranks the query being planned keeps of the ranking it reads, for that ranking.
     pub(super) pending_ranks: Option<super::rank::Kept>,
     pub(crate) sources: toml::Table,
     pub(crate) agents: toml::Table,
     pub(crate) sinks: toml::Table,
     pub(crate) edges: Vec<String>,
-    names: HashSet<String>,
+    pub(super) names: HashSet<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -179,190 +174,7 @@ impl<'a> Planner<'a> {
         name
     }
 
-    /// `INSERT INTO target SELECT …`.
-    pub(crate) fn insert(
-        &mut self,
-        target: &str,
-        target_span: Span,
-        columns: &[Ident],
-        query: &Query,
-    ) -> Result<(), SqlError> {
-        let table = self.tables.get(target).cloned().ok_or_else(|| {
-            self.error(
-                target_span,
-                format!(
-                    "no table `{target}` to insert into (declare it with CREATE TABLE {target} WITH ('connector' = …); tables: {})",
-                    self.table_names()
-                ),
-            )
-        })?;
-        if !SINKS.contains(&table.connector.as_str()) {
-            return Err(self.error(
-                target_span,
-                format!(
-                    "table `{target}` has connector '{}', which cannot be written (writable: {})",
-                    table.connector,
-                    SINKS.join(", ")
-                ),
-            ));
-        }
-        let stream = self.query(query, target)?;
-        if stream.updating {
-            self.check_changelog_sink(&table, &stream, target_span)?;
-        }
-        if self.read_tables.contains_key(target) {
-            return Err(self.error(
-                target_span,
-                format!("table `{target}` is read by this pipeline, so it cannot also be written"),
-            ));
-        }
-        // The sink's declared columns (or the INSERT's list) name the query's columns in order.
-        let names: Vec<String> = if columns.is_empty() {
-            table.columns.iter().map(|(c, _, _)| c.clone()).collect()
-        } else {
-            columns.iter().map(|c| c.value.clone()).collect()
-        };
-        let stream = match (&stream.schema, names.is_empty()) {
-            (_, true) | (None, _) => stream,
-            (Some(schema), false) => {
-                if schema.fields().len() != names.len() {
-                    return Err(self.error(
-                        target_span,
-                        format!(
-                            "table `{target}` takes {} columns ({}), the query gives {} ({})",
-                            names.len(),
-                            names.join(", "),
-                            schema.fields().len(),
-                            field_names(schema)
-                        ),
-                    ));
-                }
-                if schema
-                    .fields()
-                    .iter()
-                    .zip(&names)
-                    .all(|(f, n)| f.name() == n)
-                {
-                    stream
-                } else {
-                    let items: Vec<String> = schema
-                        .fields()
-                        .iter()
-                        .zip(&names)
-                        .map(|(f, n)| format!("{} AS {}", quote(f.name()), quote(n)))
-                        .collect();
-                    let agent = self.fresh(&format!("{target}_columns"));
-                    self.project(&agent, &stream, &items, target_span)?
-                }
-            }
-        };
-        if !self.sinks.contains_key(target) {
-            let mut sink = toml::Table::new();
-            sink.insert("type".into(), table.connector.clone().into());
-            put_options(&mut sink, &table);
-            self.sinks.insert(target.to_owned(), sink.into());
-            self.names.insert(target.to_owned());
-        }
-        for node in &stream.nodes {
-            self.edges.push(format!("{node} -> {target}"));
-        }
-        Ok(())
-    }
-
-    /// Keeps `names` free: the names of the materialized views, which name their agents (and
-    /// which later queries may read once they are planned).
-    pub(crate) fn reserve(&mut self, names: impl IntoIterator<Item = String>) {
-        for name in names {
-            self.names.insert(name.clone());
-            self.materialized.insert(name);
-        }
-    }
-
-    /// `CREATE MATERIALIZED VIEW name AS SELECT …`: a `builtin:view` agent named `name`, keeping
-    /// the current row of each key of the query's results where `GET /v1/views/name` reads it.
-    pub(crate) fn materialize(
-        &mut self,
-        name: &str,
-        span: Span,
-        query: &Query,
-    ) -> Result<(), SqlError> {
-        if self.tables.contains_key(name) || self.views.contains_key(name) {
-            return Err(self.error(span, format!("`{name}` is declared twice")));
-        }
-        self.planning.push(name.to_owned());
-        let stream = self.query(query, name);
-        self.planning.pop();
-        let stream = stream?;
-        let Some(grouped) = stream.grouped.clone() else {
-            return Err(self.error(
-                query.span(),
-                format!("materialized view `{name}` keeps one row per key, so its query needs GROUP BY: one key column, a window, or both (combine several columns into one, e.g. CONCAT(a, '/', b), in a view first)"),
-            ));
-        };
-        let mut config = toml::Table::new();
-        if let Some(key) = &grouped.key {
-            config.insert("key".into(), key.clone().into());
-        }
-        if grouped.window {
-            config.insert("sub_key".into(), "window_start".into());
-        }
-        self.agent(
-            name,
-            "builtin:view",
-            config,
-            grouped.key.as_deref(),
-            &stream,
-        );
-        // Another query may read the view: the rows it keeps, as they change.
-        self.planned_views.insert(name.to_owned(), stream);
-        Ok(())
-    }
-
-    /// An updating query goes only where its upserts and deletes can be applied.
-    fn check_changelog_sink(
-        &self,
-        table: &Table,
-        stream: &Stream,
-        span: Span,
-    ) -> Result<(), SqlError> {
-        let group = stream
-            .grouped
-            .as_ref()
-            .and_then(|g| g.key.clone())
-            .unwrap_or_default();
-        let why = "the query is updating: GROUP BY without a window emits a group's new result each time it changes, and deletes";
-        match table.connector.as_str() {
-            "kafka" => {
-                let key = table
-                    .options
-                    .iter()
-                    .find(|o| o.key == "key")
-                    .and_then(|o| o.value.as_str());
-                match key {
-                    Some(k) if k == group => Ok(()),
-                    Some(k) => Err(self.error(
-                        span,
-                        format!("table `{}` is keyed by `{k}`, and {why} by `{group}`: set 'key' = '{group}', so that each record replaces its key's earlier one", table.name),
-                    )),
-                    None if group.is_empty() => Err(self.error(
-                        span,
-                        format!("table `{}`: {why}, over one group with no key column, which Kafka cannot compact: GROUP BY a column, or write it to a CREATE MATERIALIZED VIEW", table.name),
-                    )),
-                    None => Err(self.error(
-                        span,
-                        format!("table `{}` needs 'key' = '{group}': {why}, and each record must replace its key's earlier one (a delete is a tombstone)", table.name),
-                    )),
-                }
-            }
-            "stdout" | "blackhole" => Ok(()),
-            other => Err(self.error(
-                span,
-                format!("table `{}` (connector '{other}') can only append, and {why}; write it to a Kafka table with 'key' = '{group}' (upserts and tombstones), a CREATE MATERIALIZED VIEW, or stdout — or aggregate over a window (TUMBLE, HOP, SESSION), whose results are final", table.name),
-            )),
-        }
-    }
-
-    fn table_names(&self) -> String {
+    pub(super) fn table_names(&self) -> String {
         let names: Vec<&str> = self
             .tables
             .keys()
@@ -376,7 +188,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn query(&mut self, query: &Query, hint: &str) -> Result<Stream, SqlError> {
+    pub(super) fn query(&mut self, query: &Query, hint: &str) -> Result<Stream, SqlError> {
         let span = query.span();
         if query.with.is_some() {
             return Err(self.error(
@@ -493,137 +305,6 @@ impl<'a> Planner<'a> {
                 ),
             )),
         }
-    }
-
-    /// Reads a table (as a source) or a view.
-    fn read(&mut self, name: &str, span: Span) -> Result<Stream, SqlError> {
-        if let Some(stream) = self.planned_views.get(name) {
-            return Ok(stream.clone());
-        }
-        if self.planning.iter().any(|v| v == name) {
-            return Err(self.error(span, format!("view `{name}` reads itself")));
-        }
-        if self.materialized.contains(name) {
-            return Err(self.error(
-                span,
-                format!("materialized view `{name}` is read before it is declared: declare it before the materialized view that reads it"),
-            ));
-        }
-        if let Some((query, _)) = self.views.get(name).cloned() {
-            self.planning.push(name.to_owned());
-            let stream = self.query(&query, name);
-            self.planning.pop();
-            let stream = stream?;
-            // A ranking keeps as many ranks as its reader says: planned for each reader.
-            if super::rank::ranking_alias(&query).is_none() {
-                self.planned_views.insert(name.to_owned(), stream.clone());
-            }
-            return Ok(stream);
-        }
-        let table = self.tables.get(name).cloned().ok_or_else(|| {
-            self.error(
-                span,
-                format!(
-                    "no table or view `{name}` (tables and views: {})",
-                    self.table_names()
-                ),
-            )
-        })?;
-        if self.sinks.contains_key(name) {
-            return Err(self.error(
-                span,
-                format!("table `{name}` is written by this pipeline, so it cannot also be read"),
-            ));
-        }
-        if !SOURCES.contains(&table.connector.as_str()) {
-            return Err(self.error(
-                span,
-                format!(
-                    "table `{name}` has connector '{}', which cannot be read (readable: {})",
-                    table.connector,
-                    SOURCES.join(", ")
-                ),
-            ));
-        }
-        if let Some(stream) = self.read_tables.get(name) {
-            return Ok(stream.clone());
-        }
-        let mut document = source_document(&table);
-        // Nexmark's people, auctions and bids are the ports of one generator, so that tables of
-        // one event sequence (same options) share it.
-        let port = if table.connector == "nexmark" {
-            let kind = document
-                .as_table_mut()
-                .and_then(|t| t.remove("kind"))
-                .and_then(|k| k.as_str().map(str::to_ascii_lowercase));
-            match kind.as_deref() {
-                Some("person") => 0,
-                Some("auction") => 1,
-                Some("bid") => 2,
-                _ => {
-                    return Err(self.error(
-                        table.span,
-                        format!("table `{name}`: a nexmark table needs 'kind' = 'person' | 'auction' | 'bid'"),
-                    ));
-                }
-            }
-        } else {
-            0
-        };
-        let schema = (self.catalog.schema_of)(&document, port);
-        if let Some(schema) = &schema {
-            for (column, _, span) in &table.columns {
-                if schema.field_with_name(column).is_err() {
-                    return Err(self.error(
-                        *span,
-                        format!(
-                            "table `{name}`: the {} connector has no column `{column}` (it gives: {})",
-                            table.connector,
-                            field_names(schema)
-                        ),
-                    ));
-                }
-            }
-            if let Some(w) = &table.watermark
-                && schema.field_with_name(&w.column).is_err()
-            {
-                return Err(self.error(
-                    w.span,
-                    format!(
-                        "table `{name}`: no column `{}` for the watermark (columns: {})",
-                        w.column,
-                        field_names(schema)
-                    ),
-                ));
-            }
-        }
-        let node = if table.connector == "nexmark" {
-            let shared = self
-                .sources
-                .iter()
-                .find(|(_, d)| **d == document)
-                .map(|(n, _)| n.clone());
-            let source = match shared {
-                Some(source) => source,
-                None => {
-                    let source = self.fresh("nexmark");
-                    self.sources.insert(source.clone(), document);
-                    source
-                }
-            };
-            format!("{source}:{port}")
-        } else {
-            self.sources.insert(name.to_owned(), document);
-            self.names.insert(name.to_owned());
-            name.to_owned()
-        };
-        let stream = Stream::rows(
-            vec![node],
-            schema,
-            table.watermark.as_ref().map(|w| w.column.clone()),
-        );
-        self.read_tables.insert(name.to_owned(), stream.clone());
-        Ok(stream)
     }
 
     fn select(&mut self, select: &Select, hint: &str) -> Result<Stream, SqlError> {
@@ -1049,7 +730,7 @@ fn item_exprs(items: &[SelectItem]) -> impl Iterator<Item = &Expr> {
     })
 }
 
-fn typed_names(schema: &SchemaRef) -> String {
+pub(super) fn typed_names(schema: &SchemaRef) -> String {
     schema
         .fields()
         .iter()
