@@ -258,6 +258,12 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     pub fn clear(&self, key: &impl StateKey) -> Result<(), AgentError> {
         self.store.delete_many(&[entry(key, Vec::new())])
     }
+
+    /// Removes the values of many keys in one crossing.
+    pub fn clear_many<K: StateKey>(&self, keys: &[K]) -> Result<(), AgentError> {
+        let keys: Vec<EntryKey> = keys.iter().map(|k| entry(k, Vec::new())).collect();
+        self.store.delete_many(&keys)
+    }
 }
 
 /// A map per key: `field → value`.

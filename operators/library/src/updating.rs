@@ -224,13 +224,14 @@ impl UpdatingAggregate {
             }
         }
 
-        let mut kept = Vec::new();
+        let (mut kept, mut gone) = (Vec::new(), Vec::new());
         for (k, c) in contributions {
             match c {
                 Some(c) => kept.push((k, c)),
-                None => self.contributions.clear(&k)?,
+                None => gone.push(k),
             }
         }
+        self.contributions.clear_many(&gone)?;
         self.contributions.set_many(&kept)?;
         let emptied: Vec<bool> = states
             .iter()
@@ -243,9 +244,13 @@ impl UpdatingAggregate {
             .filter(|(_, e)| !**e)
             .map(|(r, _)| r.clone())
             .collect();
-        for ((k, _), _) in results.iter().zip(&emptied).filter(|(_, e)| **e) {
-            self.groups.clear(k)?;
-        }
+        let cleared: Vec<&KeyValue> = results
+            .iter()
+            .zip(&emptied)
+            .filter(|(_, e)| **e)
+            .map(|((k, _), _)| k)
+            .collect();
+        self.groups.clear_many(&cleared)?;
         self.groups.set_many(&live)?;
         out.emit(self.results(&results, &emptied)?);
         Ok(())
