@@ -18,6 +18,7 @@ fn main() {
         ("aggregate", "sabot-op-aggregate", "operators/aggregate"),
         ("view", "sabot-op-view", "operators/view"),
         ("top", "sabot-op-top", "operators/top"),
+        ("over", "sabot-op-over", "operators/over"),
     ];
     let packages: Vec<(&str, &str)> = operators.iter().map(|(_, p, d)| (*p, *d)).collect();
     let paths = build_guests(&workspace, "..", &packages);

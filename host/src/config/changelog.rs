@@ -4,7 +4,8 @@
 //! result whenever it changes, with an `_op` column saying `upsert` or `delete` (see
 //! `sabot_sdk::changelog`). The built-in filter and project keep a changelog a changelog; a
 //! window, join or top-N cannot read one, except a lookup join's right side whose `op` is `_op`;
-//! an aggregate reads one when its config names the changelog's key (`changelog_key`); a
+//! an aggregate or an over-aggregate reads one when its config names the changelog's key
+//! (`changelog_key`), and an over-aggregate of a changelog emits one itself; a
 //! `builtin:view` applies it; user agents receive it as it is.
 //! Of the sinks, a Kafka sink with a `key` applies it (upserts as records, deletes as
 //! tombstones), stdout prints it and the blackhole drops it; a file can only append, so a
@@ -44,12 +45,17 @@ fn reads_changes(spec: &PipelineSpec, agent: &str) -> bool {
     config["changelog_key"].is_string()
 }
 
-/// The agents whose output is a changelog, with the aggregate each one comes from.
+/// The agents whose output is a changelog, with the aggregate (or over-aggregate of a
+/// changelog) each one comes from.
 fn changelog_agents(spec: &PipelineSpec) -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = spec
         .agents
         .keys()
-        .filter(|a| builtin(spec, a) == Some("aggregate"))
+        .filter(|a| match builtin(spec, a) {
+            Some("aggregate") => true,
+            Some("over") => reads_changes(spec, a),
+            _ => false,
+        })
         .map(|a| (a.clone(), a.clone()))
         .collect();
     let mut seen: BTreeSet<String> = found.iter().map(|(a, _)| a.clone()).collect();
@@ -71,26 +77,32 @@ fn changelog_agents(spec: &PipelineSpec) -> Vec<(String, String)> {
 /// Refuses a changelog sent where it cannot be applied; `Err((location, message))`.
 pub(super) fn check(spec: &PipelineSpec) -> Result<(), (String, String)> {
     for (from, origin) in changelog_agents(spec) {
+        let op = builtin(spec, &origin).unwrap_or("aggregate");
         let what = if from == origin {
-            format!("agent `{from}` (builtin:aggregate) sends it a changelog")
+            format!("agent `{from}` (builtin:{op}) sends it a changelog")
         } else {
-            format!(
-                "agent `{from}` passes it the changelog of agent `{origin}` (builtin:aggregate)"
-            )
+            format!("agent `{from}` passes it the changelog of agent `{origin}` (builtin:{op})")
         };
-        let why = "an updating aggregate — GROUP BY without a window — emits a group's new \
-                   result each time it changes, and deletes";
+        let why = if op == "over" {
+            "an over-aggregate of a changelog re-emits each row whose frame a change reached, \
+             and deletes"
+        } else {
+            "an updating aggregate — GROUP BY without a window — emits a group's new result each \
+             time it changes, and deletes"
+        };
         for e in spec.edges.iter().filter(|e| e.from == from) {
             if e.to_port == 1 && applies_changes(spec, &e.to) {
                 continue;
             }
-            if builtin(spec, &e.to) == Some("aggregate") && !reads_changes(spec, &e.to) {
+            if let Some(op @ ("aggregate" | "over")) = builtin(spec, &e.to)
+                && !reads_changes(spec, &e.to)
+            {
                 return Err((
                     format!("[agents.{}] field `config`", e.to),
                     format!(
                         "has no `changelog_key`, and {what} ({why}): set changelog_key to the \
-                         column that changelog is keyed by, so that each change is taken back \
-                         out of its group before the new values are added"
+                         column that changelog is keyed by, so that each change replaces the \
+                         row it changes (builtin:{op})"
                     ),
                 ));
             }

@@ -31,6 +31,7 @@ mod ddl;
 pub mod error;
 mod function;
 mod join;
+mod over;
 mod plan;
 mod rank;
 mod sink;

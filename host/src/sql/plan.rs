@@ -415,6 +415,15 @@ impl<'a> Planner<'a> {
             }
             stream = self.rank(&mut items, stream, hint)?;
         }
+        if super::over::computes_over(&items) {
+            if aggregated {
+                return Err(self.error(
+                    span,
+                    "OVER and GROUP BY in one query: aggregate in a view, then compute over its rows",
+                ));
+            }
+            stream = self.over(&mut items, stream, hint)?;
+        }
         if aggregated {
             // `GROUP BY a.auction` groups by the column `a.auction` is downstream.
             let mut unqualified = select.clone();

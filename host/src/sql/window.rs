@@ -675,6 +675,7 @@ pub(super) fn call_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
 pub(super) fn contains_aggregate(expr: &Expr) -> bool {
     visit_expressions(expr, |e| {
         if let Expr::Function(f) = e
+            && f.over.is_none()
             && matches!(
                 f.name.to_string().to_ascii_uppercase().as_str(),
                 "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "FIRST_VALUE" | "LAST_VALUE"

@@ -434,3 +434,75 @@ fn a_materialized_view_is_queried_while_it_runs_and_after_a_crash_and_resume() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no view `nope`"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_over_aggregate_of_a_changelog_names_its_key_and_emits_a_changelog_itself() {
+    let s = Scratch::new();
+    let pipeline = |config: &str, sink: &str| {
+        format!(
+            r#"edges = ["gen -> totals -> nearby -> out"]
+[sources.gen]
+type = "generator"
+count = 2000
+[agents.totals]
+module = "builtin:aggregate"
+key = "card_id"
+config = {{ key = "card_id", aggregates = ["count(*) AS n", "max(ts) AS latest"] }}
+[agents.nearby]
+module = "builtin:over"
+config = {{ order = "latest", preceding = 1, functions = ["lag(card_id) AS before"]{config} }}
+[sinks.out]
+{sink}
+"#
+        )
+    };
+    s.write("over.toml", &pipeline("", "type = \"stdout\""));
+    let out = sabot(&["validate", "over.toml"], s.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[agents.nearby] field `config`: has no `changelog_key`")
+            && stderr(&out).contains("(builtin:over)"),
+        "{}",
+        stderr(&out)
+    );
+    let keyed = ", changelog_key = \"card_id\"";
+    s.write(
+        "over.toml",
+        &pipeline(keyed, "type = \"file\"\npath = \"out.jsonl\""),
+    );
+    let out = sabot(&["validate", "over.toml"], s.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "[sinks.out]: a file sink can only append, and agent `nearby` (builtin:over) sends it a changelog"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // Applied, the changelog is every card once, beside the card whose latest transaction came
+    // just before its own.
+    s.write("over.toml", &pipeline(keyed, "type = \"stdout\""));
+    let out = sabot(&["run", "over.toml"], s.dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut last: BTreeMap<i64, (String, String)> = Default::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        assert_ne!(row["_op"], "delete", "nothing is deleted: {row}");
+        last.insert(
+            row["card_id"].as_i64().unwrap(),
+            (row["latest"].to_string(), row["before"].to_string()),
+        );
+    }
+    // Order the cards by their latest time (then id): each one's `before` is the previous card.
+    let mut by_time: Vec<(String, i64, String)> = last
+        .into_iter()
+        .map(|(card, (latest, before))| (latest, card, before))
+        .collect();
+    by_time.sort();
+    assert!(by_time.len() > 100, "{}", by_time.len());
+    assert_eq!(by_time[0].2, "null");
+    for pair in by_time.windows(2) {
+        assert_eq!(pair[1].2, pair[0].1.to_string(), "{pair:?}");
+    }
+}

@@ -316,6 +316,75 @@ fn q4_averages_the_winning_price_per_category_in_toml_and_in_sql() {
 }
 
 #[test]
+fn q6_averages_each_sellers_latest_ten_winning_prices_in_sql() {
+    let all = events();
+    // Each auction's highest bid between its opening and its expiry, as for q4.
+    let mut open: HashMap<usize, (&nexmark::event::Auction, Option<usize>)> = all
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) => Some((a.id, (a, None))),
+            _ => None,
+        })
+        .collect();
+    for e in &all {
+        if let Event::Bid(b) = e
+            && let Some((a, best)) = open.get_mut(&b.auction)
+            && a.date_time <= b.date_time
+            && b.date_time <= a.expires
+        {
+            *best = Some(best.map_or(b.price, |x| x.max(b.price)));
+        }
+    }
+    // Per seller, its auctions in order of opening (then id); each averages itself and the 9
+    // before it.
+    let mut per_seller: BTreeMap<usize, Vec<(u64, usize, usize)>> = BTreeMap::new();
+    for (a, best) in open.values() {
+        if let Some(best) = best {
+            per_seller
+                .entry(a.seller)
+                .or_default()
+                .push((a.date_time, a.id, *best));
+        }
+    }
+    let mut expected = Vec::new();
+    for (seller, mut auctions) in per_seller {
+        auctions.sort_unstable();
+        for i in 0..auctions.len() {
+            let frame = &auctions[i.saturating_sub(9)..=i];
+            let average = frame.iter().map(|a| a.2 as f64).sum::<f64>() / frame.len() as f64;
+            expected.push(format!("{} {seller} {average:.3}", auctions[i].1));
+        }
+    }
+    assert!(
+        expected.len() > 100,
+        "the reference has many auctions: {}",
+        expected.len()
+    );
+    // The query's result is a changelog keyed by auction: apply it.
+    let mut last: BTreeMap<i64, String> = BTreeMap::new();
+    for r in run("sql/q6.sql") {
+        let auction = r["auction"].as_i64().unwrap();
+        if r["_op"] == "delete" {
+            last.remove(&auction);
+        } else {
+            last.insert(
+                auction,
+                format!(
+                    "{auction} {} {:.3}",
+                    r["seller"],
+                    r["average"].as_f64().unwrap()
+                ),
+            );
+        }
+    }
+    assert_same_lines(
+        &sorted(last.into_values().collect()),
+        &sorted(expected),
+        "q6",
+    );
+}
+
+#[test]
 fn q5_finds_the_auctions_with_the_most_bids_per_sliding_window_in_toml_and_in_sql() {
     let (size, slide) = (10_000i64, 2_000i64);
     let mut counts: BTreeMap<i64, HashMap<usize, i64>> = BTreeMap::new(); // window end -> auction -> bids

@@ -137,6 +137,89 @@ fn windowed_aggregates_in_sql_match_a_reference_computed_from_the_raw_rows() {
 }
 
 #[test]
+fn windows_of_rows_match_a_reference_computed_from_the_raw_rows() {
+    let s = Scratch::new();
+    s.write(
+        "over.sql",
+        "CREATE TABLE transactions (WATERMARK FOR ts AS ts - INTERVAL '1' HOUR)
+         WITH ('connector' = 'generator', 'count' = '20000', 'seed' = '11', 'cards' = '50');
+         CREATE TABLE raw WITH ('connector' = 'file', 'path' = 'raw.jsonl');
+         CREATE TABLE rows_out WITH ('connector' = 'file', 'path' = 'rows.jsonl');
+         CREATE TABLE range_out WITH ('connector' = 'file', 'path' = 'range.jsonl');
+         INSERT INTO raw SELECT txn_id, card_id, country, amount, EXTRACT(EPOCH FROM ts) AS seconds
+         FROM transactions;
+         INSERT INTO rows_out SELECT txn_id,
+             AVG(amount) OVER (PARTITION BY card_id ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS recent,
+             LAG(country) OVER (PARTITION BY card_id ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS before,
+             COUNT(*) OVER (PARTITION BY card_id ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS n
+         FROM transactions;
+         INSERT INTO range_out SELECT txn_id,
+             COUNT(*) OVER (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW) AS recent
+         FROM transactions;",
+    );
+    let out = sabot(&["run", "over.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Each card's rows in time order (rows of one time in arrival order).
+    let mut cards: BTreeMap<i64, Vec<(i64, usize, serde_json::Value)>> = BTreeMap::new();
+    for (i, r) in json_lines(&s, "raw.jsonl").into_iter().enumerate() {
+        let ms = (r["seconds"].as_f64().unwrap() * 1000.0).round() as i64;
+        cards
+            .entry(r["card_id"].as_i64().unwrap())
+            .or_default()
+            .push((ms, i, r));
+    }
+    let (mut rows, mut range) = (BTreeMap::new(), BTreeMap::new());
+    for card in cards.values_mut() {
+        card.sort_by_key(|(ms, i, _)| (*ms, *i));
+        for (i, (ms, _, r)) in card.iter().enumerate() {
+            let frame = &card[i.saturating_sub(2)..=i];
+            let recent = frame
+                .iter()
+                .map(|f| f.2["amount"].as_f64().unwrap())
+                .sum::<f64>()
+                / frame.len() as f64;
+            let before = i.checked_sub(1).map(|j| card[j].2["country"].clone());
+            rows.insert(
+                r["txn_id"].as_i64().unwrap(),
+                format!(
+                    "{recent:.6} {} {}",
+                    before.unwrap_or(serde_json::Value::Null),
+                    frame.len()
+                ),
+            );
+            let within = card
+                .iter()
+                .filter(|(t, _, _)| *t >= ms - 600_000 && *t <= *ms)
+                .count();
+            range.insert(r["txn_id"].as_i64().unwrap(), within.to_string());
+        }
+    }
+    let got = |file: &str, line: &dyn Fn(&serde_json::Value) -> String| {
+        json_lines(&s, file)
+            .iter()
+            .map(|r| (r["txn_id"].as_i64().unwrap(), line(r)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let got_rows = got("rows.jsonl", &|r| {
+        format!(
+            "{:.6} {} {}",
+            r["recent"].as_f64().unwrap(),
+            r["before"],
+            r["n"]
+        )
+    });
+    assert_eq!(got_rows.len(), 20_000, "every row once");
+    assert_eq!(got_rows, rows);
+    let got_range = got("range.jsonl", &|r| r["recent"].to_string());
+    assert_eq!(got_range, range);
+    assert!(
+        range.values().any(|n| n != "1"),
+        "some frames hold several rows"
+    );
+}
+
+#[test]
 fn sql_mistakes_exit_2_naming_the_file_line_and_column_with_a_caret() {
     let s = with_trades();
     for (sql, expected, line, caret) in [
