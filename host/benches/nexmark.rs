@@ -34,10 +34,10 @@ fn generator(query: &str, events: usize) -> Box<dyn Iterator<Item = Event>> {
     };
     let kinds: &[(EventType, usize)] = match query {
         "q3" | "q8" => &[(EventType::Person, 1), (EventType::Auction, 3)],
-        "q4" => &[(EventType::Auction, 3), (EventType::Bid, 46)],
+        "q4" | "q6" => &[(EventType::Auction, 3), (EventType::Bid, 46)],
         _ => &[(EventType::Bid, 46)],
     };
-    if kinds.len() == 2 && query == "q4" {
+    if kinds.len() == 2 && (query == "q4" || query == "q6") {
         // Auctions and bids interleaved in sequence order, as the query needs them.
         return Box::new(
             EventGenerator::new(config)
@@ -128,6 +128,44 @@ fn native(query: &str, events: usize) -> f64 {
                                     c.0 += best;
                                     c.1 += 1;
                                     out += c.0 / c.1;
+                                }
+                            }
+                        }
+                    }
+                    Event::Person(_) => {}
+                }
+            }
+        }
+        "q6" => {
+            // As q4, but each closed auction's price joins its seller's latest ten.
+            let mut open: HashMap<usize, (usize, u64, u64, Option<usize>)> = HashMap::new();
+            let mut latest: HashMap<usize, std::collections::VecDeque<usize>> = HashMap::new();
+            let mut closing: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+            for e in events_iter {
+                match e {
+                    Event::Auction(a) => {
+                        open.insert(a.id, (a.seller, a.date_time, a.expires, None));
+                        closing.entry(a.expires).or_default().push(a.id);
+                    }
+                    Event::Bid(b) => {
+                        if let Some(o) = open.get_mut(&b.auction)
+                            && o.1 <= b.date_time
+                            && b.date_time <= o.2
+                        {
+                            o.3 = Some(o.3.map_or(b.price, |x| x.max(b.price)));
+                        }
+                        while let Some((&t, _)) = closing.first_key_value() {
+                            if t >= b.date_time {
+                                break;
+                            }
+                            for id in closing.pop_first().unwrap().1 {
+                                if let Some((seller, _, _, Some(best))) = open.remove(&id) {
+                                    let prices = latest.entry(seller).or_default();
+                                    prices.push_back(best);
+                                    if prices.len() > 10 {
+                                        prices.pop_front();
+                                    }
+                                    out += prices.iter().sum::<usize>() / prices.len();
                                 }
                             }
                         }
@@ -236,10 +274,27 @@ fn main() {
     let events = sabot_test_artifacts::bench_setting("SABOT_BENCH_EVENTS", 2_000_000);
     let cache_dir = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
-    let queries = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
+    // SABOT_BENCH_QUERIES=q4,q6 measures only those.
+    let only = std::env::var("SABOT_BENCH_QUERIES").ok();
+    let chosen = |q: &&str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == *q))
+    };
+    let queries: Vec<&str> = ["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8"]
+        .into_iter()
+        .filter(chosen)
+        .collect();
+    // q6 is written in SQL only.
+    let pipeline = |q: &str| {
+        if q == "q6" {
+            "sql/q6.sql".to_owned()
+        } else {
+            q.to_owned()
+        }
+    };
     // Compile every module once, outside the timings.
-    for q in queries {
-        sabot(&runtime, q, 10_000);
+    for q in &queries {
+        sabot(&runtime, &pipeline(q), 10_000);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!("# Nexmark, {events} events per query, {cores} cores\n");
@@ -250,10 +305,10 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    for q in queries {
+    for q in &queries {
         let (mut s, mut n) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            s.push(sabot(&runtime, q, events));
+            s.push(sabot(&runtime, &pipeline(q), events));
             n.push(native(q, events as usize));
         }
         let (s, n) = (median(s), median(n));
@@ -268,14 +323,17 @@ fn main() {
 
     // The queries written in SQL beside their hand-written pipelines, interleaved so that both
     // see the same machine.
-    let sql = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
-    for q in sql {
+    let sql: Vec<&str> = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"]
+        .into_iter()
+        .filter(chosen)
+        .collect();
+    for q in &sql {
         sabot(&runtime, &format!("sql/{q}.sql"), 10_000);
     }
     println!("\n## SQL against the hand-written pipeline (medians of 5, alternating)\n");
     println!("| query | SQL events/s | TOML events/s | SQL ÷ TOML |");
     println!("|---|---|---|---|");
-    for q in sql {
+    for q in &sql {
         let (mut s, mut t) = (Vec::new(), Vec::new());
         for round in 0..5 {
             // Alternate which goes first, so neither gains from running second.

@@ -468,21 +468,7 @@ fn q7_finds_the_highest_bids_per_window_in_toml_and_in_sql() {
 fn resumable(query: &str, rate: u64) -> String {
     if query.ends_with(".sql") {
         let path = sabot_test_artifacts::workspace().join(format!("examples/nexmark/{query}"));
-        let text = std::fs::read_to_string(path)
-            .unwrap()
-            .replace(
-                "'count' = 10000000",
-                &format!("'count' = {EVENTS}, 'rate' = {rate}"),
-            )
-            .replace(
-                "SET batch_size = 8192;",
-                "SET batch_size = 2000;\nSET checkpoint.interval_ms = 50;",
-            )
-            .replace(
-                "'connector' = 'blackhole'",
-                "'connector' = 'file', 'path' = 'out.jsonl'",
-            );
-        return sabot_host::config::sql_to_toml(&text, "resumable", None).unwrap();
+        return resumable_sql(&std::fs::read_to_string(path).unwrap(), rate);
     }
     let path = sabot_test_artifacts::workspace().join(format!("examples/nexmark/{query}.toml"));
     std::fs::read_to_string(path)
@@ -501,9 +487,33 @@ fn resumable(query: &str, rate: u64) -> String {
         )
 }
 
+/// A Nexmark query in SQL as [`resumable`] runs it.
+fn resumable_sql(text: &str, rate: u64) -> String {
+    let text = text
+        .replace(
+            "'count' = 10000000",
+            &format!("'count' = {EVENTS}, 'rate' = {rate}"),
+        )
+        .replace(
+            "SET batch_size = 8192;",
+            "SET batch_size = 2000;\nSET checkpoint.interval_ms = 50;",
+        )
+        .replace(
+            "'connector' = 'blackhole'",
+            "'connector' = 'file', 'path' = 'out.jsonl'",
+        );
+    sabot_host::config::sql_to_toml(&text, "resumable", None).unwrap()
+}
+
 /// Runs `query` once without a stop, then stopped after three checkpoints and resumed: the two
 /// runs read the `generated` events once between them and write the same rows.
 fn assert_resumes(query: &str, generated: u64) {
+    assert_resumes_as(query, &|rate| resumable(query, rate), generated);
+}
+
+/// [`assert_resumes`] of the pipeline `pipeline(rate)` gives.
+fn assert_resumes_as(query: &str, pipeline: &dyn Fn(u64) -> String, generated: u64) {
+    let resumable = |_: &str, rate: u64| pipeline(rate);
     let clean = Scratch::new();
     clean.run(&resumable(query, 0)).unwrap();
     let expected = crate::support::sorted_lines(&clean.read("out.jsonl"));
@@ -535,4 +545,24 @@ fn rankings_stopped_and_resumed_from_checkpoints_give_the_same_output() {
         // Only bids are generated: 46 events in 50.
         assert_resumes(query, EVENTS / 50 * 46);
     }
+}
+
+#[test]
+fn windows_of_rows_stopped_and_resumed_from_checkpoints_give_the_same_output() {
+    // Each bid beside the average of its bidder's last five and the price before it: rows wait
+    // for the watermark in state, and each bidder's latest rows are kept for the next frames.
+    let sql = "SET name = 'bidders';
+        SET batch_size = 8192;
+        CREATE TABLE bid (WATERMARK FOR date_time AS date_time - INTERVAL '2' SECOND)
+        WITH ('connector' = 'nexmark', 'kind' = 'bid', 'count' = 10000000);
+        CREATE TABLE out WITH ('connector' = 'blackhole');
+        INSERT INTO out SELECT auction, bidder, price, date_time,
+            AVG(price) OVER (PARTITION BY bidder ORDER BY date_time ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS recent,
+            LAG(price) OVER (PARTITION BY bidder ORDER BY date_time ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS before
+        FROM bid;";
+    assert_resumes_as(
+        "bidders",
+        &|rate| resumable_sql(sql, rate),
+        EVENTS / 50 * 46,
+    );
 }
