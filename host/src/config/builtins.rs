@@ -2,8 +2,9 @@
 //! validated rather than when its first batch reaches them: the settings have the operator's
 //! shape, the expressions parse, and where the agent's input schema is known from the sources
 //! that feed it (a generator, Nexmark, a file or Kafka source with a declared schema), the
-//! expressions name columns it has and have types that fit — a filter must be boolean. Other
-//! agents check their own config in `init`.
+//! expressions name columns it has and have types that fit — a filter must be boolean. The other
+//! built-ins check their config in `init`, which `Pipeline::new` calls once for each before the
+//! run (`dataflow::check_builtin_configs`).
 //!
 //! The operators parse with the same library ([`sabot_expr`]), so what passes here is what
 //! they accept; types are checked by evaluating the expressions over an empty batch of the

@@ -139,6 +139,7 @@ impl Pipeline {
             };
             modules.insert(name.clone(), module);
         }
+        check_builtin_configs(&spec, &runtime, &modules)?;
         Ok(Pipeline {
             spec,
             runtime,
@@ -892,4 +893,34 @@ fn open_sink(
             }
         },
     })
+}
+
+/// A built-in operator reads its config in `init`: each is started once, with no state, so that
+/// a mistake (`preceding = 10001`, an unknown aggregate, a missing setting) is the pipeline's —
+/// `validate` exits 2 naming the agent — rather than a failure of the run.
+fn check_builtin_configs(
+    spec: &PipelineSpec,
+    runtime: &Arc<WasmRuntime>,
+    modules: &HashMap<String, Arc<AgentModule>>,
+) -> Result<(), Error> {
+    for (name, agent) in &spec.agents {
+        if !matches!(agent.module, ModuleSource::Builtin(_)) {
+            continue;
+        }
+        crate::wasm::AgentInstance::start(
+            runtime.clone(),
+            modules[name].clone(),
+            agent.config.clone(),
+            crate::wasm::Limits::default(),
+            crate::wasm::Tags::default(),
+            Arc::new(AgentMetrics::default()),
+            StateScope::standalone(name),
+        )
+        .map_err(|failure| crate::config::ConfigError::Invalid {
+            file: spec.file.clone(),
+            location: format!("[agents.{name}] field `config`"),
+            message: failure.to_string(),
+        })?;
+    }
+    Ok(())
 }

@@ -58,6 +58,60 @@ fn an_invalid_pipeline_exits_2_naming_file_table_and_field() {
 }
 
 #[test]
+fn every_built_in_operators_config_is_checked_before_the_run() {
+    let s = Scratch::new();
+    let pipeline = |module: &str, config: &str| {
+        format!(
+            "edges = [\"gen -> op -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 10\n[agents.op]\nmodule = \"builtin:{module}\"\nconfig = {config}\n[sinks.out]\ntype = \"stdout\"\n"
+        )
+    };
+    for (module, config, expected) in [
+        (
+            "window",
+            r#"{ kind = "tumbling", time = "ts", size_ms = 1000, aggregates = ["median(amount)"] }"#,
+            "unknown function `median`",
+        ),
+        (
+            "aggregate",
+            r#"{ key = "card_id", aggregates = [] }"#,
+            "aggregates is empty",
+        ),
+        (
+            "top",
+            r#"{ window = "ts", order = "amount", limit = 10001 }"#,
+            "limit 10001 is out of range: expected 1 to 10000",
+        ),
+        (
+            "over",
+            r#"{ order = "ts", preceding = 10001, functions = ["avg(amount)"] }"#,
+            "a frame reads at most 10000 rows",
+        ),
+        (
+            "over",
+            r#"{ order = "ts", functions = ["lag(amount, 0)"] }"#,
+            "function `lag(amount, 0)`: offset `0`",
+        ),
+        (
+            "join",
+            r#"{ kind = "sideways", key = "card_id" }"#,
+            "sideways",
+        ),
+    ] {
+        s.write("p.toml", &pipeline(module, config));
+        for command in ["validate", "run"] {
+            let out = sabot(&[command, "p.toml"], s.dir.path());
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{command} {config}: {err}");
+            assert!(
+                err.contains("p.toml: [agents.op] field `config`") && err.contains(expected),
+                "{command} {config}: {err}"
+            );
+            assert!(stdout(&out).is_empty(), "nothing ran");
+        }
+    }
+}
+
+#[test]
 fn built_in_operator_expressions_are_checked_before_the_run_against_the_sources_columns() {
     let s = Scratch::new();
     let pipeline = |module: &str, config: &str| {
