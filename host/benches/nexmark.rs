@@ -102,77 +102,33 @@ fn native(query: &str, events: usize) -> f64 {
             }
         }
         "q4" => {
-            let mut open: HashMap<usize, (usize, u64, u64, Option<usize>)> = HashMap::new();
             let mut avg: HashMap<usize, (usize, usize)> = HashMap::new();
-            let mut closing: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
-            for e in events_iter {
-                match e {
-                    Event::Auction(a) => {
-                        open.insert(a.id, (a.category, a.date_time, a.expires, None));
-                        closing.entry(a.expires).or_default().push(a.id);
-                    }
-                    Event::Bid(b) => {
-                        if let Some(o) = open.get_mut(&b.auction)
-                            && o.1 <= b.date_time
-                            && b.date_time <= o.2
-                        {
-                            o.3 = Some(o.3.map_or(b.price, |x| x.max(b.price)));
-                        }
-                        while let Some((&t, _)) = closing.first_key_value() {
-                            if t >= b.date_time {
-                                break;
-                            }
-                            for id in closing.pop_first().unwrap().1 {
-                                if let Some((cat, _, _, Some(best))) = open.remove(&id) {
-                                    let c = avg.entry(cat).or_default();
-                                    c.0 += best;
-                                    c.1 += 1;
-                                    out += c.0 / c.1;
-                                }
-                            }
-                        }
-                    }
-                    Event::Person(_) => {}
-                }
-            }
+            closed_auctions(
+                events_iter,
+                |a| a.category,
+                |category, best| {
+                    let c = avg.entry(category).or_default();
+                    c.0 += best;
+                    c.1 += 1;
+                    out += c.0 / c.1;
+                },
+            );
         }
         "q6" => {
-            // As q4, but each closed auction's price joins its seller's latest ten.
-            let mut open: HashMap<usize, (usize, u64, u64, Option<usize>)> = HashMap::new();
+            // Each closed auction's price joins its seller's latest ten.
             let mut latest: HashMap<usize, std::collections::VecDeque<usize>> = HashMap::new();
-            let mut closing: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
-            for e in events_iter {
-                match e {
-                    Event::Auction(a) => {
-                        open.insert(a.id, (a.seller, a.date_time, a.expires, None));
-                        closing.entry(a.expires).or_default().push(a.id);
+            closed_auctions(
+                events_iter,
+                |a| a.seller,
+                |seller, best| {
+                    let prices = latest.entry(seller).or_default();
+                    prices.push_back(best);
+                    if prices.len() > 10 {
+                        prices.pop_front();
                     }
-                    Event::Bid(b) => {
-                        if let Some(o) = open.get_mut(&b.auction)
-                            && o.1 <= b.date_time
-                            && b.date_time <= o.2
-                        {
-                            o.3 = Some(o.3.map_or(b.price, |x| x.max(b.price)));
-                        }
-                        while let Some((&t, _)) = closing.first_key_value() {
-                            if t >= b.date_time {
-                                break;
-                            }
-                            for id in closing.pop_first().unwrap().1 {
-                                if let Some((seller, _, _, Some(best))) = open.remove(&id) {
-                                    let prices = latest.entry(seller).or_default();
-                                    prices.push_back(best);
-                                    if prices.len() > 10 {
-                                        prices.pop_front();
-                                    }
-                                    out += prices.iter().sum::<usize>() / prices.len();
-                                }
-                            }
-                        }
-                    }
-                    Event::Person(_) => {}
-                }
-            }
+                    out += prices.iter().sum::<usize>() / prices.len();
+                },
+            );
         }
         "q5" => {
             let mut counts: HashMap<(u64, usize), usize> = HashMap::new();
@@ -232,6 +188,44 @@ fn native(query: &str, events: usize) -> f64 {
     }
     black_box(out);
     events as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Each auction's highest bid between its opening and its expiry, handed to `closed` with the
+/// auction's `group` once a bid after its expiry shows it closed.
+fn closed_auctions(
+    events: Box<dyn Iterator<Item = Event>>,
+    group: impl Fn(&nexmark::event::Auction) -> usize,
+    mut closed: impl FnMut(usize, usize),
+) {
+    let mut open: HashMap<usize, (usize, u64, u64, Option<usize>)> = HashMap::new();
+    let mut closing: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+    for e in events {
+        match e {
+            Event::Auction(a) => {
+                open.insert(a.id, (group(&a), a.date_time, a.expires, None));
+                closing.entry(a.expires).or_default().push(a.id);
+            }
+            Event::Bid(b) => {
+                if let Some(o) = open.get_mut(&b.auction)
+                    && o.1 <= b.date_time
+                    && b.date_time <= o.2
+                {
+                    o.3 = Some(o.3.map_or(b.price, |x| x.max(b.price)));
+                }
+                while let Some((&t, _)) = closing.first_key_value() {
+                    if t >= b.date_time {
+                        break;
+                    }
+                    for id in closing.pop_first().unwrap().1 {
+                        if let Some((g, _, _, Some(best))) = open.remove(&id) {
+                            closed(g, best);
+                        }
+                    }
+                }
+            }
+            Event::Person(_) => {}
+        }
+    }
 }
 
 /// Events/s of `examples/nexmark/QUERY.toml` (or `QUERY.sql`, e.g. `sql/q1.sql`).

@@ -430,6 +430,67 @@ fn a_query_that_builds_huge_values_is_stopped_by_the_sandbox_not_by_the_hosts_me
     );
 }
 
+#[test]
+fn a_window_of_rows_or_a_ranking_as_wide_as_allowed_keeps_the_hosts_memory_small() {
+    let s = Scratch::new();
+    // One partition, a year-long RANGE frame: the frame would hold every row; the operator
+    // stops at 10 000 and says so, before holding the rest.
+    s.write(
+        "range.sql",
+        "CREATE TABLE t (WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+         WITH ('connector' = 'generator', 'count' = 200000);
+         CREATE TABLE out WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT txn_id,
+             COUNT(*) OVER (ORDER BY ts RANGE BETWEEN INTERVAL '365' DAY PRECEDING AND CURRENT ROW) AS n
+         FROM t;",
+    );
+    let run = sabot_measured(&["run", "range.sql"], s.dir.path());
+    let err = stderr(&run.output);
+    assert_eq!(run.output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("agent `out_over`")
+            && err.contains("holds 10001 rows")
+            && err.contains("at most 10000"),
+        "{err}"
+    );
+    assert!(
+        run.peak_rss < 1 << 30,
+        "range frame: {} MiB",
+        run.peak_rss >> 20
+    );
+
+    // The widest ranking (10 000 ranks) of all rows in one window, and the widest frame of
+    // rows: they run, and ten times the rows cost the host no more memory.
+    let wide = |rows: u64| {
+        format!(
+            "CREATE TABLE t (WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH ('connector' = 'generator', 'count' = {rows});
+             CREATE TABLE ranked WITH ('connector' = 'blackhole');
+             CREATE TABLE moving WITH ('connector' = 'blackhole');
+             INSERT INTO ranked SELECT txn_id, amount, r FROM (
+                 SELECT txn_id, amount,
+                     ROW_NUMBER() OVER (PARTITION BY TUMBLE(ts, INTERVAL '3650' DAY) ORDER BY amount DESC) AS r
+                 FROM t) WHERE r <= 10000;
+             INSERT INTO moving SELECT txn_id,
+                 AVG(amount) OVER (ORDER BY ts ROWS BETWEEN 10000 PRECEDING AND CURRENT ROW) AS recent
+             FROM t;"
+        )
+    };
+    let mut peaks = Vec::new();
+    for rows in [20_000, 200_000] {
+        s.write("wide.sql", &wide(rows));
+        let run = sabot_measured(&["run", "wide.sql"], s.dir.path());
+        assert!(run.output.status.success(), "{}", stderr(&run.output));
+        peaks.push(run.peak_rss);
+    }
+    assert!(
+        peaks[1] < peaks[0] + (128 << 20),
+        "20 000 rows: {} MiB, 200 000 rows: {} MiB",
+        peaks[0] >> 20,
+        peaks[1] >> 20
+    );
+}
+
 /// `sabot sql` with `statements` on its standard input.
 fn shell(statements: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
     use std::io::Write;

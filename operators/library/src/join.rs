@@ -76,6 +76,37 @@ pub struct SideSchema {
     pub types: Vec<OutType>,
 }
 
+impl SideSchema {
+    /// The columns of `batch` (but `skip`, a changelog's `_op`) as stored beside rows, and
+    /// their readers; `operator` ("a top-N") names what refuses a column it cannot carry.
+    pub fn read(
+        batch: &RecordBatch,
+        skip: Option<&str>,
+        operator: &str,
+    ) -> Result<(SideSchema, Vec<Column>), AgentError> {
+        let schema = batch.schema();
+        let mut names = Vec::with_capacity(schema.fields().len());
+        let mut types = Vec::with_capacity(schema.fields().len());
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            if Some(field.name().as_str()) == skip {
+                continue;
+            }
+            let ty = OutType::of(field.data_type()).ok_or_else(|| {
+                AgentError::invalid_input(format!(
+                    "{operator} cannot carry column `{}` of type {}",
+                    field.name(),
+                    field.data_type()
+                ))
+            })?;
+            names.push(field.name().clone());
+            types.push(ty);
+            columns.push(Column::from_array(array)?);
+        }
+        Ok((SideSchema { names, types }, columns))
+    }
+}
+
 /// The values of one row.
 pub type Values = Vec<Option<Value>>;
 /// A stored row: its event time and its values.

@@ -254,7 +254,7 @@ impl Top {
         if groups.order.is_empty() {
             return Ok(());
         }
-        let (schema, columns) = self.read_schema(batch)?;
+        let (schema, columns) = SideSchema::read(batch, None, "a top-N")?;
         let order_index = schema
             .names
             .iter()
@@ -340,27 +340,6 @@ impl Top {
         let sorted: Vec<&Option<Value>> = idx.iter().map(|i| &values[*i]).collect();
         idx.truncate(self.cut(&sorted));
         idx.into_iter().map(|i| rows[i]).collect()
-    }
-
-    /// The input's columns as kept (the order column among them).
-    fn read_schema(&self, batch: &RecordBatch) -> Result<(SideSchema, Vec<Column>), AgentError> {
-        let schema = batch.schema();
-        let mut names = Vec::with_capacity(schema.fields().len());
-        let mut types = Vec::with_capacity(schema.fields().len());
-        let mut columns = Vec::with_capacity(schema.fields().len());
-        for (field, array) in schema.fields().iter().zip(batch.columns()) {
-            let ty = OutType::of(field.data_type()).ok_or_else(|| {
-                AgentError::invalid_input(format!(
-                    "a top-N cannot carry column `{}` of type {}",
-                    field.name(),
-                    field.data_type()
-                ))
-            })?;
-            names.push(field.name().clone());
-            types.push(ty);
-            columns.push(Column::from_array(array)?);
-        }
-        Ok((SideSchema { names, types }, columns))
     }
 
     /// Emits the windows the watermark closed.

@@ -8,7 +8,7 @@ use sabot_sdk::state::ValueState;
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{Frame, Functions, MAX_PARTITION_ROWS, OverConfig, inputs_of, output, read_schema};
+use super::{Frame, Functions, MAX_PARTITION_ROWS, OverConfig, inputs_of, output};
 use crate::join::{SideSchema, Values};
 use crate::values::{OutType, Value};
 use crate::window::{KeyValue, key_values};
@@ -91,7 +91,8 @@ impl ChangingOver {
             return Ok(());
         }
         let deletes = changelog::deletes(batch).map_err(AgentError::invalid_input)?;
-        let (schema, columns) = read_schema(batch, Some(changelog::OP_COLUMN))?;
+        let (schema, columns) =
+            SideSchema::read(batch, Some(changelog::OP_COLUMN), "an over-aggregate")?;
         let (at, types) = self.functions.inputs(&schema)?;
         let column = |name: &str, what: &str| {
             schema.names.iter().position(|c| c == name).ok_or_else(|| {
@@ -266,12 +267,12 @@ impl ChangingOver {
                 .iter()
                 .map(|e| (e.order, inputs_of(&e.values, &at)))
                 .collect();
-            for i in affected {
-                let start = i.saturating_sub(self.preceding);
-                rows.push((
-                    partition.rows[i].values.clone(),
-                    self.functions.evaluate(&seq, i, start, i, None, &fresh),
-                ));
+            let positions: Vec<usize> = affected.into_iter().collect();
+            let (results, _) =
+                self.functions
+                    .evaluate_rows(&seq, &positions, self.preceding, &fresh, None);
+            for (i, result) in positions.into_iter().zip(results) {
+                rows.push((partition.rows[i].values.clone(), result));
                 deleted.push(false);
             }
         }

@@ -50,7 +50,7 @@ use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::Deserialize;
 
 use crate::join::{SideSchema, Values};
-use crate::values::{self, Column, OutType, Value};
+use crate::values::{self, OutType, Value};
 use crate::window::{Acc, Aggregate, Function};
 
 pub use changes::ChangingOver;
@@ -305,16 +305,17 @@ impl Functions {
     }
 
     /// The functions' results for the row at `i` of `seq` (a partition's rows in order, as
-    /// each function's input), whose frame starts at `start`. `running`: the aggregates'
-    /// accumulators when the frame is unbounded (kept, not recomputed).
+    /// each function's input), whose frame is `seq[start..=end]`. `running`: the aggregates'
+    /// accumulators when the frame is unbounded (kept, not recomputed). `skip_sliding`: leave
+    /// `count`, `sum` and `mean` to the caller, which slides them.
     fn evaluate(
         &self,
         seq: &[(i64, Values)],
         i: usize,
-        start: usize,
-        end: usize,
+        (start, end): (usize, usize),
         running: Option<&[Acc]>,
         fresh: &[Acc],
+        skip_sliding: bool,
     ) -> Values {
         self.list
             .iter()
@@ -324,6 +325,7 @@ impl Functions {
                     .checked_sub(*offset)
                     .and_then(|j| seq.get(j))
                     .and_then(|(_, v)| v[f].clone()),
+                OverFn::Aggregate(a) if skip_sliding && Acc::retracts(a.function) => None,
                 OverFn::Aggregate(_) => match running {
                     Some(accs) => accs[f].finish(),
                     None => {
@@ -339,6 +341,79 @@ impl Functions {
     }
 }
 
+impl Functions {
+    /// The functions' results for the rows at `positions` (ascending) of `seq`, each over
+    /// itself and the `n` rows before it. `count`, `sum` and `mean` slide along a run of
+    /// consecutive positions — one value added and one taken back per row — so a wide frame
+    /// costs no more than a narrow one; the others read their frame. `carried`: the sliding
+    /// accumulators of an earlier call, at the position they end at; returned the same way.
+    #[allow(clippy::type_complexity)]
+    fn evaluate_rows(
+        &self,
+        seq: &[(i64, Values)],
+        positions: &[usize],
+        n: usize,
+        fresh: &[Acc],
+        carried: Option<(usize, Vec<(Acc, i64)>)>,
+    ) -> (Vec<Values>, Option<(usize, Vec<(Acc, i64)>)>) {
+        let slides = |f: &OverFn| matches!(f, OverFn::Aggregate(a) if Acc::retracts(a.function));
+        // The sliding accumulators, each with how many non-null values its frame holds, and
+        // the position they are at.
+        let mut sliding = carried;
+        let mut results = Vec::with_capacity(positions.len());
+        for &i in positions {
+            let start = i.saturating_sub(n);
+            let accs = match sliding.take() {
+                Some((at, mut accs)) if at + 1 == i => {
+                    for (f, (acc, present)) in accs.iter_mut().enumerate() {
+                        if let Some(v) = seq[i].1[f].clone() {
+                            acc.add(Some(v), seq[i].0);
+                            *present += 1;
+                        }
+                        if i > n
+                            && let Some(v) = seq[i - n - 1].1[f].clone()
+                        {
+                            acc.retract(Some(v));
+                            *present -= 1;
+                        }
+                    }
+                    accs
+                }
+                _ => fresh
+                    .iter()
+                    .enumerate()
+                    .map(|(f, acc)| {
+                        let mut acc = acc.clone();
+                        let mut present = 0;
+                        if slides(&self.list[f]) {
+                            for (ts, v) in &seq[start..=i] {
+                                if let Some(v) = v[f].clone() {
+                                    acc.add(Some(v), *ts);
+                                    present += 1;
+                                }
+                            }
+                        }
+                        (acc, present)
+                    })
+                    .collect(),
+            };
+            let mut row = self.evaluate(seq, i, (start, i), None, fresh, true);
+            for (f, (acc, present)) in accs.iter().enumerate() {
+                if slides(&self.list[f]) {
+                    row[f] = if *present > 0 || matches!(acc, Acc::Count(_)) {
+                        acc.finish()
+                    } else {
+                        None
+                    };
+                }
+            }
+            sliding = Some((i, accs));
+            results.push(row);
+        }
+        (results, sliding)
+    }
+}
+
 /// Each function's input value in a stored row (`count(*)` sees every row).
 fn inputs_of(row: &Values, at: &[Option<usize>]) -> Values {
     at.iter()
@@ -347,33 +422,6 @@ fn inputs_of(row: &Values, at: &[Option<usize>]) -> Values {
             None => Some(Value::B(true)),
         })
         .collect()
-}
-
-/// The columns of `batch` (except a changelog's `_op`) as stored: names, types and readers.
-fn read_schema(
-    batch: &RecordBatch,
-    skip: Option<&str>,
-) -> Result<(SideSchema, Vec<Column>), AgentError> {
-    let schema = batch.schema();
-    let mut names = Vec::new();
-    let mut types = Vec::new();
-    let mut columns = Vec::new();
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
-        if Some(field.name().as_str()) == skip {
-            continue;
-        }
-        let ty = OutType::of(field.data_type()).ok_or_else(|| {
-            AgentError::invalid_input(format!(
-                "an over-aggregate carries integers, floats, text, booleans and timestamps, not column `{}` of type {}",
-                field.name(),
-                field.data_type()
-            ))
-        })?;
-        names.push(field.name().clone());
-        types.push(ty);
-        columns.push(Column::from_array(array)?);
-    }
-    Ok((SideSchema { names, types }, columns))
 }
 
 /// A batch of rows with the functions' results appended.

@@ -10,7 +10,7 @@ use sabot_sdk::timers::{self, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{Frame, Functions, MAX_FRAME_ROWS, OverConfig, inputs_of, output, read_schema};
+use super::{Frame, Functions, MAX_FRAME_ROWS, OverConfig, OverFn, inputs_of, output};
 use crate::group::Groups;
 use crate::join::{SideSchema, Values};
 use crate::values::OutType;
@@ -30,6 +30,10 @@ pub(super) struct History {
     rows: VecDeque<(i64, Values)>,
     /// The aggregates' accumulators over every row, when the frame is unbounded.
     accs: Option<Vec<Acc>>,
+    /// The sliding aggregates over the frame of the latest row, when the frame is `preceding`
+    /// rows (see `Functions::evaluate_rows`).
+    #[serde(default)]
+    sliding: Option<Vec<(Acc, i64)>>,
 }
 
 /// Rows on their way out, with the columns they share.
@@ -60,7 +64,7 @@ impl OrderedOver {
         }
         let keys = key_values(self.functions.partition.as_deref(), batch, "partition key")?;
         let times = event_times(batch, &self.functions.order)?;
-        let (schema, columns) = read_schema(batch, None)?;
+        let (schema, columns) = SideSchema::read(batch, None, "an over-aggregate")?;
         // A function reading a column the input lacks fails now, not when the rows are due.
         self.functions.inputs(&schema)?;
         let watermark = timers::watermark().unwrap_or(i64::MIN);
@@ -166,16 +170,25 @@ fn emit_time(
     at: &[Option<usize>],
 ) -> Result<Vec<Values>, AgentError> {
     let fresh = f.fresh(&pending.schema, at);
-    let mut seq: Vec<(i64, Values)> = std::mem::take(&mut history.rows).into();
-    let base = seq.len();
-    seq.extend(pending.rows.iter().map(|r| (ts, inputs_of(r, at))));
+    let base = history.rows.len();
+    history
+        .rows
+        .extend(pending.rows.iter().map(|r| (ts, inputs_of(r, at))));
+    // Amortized O(1): the ring buffer is rotated only when it wraps.
+    let seq: &[(i64, Values)] = history.rows.make_contiguous();
     let last = seq.len() - 1;
     let mut results = Vec::with_capacity(pending.rows.len());
     match f.frame {
         Frame::Rows(n) => {
-            for i in base..=last {
-                results.push(f.evaluate(&seq, i, i.saturating_sub(n), i, None, &fresh));
-            }
+            // The sliding aggregates carry on from the partition's previous row.
+            let carried = history
+                .sliding
+                .take()
+                .and_then(|accs| base.checked_sub(1).map(|at| (at, accs)));
+            let positions: Vec<usize> = (base..=last).collect();
+            let (rows, sliding) = f.evaluate_rows(seq, &positions, n, &fresh, carried);
+            results = rows;
+            history.sliding = sliding.map(|(_, accs)| accs);
         }
         Frame::Range(ms) => {
             let from = ts.saturating_sub(ms);
@@ -186,8 +199,19 @@ fn emit_time(
                     last + 1 - start
                 )));
             }
+            // Rows of one time share their frame: its aggregates are read once.
+            let shared = f.evaluate(seq, base, (start, last), None, &fresh, false);
             for i in base..=last {
-                results.push(f.evaluate(&seq, i, start, last, None, &fresh));
+                let mut row = shared.clone();
+                for (k, function) in f.list.iter().enumerate() {
+                    if let OverFn::Lag { offset, .. } = function {
+                        row[k] = i
+                            .checked_sub(*offset)
+                            .and_then(|j| seq.get(j))
+                            .and_then(|(_, v)| v[k].clone());
+                    }
+                }
+                results.push(row);
             }
         }
         Frame::UnboundedRows | Frame::UnboundedRange => {
@@ -206,14 +230,15 @@ fn emit_time(
                 if f.frame == Frame::UnboundedRows {
                     add(&mut accs, &seq[i]);
                 }
-                results.push(f.evaluate(&seq, i, 0, i, Some(&accs), &fresh));
+                results.push(f.evaluate(seq, i, (0, i), Some(&accs), &fresh, false));
             }
             history.accs = Some(accs);
         }
     }
-    // Keep what later frames and lags can read.
+    // Keep what later frames and lags can read (and, for `preceding` rows, the one row the
+    // next frame takes back).
     let depth = f.lag_depth().max(match f.frame {
-        Frame::Rows(n) => n,
+        Frame::Rows(n) => n + 1,
         _ => 0,
     });
     let mut keep_from = seq.len().saturating_sub(depth);
@@ -221,7 +246,7 @@ fn emit_time(
         // A later row's frame starts at or after this row's time minus the range.
         keep_from = keep_from.min(seq.partition_point(|(t, _)| *t < ts.saturating_sub(ms)));
     }
-    history.rows = seq.split_off(keep_from).into();
+    history.rows.drain(..keep_from);
     Ok(results)
 }
 

@@ -151,3 +151,56 @@ fn a_range_frame_over_too_many_rows_is_refused_naming_the_limit() {
         "{err}"
     );
 }
+
+#[test]
+fn sliding_aggregates_equal_those_read_from_each_frame_even_over_nulls() {
+    let mut c = config(&[
+        "sum(amount) AS s",
+        "avg(amount) AS a",
+        "count(amount) AS c",
+        "count(*) AS rows",
+        "max(amount) AS m",
+        "lag(amount, 2) AS l",
+    ]);
+    c.preceding = Some(3);
+    let f = Functions::new(&c).unwrap();
+    let schema = schema();
+    let (at, _) = f.inputs(&schema).unwrap();
+    let fresh = f.fresh(&schema, &at);
+    // Amounts with runs of nulls longer than the frame.
+    let amounts = [
+        Some(5),
+        None,
+        Some(-2),
+        None,
+        None,
+        None,
+        None,
+        Some(7),
+        Some(1),
+        None,
+        Some(3),
+    ];
+    let seq: Vec<(i64, Values)> = amounts
+        .iter()
+        .enumerate()
+        .map(|(t, a)| {
+            let row = vec![Some(Value::I(1)), Some(Value::I(t as i64)), a.map(Value::I)];
+            (t as i64, inputs_of(&row, &at))
+        })
+        .collect();
+    for positions in [(0..seq.len()).collect::<Vec<_>>(), vec![1, 2, 6, 7, 8, 10]] {
+        let (slid, _) = f.evaluate_rows(&seq, &positions, 3, &fresh, None);
+        for (i, got) in positions.iter().zip(slid) {
+            let read = f.evaluate(&seq, *i, (i.saturating_sub(3), *i), None, &fresh, false);
+            assert_eq!(got, read, "row {i}");
+        }
+    }
+    // Carried on from an earlier call, they continue where it stopped.
+    let (_, carried) = f.evaluate_rows(&seq, &[0, 1, 2, 3, 4], 3, &fresh, None);
+    let (later, _) = f.evaluate_rows(&seq, &[5, 6, 7], 3, &fresh, carried);
+    for (i, got) in [5, 6, 7].iter().zip(later) {
+        let read = f.evaluate(&seq, *i, (i - 3, *i), None, &fresh, false);
+        assert_eq!(got, read, "row {i}");
+    }
+}
