@@ -257,11 +257,9 @@ fn q8_finds_people_who_sell_in_the_window_they_joined_in_toml_and_in_sql() {
     assert_same_lines(&got, &expected, "q8");
 }
 
-#[test]
-fn q4_averages_the_winning_price_per_category_in_toml_and_in_sql() {
-    let all = events();
-    // By the query's definition: bids made between an auction's opening and its expiry, whatever
-    // order they come in.
+/// Each auction with its highest bid (if any) made between its opening and its expiry, by
+/// the query's definition: whatever order the bids come in.
+fn winning_bids(all: &[Event]) -> HashMap<usize, (&nexmark::event::Auction, Option<usize>)> {
     let mut open: HashMap<usize, (&nexmark::event::Auction, Option<usize>)> = all
         .iter()
         .filter_map(|e| match e {
@@ -269,20 +267,22 @@ fn q4_averages_the_winning_price_per_category_in_toml_and_in_sql() {
             _ => None,
         })
         .collect();
-    for e in &all {
-        match e {
-            Event::Auction(_) => {}
-            Event::Bid(b) => {
-                if let Some((a, best)) = open.get_mut(&b.auction)
-                    && a.date_time <= b.date_time
-                    && b.date_time <= a.expires
-                {
-                    *best = Some(best.map_or(b.price, |x| x.max(b.price)));
-                }
-            }
-            Event::Person(_) => {}
+    for e in all {
+        if let Event::Bid(b) = e
+            && let Some((a, best)) = open.get_mut(&b.auction)
+            && a.date_time <= b.date_time
+            && b.date_time <= a.expires
+        {
+            *best = Some(best.map_or(b.price, |x| x.max(b.price)));
         }
     }
+    open
+}
+
+#[test]
+fn q4_averages_the_winning_price_per_category_in_toml_and_in_sql() {
+    let all = events();
+    let open = winning_bids(&all);
     let mut per_category: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     for (a, best) in open.values() {
         if let Some(best) = best {
@@ -318,23 +318,7 @@ fn q4_averages_the_winning_price_per_category_in_toml_and_in_sql() {
 #[test]
 fn q6_averages_each_sellers_latest_ten_winning_prices_in_sql() {
     let all = events();
-    // Each auction's highest bid between its opening and its expiry, as for q4.
-    let mut open: HashMap<usize, (&nexmark::event::Auction, Option<usize>)> = all
-        .iter()
-        .filter_map(|e| match e {
-            Event::Auction(a) => Some((a.id, (a, None))),
-            _ => None,
-        })
-        .collect();
-    for e in &all {
-        if let Event::Bid(b) = e
-            && let Some((a, best)) = open.get_mut(&b.auction)
-            && a.date_time <= b.date_time
-            && b.date_time <= a.expires
-        {
-            *best = Some(best.map_or(b.price, |x| x.max(b.price)));
-        }
-    }
+    let open = winning_bids(&all);
     // Per seller, its auctions in order of opening (then id); each averages itself and the 9
     // before it.
     let mut per_seller: BTreeMap<usize, Vec<(u64, usize, usize)>> = BTreeMap::new();
