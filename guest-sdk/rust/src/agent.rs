@@ -76,9 +76,15 @@ impl Config {
 }
 
 /// Collects the batches an agent emits while handling one call.
+///
+/// Batches without rows are dropped, except in answer to a batch without rows: that is how the
+/// host asks what an agent returns (SQL types an agent called as a table function by the
+/// columns of the batch it emits on port 0), and an empty batch answers with its columns.
 #[derive(Debug, Default)]
 pub struct Emitter {
     pub(crate) batches: Vec<(u32, RecordBatch)>,
+    /// Keep batches without rows: the call is the host's question of what the agent returns.
+    pub(crate) answering: bool,
 }
 
 impl Emitter {
@@ -87,9 +93,10 @@ impl Emitter {
         self.emit_to(0, batch);
     }
 
-    /// Emits `batch` on output `port`, for agents with side outputs. Empty batches are dropped.
+    /// Emits `batch` on output `port`, for agents with side outputs. Empty batches are dropped
+    /// (but see [`Emitter`] for the host's question of what an agent returns).
     pub fn emit_to(&mut self, port: u32, batch: RecordBatch) {
-        if batch.num_rows() > 0 {
+        if batch.num_rows() > 0 || self.answering {
             self.batches.push((port, batch));
         }
     }

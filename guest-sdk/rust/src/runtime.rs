@@ -77,7 +77,10 @@ pub fn process<A: Agent>(
             "the host sent a batch on port {port} that does not decode: {e}"
         )))
     })?;
-    let mut out = Emitter::default();
+    let mut out = Emitter {
+        answering: batch.num_rows() == 0,
+        ..Emitter::default()
+    };
     let result = agent.process(port, batch, &mut out);
     finish(outputs, result, out)
 }

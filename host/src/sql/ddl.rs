@@ -152,11 +152,11 @@ pub(crate) fn take_versions(
     Ok(found)
 }
 
-fn next_significant(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
+pub(super) fn next_significant(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
     (i + 1..tokens.len()).find(|p| !matches!(tokens[*p].token, Token::Whitespace(_)))
 }
 
-fn is_word(w: &Word, keyword: &str) -> bool {
+pub(super) fn is_word(w: &Word, keyword: &str) -> bool {
     w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword)
 }
 
@@ -167,7 +167,7 @@ fn next_is_for(tokens: &[TokenWithSpan], i: usize) -> bool {
         .is_some_and(|t| matches!(&t.token, Token::Word(w) if is_word(w, "FOR")))
 }
 
-fn previous_significant(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
+pub(super) fn previous_significant(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
     (0..i)
         .rev()
         .find(|p| !matches!(tokens[*p].token, Token::Whitespace(_)))

@@ -365,12 +365,26 @@ impl Planner<'_> {
         };
         let name = &declared.name;
         let config = serde_json::to_string(call).expect("a call is JSON");
-        let schema = ask(&declared.module, &config, input).map_err(|why| {
+        let answered = ask(&declared.module, &config, input).map_err(|why| {
             self.error(
                 span,
                 format!("function `{name}` (module '{}'): {why}", declared.module),
             )
         })?;
+        let schema = match answered.as_slice() {
+            [(0, schema)] => schema.clone(),
+            other => {
+                return Err(self.error(
+                    span,
+                    format!(
+                        "function `{name}` (module '{}'): answered a batch of no rows with {} batch(es) on port(s) {:?}; a function module returns one batch on port 0, every row it got with the result appended",
+                        declared.module,
+                        other.len(),
+                        other.iter().map(|(p, _)| *p).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+        };
         let fine = schema.fields().len() == input.fields().len() + 1
             && schema.field_with_name(&call.output).is_ok()
             && input
@@ -418,7 +432,11 @@ mod tests {
 
     /// What the module of `examples/sql/functions` answers: `risk(Float64, Utf8) -> Float64`,
     /// `tier(Utf8) -> Utf8`, refusing other argument types as the SDK does.
-    fn module(module: &str, config: &str, input: &SchemaRef) -> Result<SchemaRef, String> {
+    fn module(
+        module: &str,
+        config: &str,
+        input: &SchemaRef,
+    ) -> Result<Vec<(u32, SchemaRef)>, String> {
         assert_eq!(module, "fx.wasm");
         let call: sabot_sdk::function::Call = serde_json::from_str(config).unwrap();
         let (takes, returns) = match call.function.as_str() {
@@ -453,7 +471,7 @@ mod tests {
         }
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(&call.output, returns, true));
-        Ok(Arc::new(Schema::new(fields)))
+        Ok(vec![(0, Arc::new(Schema::new(fields)))])
     }
 
     const FX: &str = "CREATE FUNCTION risk AS 'fx.wasm';\nCREATE FUNCTION tier AS 'fx.wasm';\nCREATE AGGREGATE median AS 'fx.wasm';\n";

@@ -24,7 +24,9 @@
 //! - [`window`]: windowed aggregates (`window`).
 //! - [`join`]: temporal, lookup, interval and window joins (`join`).
 //! - [`rank`]: top-N per window (`top`).
+//! - [`over`]: windows of rows (`OVER`, `over`).
 //! - [`function`]: `CREATE FUNCTION`, calls of agents as scalar functions.
+//! - [`table_function`]: agents as table functions (`FROM f(TABLE t PARTITION BY k)`).
 //! - [`error`]: errors with line, column and a caret under the mistake.
 
 mod ddl;
@@ -36,6 +38,7 @@ mod plan;
 mod rank;
 mod sink;
 mod source;
+mod table_function;
 #[cfg(test)]
 mod tests;
 mod window;
@@ -65,9 +68,10 @@ pub struct Catalog<'a> {
     /// The columns of output `port` of a source (its pipeline document), when they are known
     /// before it runs, so that expressions are checked where they are written.
     pub schema_of: &'a dyn Fn(&toml::Value, u32) -> Option<SchemaRef>,
-    /// The columns a function module returns for a call (the module as `CREATE FUNCTION` names
-    /// it, the call's config as JSON) over rows of the given columns, or why it refuses them:
-    /// calls are type-checked by asking the module. `None`: function results are not known
+    /// What a module (as `CREATE FUNCTION` names it) configured with a call's config (JSON)
+    /// answers a batch of no rows of the given columns with — the columns of each batch it
+    /// returns, by output port — or why it refuses them: calls of functions and table
+    /// functions are type-checked by asking the module. `None`: their results are not known
     /// before the pipeline runs, and what reads them is checked then.
     pub functions: Option<&'a FunctionTypes<'a>>,
     /// Modules that replace those of declared functions, by function name (what
@@ -76,7 +80,8 @@ pub struct Catalog<'a> {
 }
 
 /// See [`Catalog::functions`].
-pub type FunctionTypes<'a> = dyn Fn(&str, &str, &SchemaRef) -> Result<SchemaRef, String> + 'a;
+pub type FunctionTypes<'a> =
+    dyn Fn(&str, &str, &SchemaRef) -> Result<Vec<(u32, SchemaRef)>, String> + 'a;
 
 impl<'a> Catalog<'a> {
     /// A catalog of source columns alone.
@@ -126,6 +131,7 @@ fn compile_with(
     let functions = function::take_functions(source, &mut tokens)?;
     let mut watermarks = ddl::take_watermarks(source, &mut tokens)?;
     let versions = ddl::take_versions(source, &mut tokens)?;
+    table_function::mark_table_arguments(&mut tokens);
     let statements = Parser::new(&dialect)
         .with_tokens_with_locations(tokens)
         .parse_statements()

@@ -287,6 +287,14 @@ impl<'a> Planner<'a> {
                 };
                 Ok((self.read(&table, name.span())?, side))
             }
+            TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                with_hints,
+                version: None,
+                ..
+            } if with_hints.is_empty() => self.table_function(name, args, alias.as_ref()),
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
@@ -300,7 +308,7 @@ impl<'a> Planner<'a> {
             other => Err(self.error(
                 other.span(),
                 format!(
-                    "unsupported FROM item `{}`: name a table, a view or a sub-query",
+                    "unsupported FROM item `{}`: name a table, a view, a sub-query or a table function (name(TABLE t, …))",
                     shorten(&other.to_string())
                 ),
             )),

@@ -497,3 +497,78 @@ INSERT INTO out SELECT {function}(amount) AS x FROM transactions;"
         .unwrap_or_default();
     assert_eq!(names, ["fine"], "{list}");
 }
+
+#[test]
+fn an_agent_called_as_a_table_function_is_checked_by_validate_and_runs_keyed() {
+    let s = Scratch::new();
+    let rules = sabot_test_artifacts::FRAUD_RULES;
+    let pipeline = |settings: &str| {
+        format!(
+            "SET parallelism = 2;
+CREATE TABLE transactions (WATERMARK FOR ts AS ts)
+WITH ('connector' = 'generator', 'count' = '20000', 'seed' = '3', 'fraud_rate' = '0.01', 'cards' = '200');
+CREATE FUNCTION rules AS '{rules}';
+CREATE TABLE flagged WITH ('connector' = 'file', 'path' = 'flagged.jsonl');
+INSERT INTO flagged
+SELECT txn_id, card_id, reason FROM rules(TABLE transactions PARTITION BY card_id, {settings})
+WHERE reason <> 'blacklisted_merchant';
+"
+        )
+    };
+    let cases = [
+        (
+            "over_limit_factor => 0",
+            "table function `rules`",
+            "over_limit_factor must be a positive number, got 0",
+        ),
+        (
+            "over_limit_facto => 2",
+            "table function `rules`",
+            "unknown field `over_limit_facto`",
+        ),
+        (
+            "velocity => JSON '{\"max_transactions\": 0, \"within_ms\": 10}'",
+            "table function `rules`",
+            "velocity needs max_transactions ≥ 1 and within_ms > 0",
+        ),
+        (
+            "over_limit_factor => 2.0, velocity => 5",
+            "table function `rules`",
+            "velocity",
+        ),
+    ];
+    for (settings, object, expected) in cases {
+        s.write("rules.sql", &pipeline(settings));
+        let out = sabot(&["validate", "rules.sql"], s.dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{settings}: {err}");
+        assert!(err.contains(object), "{settings}: {err}");
+        assert!(err.contains(expected), "{settings}: {err}");
+        assert!(err.contains("rules.sql:7:"), "{settings}: located: {err}");
+        assert!(!Path::new(&s.path("flagged.jsonl")).exists(), "nothing ran");
+    }
+
+    // What the agent returns is typed from its answer: a column it does not return is named.
+    s.write(
+        "rules.sql",
+        &pipeline("over_limit_factor => 2.0").replace("reason <> ", "verdict <> "),
+    );
+    let out = sabot(&["validate", "rules.sql"], s.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`verdict`"), "{}", stderr(&out));
+
+    s.write("rules.sql", &pipeline("over_limit_factor => 2.0"));
+    let out = sabot(&["explain", "rules.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let graph = crate::support::stdout(&out);
+    assert!(graph.contains("×2"), "two instances: {graph}");
+    assert!(graph.contains("card_id"), "keyed by card: {graph}");
+    let out = sabot(&["run", "rules.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let flagged = rows(&s, "flagged.jsonl");
+    assert!(!flagged.is_empty());
+    for row in &flagged {
+        assert_eq!(row.as_object().unwrap().len(), 3, "{row}");
+        assert_ne!(row["reason"], "blacklisted_merchant", "{row}");
+    }
+}

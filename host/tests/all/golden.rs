@@ -94,6 +94,47 @@ fn fraud_detection_example_catches_the_injected_fraud_with_few_false_alarms() {
     check_golden("fraud-detection.scores.jsonl", &scores);
 }
 
+#[test]
+fn fraud_detection_in_sql_flags_what_the_toml_pipeline_flags() {
+    // pipeline.sql calls the rules agent as a table function, keyed by card, its settings as
+    // named arguments: the same rows as pipeline.toml's, checked against the same goldens.
+    let workspace = sabot_test_artifacts::workspace();
+    let dir = workspace.join("examples/fraud-detection");
+    let runtime = runtime();
+    let mut spec = PipelineSpec::load_with(
+        dir.join("pipeline.sql"),
+        &[(
+            "fraud_rules".to_owned(),
+            ModuleSource::Path(sabot_test_artifacts::FRAUD_RULES.into()),
+        )],
+        Some(&sabot_host::wasm::function::local(&runtime, &dir)),
+    )
+    .unwrap();
+    let rules: Vec<_> = spec
+        .agents
+        .values()
+        .filter(|a| matches!(&a.module, ModuleSource::Path(p) if p.ends_with("fraud_rules.wasm")))
+        .collect();
+    assert_eq!(rules.len(), 1, "one rules agent");
+    assert_eq!(rules[0].parallelism, 2);
+    assert_eq!(rules[0].key.as_deref(), Some("card_id"));
+    let scratch = Scratch::new();
+    sinks_to_files(&mut spec, &scratch);
+    let summary = Pipeline::new(spec, runtime)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    assert_eq!(summary.events_in, 1_000_000);
+    check_golden(
+        "fraud-detection.flagged.jsonl",
+        &scratch.read("flagged.jsonl"),
+    );
+    check_golden(
+        "fraud-detection.alerts.jsonl",
+        &scratch.read("alerts.jsonl"),
+    );
+}
+
 /// trades.csv -> filter (notional >= 10 000, lit venues) -> project(`select`) -> out.jsonl
 fn trades_pipeline(select: &str) -> String {
     let data = sabot_test_artifacts::workspace().join("tests/data/trades.csv");

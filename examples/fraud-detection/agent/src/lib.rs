@@ -18,7 +18,8 @@
 //! the card, nor teach the model what the card usually spends).
 //!
 //! Port 0: the flagged transactions with one more column, `reason`, naming the first rule that
-//! matched (in the order above). Port 1: per batch, for each value of the `fraud` label column
+//! matched (in the order above); a batch of no rows is answered with no rows of those columns
+//! (what SQL asks a table function). Port 1: per batch, for each value of the `fraud` label column
 //! when there is one (`none` for legitimate rows), how many rows carried it and how many of them
 //! were flagged — what `fraud-score` turns into precision and recall.
 
@@ -291,6 +292,13 @@ impl Agent for FraudRules {
         } else {
             (&[][..], &[][..])
         };
+        if n == 0 {
+            // Asked what it returns (SQL plans it as a table function this way): no rows of
+            // the columns it would emit on port 0.
+            let schema = self.output_schema(&batch.schema());
+            out.emit(RecordBatch::new_empty(schema));
+            return Ok(());
+        }
         let mut slot_of: HashMap<i64, usize> = HashMap::with_capacity(if stateful { n } else { 0 });
         let mut keys: Vec<i64> = Vec::new();
         for card in cards {

@@ -382,7 +382,7 @@ impl Pipelines {
                     ));
                 }
             };
-            crate::wasm::function::result_schema(&self.runtime, &source, config, input)
+            crate::wasm::function::answer(&self.runtime, &source, config, input)
         };
         crate::config::sql_to_toml(sql, name, Some(&functions))
             .map_err(|e| ApiError::bad_request(e.to_string()))
