@@ -25,5 +25,6 @@ sabot_languages() {
     (cd guest-sdk/go && go mod download)
     (cd examples/fraud-detection/agents/go && go mod download)
     (cd tests/guests/languages/go && go mod download)
+    (cd examples/sql/functions/go && go mod download)
     export SABOT_VENV="$venv"
 }

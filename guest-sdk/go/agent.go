@@ -51,11 +51,14 @@ type Output struct {
 	Batch arrow.RecordBatch
 }
 
-// Emit is the outputs for batches on port 0 (nil or empty batches are skipped).
+// Emit is the outputs for batches on port 0 (nil batches are skipped). Batches without rows
+// are dropped when sent, except in answer to a batch without rows: that is how the host asks
+// what an agent returns (SQL types an agent called as a table function by the columns of the
+// batch it returns on port 0).
 func Emit(batches ...arrow.RecordBatch) []Output {
 	out := make([]Output, 0, len(batches))
 	for _, b := range batches {
-		if b != nil && b.NumRows() > 0 {
+		if b != nil {
 			out = append(out, Output{Port: 0, Batch: b})
 		}
 	}

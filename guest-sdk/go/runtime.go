@@ -22,6 +22,20 @@ func Register(newAgent func(config []byte) (Agent, error)) {
 	constructor = newAgent
 }
 
+// RegisterFunctions makes the module a function module of these functions (in place of
+// [Register]: a module holds an agent or functions):
+//
+//	func init() {
+//		agent.RegisterFunctions(
+//			agent.Function{Name: "risk", Args: []arrow.DataType{arrow.PrimitiveTypes.Float64, arrow.BinaryTypes.String},
+//				Returns: arrow.PrimitiveTypes.Float64, Call: risk},
+//			agent.Aggregate("median", func() []float64 { return nil }, addValue, median),
+//		)
+//	}
+func RegisterFunctions(functions ...Function) {
+	Register(func(config []byte) (Agent, error) { return newFunctionAgent(config, functions) })
+}
+
 type wireOutput struct {
 	port  uint32
 	bytes []byte
@@ -52,10 +66,13 @@ func runInit(config string) (err *AgentError) {
 	return nil
 }
 
-func encodeOutputs(outs []Output) ([]wireOutput, *AgentError) {
+// encodeOutputs encodes what an agent returned; batches without rows are dropped unless
+// `answering` (the call was a batch without rows: the host's question of what the agent returns,
+// which an empty batch answers with its columns).
+func encodeOutputs(outs []Output, answering bool) ([]wireOutput, *AgentError) {
 	wire := make([]wireOutput, 0, len(outs))
 	for _, o := range outs {
-		if o.Batch == nil || o.Batch.NumRows() == 0 {
+		if o.Batch == nil || (o.Batch.NumRows() == 0 && !answering) {
 			continue
 		}
 		enc := encoders[o.Port]
@@ -91,7 +108,7 @@ func runProcess(port uint32, data []byte) (wire []wireOutput, err *AgentError) {
 	if e != nil {
 		return nil, asAgentError(e, KindInternal)
 	}
-	return encodeOutputs(outs)
+	return encodeOutputs(outs, batch.NumRows() == 0)
 }
 
 func runOnWatermark(watermark int64) (wire []wireOutput, err *AgentError) {
@@ -104,7 +121,7 @@ func runOnWatermark(watermark int64) (wire []wireOutput, err *AgentError) {
 	if e != nil {
 		return nil, asAgentError(e, KindInternal)
 	}
-	return encodeOutputs(outs)
+	return encodeOutputs(outs, false)
 }
 
 func runOnTimers(timers []Timer) (wire []wireOutput, err *AgentError) {
@@ -117,7 +134,7 @@ func runOnTimers(timers []Timer) (wire []wireOutput, err *AgentError) {
 	if e != nil {
 		return nil, asAgentError(e, KindInternal)
 	}
-	return encodeOutputs(outs)
+	return encodeOutputs(outs, false)
 }
 
 // Log writes a structured log line, tagged by the host with the pipeline, agent and instance.

@@ -37,8 +37,12 @@ function call(kind, f) {
   }
 }
 
-/** The outputs of one call, as `output` records. */
-export function toOutputs(result) {
+/**
+ * The outputs of one call, as `output` records. Batches without rows are dropped, except when
+ * `answering` (the call was a batch without rows: the host's question of what the agent returns,
+ * which an empty batch answers with its columns) or for an output marked `keepEmpty`.
+ */
+export function toOutputs(result, answering = false) {
   if (result === undefined || result === null) return [];
   const items = Array.isArray(result) ? result : [result];
   const out = [];
@@ -49,9 +53,9 @@ export function toOutputs(result) {
       if (!Number.isInteger(item.port) || item.port < 0) {
         throw new TypeError(`an output port is a non-negative integer; got ${item.port}`);
       }
-      out.push(...encodeOutputs(data, item.port, item.keepEmpty === true));
+      out.push(...encodeOutputs(data, item.port, answering || item.keepEmpty === true));
     } else {
-      out.push(...encodeOutputs(item, 0));
+      out.push(...encodeOutputs(item, 0, answering));
     }
   }
   return out;
@@ -97,7 +101,7 @@ export function exportAgent(definition) {
         } catch (e) {
           throw AgentError.invalidInput(`port ${port}: not an Arrow IPC batch: ${e.message}`);
         }
-        return toOutputs(agent.process(table, port));
+        return toOutputs(agent.process(table, port), table.numRows === 0);
       });
     },
   };

@@ -19,6 +19,9 @@ then ``python -m sabot_agent.build big.py -o big.wasm``. A module-level function
 ``process`` returns what to emit: ``None``, a batch (port 0), or a list of batches and
 ``(port, batch)`` pairs. Raise :class:`AgentError` for bad input or configuration; any other
 exception is reported to the host as an internal error of the agent, never a trap.
+
+A module of functions that SQL calls (``CREATE FUNCTION``, ``CREATE AGGREGATE``) declares them
+with :func:`function`, :func:`aggregate` and :func:`functions` (see ``sabot_agent.function``).
 """
 
 from .arrow import (
@@ -39,6 +42,7 @@ from .arrow import (
     int64,
     large_binary,
     large_utf8,
+    list_,
     null,
     timestamp,
     uint8,
@@ -48,6 +52,7 @@ from .arrow import (
     utf8,
 )
 from .errors import AgentError
+from .function import Function, aggregate, function, functions
 from .keys import keys_of, state_key
 from .host import MapState, Timer, ValueState, log, metrics, timers
 
@@ -58,10 +63,14 @@ __all__ = [
     "Column",
     "DataType",
     "Field",
+    "Function",
     "MapState",
     "RecordBatch",
     "Timer",
     "ValueState",
+    "aggregate",
+    "function",
+    "functions",
     "keys_of",
     "log",
     "metrics",
@@ -79,6 +88,7 @@ __all__ = [
     "int64",
     "large_binary",
     "large_utf8",
+    "list_",
     "null",
     "timestamp",
     "uint8",

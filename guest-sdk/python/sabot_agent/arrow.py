@@ -3,8 +3,8 @@
 Supported column types: ``null``; signed and unsigned integers of 8, 16, 32 and 64 bits;
 ``float32`` and ``float64``; ``bool``; ``utf8`` and ``large_utf8``; ``binary`` and
 ``large_binary``; ``timestamp`` (any unit, with or without a time zone, as integers in that unit);
-``date32`` (days) and ``date64`` (ms). Every column may hold nulls (``None``). Other types
-(dictionaries, lists, structs, decimals…) are refused with an error that names the column and its
+``date32`` (days) and ``date64`` (ms); ``list_`` of any of these (values as Python lists). Every
+column may hold nulls (``None``). Other types (dictionaries, structs, decimals…) are refused with an error that names the column and its
 type. Compressed buffers are refused too: the host never compresses.
 
 Columns are decoded lazily: a batch keeps the received buffers and turns a column into a Python
@@ -54,6 +54,7 @@ __all__ = [
     "timestamp",
     "date32",
     "date64",
+    "list_",
 ]
 
 
@@ -63,12 +64,11 @@ class ArrowError(ValueError):
 
 # Type ids of the `Type` union in Schema.fbs.
 _NULL, _INT, _FLOAT, _BINARY, _UTF8, _BOOL = 1, 2, 3, 4, 5, 6
-_DATE, _TIMESTAMP, _LARGE_BINARY, _LARGE_UTF8 = 8, 10, 19, 20
+_DATE, _TIMESTAMP, _LIST, _LARGE_BINARY, _LARGE_UTF8 = 8, 10, 12, 19, 20
 _TYPE_NAMES = {
     7: "decimal",
     9: "time",
     11: "interval",
-    12: "list",
     13: "struct",
     14: "union",
     15: "fixed_size_binary",
@@ -91,17 +91,22 @@ _CONTINUATION = 0xFFFFFFFF
 class DataType:
     """A column type. Compare with ``==``; build with the module's constructors (``int64``…)."""
 
-    __slots__ = ("kind", "bits", "signed", "unit", "tz")
+    __slots__ = ("kind", "bits", "signed", "unit", "tz", "child")
 
-    def __init__(self, kind: int, bits: int = 0, signed: bool = False, unit: str = "", tz: Optional[str] = None):
+    def __init__(self, kind: int, bits: int = 0, signed: bool = False, unit: str = "", tz: Optional[str] = None,
+                 child: Optional["Field"] = None):
         self.kind = kind
         self.bits = bits
         self.signed = signed
         self.unit = unit
         self.tz = tz
+        # A list's element field.
+        self.child = child
 
     def _key(self) -> tuple:
-        return (self.kind, self.bits, self.signed, self.unit, self.tz)
+        child = self.child
+        return (self.kind, self.bits, self.signed, self.unit, self.tz,
+                None if child is None else (child.name, child.type._key(), child.nullable))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DataType) and self._key() == other._key()
@@ -119,6 +124,8 @@ class DataType:
             return f"timestamp[{self.unit}{', ' + self.tz if self.tz else ''}]"
         if k == _DATE:
             return "date32" if self.unit == "day" else "date64"
+        if k == _LIST:
+            return f"list<{self.child.type!r}>"
         return {
             _NULL: "null",
             _BOOL: "bool",
@@ -159,6 +166,13 @@ bool_ = DataType(_BOOL)
 utf8, large_utf8 = DataType(_UTF8), DataType(_LARGE_UTF8)
 binary, large_binary = DataType(_BINARY), DataType(_LARGE_BINARY)
 date32, date64 = DataType(_DATE, unit="day"), DataType(_DATE, unit="ms")
+
+
+def list_(element: DataType, nullable: bool = True, name: str = "item") -> DataType:
+    """A list type of ``element`` values (its field named ``name``, as Arrow names it)."""
+    if element.kind == _LIST:
+        raise ArrowError("a list of lists is not supported")
+    return DataType(_LIST, child=Field(name, element, nullable))
 
 
 def timestamp(unit: str = "ms", tz: Optional[str] = None) -> DataType:
@@ -218,16 +232,18 @@ def _pack_bits(flags: Iterable[bool], n: int) -> bytes:
 class Column:
     """One column of a batch: its raw Arrow buffers, turned into a list on first use."""
 
-    __slots__ = ("type", "length", "null_count", "validity", "offsets", "data", "_list")
+    __slots__ = ("type", "length", "null_count", "validity", "offsets", "data", "child", "_list")
 
     def __init__(self, type: DataType, length: int, null_count: int, validity: Optional[bytes],
-                 offsets: Optional[memoryview], data: Optional[memoryview]):
+                 offsets: Optional[memoryview], data: Optional[memoryview], child: Optional["Column"] = None):
         self.type = type
         self.length = length
         self.null_count = null_count
         self.validity = validity
         self.offsets = offsets
         self.data = data
+        # A list's values, which `offsets` slice.
+        self.child = child
         self._list: Optional[List[Any]] = None
 
     @classmethod
@@ -245,6 +261,15 @@ class Column:
             elif type.kind == _BOOL:
                 col = cls(type, n, null_count, validity, None,
                           memoryview(_pack_bits((bool(v) for v in values), n)))
+            elif type.kind == _LIST:
+                flat: List[Any] = []
+                offs = array("i", [0]) * (n + 1)
+                for i, v in enumerate(values):
+                    if v is not None:
+                        flat.extend(v)
+                    offs[i + 1] = len(flat)
+                child = cls.from_values(type.child.type, flat, f"{name}.{type.child.name}")
+                col = cls(type, n, null_count, validity, memoryview(offs.tobytes()).cast("i"), None, child)
             elif type._variable:
                 text = type.kind in (_UTF8, _LARGE_UTF8)
                 parts = [b"" if v is None else (v.encode() if text else bytes(v)) for v in values]
@@ -276,6 +301,10 @@ class Column:
             return [None] * n
         if t.kind == _BOOL:
             values: List[Any] = _bits(self.data, n)
+        elif t.kind == _LIST:
+            items = self.child.to_list()
+            o = self.offsets[: n + 1].tolist()
+            values = [items[o[i]:o[i + 1]] for i in range(n)]
         elif t._variable:
             o = self.offsets
             d = bytes(self.data[o[0]:o[n]]) if n else b""
@@ -300,6 +329,9 @@ class Column:
     def take(self, rows: Sequence[int]) -> "Column":
         """The values at ``rows``, copied from the buffers without decoding the others."""
         t, n = self.type, len(rows)
+        if t.kind == _LIST:
+            values = self.to_list()
+            return Column.from_values(t, [values[i] for i in rows])
         if self._list is not None and not t._variable and t.kind != _BOOL:
             src = self._list
             return Column.from_values(t, [src[i] for i in rows])
@@ -456,13 +488,21 @@ def _field_of(t: Table, column: str) -> Tuple[str, DataType, bool]:
         return name, DataType(_TIMESTAMP, unit=unit, tz=tz), nullable
     if kind == _DATE:
         return name, (date32 if slot(0, N.Int16Flags, 1) == 0 else date64), nullable
+    if kind == _LIST:
+        o = t.Offset(14)
+        if not o or t.VectorLen(o) != 1:
+            raise ArrowError(f"column `{name}`: a list needs one child field")
+        child_name, child_type, child_nullable = _field_of(Table(t.Bytes, t.Indirect(t.Vector(o))), f"{name}.item")
+        if child_type.kind == _LIST:
+            raise ArrowError(f"column `{name}` is a list of lists, which this reader does not support")
+        return name, DataType(_LIST, child=Field(child_name, child_type, child_nullable)), nullable
     simple = {_NULL: null, _BOOL: bool_, _UTF8: utf8, _LARGE_UTF8: large_utf8, _BINARY: binary,
               _LARGE_BINARY: large_binary}
     if kind in simple:
         return name, simple[kind], nullable
     raise ArrowError(
         f"column `{name}` has type {_TYPE_NAMES.get(kind, kind)}, which this reader does not support "
-        f"(supported: integers, floats, bool, utf8, binary, timestamp, date, null)"
+        f"(supported: integers, floats, bool, utf8, binary, timestamp, date, null, and lists of them)"
     )
 
 
@@ -540,30 +580,41 @@ class StreamDecoder:
                     raise ArrowError(f"buffer {i} ({off}+{ln}) runs past the message body of {len(body)} bytes")
                 buffers.append(body[off:off + ln])
         schema = self.schema
-        if len(nodes) != len(schema):
-            raise ArrowError(f"the batch has {len(nodes)} field nodes; the schema has {len(schema)} columns")
-        columns: List[Column] = []
-        b = 0
-        for field, (n, nulls) in zip(schema, nodes):
+        node_at, b = 0, 0
+
+        def read(field: Field) -> Column:
+            nonlocal node_at, b
+            if node_at >= len(nodes):
+                raise ArrowError(f"column `{field.name}`: the batch has too few field nodes")
+            n, nulls = nodes[node_at]
+            node_at += 1
             t_ = field.type
             if t_.kind == _NULL:
-                columns.append(Column(t_, n, n, None, None, None))
-                continue
+                return Column(t_, n, n, None, None, None)
             need = 3 if t_._variable else 2
             if b + need > len(buffers):
                 raise ArrowError(f"column `{field.name}`: the batch has too few buffers")
             validity = bytes(buffers[b]) if nulls and len(buffers[b]) else None
             if nulls and validity is None:
                 raise ArrowError(f"column `{field.name}` has {nulls} nulls but no validity bitmap")
-            if t_._variable:
+            if t_._variable or t_.kind == _LIST:
                 offsets = buffers[b + 1].cast("q" if t_._large else "i")
                 if len(offsets) < n + 1:
                     raise ArrowError(f"column `{field.name}`: {len(offsets)} offsets for {n} values")
-                col = Column(t_, n, nulls, validity, offsets, buffers[b + 2])
-            else:
-                col = Column(t_, n, nulls, validity, None, buffers[b + 1])
-            columns.append(col)
+            if t_.kind == _LIST:
+                b += 2
+                child = read(t_.child)
+                if n and (offsets[0] < 0 or offsets[n] > child.length or offsets[0] > offsets[n]):
+                    raise ArrowError(f"column `{field.name}`: offsets {offsets[0]}..{offsets[n]} outside its {child.length} values")
+                return Column(t_, n, nulls, validity, offsets, None, child)
+            col = (Column(t_, n, nulls, validity, offsets, buffers[b + 2]) if t_._variable
+                   else Column(t_, n, nulls, validity, None, buffers[b + 1]))
             b += need
+            return col
+
+        columns = [read(field) for field in schema]
+        if node_at != len(nodes):
+            raise ArrowError(f"the batch has {len(nodes)} field nodes; the schema has {node_at}")
         return RecordBatch(schema, columns, length)
 
 
@@ -622,21 +673,27 @@ def _message(b: flatbuffers.Builder, header_type: int, header: int, body_len: in
     return struct.pack("<Ii", _CONTINUATION, len(meta)) + meta
 
 
+def _field_table(b: flatbuffers.Builder, f: Field) -> int:
+    # Children first: a flatbuffer object is built after the objects it points to.
+    child = _field_table(b, f.type.child) if f.type.kind == _LIST else None
+    name = b.CreateString(f.name)
+    type_table = _type_table(b, f.type)
+    b.StartVector(4, 0 if child is None else 1, 4)
+    if child is not None:
+        b.PrependUOffsetTRelative(child)
+    children = b.EndVector()
+    b.StartObject(7)
+    b.PrependUOffsetTRelativeSlot(0, name, 0)
+    b.PrependBoolSlot(1, f.nullable, False)
+    b.PrependUint8Slot(2, f.type.kind, 0)
+    b.PrependUOffsetTRelativeSlot(3, type_table, 0)
+    b.PrependUOffsetTRelativeSlot(5, children, 0)
+    return b.EndObject()
+
+
 def _schema_message(schema: Schema) -> bytes:
     b = flatbuffers.Builder(256)
-    fields = []
-    for f in schema:
-        name = b.CreateString(f.name)
-        type_table = _type_table(b, f.type)
-        b.StartVector(4, 0, 4)
-        children = b.EndVector()
-        b.StartObject(7)
-        b.PrependUOffsetTRelativeSlot(0, name, 0)
-        b.PrependBoolSlot(1, f.nullable, False)
-        b.PrependUint8Slot(2, f.type.kind, 0)
-        b.PrependUOffsetTRelativeSlot(3, type_table, 0)
-        b.PrependUOffsetTRelativeSlot(5, children, 0)
-        fields.append(b.EndObject())
+    fields = [_field_table(b, f) for f in schema]
     b.StartVector(4, len(fields), 4)
     for f in reversed(fields):
         b.PrependUOffsetTRelative(f)
@@ -681,13 +738,17 @@ def encode_batch(batch: RecordBatch, with_schema: bool = True) -> bytes:
             parts.append(b"\x00" * pad)
         at += len(data) + pad
 
-    for field, col in zip(batch.schema, batch.columns):
+    def write(col: Column) -> None:
         t, n = col.type, col.length
         nodes.append((n, col.null_count))
         if t.kind == _NULL:
-            continue
+            return
         add(col.validity if col.null_count else None)
-        if t._variable:
+        if t.kind == _LIST:
+            # The offsets as they are (they may start past 0), and the whole child.
+            add(col.offsets[: n + 1].tobytes() if n else array("i", [0]).tobytes())
+            write(col.child)
+        elif t._variable:
             o = col.offsets
             base = o[0] if n else 0
             if base:
@@ -700,6 +761,9 @@ def encode_batch(batch: RecordBatch, with_schema: bool = True) -> bytes:
             add(col.data[: (n + 7) >> 3])
         else:
             add(col.data[: n * array(t._code).itemsize])
+
+    for col in batch.columns:
+        write(col)
 
     b = flatbuffers.Builder(256)
     buf_vec = _pairs_vector(b, buffers)

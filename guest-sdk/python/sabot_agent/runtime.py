@@ -62,7 +62,9 @@ def bind(module: ModuleType):
         at = f" (at {where.filename}:{where.lineno})" if where else ""
         return Err(wtypes.AgentError(kinds[kind], f"{type(e).__name__}: {e}{at}", None))
 
-    def outputs(result: Any) -> List[Any]:
+    def outputs(result: Any, answering: bool = False) -> List[Any]:
+        # Batches without rows are dropped, except in answer to a batch without rows: the host's
+        # question of what the agent returns, which an empty batch answers with its columns.
         if result is None:
             return []
         items = result if isinstance(result, list) else [result]
@@ -78,7 +80,7 @@ def bind(module: ModuleType):
                 raise TypeError(
                     f"an agent returns RecordBatches or (port, RecordBatch) pairs; got {type(item).__name__}"
                 )
-            if batch.num_rows == 0:
+            if batch.num_rows == 0 and not answering:
                 continue
             # The schema goes with a port's first batch and whenever it changes.
             sent = encoders.get(port)
@@ -110,9 +112,10 @@ def bind(module: ModuleType):
                     data = decoder.decode(batch)
                 except ArrowError as e:
                     raise AgentError.invalid_input(f"port {port}: not an Arrow IPC batch this SDK reads: {e}")
+                answering = data.num_rows == 0
                 if inspect.isfunction(agent):
-                    return outputs(agent(data, port))
-                return outputs(agent.process(data, port))
+                    return outputs(agent(data, port), answering)
+                return outputs(agent.process(data, port), answering)
             except BaseException as e:  # noqa: BLE001
                 raise report(e, "internal")
 

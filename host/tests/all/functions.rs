@@ -1,13 +1,30 @@
-//! Agents as SQL functions (`CREATE FUNCTION risk AS 'MODULE'`): the same rows from a Rust and a
-//! JavaScript module as from a reference computed here, calls type-checked by asking the module
+//! Agents as SQL functions (`CREATE FUNCTION risk AS 'MODULE'`): the same rows from modules of
+//! the four SDKs (Rust, JavaScript, Python, Go) as from a reference computed here, calls type-checked by asking the module
 //! before anything runs, and uploaded modules named `NAME@VERSION` on a server.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sabot_test_artifacts::{PLAIN, SQL_FUNCTIONS, languages};
+use sabot_test_artifacts::languages::{self, Language};
+use sabot_test_artifacts::{PLAIN, SQL_FUNCTIONS};
 
 use crate::support::{Scratch, sabot, stderr};
+
+/// `examples/sql/functions` built with each SDK: Rust first, then JavaScript, Python and Go.
+fn function_modules() -> Vec<(&'static str, String)> {
+    let mut modules = vec![("Rust", SQL_FUNCTIONS.to_owned())];
+    let sabot = Path::new(env!("CARGO_BIN_EXE_sabot"));
+    for language in languages::ALL {
+        let name = match language {
+            Language::JavaScript => "JavaScript",
+            Language::Python => "Python",
+            Language::Go => "Go",
+        };
+        let module = languages::sql_functions(language, sabot);
+        modules.push((name, module.to_str().unwrap().to_owned()));
+    }
+    modules
+}
 
 /// Scores transactions with `risk` and tiers their merchants with `tier`, keeping the risky
 /// ones; `raw` keeps every transaction for the reference.
@@ -103,7 +120,7 @@ fn assert_close(got: &Scored, expected: &Scored) {
 }
 
 #[test]
-fn functions_from_a_rust_and_a_javascript_module_give_the_rows_of_a_reference() {
+fn functions_from_modules_of_every_sdk_give_the_rows_of_a_reference() {
     let rust = Scratch::new();
     rust.write("scoring.sql", &scoring(SQL_FUNCTIONS));
     let out = sabot(&["run", "scoring.sql"], rust.dir.path());
@@ -120,31 +137,35 @@ fn functions_from_a_rust_and_a_javascript_module_give_the_rows_of_a_reference() 
     assert!(tiers.len() >= 2, "{tiers:?}");
     assert_close(&got, &expected);
 
-    // The JavaScript module, given on the command line for both functions.
-    let js = languages::sql_functions_js().to_str().unwrap().to_owned();
-    let s = Scratch::new();
-    s.write("scoring.sql", &scoring("not-built-yet.wasm"));
-    let out = sabot(
-        &[
-            "run",
-            "scoring.sql",
-            "--module",
-            &format!("risk={js}"),
-            "--module",
-            &format!("tier={js}"),
-        ],
-        s.dir.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (got_js, _) = scored_and_expected(&s);
-    // Both outputs are read back alike, so equal text reads as equal numbers.
-    assert_eq!(got_js, got, "JavaScript module: the same rows, bit for bit");
+    // The other SDKs' modules, given on the command line for both functions.
+    for (language, module) in function_modules().into_iter().skip(1) {
+        let s = Scratch::new();
+        s.write("scoring.sql", &scoring("not-built-yet.wasm"));
+        let out = sabot(
+            &[
+                "run",
+                "scoring.sql",
+                "--module",
+                &format!("risk={module}"),
+                "--module",
+                &format!("tier={module}"),
+            ],
+            s.dir.path(),
+        );
+        assert!(out.status.success(), "{language}: {}", stderr(&out));
+        let (got_other, _) = scored_and_expected(&s);
+        // Both outputs are read back alike, so equal text reads as equal numbers.
+        assert_eq!(
+            got_other, got,
+            "{language} module: the same rows, bit for bit"
+        );
+    }
 }
 
 #[test]
 fn calls_are_type_checked_by_their_module_before_anything_runs() {
-    let js = languages::sql_functions_js().to_str().unwrap().to_owned();
-    for module in [SQL_FUNCTIONS, js.as_str()] {
+    for (_, module) in function_modules() {
+        let module = module.as_str();
         let s = Scratch::new();
         let cases = [
             (
@@ -358,10 +379,10 @@ fn medians_of(s: &Scratch) -> (Medians, Medians) {
 }
 
 #[test]
-fn a_user_defined_aggregate_from_rust_and_javascript_gives_the_median_of_each_window() {
-    let js = languages::sql_functions_js().to_str().unwrap().to_owned();
+fn a_user_defined_aggregate_from_every_sdk_gives_the_median_of_each_window() {
     let mut outputs = Vec::new();
-    for module in [SQL_FUNCTIONS, js.as_str()] {
+    for (_, module) in function_modules() {
+        let module = module.as_str();
         let s = Scratch::new();
         s.write("medians.sql", &medians(module));
         let out = sabot(&["run", "medians.sql"], s.dir.path());
@@ -383,7 +404,9 @@ fn a_user_defined_aggregate_from_rust_and_javascript_gives_the_median_of_each_wi
         }
         outputs.push(got);
     }
-    assert_eq!(outputs[0], outputs[1], "Rust and JavaScript agree exactly");
+    for other in &outputs[1..] {
+        assert_eq!(&outputs[0], other, "every SDK agrees with Rust exactly");
+    }
 
     // Without a window, a user-defined aggregate is refused where it is called.
     let s = Scratch::new();

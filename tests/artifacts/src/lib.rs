@@ -174,18 +174,19 @@ pub mod languages {
         })
     }
 
-    /// The scalar functions of `examples/sql/functions` in JavaScript (`risk.js`), built once
-    /// per process.
-    pub fn sql_functions_js() -> &'static Path {
-        static BUILT: OnceLock<PathBuf> = OnceLock::new();
-        BUILT.get_or_init(|| {
-            let source = super::workspace().join("examples/sql/functions/risk.js");
-            build(
-                Language::JavaScript,
-                &source,
-                "sql_functions_js",
-                Path::new("sabot"),
-            )
+    /// The functions of `examples/sql/functions` (`risk`, `tier`, the aggregate `median`) in
+    /// `language` (`risk.js`, `risk.py`, `go/`), built once per process; `sabot` is the binary
+    /// whose `componentize` wraps the Go module.
+    pub fn sql_functions(language: Language, sabot: &Path) -> &'static Path {
+        static BUILT: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        BUILT[slot(language)].get_or_init(|| {
+            let dir = super::workspace().join("examples/sql/functions");
+            let (source, name) = match language {
+                Language::JavaScript => (dir.join("risk.js"), "sql_functions_js"),
+                Language::Python => (dir.join("risk.py"), "sql_functions_py"),
+                Language::Go => (dir.join("go"), "sql_functions_go"),
+            };
+            build(language, &source, name, sabot)
         })
     }
 
