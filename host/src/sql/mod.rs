@@ -25,6 +25,7 @@
 //! - [`join`]: temporal, lookup, interval and window joins (`join`).
 //! - [`rank`]: top-N per window (`top`).
 //! - [`over`]: windows of rows (`OVER`, `over`).
+//! - [`fuse`]: chains of projections merged into one after planning.
 //! - [`function`]: `CREATE FUNCTION`, calls of agents as scalar functions.
 //! - [`table_function`]: agents as table functions (`FROM f(TABLE t PARTITION BY k)`).
 //! - [`error`]: errors with line, column and a caret under the mistake.
@@ -32,6 +33,7 @@
 mod ddl;
 pub mod error;
 mod function;
+mod fuse;
 mod join;
 mod over;
 mod plan;
@@ -280,6 +282,7 @@ fn compile_with(
             "FOR SYSTEM_TIME AS OF belongs after the right table of a JOIN",
         ));
     }
+    fuse::fuse_projections(&mut planner.agents, &mut planner.edges);
     // Keyed agents (windows, joins, aggregates, rankings per key, views) run as many instances,
     // each with its share of the keys.
     if let Some(n) = parallelism {

@@ -476,7 +476,7 @@ mod tests {
             .find(|a| a["module"].as_str() == Some("builtin:project"))
             .unwrap();
         assert!(
-            strings(&select["config"]["select"]).contains(&"window_end AS window_end"),
+            strings(&select["config"]["select"]).contains(&"window_end"),
             "{select}"
         );
     }

@@ -204,6 +204,29 @@ impl Projection {
         Self::parse(&joined)
     }
 
+    /// The projection as `(input column, output name)` pairs, when every item only selects or
+    /// renames a column of its input (`None`: an item computes something, or is `*`).
+    pub fn renames(&self) -> Option<Vec<(&str, &str)>> {
+        self.items
+            .iter()
+            .map(|item| match item {
+                Item::Expr { name, expr } => column_of(expr).map(|c| (c, name.as_str())),
+                Item::Wildcard => None,
+            })
+            .collect()
+    }
+
+    /// Each item as its output name and the text of its expression (`None`: an item is `*`).
+    pub fn named_items(&self) -> Option<Vec<(&str, String)>> {
+        self.items
+            .iter()
+            .map(|item| match item {
+                Item::Expr { name, expr } => Some((name.as_str(), expr.to_string())),
+                Item::Wildcard => None,
+            })
+            .collect()
+    }
+
     /// Computes the output columns for `batch`.
     pub fn apply(&mut self, batch: &RecordBatch) -> Result<RecordBatch, ExprError> {
         let cx = Cx {

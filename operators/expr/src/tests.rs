@@ -562,3 +562,21 @@ fn the_library_knows_its_own_function_names_whatever_their_case() {
         assert!(!functions::is_function(name), "{name}");
     }
 }
+
+#[test]
+fn a_projection_reports_whether_it_only_renames_columns() {
+    let renaming = Projection::parse_items(&["id", "amount AS a"]).unwrap();
+    assert_eq!(
+        renaming.renames(),
+        Some(vec![("id", "id"), ("amount", "a")])
+    );
+    let computing = Projection::parse_items(&["id", "amount * 2 AS a"]).unwrap();
+    assert_eq!(computing.renames(), None);
+    let named = computing.named_items().unwrap();
+    assert_eq!(named[0], ("id", "id".to_owned()));
+    assert_eq!(named[1].0, "a");
+    assert!(named[1].1.contains("amount"), "{named:?}");
+    let wildcard = Projection::parse_items(&["*", "id AS i"]).unwrap();
+    assert_eq!(wildcard.renames(), None);
+    assert_eq!(wildcard.named_items(), None);
+}
