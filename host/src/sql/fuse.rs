@@ -2,6 +2,8 @@
 //! projection, its only input, becomes one projection (one operator and one batch crossing
 //! fewer). Planning a query emits such chains (a sub-query's select list, then the outer one).
 
+use std::collections::HashMap;
+
 use sabot_expr::Projection;
 
 use super::plan::quote;
@@ -11,8 +13,43 @@ const PROJECT: &str = "builtin:project";
 /// Merges each chain `a -> b` of projections where `a` feeds only `b`, `b` reads only `a`, and
 /// `b` only selects or renames `a`'s columns: `b` then computes `a`'s items under `b`'s names,
 /// reading `a`'s inputs, and `a` is gone. Anything else is left as planned.
+///
+/// Each edge is looked at once, and again only when a fusion changed one of its ends, so a
+/// pipeline of thousands of projections is fused in time linear in its edges.
 pub(super) fn fuse_projections(agents: &mut toml::Table, edges: &mut Vec<String>) {
-    while let Some((a, b, select)) = next_pair(agents, edges) {
+    let mut ends: Vec<Option<(String, String)>> = edges
+        .iter()
+        .map(|e| ends(e).map(|(from, to)| (from.to_owned(), to.to_owned())))
+        .collect();
+    // The edges out of and into each agent (indices into `ends`, dropped edges included).
+    let mut outs: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut ins: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, (from, to)) in ends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((i, e.as_ref()?)))
+    {
+        outs.entry(from.clone()).or_default().push(i);
+        ins.entry(to.clone()).or_default().push(i);
+    }
+    let mut dropped = vec![false; ends.len()];
+    let live = |list: Option<&Vec<usize>>, dropped: &[bool]| {
+        list.map_or(0, |l| l.iter().filter(|&&i| !dropped[i]).count())
+    };
+    let mut work: Vec<usize> = (0..ends.len()).rev().collect();
+    while let Some(i) = work.pop() {
+        let Some((a, b)) = ends[i].clone().filter(|_| !dropped[i]) else {
+            continue;
+        };
+        if live(outs.get(&a), &dropped) != 1 || live(ins.get(&b), &dropped) != 1 {
+            continue;
+        }
+        let (Some(outer), Some(inner)) = (select_of(agents, &b), select_of(agents, &a)) else {
+            continue;
+        };
+        let Some(select) = fused(&inner, &outer) else {
+            continue;
+        };
         agents.remove(&a);
         if let Some(config) = agents
             .get_mut(&b)
@@ -24,31 +61,28 @@ pub(super) fn fuse_projections(agents: &mut toml::Table, edges: &mut Vec<String>
                 toml::Value::Array(select.into_iter().map(Into::into).collect()),
             );
         }
-        // `a`'s inputs now feed `b`, in their order; the edge `a -> b` is gone.
-        edges.retain(|e| ends(e) != Some((a.as_str(), b.as_str())));
-        for edge in edges.iter_mut() {
-            if let Some((from, to)) = ends(edge)
-                && to == a
-            {
-                *edge = format!("{from} -> {b}");
+        // `a`'s inputs now feed `b`, in their order; the edge `a -> b` is gone. Those inputs
+        // and `b`'s outputs may fuse now.
+        dropped[i] = true;
+        for j in ins.remove(&a).unwrap_or_default() {
+            if let Some((_, to)) = ends[j].as_mut() {
+                b.clone_into(to);
             }
+            ins.entry(b.clone()).or_default().push(j);
+            work.push(j);
         }
+        work.extend(outs.get(&b).into_iter().flatten().copied());
     }
-}
-
-/// The first fusable pair `(a, b)` and `b`'s select list once fused.
-fn next_pair(agents: &toml::Table, edges: &[String]) -> Option<(String, String, Vec<String>)> {
-    let ends: Vec<(&str, &str)> = edges.iter().filter_map(|e| ends(e)).collect();
-    ends.iter().find_map(|&(a, b)| {
-        let only_out = ends.iter().filter(|(from, _)| *from == a).count() == 1;
-        let only_in = ends.iter().filter(|(_, to)| *to == b).count() == 1;
-        if !only_out || !only_in {
-            return None;
-        }
-        let outer = select_of(agents, b)?;
-        let inner = select_of(agents, a)?;
-        fused(&inner, &outer).map(|select| (a.to_owned(), b.to_owned(), select))
-    })
+    *edges = std::mem::take(edges)
+        .into_iter()
+        .zip(ends)
+        .zip(dropped)
+        .filter(|(_, dropped)| !dropped)
+        .map(|((edge, ends), _)| match ends {
+            Some((from, to)) => format!("{from} -> {to}"),
+            None => edge,
+        })
+        .collect();
 }
 
 /// The select list of agent `name`, when it is a plain projection (no key, one instance).
