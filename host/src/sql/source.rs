@@ -11,6 +11,10 @@ use super::plan::{Planner, Stream, field_names};
 /// Connectors that can be read.
 const SOURCES: &[&str] = &["file", "generator", "kafka", "nexmark"];
 
+/// The most views a view may be read through (`v3` reads `v2` reads `v1`): each is planned inside
+/// the one reading it, so an unbounded chain would exhaust the planning thread's stack.
+pub const MAX_VIEW_DEPTH: usize = 64;
+
 impl Planner<'_> {
     /// Reads a table (as a source) or a view.
     pub(super) fn read(&mut self, name: &str, span: Span) -> Result<Stream, SqlError> {
@@ -27,6 +31,12 @@ impl Planner<'_> {
             ));
         }
         if let Some((query, _)) = self.views.get(name).cloned() {
+            if self.planning.len() >= MAX_VIEW_DEPTH {
+                return Err(self.error(
+                    span,
+                    format!("view `{name}` is read through more than {MAX_VIEW_DEPTH} views: read a table, or fewer views, at the bottom of the chain"),
+                ));
+            }
             self.planning.push(name.to_owned());
             let stream = self.query(&query, name);
             self.planning.pop();

@@ -532,6 +532,26 @@ fn a_hostile_file_of_deep_nesting_is_refused_without_exhausting_the_stack() {
     assert!(!e.message.is_empty());
 }
 
+#[test]
+fn a_hostile_chain_of_views_is_refused_without_exhausting_the_stack() {
+    let chain = |n: usize| {
+        let mut sql = String::from("CREATE VIEW v0 AS SELECT amount AS a FROM transactions;\n");
+        for i in 1..n {
+            sql += &format!("CREATE VIEW v{i} AS SELECT a FROM v{};\n", i - 1);
+        }
+        sql + &format!("INSERT INTO out SELECT a FROM v{};", n - 1)
+    };
+    ok(&chain(super::source::MAX_VIEW_DEPTH));
+    // Run where a server plans SQL: a blocking-pool thread of tokio's default 2 MiB stack.
+    let e = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || err(&chain(990)))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(e.message.contains("more than 64 views"), "{}", e.message);
+}
+
 const CHANGES: &str = "CREATE TABLE changes WITH ('connector' = 'kafka', 'bootstrap' = '127.0.0.1:9092', 'topic' = 'totals', 'key' = 'card_id');\n";
 
 #[test]
