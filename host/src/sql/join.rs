@@ -24,6 +24,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use super::ddl::interval_ms;
+use super::distinct::WindowJoin;
 use super::error::SqlError;
 use super::plan::{Planner, Side, Stream};
 
@@ -66,6 +67,7 @@ impl Planner<'_> {
             _ => None,
         };
         let (right, right_side) = self.relation(&join.relation, hint)?;
+        let distinct = (super::distinct::of(&left), super::distinct::of(&right));
         let left = self.prune(left, used, hint, span)?;
         let right = self.prune(right, used, hint, span)?;
         // `AS OF PROCTIME()`: the right side as it stands when a left row arrives.
@@ -357,6 +359,31 @@ impl Planner<'_> {
             _ => None,
         };
         let window_join = config.get("kind").and_then(toml::Value::as_str) == Some("window");
+        // Two queries of distinct groups: join their rows, then keep each group once.
+        if window_join
+            && let ((Some(ld), Some(rd)), Some(ls), Some(rs), Some(output)) =
+                (&distinct, &left.schema, &right.schema, &schema)
+        {
+            let rewrite = WindowJoin {
+                left: ld,
+                right: rd,
+                left_schema: ls,
+                right_schema: rs,
+                key: &key,
+                output,
+                renames: &renames,
+            };
+            if let Some(mut stream) = self.join_distinct(&rewrite, hint, span)? {
+                self.abandoned
+                    .extend(left.nodes.iter().chain(&right.nodes).cloned());
+                scope.push(Side {
+                    qualifiers: right_side.qualifiers,
+                    renames,
+                });
+                stream.windowed = left.windowed;
+                return Ok(stream);
+            }
+        }
         let agent = self.fresh(&format!("{hint}_join"));
         self.agent(&agent, "builtin:join", config, Some(&key), &left);
         self.edges.push(format!("{} -> {agent}", right.nodes[0]));

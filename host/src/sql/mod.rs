@@ -25,12 +25,15 @@
 //! - [`join`]: temporal, lookup, interval and window joins (`join`).
 //! - [`rank`]: top-N per window (`top`).
 //! - [`over`]: windows of rows (`OVER`, `over`).
+//! - [`distinct`]: a window join of two queries of distinct groups planned as a join of their
+//!   rows, then one window.
 //! - [`fuse`]: chains of projections merged into one after planning.
 //! - [`function`]: `CREATE FUNCTION`, calls of agents as scalar functions.
 //! - [`table_function`]: agents as table functions (`FROM f(TABLE t PARTITION BY k)`).
 //! - [`error`]: errors with line, column and a caret under the mistake.
 
 mod ddl;
+mod distinct;
 pub mod error;
 mod function;
 mod fuse;
@@ -282,6 +285,8 @@ fn compile_with(
             "FOR SYSTEM_TIME AS OF belongs after the right table of a JOIN",
         ));
     }
+    let abandoned = std::mem::take(&mut planner.abandoned);
+    distinct::remove_abandoned(abandoned, &mut planner.agents, &mut planner.edges);
     fuse::fuse_projections(&mut planner.agents, &mut planner.edges);
     // Keyed agents (windows, joins, aggregates, rankings per key, views) run as many instances,
     // each with its share of the keys.

@@ -226,6 +226,7 @@ impl Planner<'_> {
         Ok(Stream {
             nodes: vec![agent],
             schema,
+            distinct: None,
             ..input
         })
     }

@@ -18,6 +18,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use super::ddl::Table;
+use super::distinct::Distinct;
 use super::error::{Source, SqlError};
 use super::function;
 
@@ -37,6 +38,9 @@ pub(super) struct Stream {
     /// The columns that tell each row's window, when the rows are a windowed aggregate's
     /// results: what a ranking per window or a join of windows closes them by.
     pub(super) windowed: Option<Windowed>,
+    /// When the rows are the distinct groups of tumbling windows: how to compute them from the
+    /// rows before the window (see [`super::distinct`]).
+    pub(super) distinct: Option<Box<Distinct>>,
 }
 
 /// The columns of a windowed aggregate's results that tell each row's window.
@@ -89,6 +93,7 @@ impl Stream {
             grouped: None,
             updating: false,
             windowed: None,
+            distinct: None,
         }
     }
 }
@@ -124,6 +129,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) sinks: toml::Table,
     pub(crate) edges: Vec<String>,
     pub(super) names: HashSet<String>,
+    /// Nodes a rewrite stopped reading, removed after planning if nothing else reads them.
+    pub(super) abandoned: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -145,6 +152,7 @@ impl<'a> Planner<'a> {
             sinks: toml::Table::new(),
             edges: Vec::new(),
             names: HashSet::new(),
+            abandoned: Vec::new(),
         }
     }
 
@@ -495,7 +503,14 @@ impl<'a> Planner<'a> {
                 self.check_items(std::slice::from_ref(text), original.span(), schema)?;
             }
         }
-        self.project(&agent, &stream, &texts, span)
+        let mut out = self.project(&agent, &stream, &texts, span)?;
+        // Distinct groups selected as plain columns stay distinct groups.
+        out.distinct = super::distinct::of(&stream)
+            .filter(|_| having.is_none())
+            .zip(renamed_columns(&items))
+            .and_then(|(d, columns)| d.select(&columns, &agent))
+            .map(Box::new);
+        Ok(out)
     }
 
     /// Runs the function calls of the select list before it, naming an item that calls one
@@ -583,6 +598,7 @@ impl<'a> Planner<'a> {
             grouped,
             updating: stream.updating,
             windowed,
+            distinct: None,
         })
     }
 
@@ -691,6 +707,23 @@ impl<'a> Planner<'a> {
             ControlFlow::Continue(()) => Ok(()),
         }
     }
+}
+
+/// The select list as (column, name) pairs, when each item only selects or renames a column.
+fn renamed_columns(items: &[SelectItem]) -> Option<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(Expr::Identifier(c)) => {
+                Some((c.value.clone(), c.value.clone()))
+            }
+            SelectItem::ExprWithAlias {
+                expr: Expr::Identifier(c),
+                alias,
+            } => Some((c.value.clone(), alias.value.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every column name a query mentions (qualified or not), or `None` when it selects `*`.

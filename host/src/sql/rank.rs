@@ -410,6 +410,7 @@ impl Planner<'_> {
             grouped: None,
             updating: false,
             windowed: windowed.or(input.windowed),
+            distinct: None,
         })
     }
 }

@@ -14,6 +14,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use super::ddl::interval_ms;
+use super::distinct::{Column, Distinct};
 use super::error::SqlError;
 use super::function::Declared;
 use super::plan::{Grouped, Planner, Stream, Windowed, field_names};
@@ -202,6 +203,8 @@ impl Planner<'_> {
         if let Some(h) = having {
             rewrite(h, self)?;
         }
+        // No aggregate: the rows are the distinct groups of each window.
+        let distinct = aggregates.is_empty();
         if aggregates.is_empty() {
             if window.is_none() {
                 return Err(self.error(
@@ -218,6 +221,7 @@ impl Planner<'_> {
             });
         }
 
+        let grouped_rows = input.clone();
         let input = if computed.is_empty() && !composite {
             input
         } else {
@@ -313,6 +317,7 @@ impl Planner<'_> {
                 grouped: Some(Grouped { key, window: false }),
                 updating: true,
                 windowed: None,
+                distinct: None,
             });
         };
         let windowed = Windowed {
@@ -321,7 +326,7 @@ impl Planner<'_> {
             size_ms: config.get("size_ms").and_then(toml::Value::as_integer),
             tumbling: config.get("kind").and_then(toml::Value::as_str) == Some("tumbling"),
         };
-        config.insert("time".into(), time.into());
+        config.insert("time".into(), time.clone().into());
         if let Some(key) = &key {
             config.insert("key".into(), key.clone().into());
         }
@@ -342,13 +347,36 @@ impl Planner<'_> {
             Arc::new(Schema::new(fields))
         });
         let mut stream = Stream {
-            nodes: vec![agent],
+            nodes: vec![agent.clone()],
             schema,
             time: None,
             grouped: Some(Grouped { key, window: true }),
             updating: false,
+            distinct: None,
             windowed: Some(windowed),
         };
+        if distinct
+            && let (true, Some(size_ms)) = (
+                stream.windowed.as_ref().is_some_and(|w| w.tumbling),
+                stream.windowed.as_ref().and_then(|w| w.size_ms),
+            )
+        {
+            let columns = keys
+                .iter()
+                .map(|k| (k.clone(), Column::Group(k.clone())))
+                .chain([
+                    ("window_start".to_owned(), Column::Start),
+                    ("window_end".to_owned(), Column::End),
+                ])
+                .collect();
+            stream.distinct = Some(Box::new(Distinct {
+                output: agent.clone(),
+                input: grouped_rows,
+                time,
+                size_ms,
+                columns,
+            }));
+        }
         for a in &aggregates {
             if let Some(declared) = &a.udaf {
                 let agent = self.fresh(&declared.name.to_ascii_lowercase());
@@ -584,11 +612,11 @@ impl Aggregated {
 }
 
 /// The key column a window groups by when a query groups by several columns.
-const COMPOSITE_KEY: &str = "group_key_";
+pub(super) const COMPOSITE_KEY: &str = "group_key_";
 
 /// One text value per distinct combination of `columns`' values (NULL included): each value as
 /// its length and its text, `-` for NULL, joined by commas.
-fn composite_key(columns: &[String]) -> String {
+pub(super) fn composite_key(columns: &[String]) -> String {
     columns
         .iter()
         .map(|c| {

@@ -1,6 +1,8 @@
 //! SQL pipelines through the `sabot` binary: the same results as TOML pipelines and as
 //! references computed here, mistakes located by line and column, and `sabot explain`.
 
+mod joins;
+
 use std::collections::BTreeMap;
 
 use crate::support::{Scratch, sabot, sabot_measured, stderr, stdout};
@@ -18,7 +20,7 @@ WHERE qty * price >= 10000 AND venue <> 'DARK';
 ";
 
 /// The rows of a JSON Lines file of `s`.
-fn json_lines(s: &Scratch, file: &str) -> Vec<serde_json::Value> {
+pub(super) fn json_lines(s: &Scratch, file: &str) -> Vec<serde_json::Value> {
     s.read(file)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
