@@ -247,6 +247,58 @@ type = "stdout"
     assert!(cards > 0 && cards <= 100, "{last:?}");
 }
 
+/// A batch that touches a group without changing its result (a `MAX` it does not beat, a
+/// `MIN` it does not undercut) emits nothing for it: no change is said twice, and the last row
+/// of each key is still its result over every row.
+#[test]
+fn an_updating_aggregate_emits_a_group_only_when_its_result_changes() {
+    let count = 4_000;
+    let s = Scratch::new();
+    s.write(
+        "top.sql",
+        &format!(
+            "SET batch_size = 64;
+             {}CREATE TABLE out WITH ('connector' = 'stdout');
+             INSERT INTO out
+             SELECT card_id, MAX(amount) AS top, MIN(amount) AS bottom
+             FROM transactions GROUP BY card_id;",
+            generator(count, None)
+        ),
+    );
+    let out = sabot(&["run", "top.sql"], s.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut last: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+    let mut emitted = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let card = row["card_id"].as_i64().unwrap();
+        let now = (
+            row["top"].as_f64().unwrap(),
+            row["bottom"].as_f64().unwrap(),
+        );
+        assert_ne!(
+            last.insert(card, now),
+            Some(now),
+            "card {card} said twice: {row}"
+        );
+        emitted += 1;
+    }
+    let mut expected: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+    for r in raw_rows(count) {
+        let amount = r["amount"].as_f64().unwrap();
+        let e = expected
+            .entry(r["card_id"].as_i64().unwrap())
+            .or_insert((amount, amount));
+        *e = (e.0.max(amount), e.1.min(amount));
+    }
+    assert_eq!(last, expected);
+    // 200 cards of 20 rows each: a record and a low are set ever more rarely.
+    assert!(
+        emitted < count as usize / 2,
+        "{emitted} changes of {count} rows"
+    );
+}
+
 /// The rows of a view, paged through with `limit` and `after`.
 fn scan(s: &Server, view: &str, limit: usize) -> Vec<Value> {
     let mut rows = Vec::new();

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! A group never closes, so its result is emitted each time it changes: after each input batch,
-//! one row per group the batch touched, with the group's result over everything seen so far.
+//! one row per group whose result the batch changed (a group the batch touched but left as it
+//! was, say a `max` the new rows did not beat, emits nothing), with the group's result over
+//! everything seen so far.
 //! The output is a [changelog](sabot_sdk::changelog) keyed by the key column: the key, the
 //! aggregates, and `_op` = `"upsert"`. (A filter after it — SQL's `HAVING` — turns the upserts it
 //! rejects into deletes.)
@@ -126,7 +128,9 @@ impl UpdatingAggregate {
         }
         let current = self.groups.get_many(&groups.order)?;
         let mut updated: Vec<(KeyValue, WindowState)> = Vec::with_capacity(current.len());
+        let mut changed = Vec::with_capacity(current.len());
         for (key, state) in groups.order.iter().zip(current) {
+            let before = state.as_ref().map(|s| self.result_of(s));
             let mut state = state.unwrap_or_else(|| WindowState {
                 key: key.clone(),
                 accs: fresh_accs(&self.aggregates, &columns),
@@ -137,10 +141,18 @@ impl UpdatingAggregate {
                     acc.add(col.get(row), times[row]);
                 }
             }
+            changed.push(before.is_none_or(|b| b != self.result_of(&state)));
             updated.push((key.clone(), state));
         }
         self.groups.set_many(&updated)?;
-        out.emit(self.results(&updated, &vec![false; updated.len()])?);
+        let emitted: Vec<(KeyValue, WindowState)> = updated
+            .into_iter()
+            .zip(changed)
+            .filter_map(|(group, changed)| changed.then_some(group))
+            .collect();
+        if !emitted.is_empty() {
+            out.emit(self.results(&emitted, &vec![false; emitted.len()])?);
+        }
         Ok(())
     }
 
@@ -193,6 +205,10 @@ impl UpdatingAggregate {
                 types,
             }
         };
+        let before: Vec<Option<Vec<Option<Value>>>> = stored
+            .iter()
+            .map(|s| s.as_ref().map(|s| self.result_of(s)))
+            .collect();
         let mut states: Vec<WindowState> = order
             .iter()
             .zip(stored)
@@ -252,8 +268,29 @@ impl UpdatingAggregate {
             .collect();
         self.groups.clear_many(&cleared)?;
         self.groups.set_many(&live)?;
-        out.emit(self.results(&results, &emptied)?);
+        // A group whose result is what it was (a row changed and changed back, or a changed
+        // value that leaves the sum alone) emits nothing.
+        let (emitted, deleted): (Vec<(KeyValue, WindowState)>, Vec<bool>) = results
+            .into_iter()
+            .zip(emptied)
+            .zip(before)
+            .filter(|(((_, state), emptied), before)| {
+                *emptied || before.as_ref().is_none_or(|b| *b != self.result_of(state))
+            })
+            .map(|(row, _)| row)
+            .unzip();
+        if !emitted.is_empty() {
+            out.emit(self.results(&emitted, &deleted)?);
+        }
         Ok(())
+    }
+
+    /// What a group's row says: each aggregate's result.
+    fn result_of(&self, state: &WindowState) -> Vec<Option<Value>> {
+        state.accs[..self.aggregates.len()]
+            .iter()
+            .map(Acc::finish)
+            .collect()
     }
 
     fn results(
