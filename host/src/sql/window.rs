@@ -614,17 +614,11 @@ impl Aggregated {
 /// The key column a window groups by when a query groups by several columns.
 pub(super) const COMPOSITE_KEY: &str = "group_key_";
 
-/// One text value per distinct combination of `columns`' values (NULL included): each value as
-/// its length and its text, `-` for NULL, joined by commas.
+/// One text value per distinct combination of `columns`' values (NULL included): `GROUP_KEY`,
+/// each value as its length and its text, `-` for NULL, joined by commas.
 pub(super) fn composite_key(columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| {
-            let text = format!("CAST(\"{c}\" AS VARCHAR)");
-            format!("COALESCE(CAST(CHAR_LENGTH({text}) AS VARCHAR) || ':' || {text}, '-')")
-        })
-        .collect::<Vec<_>>()
-        .join(" || ',' || ")
+    let columns: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+    format!("GROUP_KEY({})", columns.join(", "))
 }
 
 /// The type the window operator reads values of `ty` as (what `first` and `collect` return).

@@ -297,6 +297,36 @@ fn text_functions_count_characters_from_one() {
 }
 
 #[test]
+fn group_key_writes_each_combination_of_values_as_the_cast_text_it_replaces() {
+    assert_eq!(
+        show("GROUP_KEY(id, country, amount)"),
+        [
+            "1:1,2:FR,4:10.0",
+            "1:2,2:NG,6:2500.0",
+            "1:3,2:KP,-",
+            "1:4,-,4:99.5"
+        ]
+    );
+    assert_eq!(show("GROUP_KEY('été', TRUE)"), ["3:été,4:true"; 4]);
+    // Exactly what the text expression planned before it gives, so that a checkpoint keyed by
+    // the one is read by the other.
+    for columns in [&["id", "country"][..], &["amount", "qty", "country"]] {
+        let before: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let text = format!("CAST({c} AS VARCHAR)");
+                format!("COALESCE(CAST(CHAR_LENGTH({text}) AS VARCHAR) || ':' || {text}, '-')")
+            })
+            .collect();
+        assert_eq!(
+            show(&format!("GROUP_KEY({})", columns.join(", "))),
+            show(&before.join(" || ',' || ")),
+            "{columns:?}"
+        );
+    }
+}
+
+#[test]
 fn regular_expressions_match_replace_and_extract() {
     assert_eq!(
         show("REGEXP_LIKE(country, '^[FK]')"),

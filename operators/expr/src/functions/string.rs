@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray};
 use regex::{Regex, RegexBuilder};
 use sqlparser::ast::{Expr, TrimWhereField};
@@ -28,6 +29,7 @@ pub(crate) fn call(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Option<Result<Valu
         "LTRIM" | "RTRIM" | "BTRIM" => trim_function,
         "CONCAT" => concat,
         "CONCAT_WS" => concat_ws,
+        "GROUP_KEY" => group_key,
         "REPLACE" => replace,
         "POSITION" | "STRPOS" | "INSTR" => position,
         "STARTS_WITH" | "ENDS_WITH" => starts_ends,
@@ -243,6 +245,43 @@ fn concat(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
 fn concat_ws(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
     arity(cx, name, args, 2, usize::MAX)?;
     join(cx, name, &args[1..], Some(&args[0]))
+}
+
+/// `GROUP_KEY(a, b, …)`: one text value per distinct combination of the arguments' values,
+/// `NULL` included — each value as its length in characters, `:` and its text (as `CAST(x AS
+/// VARCHAR)` writes it), or `-` for `NULL`, joined by `,`. What a `GROUP BY` of several columns
+/// groups by.
+fn group_key(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
+    use std::fmt::Write;
+    arity(cx, name, args, 1, usize::MAX)?;
+    let vals = values(cx, args)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| text_arg(cx, name, i, v, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    let a = Aligned::new(vals, cx.rows()).map_err(|e| cx.arrow(e))?;
+    let columns: Vec<&StringArray> = a.arrays.iter().map(strs).collect();
+    let mut out = StringBuilder::with_capacity(a.len(), 0);
+    let mut key = String::new();
+    for i in 0..a.len() {
+        key.clear();
+        for (k, column) in columns.iter().enumerate() {
+            if k > 0 {
+                key.push(',');
+            }
+            if column.is_null(i) {
+                key.push('-');
+            } else {
+                let text = column.value(i);
+                write!(key, "{}:{text}", text.chars().count()).expect("a String takes any text");
+            }
+        }
+        if key.len() > MAX_TEXT_BYTES {
+            return Err(too_long(cx, name, key.len()));
+        }
+        out.append_value(&key);
+    }
+    finish_text(&a, out.finish())
 }
 
 fn join(
