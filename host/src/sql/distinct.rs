@@ -108,8 +108,20 @@ impl Planner<'_> {
         };
         let (l, r) = (join.left, join.right);
         let size = l.size_ms;
+        // The groups of the joined rows, each once per window: by one text key that encodes
+        // them all when they are several, as a GROUP BY of several columns is — computed on
+        // the left rows when they hold every group column (one agent and one hop fewer).
+        let groups: Vec<&str> = left
+            .groups
+            .iter()
+            .chain(right.groups.iter().skip(1))
+            .map(|g| g.joined.as_str())
+            .collect();
+        let composite = groups.len() > 1;
+        let keyed_left = composite && right.groups.len() == 1;
 
-        let rows = |planner: &mut Self, d: &Distinct, side: &Side, suffix: &str| {
+        let rows = |planner: &mut Self, d: &Distinct, side: &Side, suffix: &str, key: bool| {
+            let inputs: Vec<String> = side.groups.iter().map(|g| g.input.clone()).collect();
             let items: Vec<String> = side
                 .groups
                 .iter()
@@ -118,12 +130,13 @@ impl Planner<'_> {
                     false => format!("{} AS {}", quote(&g.input), quote(&g.name)),
                 })
                 .chain([quote(&side.time)])
+                .chain(key.then(|| format!("{} AS {COMPOSITE_KEY}", composite_key(&inputs))))
                 .collect();
             let agent = planner.fresh(&format!("{hint}_{suffix}"));
             planner.project(&agent, &d.input, &items, span)
         };
-        let left_rows = rows(self, l, &left, "left_rows")?;
-        let right_rows = rows(self, r, &right, "right_rows")?;
+        let left_rows = rows(self, l, &left, "left_rows", keyed_left)?;
+        let right_rows = rows(self, r, &right, "right_rows", false)?;
         let mut config = toml::Table::new();
         config.insert("kind".into(), "window".into());
         config.insert("size_ms".into(), size.into());
@@ -138,16 +151,9 @@ impl Planner<'_> {
             .push(format!("{} -> {agent}", right_rows.nodes[0]));
         let mut joined = Stream::rows(vec![agent], None, Some(left.time.clone()));
 
-        // The groups of the joined rows, each once per window: by one text key that encodes
-        // them all when they are several, as a GROUP BY of several columns is.
-        let groups: Vec<&str> = left
-            .groups
-            .iter()
-            .chain(right.groups.iter().skip(1))
-            .map(|g| g.joined.as_str())
-            .collect();
-        let composite = groups.len() > 1;
-        let window_key = if composite {
+        let window_key = if keyed_left {
+            COMPOSITE_KEY.to_owned()
+        } else if composite {
             let agent = self.fresh(&format!("{hint}_groups"));
             let names: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
             let items = [
@@ -321,7 +327,8 @@ fn sides(join: &WindowJoin<'_>) -> Option<(Side, Side)> {
             .collect(),
         time: r.time.clone(),
     };
-    if !unique(left.names()) || !unique(right.names()) {
+    let reserved = |side: &Side| side.names().any(|n| n == COMPOSITE_KEY);
+    if !unique(left.names()) || !unique(right.names()) || reserved(&left) || reserved(&right) {
         return None;
     }
     // The join's output: the left columns, then the right ones but the key, renamed
