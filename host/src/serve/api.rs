@@ -294,7 +294,7 @@ async fn upload_raw(
     State(s): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     request: axum::extract::Request,
-) -> Result<(StatusCode, Json<ModuleInfo>), ApiError> {
+) -> Result<(StatusCode, Json<ModuleInfo>), Response> {
     let started = Instant::now();
     let declared = request
         .headers()
@@ -308,30 +308,52 @@ async fn upload_raw(
         Err(e) => return Err(drained(e, &mut body, s.config.max_upload_mb << 20).await),
     };
     while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("the body cannot be read: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("the body cannot be read: {e}")).into_response()
+        })?;
         if let Err(e) = spool.push(&chunk) {
             drop(spool);
             return Err(drained(e, &mut body, s.config.max_upload_mb << 20).await);
         }
     }
-    store_module(s, name, version, spool.finish()?, started).await
+    let module = spool.finish().map_err(IntoResponse::into_response)?;
+    store_module(s, name, version, module, started)
+        .await
+        .map_err(IntoResponse::into_response)
 }
 
 /// `refusal`, once the rest of the body (up to `limit` bytes, kept nowhere) has been read, so
 /// that a client still sending it reads the answer rather than a closed connection. A body over
-/// `limit` (a refusal for size) is not read on.
-async fn drained(refusal: ApiError, body: &mut axum::body::BodyDataStream, limit: u64) -> ApiError {
+/// `limit` (a refusal for size) is not read on: the answer then says `Connection: close`, so
+/// that no client sends its next request on a connection the server is closing.
+async fn drained(refusal: ApiError, body: &mut axum::body::BodyDataStream, limit: u64) -> Response {
+    let mut read_all = false;
     if refusal.status != StatusCode::PAYLOAD_TOO_LARGE {
         let mut seen = 0u64;
-        while let Some(Ok(chunk)) = body.next().await {
-            seen += chunk.len() as u64;
-            if seen > limit {
-                break;
+        loop {
+            match body.next().await {
+                None => {
+                    read_all = true;
+                    break;
+                }
+                Some(Ok(chunk)) => {
+                    seen += chunk.len() as u64;
+                    if seen > limit {
+                        break;
+                    }
+                }
+                Some(Err(_)) => break,
             }
         }
     }
-    refusal
+    let mut response = refusal.into_response();
+    if !read_all {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// The longest `name` or `version` field of a multipart upload.

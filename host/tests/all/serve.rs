@@ -405,6 +405,36 @@ fn modules_are_stored_by_content_tagged_immutably_and_refused_with_reasons() {
     assert_eq!(blobs, 1, "only echo@1.0.0's bytes are left");
 }
 
+/// An upload refused for its size before its body is read is answered with `Connection: close`:
+/// the server closes that connection, and a client that kept it for its next request would see
+/// that request fail with a broken pipe instead of an answer.
+#[test]
+fn an_upload_refused_for_its_size_unread_says_the_connection_closes() {
+    use std::io::{Read, Write};
+    let s = Server::start(&[("SABOT_MAX_UPLOAD_MB", "1")]);
+    let address = s.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/modules/big/1 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/wasm\r\nContent-Length: {}\r\n\r\n",
+        (1 << 20) + 1
+    )
+    .unwrap();
+    stream.write_all(&[0u8; 1024]).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 413"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    // The server reads on: a refusal for a bad name right after is answered, not cut off.
+    let (status, body) = s.upload("UPPER", "1", &vec![0u8; 64 << 10]);
+    assert_eq!(status, 400, "{body}");
+}
+
 #[test]
 fn a_flood_of_malformed_uploads_is_refused_with_4xx_while_the_server_stays_healthy() {
     let s = Server::start(&[("SABOT_MAX_UPLOAD_MB", "4"), ("SABOT_VALIDATIONS", "2")]);
