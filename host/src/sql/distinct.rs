@@ -125,10 +125,7 @@ impl Planner<'_> {
             let items: Vec<String> = side
                 .groups
                 .iter()
-                .map(|g| match g.input == g.name {
-                    true => quote(&g.name),
-                    false => format!("{} AS {}", quote(&g.input), quote(&g.name)),
-                })
+                .map(|g| renamed(&g.input, &g.name))
                 .chain([quote(&side.time)])
                 .chain(key.then(|| format!("{} AS {COMPOSITE_KEY}", composite_key(&inputs))))
                 .collect();
@@ -160,14 +157,7 @@ impl Planner<'_> {
                 "*".to_owned(),
                 format!("{} AS {COMPOSITE_KEY}", composite_key(&names)),
             ];
-            self.agent(
-                &agent,
-                "builtin:project",
-                select_config(&items),
-                None,
-                &joined,
-            );
-            joined.nodes = vec![agent];
+            joined = self.project(&agent, &joined, &items, span)?;
             COMPOSITE_KEY.to_owned()
         } else {
             groups[0].to_owned()
@@ -211,11 +201,7 @@ impl Planner<'_> {
                         .iter()
                         .find(|g| g.input == *input)
                         .expect("each grouped column is kept");
-                    if g.joined == *name {
-                        quote(name)
-                    } else {
-                        format!("{} AS {}", quote(&g.joined), quote(name))
-                    }
+                    renamed(&g.joined, name)
                 }
                 Column::Start => format!("window_start AS {}", quote(name)),
                 Column::End => format!("window_end AS {}", quote(name)),
@@ -223,18 +209,8 @@ impl Planner<'_> {
         }
         let select = self.fresh(&format!("{hint}_distinct"));
         let once = Stream::rows(vec![window], None, None);
-        self.agent(
-            &select,
-            "builtin:project",
-            select_config(&items),
-            None,
-            &once,
-        );
-        Ok(Some(Stream::rows(
-            vec![select],
-            Some(join.output.clone()),
-            None,
-        )))
+        let nodes = self.project(&select, &once, &items, span)?.nodes;
+        Ok(Some(Stream::rows(nodes, Some(join.output.clone()), None)))
     }
 }
 
@@ -381,24 +357,47 @@ impl Side {
     }
 }
 
-fn select_config(items: &[String]) -> toml::Table {
-    let mut config = toml::Table::new();
-    config.insert(
-        "select".into(),
-        toml::Value::Array(items.iter().map(|i| i.clone().into()).collect()),
-    );
-    config
+/// The select item giving column `from` the name `to`.
+fn renamed(from: &str, to: &str) -> String {
+    if from == to {
+        quote(to)
+    } else {
+        format!("{} AS {}", quote(from), quote(to))
+    }
 }
 
 /// Removes the agents in `abandoned` that feed nothing, and then those of their inputs that
 /// feed nothing any more, with their edges. A materialized view's agent (which feeds nothing by
-/// design) and sources are never removed.
+/// design) and sources are never removed. Each edge is read once, so this takes time linear in
+/// the pipeline however many joins were rewritten.
 pub(super) fn remove_abandoned(
     abandoned: Vec<String>,
     agents: &mut toml::Table,
     edges: &mut Vec<String>,
 ) {
+    if abandoned.is_empty() {
+        return;
+    }
+    // A node's name, without the output port of `node:1`.
     let node = |end: &str| end.split(':').next().unwrap_or(end).trim().to_owned();
+    let ends: Vec<Option<(String, String)>> = edges
+        .iter()
+        .map(|e| {
+            e.split_once(" -> ")
+                .map(|(from, to)| (node(from), node(to)))
+        })
+        .collect();
+    let mut feeds: HashMap<&str, usize> = HashMap::new();
+    let mut inputs: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (from, to)) in ends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((i, e.as_ref()?)))
+    {
+        *feeds.entry(from.as_str()).or_default() += 1;
+        inputs.entry(to.as_str()).or_default().push(i);
+    }
+    let mut dropped = vec![false; ends.len()];
     let mut work = abandoned;
     while let Some(name) = work.pop() {
         let removable = agents
@@ -406,22 +405,26 @@ pub(super) fn remove_abandoned(
             .and_then(|a| a.get("module"))
             .and_then(toml::Value::as_str)
             .is_some_and(|m| m != "builtin:view");
-        let feeds = edges.iter().any(|e| {
-            e.split_once(" -> ")
-                .is_some_and(|(from, _)| node(from) == name)
-        });
-        if !removable || feeds {
+        if !removable || feeds.get(name.as_str()).copied().unwrap_or(0) > 0 {
             continue;
         }
         agents.remove(&name);
-        edges.retain(|e| match e.split_once(" -> ") {
-            Some((from, to)) if node(to) == name => {
-                work.push(node(from));
-                false
+        for &i in inputs.get(name.as_str()).into_iter().flatten() {
+            if std::mem::replace(&mut dropped[i], true) {
+                continue;
             }
-            _ => true,
-        });
+            let (from, _) = ends[i].as_ref().expect("an edge into the node");
+            if let Some(n) = feeds.get_mut(from.as_str()) {
+                *n -= 1;
+            }
+            work.push(from.clone());
+        }
     }
+    let mut index = 0;
+    edges.retain(|_| {
+        index += 1;
+        !dropped[index - 1]
+    });
 }
 
 #[cfg(test)]

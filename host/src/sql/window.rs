@@ -221,7 +221,11 @@ impl Planner<'_> {
             });
         }
 
-        let grouped_rows = input.clone();
+        // The rows a distinct query groups (their own description is not needed).
+        let grouped_rows = distinct.then(|| Stream {
+            distinct: None,
+            ..input.clone()
+        });
         let input = if computed.is_empty() && !composite {
             input
         } else {
@@ -355,11 +359,12 @@ impl Planner<'_> {
             distinct: None,
             windowed: Some(windowed),
         };
-        if distinct
-            && let (true, Some(size_ms)) = (
-                stream.windowed.as_ref().is_some_and(|w| w.tumbling),
-                stream.windowed.as_ref().and_then(|w| w.size_ms),
-            )
+        if let Some(grouped_rows) = grouped_rows
+            && let Some(Windowed {
+                tumbling: true,
+                size_ms: Some(size_ms),
+                ..
+            }) = stream.windowed
         {
             let columns = keys
                 .iter()

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::json_lines;
-use crate::support::{Scratch, sabot, stderr, stdout};
+use crate::support::{Scratch, sabot, sabot_measured, stderr, stdout};
 
 /// Two queries of distinct groups per window (composite keys, NULL among the values), joined on
 /// the card and the window, as a join of the rows then one window of the distinct groups plans
@@ -101,4 +101,54 @@ fn a_join_of_two_queries_of_distinct_groups_matches_a_reference_computed_from_th
     // Each pair once: a group seen in several rows of a window is still one group.
     assert_eq!(got.len(), expected.len(), "one row per pair of groups");
     assert_eq!(got, expected);
+}
+
+/// A file of as many rewritten joins as a pipeline may declare is planned in about the memory
+/// the same joins planned as written take: the rewrite keeps no more than a description of
+/// each side's rows, and what it stops reading is removed (each edge read once).
+#[test]
+fn a_file_of_hundreds_of_joins_of_distinct_groups_plans_in_the_memory_of_the_plain_plan() {
+    let s = Scratch::new();
+    let sub = |i: usize, aggregate: &str| {
+        format!(
+            "(SELECT card_id, country, TUMBLE_START(ts, INTERVAL '1' MINUTE) AS s,
+                     TUMBLE_END(ts, INTERVAL '1' MINUTE) AS e{aggregate}
+              FROM transactions WHERE amount > {i}
+              GROUP BY card_id, country, TUMBLE(ts, INTERVAL '1' MINUTE))"
+        )
+    };
+    let joins = 490;
+    let file = |aggregate: &str| {
+        let mut sql = "CREATE TABLE transactions (WATERMARK FOR ts AS ts - INTERVAL '1' HOUR)
+                       WITH ('connector' = 'generator', 'count' = '100');\n"
+            .to_owned();
+        for i in 0..joins {
+            sql += &format!(
+                "CREATE TABLE o{i} WITH ('connector' = 'blackhole');
+                 INSERT INTO o{i} SELECT b.card_id, b.country, c.country AS other, b.s
+                 FROM {} AS b JOIN {} AS c
+                 ON b.card_id = c.card_id AND b.s = c.s AND b.e = c.e;\n",
+                sub(i, aggregate),
+                sub(i + 1, aggregate)
+            );
+        }
+        sql
+    };
+    s.write("rewritten.sql", &file(""));
+    s.write("plain.sql", &file(", COUNT(*) AS n"));
+    let mut peak = Vec::new();
+    for (name, windows) in [("rewritten.sql", joins), ("plain.sql", 2 * joins)] {
+        let run = sabot_measured(&["explain", name], s.dir.path());
+        assert!(run.output.status.success(), "{}", stderr(&run.output));
+        let graph = stdout(&run.output);
+        assert_eq!(graph.matches("builtin:window").count(), windows, "{name}");
+        assert_eq!(graph.matches("builtin:join").count(), joins, "{name}");
+        peak.push(run.peak_rss);
+    }
+    assert!(
+        peak[0] < peak[1] * 13 / 10,
+        "planning the rewritten joins peaked at {} MiB, as written at {} MiB",
+        peak[0] >> 20,
+        peak[1] >> 20
+    );
 }
