@@ -1,6 +1,8 @@
 -- Nexmark q4: average closing price per category — each auction's highest bid between its
--- opening and its expiry, then the average of those per category. Both aggregates are updating:
--- an auction's highest bid changes as bids arrive, and the average takes its earlier value back.
+-- opening and its expiry, then the average of those per category. Both aggregates are updating.
+-- The first groups the interval join's pairs by its key, so the join folds them itself and says
+-- each auction's highest bid once the watermark passes its expiry; the average takes an
+-- auction's earlier value back if a later auction row of the same id reopens it.
 SET name = 'nexmark-q4-sql';
 SET batch_size = 8192;
 SET parallelism = 2;

@@ -1,8 +1,9 @@
 -- Nexmark q6: average selling price per seller — each auction's highest bid between its opening
 -- and its expiry, then, for each auction, the average of that price over its seller's auctions
 -- up to it: the auction and the 9 opened before it (the seller's 10 latest, for the seller's
--- newest auction). Both are updating: an auction's highest bid changes as bids arrive, and each
--- change re-emits the averages it reaches.
+-- newest auction). Both are updating: the join folds each auction's bids and says its highest
+-- once the watermark passes its expiry (again if a later auction row of the id reopens it), and
+-- each change re-emits the averages it reaches.
 SET name = 'nexmark-q6-sql';
 SET batch_size = 8192;
 

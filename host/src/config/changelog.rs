@@ -2,7 +2,8 @@
 //!
 //! A `builtin:aggregate` (a `GROUP BY` without a window) emits a changelog — each group's new
 //! result whenever it changes, with an `_op` column saying `upsert` or `delete` (see
-//! `sabot_sdk::changelog`). The built-in filter and project keep a changelog a changelog; a
+//! `sabot_sdk::changelog`), and so does a `builtin:join` with `aggregates` (an interval join
+//! grouped by its key, emitting each key's result when its intervals end). The built-in filter and project keep a changelog a changelog; a
 //! window, join or top-N cannot read one, except a lookup join's right side whose `op` is `_op`;
 //! an aggregate or an over-aggregate reads one when its config names the changelog's key
 //! (`changelog_key`), and an over-aggregate of a changelog emits one itself; a
@@ -37,6 +38,14 @@ fn applies_changes(spec: &PipelineSpec, agent: &str) -> bool {
     config["kind"] == "lookup" && config["op"] == sabot_sdk::changelog::OP_COLUMN
 }
 
+/// Whether `agent` is a join that groups its pairs by its key (its config names
+/// `aggregates`), whose output is a changelog like an updating aggregate's.
+fn groups_pairs(spec: &PipelineSpec, agent: &str) -> bool {
+    let config: serde_json::Value =
+        serde_json::from_str(&spec.agents[agent].config).unwrap_or_default();
+    config["aggregates"].is_array()
+}
+
 /// Whether `agent` is an aggregate that reads a changelog (its config names the changelog's
 /// key).
 fn reads_changes(spec: &PipelineSpec, agent: &str) -> bool {
@@ -54,6 +63,7 @@ fn changelog_agents(spec: &PipelineSpec) -> Vec<(String, String)> {
         .filter(|a| match builtin(spec, a) {
             Some("aggregate") => true,
             Some("over") => reads_changes(spec, a),
+            Some("join") => groups_pairs(spec, a),
             _ => false,
         })
         .map(|a| (a.clone(), a.clone()))
@@ -62,7 +72,11 @@ fn changelog_agents(spec: &PipelineSpec) -> Vec<(String, String)> {
     let mut i = 0;
     while i < found.len() {
         let (from, origin) = found[i].clone();
-        for e in spec.edges.iter().filter(|e| e.from == from) {
+        for e in spec
+            .edges
+            .iter()
+            .filter(|e| e.from == from && e.from_port == 0)
+        {
             if matches!(builtin(spec, &e.to), Some("filter" | "project"))
                 && seen.insert(e.to.clone())
             {
@@ -86,11 +100,19 @@ pub(super) fn check(spec: &PipelineSpec) -> Result<(), (String, String)> {
         let why = if op == "over" {
             "an over-aggregate of a changelog re-emits each row whose frame a change reached, \
              and deletes"
+        } else if op == "join" {
+            "an interval join with aggregates emits each key's result when its intervals end, \
+             and again when a later row of the key reopens it"
         } else {
             "an updating aggregate — GROUP BY without a window — emits a group's new result each \
              time it changes, and deletes"
         };
-        for e in spec.edges.iter().filter(|e| e.from == from) {
+        // The changelog is an agent's main output (port 0); others carry its late rows.
+        for e in spec
+            .edges
+            .iter()
+            .filter(|e| e.from == from && e.from_port == 0)
+        {
             if e.to_port == 1 && applies_changes(spec, &e.to) {
                 continue;
             }

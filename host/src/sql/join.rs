@@ -34,6 +34,22 @@ enum Of {
     Right,
 }
 
+/// An interval join as planned, so that a `GROUP BY` of its key can fold its pairs in it.
+#[derive(Debug, Clone)]
+pub(super) struct IntervalJoin {
+    /// Its config (kind, key, times and bounds).
+    config: toml::Table,
+    key: String,
+    /// The nodes its left input reads (port 0), and its right input (port 1).
+    left_nodes: Vec<String>,
+    right_node: String,
+    /// The left input's columns: the output's first columns, by the same names.
+    left_columns: Vec<String>,
+    /// The right input's columns but the key, by their names in the output (`right_NAME`
+    /// where a left column has the name).
+    right_columns: HashMap<String, String>,
+}
+
 impl Planner<'_> {
     /// Joins `left` (whose relations are `scope`) with the relation of `join`; adds the right
     /// relation to `scope`.
@@ -385,6 +401,28 @@ impl Planner<'_> {
             }
         }
         let agent = self.fresh(&format!("{hint}_join"));
+        if config.get("kind").and_then(toml::Value::as_str) == Some("interval")
+            && let (Some(l), Some(r)) = (&left.schema, &right.schema)
+        {
+            let right_columns = r
+                .fields()
+                .iter()
+                .filter(|f| *f.name() != key)
+                .map(|f| {
+                    let name = renames.get(f.name()).unwrap_or(f.name());
+                    (name.clone(), f.name().clone())
+                })
+                .collect();
+            let description = IntervalJoin {
+                config: config.clone(),
+                key: key.clone(),
+                left_nodes: left.nodes.clone(),
+                right_node: right.nodes[0].clone(),
+                left_columns: l.fields().iter().map(|f| f.name().clone()).collect(),
+                right_columns,
+            };
+            self.interval_joins.insert(agent.clone(), description);
+        }
         self.agent(&agent, "builtin:join", config, Some(&key), &left);
         self.edges.push(format!("{} -> {agent}", right.nodes[0]));
         scope.push(Side {
@@ -398,6 +436,108 @@ impl Planner<'_> {
             return Ok(stream);
         }
         Ok(Stream::rows(vec![agent], schema, time))
+    }
+
+    /// `GROUP BY key` of the pairs of an interval join on that key, with `aggregates` (each
+    /// its operator spec, `function(column)`, and output column): the join itself folds each
+    /// key's pairs (`builtin:join` with `aggregates`, see `sabot_operators::join::GroupedJoin`)
+    /// instead of emitting them to a `builtin:aggregate`. `input` is the join's output, or a
+    /// projection of it that only selects and renames columns (keeping the key's name).
+    /// Returns the new join agent, or `None` (and nothing added) when `input` is not that or an
+    /// aggregate is not one the join folds. What the new agent replaces is left to be removed
+    /// if nothing else reads it.
+    pub(super) fn group_interval_join(
+        &mut self,
+        input: &Stream,
+        key: Option<&str>,
+        aggregates: &[(String, String)],
+        hint: &str,
+    ) -> Option<String> {
+        let [node] = input.nodes.as_slice() else {
+            return None;
+        };
+        if input.updating {
+            return None;
+        }
+        // The join, and the names its columns have in `input` when a projection that only
+        // selects and renames them comes between (a view's select list).
+        let (join, renames) = match self.interval_joins.get(node) {
+            Some(join) => (join, None),
+            None => {
+                let agent = self.agents.get(node)?.as_table()?;
+                if agent.get("module")?.as_str()? != "builtin:project" {
+                    return None;
+                }
+                let items: Vec<&str> = agent
+                    .get("config")?
+                    .get("select")?
+                    .as_array()?
+                    .iter()
+                    .map(toml::Value::as_str)
+                    .collect::<Option<_>>()?;
+                let projection = sabot_expr::Projection::parse_items(&items).ok()?;
+                let renames: HashMap<String, String> = projection
+                    .renames()?
+                    .into_iter()
+                    .map(|(column, name)| (name.to_owned(), column.to_owned()))
+                    .collect();
+                let into = format!(" -> {node}");
+                let mut from = self.edges.iter().filter_map(|e| e.strip_suffix(&into));
+                let (Some(from), None) = (from.next(), from.next()) else {
+                    return None;
+                };
+                (self.interval_joins.get(from)?, Some(renames))
+            }
+        };
+        // A column of `input` as the join's output names it.
+        fn joined<'c>(
+            renames: &'c Option<HashMap<String, String>>,
+            column: &'c str,
+        ) -> Option<&'c str> {
+            match renames {
+                None => Some(column),
+                Some(r) => r.get(column).map(String::as_str),
+            }
+        }
+        if key != Some(join.key.as_str()) || joined(&renames, &join.key) != Some(join.key.as_str())
+        {
+            return None;
+        }
+        let mut specs = Vec::with_capacity(aggregates.len());
+        for (spec, column) in aggregates {
+            let (function, arg) = spec.strip_suffix(')')?.split_once('(')?;
+            if !matches!(
+                function,
+                "count" | "sum" | "mean" | "min" | "max" | "first" | "last"
+            ) {
+                return None;
+            }
+            let arg = if arg == "*" {
+                arg.to_owned()
+            } else {
+                let column = joined(&renames, arg)?;
+                if join.left_columns.iter().any(|c| c == column) {
+                    format!("left.{column}")
+                } else {
+                    format!("right.{}", join.right_columns.get(column)?)
+                }
+            };
+            specs.push(toml::Value::from(format!("{function}({arg}) AS {column}")));
+        }
+        let mut config = join.config.clone();
+        config.insert("aggregates".into(), toml::Value::Array(specs));
+        let edges: Vec<String> = join
+            .left_nodes
+            .iter()
+            .chain([&join.right_node])
+            .cloned()
+            .collect();
+        let join_key = join.key.clone();
+        let agent = self.fresh(&format!("{hint}_aggregate"));
+        let inputs = Stream::rows(edges, None, None);
+        self.agent(&agent, "builtin:join", config, Some(&join_key), &inputs);
+        self.abandoned.push(node.clone());
+        Some(agent)
     }
 
     /// `stream` without the columns the query does not name (its event time stays): a join

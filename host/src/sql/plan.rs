@@ -131,6 +131,8 @@ pub(crate) struct Planner<'a> {
     pub(super) names: HashSet<String>,
     /// Nodes a rewrite stopped reading, removed after planning if nothing else reads them.
     pub(super) abandoned: Vec<String>,
+    /// The interval joins planned, by agent (see [`Planner::group_interval_join`]).
+    pub(super) interval_joins: HashMap<String, super::join::IntervalJoin>,
 }
 
 impl<'a> Planner<'a> {
@@ -153,6 +155,7 @@ impl<'a> Planner<'a> {
             edges: Vec::new(),
             names: HashSet::new(),
             abandoned: Vec::new(),
+            interval_joins: HashMap::new(),
         }
     }
 

@@ -833,3 +833,89 @@ fn a_lookup_join_reads_the_right_side_as_it_stands_and_applies_a_changelog() {
         "{e}"
     );
 }
+
+#[test]
+fn a_group_by_of_an_interval_joins_key_is_folded_into_the_join() {
+    let tables =
+        "CREATE TABLE quotes (country VARCHAR, at TIMESTAMP, amount DOUBLE, WATERMARK FOR at AS at)
+        WITH ('connector' = 'file', 'path' = 'q.jsonl');
+        CREATE TABLE sink WITH ('connector' = 'blackhole');
+        CREATE VIEW pairs AS SELECT t.country, t.amount, q.amount AS quoted, t.card_id
+        FROM transactions AS t JOIN quotes AS q
+        ON t.country = q.country AND q.at BETWEEN t.ts AND t.ts + INTERVAL '1' MINUTE;";
+    let doc = ok(&format!(
+        "{tables}
+        INSERT INTO sink SELECT country, COUNT(*) AS n, MAX(quoted) AS best,
+            FIRST_VALUE(card_id) AS card, AVG(amount) AS average
+        FROM pairs GROUP BY country HAVING COUNT(*) > 1;"
+    ));
+    let modules: Vec<&str> = doc["agents"]
+        .as_table()
+        .unwrap()
+        .values()
+        .map(|a| a["module"].as_str().unwrap())
+        .collect();
+    assert!(!modules.contains(&"builtin:aggregate"), "{doc}");
+    assert_eq!(
+        modules.iter().filter(|m| **m == "builtin:join").count(),
+        1,
+        "the join planned first is removed: {doc}"
+    );
+    let join = agent_running(&doc, "builtin:join");
+    assert_eq!(join["key"].as_str(), Some("country"));
+    assert_eq!(
+        strings(&join["config"]["aggregates"]),
+        [
+            "count(*) AS agg0_",
+            "max(right.amount) AS agg1_",
+            "first(left.card_id) AS agg2_",
+            "mean(left.amount) AS agg3_"
+        ],
+        "`quoted` is the right side's `amount`: {doc}"
+    );
+    assert_eq!(join["config"]["kind"].as_str(), Some("interval"));
+    // HAVING and the select list read its output as they would the aggregate's.
+    assert!(
+        doc["agents"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .any(|k| k.ends_with("_having")),
+        "{doc}"
+    );
+
+    // Not the join's key, an aggregate of an expression, a filter between: planned as written.
+    for query in [
+        "SELECT card_id, COUNT(*) AS n FROM pairs GROUP BY card_id",
+        "SELECT country, SUM(amount * 2) AS n FROM pairs GROUP BY country",
+        "SELECT country, COUNT(*) AS n FROM pairs WHERE amount > 1 GROUP BY country",
+    ] {
+        let doc = ok(&format!("{tables} INSERT INTO sink {query};"));
+        let join = agent_running(&doc, "builtin:join");
+        assert!(join["config"].get("aggregates").is_none(), "{query}: {doc}");
+        agent_running(&doc, "builtin:aggregate");
+    }
+
+    // A join also read as pairs keeps its join beside the grouped one.
+    let doc = ok(&format!(
+        "{tables}
+        CREATE TABLE raw WITH ('connector' = 'blackhole');
+        INSERT INTO sink SELECT country, COUNT(*) AS n FROM pairs GROUP BY country;
+        INSERT INTO raw SELECT * FROM pairs;"
+    ));
+    let joins: Vec<&toml::Value> = doc["agents"]
+        .as_table()
+        .unwrap()
+        .values()
+        .filter(|a| a["module"].as_str() == Some("builtin:join"))
+        .collect();
+    assert_eq!(joins.len(), 2, "{doc}");
+    assert_eq!(
+        joins
+            .iter()
+            .filter(|j| j["config"].get("aggregates").is_some())
+            .count(),
+        1,
+        "{doc}"
+    );
+}

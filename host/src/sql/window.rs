@@ -304,9 +304,23 @@ impl Planner<'_> {
             if let Some(time) = &input.time {
                 config.insert("time".into(), time.clone().into());
             }
-            config.insert("aggregates".into(), aggregate_list);
-            let agent = self.fresh(&format!("{hint}_aggregate"));
-            self.agent(&agent, "builtin:aggregate", config, key.as_deref(), &input);
+            // GROUP BY the key of an interval join: the join folds each key's pairs.
+            let specs: Vec<(String, String)> = aggregates
+                .iter()
+                .map(|a| (a.spec.clone(), a.operator_column()))
+                .collect();
+            let fused = (changelog_key.is_none() && computed.is_empty())
+                .then(|| self.group_interval_join(&input, key.as_deref(), &specs, hint))
+                .flatten();
+            let agent = match fused {
+                Some(agent) => agent,
+                None => {
+                    config.insert("aggregates".into(), aggregate_list);
+                    let agent = self.fresh(&format!("{hint}_aggregate"));
+                    self.agent(&agent, "builtin:aggregate", config, key.as_deref(), &input);
+                    agent
+                }
+            };
             let schema = input_schema.map(|schema| {
                 let fields: Vec<Field> = key_field(&schema)
                     .into_iter()

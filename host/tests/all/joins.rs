@@ -342,3 +342,203 @@ fn join_settings_are_checked_when_the_agent_starts() {
         assert!(e.contains(says), "{shape}: {e}");
     }
 }
+
+/// The aggregates the grouped join is given, and each key's result computed from `pairs`
+/// (`key lts lv rts rv` lines, as [`pair`] writes them): `n`, `total`, `best`, `low`, `first`.
+const GROUPED: &str = r#"aggregates = ["count(*) AS n", "sum(right.v) AS total", "max(right.v) AS best", "min(left.v) AS low", "first(left.v) AS opening"]"#;
+
+fn grouped_reference(pairs: &[String]) -> Vec<String> {
+    // key -> (n, total, best, low, (earliest left time, its v))
+    type Group = (i64, i64, i64, i64, (i64, i64));
+    let mut groups: BTreeMap<i64, Group> = BTreeMap::new();
+    for p in pairs {
+        let f: Vec<i64> = p.split(' ').map(|x| x.parse().unwrap()).collect();
+        let (key, lts, lv, rv) = (f[0], f[1], f[2], f[4]);
+        let g = groups
+            .entry(key)
+            .or_insert((0, 0, i64::MIN, i64::MAX, (i64::MAX, 0)));
+        g.0 += 1;
+        g.1 += rv;
+        g.2 = g.2.max(rv);
+        g.3 = g.3.min(lv);
+        if lts < g.4.0 {
+            g.4 = (lts, lv);
+        }
+    }
+    groups
+        .iter()
+        .map(|(k, g)| format!("{k} {} {} {} {} {}", g.0, g.1, g.2, g.3, g.4.1))
+        .collect()
+}
+
+/// Rows for the grouped join: many keys, each with left rows far apart in time, so that a key's
+/// intervals end (and it is emitted) several times, and is reopened by a later left row.
+fn sparse_input(seed: u64) -> Vec<In> {
+    let mut rows = input(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for x in &mut rows {
+        x.key = rng.i64(0..12);
+        x.delete = false;
+    }
+    rows
+}
+
+#[test]
+fn an_interval_join_with_aggregates_emits_each_keys_aggregates_of_its_pairs_when_its_intervals_end()
+{
+    let (lower, upper) = (-40, 30);
+    let rows = sparse_input(7);
+    let (pairs, late_l, late_r) = reference(&rows, Kind::Interval(lower, upper));
+    let expected = grouped_reference(&pairs);
+    assert_eq!(expected.len(), 12, "every key has pairs");
+    for parallelism in [1, 2] {
+        let s = Scratch::new();
+        let text: String = rows
+            .iter()
+            .map(|x| {
+                format!(
+                    "{{\"side\":\"{}\",\"key\":{},\"ts\":{},\"v\":{},\"op\":\"upsert\"}}\n",
+                    if x.right { "right" } else { "left" },
+                    x.key,
+                    x.ts,
+                    x.v,
+                )
+            })
+            .collect();
+        s.write("rows.jsonl", &text);
+        // A file only appends: the changelog reaches it through an agent that passes it on.
+        let toml = pipeline(Kind::Interval(lower, upper), parallelism)
+            .replace(", op = \"op\"", &format!(", {GROUPED}"))
+            .replace("j -> out", "j -> pass -> out")
+            .replace(
+                "[agents.j]",
+                &format!(
+                    "[agents.pass]\nmodule = {}\nconfig = {{ mode = \"pass\" }}\n[agents.j]",
+                    lit(MISBEHAVE)
+                ),
+            );
+        s.run(&toml).unwrap();
+        let context = format!("grouped interval join at parallelism {parallelism}");
+        // The output is a changelog keyed by `key`: each row replaces the key's earlier one.
+        let mut last: BTreeMap<i64, String> = BTreeMap::new();
+        let mut emitted: BTreeMap<i64, usize> = BTreeMap::new();
+        for line in s.read("out.jsonl").lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(r["_op"], "upsert", "{context}: {line}");
+            let key = r["key"].as_i64().unwrap();
+            *emitted.entry(key).or_default() += 1;
+            last.insert(
+                key,
+                format!(
+                    "{key} {} {} {} {} {}",
+                    r["n"], r["total"], r["best"], r["low"], r["opening"]
+                ),
+            );
+        }
+        assert_same_lines(&last.into_values().collect::<Vec<_>>(), &expected, &context);
+        // Once per closing of a key's intervals, not once per pair: each row follows a pair
+        // whose left row arrived after the key's previous row, so there are at most as many
+        // rows as left rows with pairs.
+        let rows_out: usize = emitted.values().sum();
+        let left_rows: std::collections::BTreeSet<(&str, &str)> = pairs
+            .iter()
+            .map(|p| {
+                let mut f = p.split(' ');
+                (f.next().unwrap(), f.next().unwrap())
+            })
+            .collect();
+        assert!(
+            rows_out <= left_rows.len() && rows_out < pairs.len(),
+            "{context}: {rows_out} rows for {} pairs of {} left rows",
+            pairs.len(),
+            left_rows.len()
+        );
+        assert!(
+            emitted.values().any(|n| *n > 1),
+            "{context}: some key is reopened by a later left row and emitted again: {emitted:?}"
+        );
+        assert_same_lines(
+            &read(&s, "late_left.jsonl", |r| {
+                format!("{} {} {}", r["key"], r["ts"], r["v"])
+            }),
+            &late_l,
+            &format!("late left, {context}"),
+        );
+        assert_same_lines(
+            &read(&s, "late_right.jsonl", |r| {
+                format!("{} {} {}", r["key"], r["ts"], r["v"])
+            }),
+            &late_r,
+            &format!("late right, {context}"),
+        );
+    }
+}
+
+#[test]
+fn a_join_with_aggregates_names_the_setting_it_cannot_take() {
+    let s = Scratch::new();
+    s.write(
+        "rows.jsonl",
+        "{\"side\":\"left\",\"key\":1,\"ts\":1,\"v\":1,\"op\":\"upsert\"}\n",
+    );
+    for (shape, says) in [
+        (
+            r#"kind = "window", time = "ts", size_ms = 10, aggregates = ["count(*)"]"#,
+            "`aggregates` group the pairs of an interval join, not of a `window` join",
+        ),
+        (
+            r#"kind = "interval", time = "ts", lower_ms = 0, upper_ms = 5, aggregates = ["max(v)"]"#,
+            "aggregate `max(v)`: name its column as left.NAME or right.NAME",
+        ),
+        (
+            r#"kind = "interval", time = "ts", lower_ms = 0, upper_ms = 5, aggregates = []"#,
+            "aggregates is empty",
+        ),
+        (
+            r#"kind = "interval", time = "ts", lower_ms = 0, upper_ms = 5, aggregates = ["median(right.v)"]"#,
+            "unknown function `median`",
+        ),
+        (
+            r#"kind = "interval", time = "ts", lower_ms = 0, upper_ms = 5, aggregates = ["sum(right.op)"]"#,
+            "aggregate `sum_op` needs a numeric column; `op` is Utf8",
+        ),
+        (
+            r#"kind = "interval", time = "ts", lower_ms = 0, upper_ms = 5, aggregates = ["max(right.nope)"]"#,
+            "reads column `nope` of the right input, which it lacks",
+        ),
+    ] {
+        // A left and a right row of one key, so that both inputs' columns are read.
+        s.write(
+            "rows.jsonl",
+            "{\"side\":\"left\",\"key\":1,\"ts\":1,\"v\":1,\"op\":\"upsert\"}\n{\"side\":\"right\",\"key\":1,\"ts\":2,\"v\":1,\"op\":\"upsert\"}\n",
+        );
+        let toml = pipeline(Kind::Lookup, 1)
+            .replace("kind = \"lookup\"", shape)
+            .replace(", op = \"op\"", "")
+            .replace(
+                "\"rows -> split -> j -> out\", \"split:1 -> j\", \"j:1 -> late_left\", \"j:2 -> late_right\"",
+                "\"rows -> split -> j -> out\", \"split:1 -> j\"",
+            )
+            .replace("type = \"file\"\npath = \"out.jsonl\"", "type = \"stdout\"");
+        let toml = &toml[..toml.find("[sinks.late_left]").unwrap()];
+        let e = s.run(toml).unwrap_err().to_string();
+        assert!(e.contains(says), "{shape}: {e}");
+    }
+}
+
+#[test]
+fn a_join_with_aggregates_into_an_append_only_file_is_refused_before_it_runs() {
+    let s = Scratch::new();
+    s.write(
+        "rows.jsonl",
+        "{\"side\":\"left\",\"key\":1,\"ts\":1,\"v\":1,\"op\":\"upsert\"}\n",
+    );
+    let toml = pipeline(Kind::Interval(0, 10), 1).replace(", op = \"op\"", &format!(", {GROUPED}"));
+    let e = s.run(&toml).unwrap_err().to_string();
+    assert!(
+        e.contains("[sinks.out]: a file sink can only append, and agent `j` (builtin:join) sends it a changelog")
+            && e.contains("an interval join with aggregates emits each key's result when its intervals end"),
+        "{e}"
+    );
+    assert!(!s.files().contains(&"out.jsonl".to_owned()), "nothing ran");
+}

@@ -1,19 +1,26 @@
-//! The built-in `join` operator: [`sabot_operators::join::Join`] as an agent. See that module for
-//! the configuration.
+//! The built-in `join` operator: [`sabot_operators::join::Join`] as an agent, or
+//! [`sabot_operators::join::GroupedJoin`] when its config names `aggregates`. See those for the
+//! configuration.
 
-use sabot_operators::join::Join;
+use sabot_operators::join::{GroupedJoin, Join, JoinConfig};
 use sabot_sdk::timers::Timer;
 use sabot_sdk::{Agent, AgentError, Config, Emitter, RecordBatch};
 
 /// The built-in `join` operator.
-pub struct JoinOperator {
-    join: Join,
+pub enum JoinOperator {
+    /// Emits the joined pairs.
+    Pairs(Join),
+    /// Folds each key's pairs into aggregates.
+    Grouped(GroupedJoin),
 }
 
 impl Agent for JoinOperator {
     fn init(config: Config) -> Result<Self, AgentError> {
-        Ok(JoinOperator {
-            join: Join::new("join", config.parse()?)?,
+        let config: JoinConfig = config.parse()?;
+        Ok(if config.aggregates.is_some() {
+            JoinOperator::Grouped(GroupedJoin::new("join", config)?)
+        } else {
+            JoinOperator::Pairs(Join::new("join", config)?)
         })
     }
 
@@ -23,11 +30,17 @@ impl Agent for JoinOperator {
         batch: RecordBatch,
         out: &mut Emitter,
     ) -> Result<(), AgentError> {
-        self.join.process(port, &batch, out)
+        match self {
+            JoinOperator::Pairs(join) => join.process(port, &batch, out),
+            JoinOperator::Grouped(join) => join.process(port, &batch, out),
+        }
     }
 
     fn on_timers(&mut self, timers: Vec<Timer>, out: &mut Emitter) -> Result<(), AgentError> {
-        self.join.on_timers(&timers, out)
+        match self {
+            JoinOperator::Pairs(join) => join.on_timers(&timers, out),
+            JoinOperator::Grouped(join) => join.on_timers(&timers, out),
+        }
     }
 }
 

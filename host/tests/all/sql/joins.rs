@@ -137,13 +137,19 @@ fn a_file_of_hundreds_of_joins_of_distinct_groups_plans_in_the_memory_of_the_pla
     s.write("rewritten.sql", &file(""));
     s.write("plain.sql", &file(", COUNT(*) AS n"));
     let mut peak = Vec::new();
+    // The least of three runs each: a process's peak also depends on when its allocator's
+    // threads return memory, which a busy machine delays.
     for (name, windows) in [("rewritten.sql", joins), ("plain.sql", 2 * joins)] {
-        let run = sabot_measured(&["explain", name], s.dir.path());
-        assert!(run.output.status.success(), "{}", stderr(&run.output));
-        let graph = stdout(&run.output);
-        assert_eq!(graph.matches("builtin:window").count(), windows, "{name}");
-        assert_eq!(graph.matches("builtin:join").count(), joins, "{name}");
-        peak.push(run.peak_rss);
+        let mut least = u64::MAX;
+        for _ in 0..3 {
+            let run = sabot_measured(&["explain", name], s.dir.path());
+            assert!(run.output.status.success(), "{}", stderr(&run.output));
+            let graph = stdout(&run.output);
+            assert_eq!(graph.matches("builtin:window").count(), windows, "{name}");
+            assert_eq!(graph.matches("builtin:join").count(), joins, "{name}");
+            least = least.min(run.peak_rss);
+        }
+        peak.push(least);
     }
     assert!(
         peak[0] < peak[1] * 13 / 10,

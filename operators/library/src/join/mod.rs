@@ -27,6 +27,13 @@
 //! Rows that arrive after the watermark has passed them (late) are not joined: left ones go to
 //! port 1, right ones to port 2, unchanged. The table of a `lookup` join keeps every version it
 //! is given; the other kinds keep rows only as long as the watermark allows a match.
+//!
+//! An interval join with `aggregates` groups its pairs by the key instead of emitting them
+//! ([`grouped::GroupedJoin`]): SQL's `GROUP BY` of the join key over an interval join.
+
+mod grouped;
+
+pub use grouped::GroupedJoin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +66,9 @@ pub struct JoinConfig {
     /// of `upper_ms`.
     pub upper_column: Option<String>,
     pub size_ms: Option<i64>,
+    /// Interval joins only: aggregates of each key's pairs, `function(left.NAME | right.NAME)
+    /// [AS name]`, emitted when the key's intervals end (see [`GroupedJoin`]).
+    pub aggregates: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +164,11 @@ impl Join {
                 AgentError::invalid_config(format!("`{}` joins need {field}", config.kind))
             })
         };
+        if config.aggregates.is_some() {
+            return Err(AgentError::invalid_config(
+                "a join with `aggregates` groups its pairs: run it as a GroupedJoin",
+            ));
+        }
         let kind = match config.kind.as_str() {
             "lookup" => Kind::Lookup,
             "temporal" => Kind::Temporal,
