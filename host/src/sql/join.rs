@@ -526,12 +526,22 @@ impl Planner<'_> {
         }
         let mut config = join.config.clone();
         config.insert("aggregates".into(), toml::Value::Array(specs));
-        let edges: Vec<String> = join
-            .left_nodes
-            .iter()
-            .chain([&join.right_node])
-            .cloned()
-            .collect();
+        // The grouped join keeps only the columns its aggregates read: it reads each side
+        // before the projection that pruned it for the join of pairs (one hop fewer).
+        let unpruned = |nodes: &[String]| match nodes {
+            [node] => self
+                .pruned
+                .get(node)
+                .cloned()
+                .unwrap_or_else(|| nodes.to_vec()),
+            _ => nodes.to_vec(),
+        };
+        let left = unpruned(&join.left_nodes);
+        let right = unpruned(std::slice::from_ref(&join.right_node));
+        let [right] = right.as_slice() else {
+            return None;
+        };
+        let edges: Vec<String> = left.iter().chain([right]).cloned().collect();
         let join_key = join.key.clone();
         let agent = self.fresh(&format!("{hint}_aggregate"));
         let inputs = Stream::rows(edges, None, None);
@@ -567,6 +577,7 @@ impl Planner<'_> {
         }
         let items: Vec<String> = keep.iter().map(|c| super::plan::quote(c)).collect();
         let agent = self.fresh(&format!("{hint}_columns"));
+        self.pruned.insert(agent.clone(), stream.nodes.clone());
         self.project(&agent, &stream, &items, span)
     }
 

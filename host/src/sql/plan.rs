@@ -133,6 +133,8 @@ pub(crate) struct Planner<'a> {
     pub(super) abandoned: Vec<String>,
     /// The interval joins planned, by agent (see [`Planner::group_interval_join`]).
     pub(super) interval_joins: HashMap<String, super::join::IntervalJoin>,
+    /// The projections that only drop columns a join does not need, with the nodes they read.
+    pub(super) pruned: HashMap<String, Vec<String>>,
 }
 
 impl<'a> Planner<'a> {
@@ -156,6 +158,7 @@ impl<'a> Planner<'a> {
             names: HashSet::new(),
             abandoned: Vec::new(),
             interval_joins: HashMap::new(),
+            pruned: HashMap::new(),
         }
     }
 

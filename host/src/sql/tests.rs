@@ -874,6 +874,20 @@ fn a_group_by_of_an_interval_joins_key_is_folded_into_the_join() {
         "`quoted` is the right side's `amount`: {doc}"
     );
     assert_eq!(join["config"]["kind"].as_str(), Some("interval"));
+    // It keeps only the columns its aggregates read, so it reads the table, not a projection
+    // that pruned its columns for the join of pairs.
+    assert!(
+        strings(&doc["edges"]).contains(&"transactions -> sink_aggregate"),
+        "{doc}"
+    );
+    assert!(
+        !doc["agents"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .any(|k| k.ends_with("_columns")),
+        "{doc}"
+    );
     // HAVING and the select list read its output as they would the aggregate's.
     assert!(
         doc["agents"]
