@@ -86,7 +86,7 @@ pub(super) fn fuse_projections(agents: &mut toml::Table, edges: &mut Vec<String>
 }
 
 /// The select list of agent `name`, when it is a plain projection (no key, one instance).
-fn select_of(agents: &toml::Table, name: &str) -> Option<Projection> {
+pub(super) fn select_of(agents: &toml::Table, name: &str) -> Option<Projection> {
     let agent = agents.get(name)?.as_table()?;
     if agent.get("module")?.as_str()? != PROJECT
         || agent.contains_key("key")

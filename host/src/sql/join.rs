@@ -464,18 +464,7 @@ impl Planner<'_> {
         let (join, renames) = match self.interval_joins.get(node) {
             Some(join) => (join, None),
             None => {
-                let agent = self.agents.get(node)?.as_table()?;
-                if agent.get("module")?.as_str()? != "builtin:project" {
-                    return None;
-                }
-                let items: Vec<&str> = agent
-                    .get("config")?
-                    .get("select")?
-                    .as_array()?
-                    .iter()
-                    .map(toml::Value::as_str)
-                    .collect::<Option<_>>()?;
-                let projection = sabot_expr::Projection::parse_items(&items).ok()?;
+                let projection = super::fuse::select_of(&self.agents, node)?;
                 let renames: HashMap<String, String> = projection
                     .renames()?
                     .into_iter()

@@ -245,6 +245,37 @@ path = "late_right.jsonl"
     )
 }
 
+/// `rows` as the file source reads them.
+fn jsonl(rows: &[In]) -> String {
+    rows.iter()
+        .map(|x| {
+            format!(
+                "{{\"side\":\"{}\",\"key\":{},\"ts\":{},\"v\":{},\"op\":\"{}\"}}\n",
+                if x.right { "right" } else { "left" },
+                x.key,
+                x.ts,
+                x.v,
+                if x.delete { "delete" } else { "upsert" }
+            )
+        })
+        .collect()
+}
+
+/// The late rows a run wrote are `late_l` (left) and `late_r` (right).
+fn assert_late(s: &Scratch, late_l: &[String], late_r: &[String], context: &str) {
+    let row = |r: &serde_json::Value| format!("{} {} {}", r["key"], r["ts"], r["v"]);
+    assert_same_lines(
+        &read(s, "late_left.jsonl", row),
+        late_l,
+        &format!("late left, {context}"),
+    );
+    assert_same_lines(
+        &read(s, "late_right.jsonl", row),
+        late_r,
+        &format!("late right, {context}"),
+    );
+}
+
 fn read(s: &Scratch, file: &str, f: impl Fn(&serde_json::Value) -> String) -> Vec<String> {
     let mut v: Vec<String> = s
         .read(file)
@@ -274,20 +305,7 @@ fn every_join_kind_matches_a_brute_force_reference_on_out_of_order_input() {
         }
         for parallelism in [1, 2] {
             let s = Scratch::new();
-            let text: String = rows
-                .iter()
-                .map(|x| {
-                    format!(
-                        "{{\"side\":\"{}\",\"key\":{},\"ts\":{},\"v\":{},\"op\":\"{}\"}}\n",
-                        if x.right { "right" } else { "left" },
-                        x.key,
-                        x.ts,
-                        x.v,
-                        if x.delete { "delete" } else { "upsert" }
-                    )
-                })
-                .collect();
-            s.write("rows.jsonl", &text);
+            s.write("rows.jsonl", &jsonl(&rows));
             s.run(&pipeline(kind, parallelism)).unwrap();
             let context = format!("{kind:?} at parallelism {parallelism}");
             let got = read(&s, "out.jsonl", |r| {
@@ -297,20 +315,7 @@ fn every_join_kind_matches_a_brute_force_reference_on_out_of_order_input() {
                 )
             });
             assert_same_lines(&got, &expected, &context);
-            assert_same_lines(
-                &read(&s, "late_left.jsonl", |r| {
-                    format!("{} {} {}", r["key"], r["ts"], r["v"])
-                }),
-                &late_l,
-                &format!("late left, {context}"),
-            );
-            assert_same_lines(
-                &read(&s, "late_right.jsonl", |r| {
-                    format!("{} {} {}", r["key"], r["ts"], r["v"])
-                }),
-                &late_r,
-                &format!("late right, {context}"),
-            );
+            assert_late(&s, &late_l, &late_r, &context);
         }
     }
 }
@@ -393,19 +398,7 @@ fn an_interval_join_with_aggregates_emits_each_keys_aggregates_of_its_pairs_when
     assert_eq!(expected.len(), 12, "every key has pairs");
     for parallelism in [1, 2] {
         let s = Scratch::new();
-        let text: String = rows
-            .iter()
-            .map(|x| {
-                format!(
-                    "{{\"side\":\"{}\",\"key\":{},\"ts\":{},\"v\":{},\"op\":\"upsert\"}}\n",
-                    if x.right { "right" } else { "left" },
-                    x.key,
-                    x.ts,
-                    x.v,
-                )
-            })
-            .collect();
-        s.write("rows.jsonl", &text);
+        s.write("rows.jsonl", &jsonl(&rows));
         // A file only appends: the changelog reaches it through an agent that passes it on.
         let toml = pipeline(Kind::Interval(lower, upper), parallelism)
             .replace(", op = \"op\"", &format!(", {GROUPED}"))
@@ -457,20 +450,7 @@ fn an_interval_join_with_aggregates_emits_each_keys_aggregates_of_its_pairs_when
             emitted.values().any(|n| *n > 1),
             "{context}: some key is reopened by a later left row and emitted again: {emitted:?}"
         );
-        assert_same_lines(
-            &read(&s, "late_left.jsonl", |r| {
-                format!("{} {} {}", r["key"], r["ts"], r["v"])
-            }),
-            &late_l,
-            &format!("late left, {context}"),
-        );
-        assert_same_lines(
-            &read(&s, "late_right.jsonl", |r| {
-                format!("{} {} {}", r["key"], r["ts"], r["v"])
-            }),
-            &late_r,
-            &format!("late right, {context}"),
-        );
+        assert_late(&s, &late_l, &late_r, &context);
     }
 }
 

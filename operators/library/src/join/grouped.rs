@@ -27,18 +27,16 @@
 //! its aggregates are kept after that, so that a reopened group continues from them. Late rows
 //! (at or before the watermark) are not joined: left ones go to port 1, right ones to port 2.
 
-use std::collections::HashMap;
-
 use sabot_sdk::arrow::array::BooleanArray;
 use sabot_sdk::arrow::compute::filter_record_batch;
 use sabot_sdk::arrow::datatypes::{Field, Schema};
 use sabot_sdk::changelog;
 use sabot_sdk::state::ValueState;
-use sabot_sdk::timers::{self, TimeDomain, Timer};
+use sabot_sdk::timers::{self, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
-use super::JoinConfig;
+use super::{JoinConfig, fired_keys};
 use crate::group::Groups;
 use crate::values::{self, Column, OutType, Value};
 use crate::window::{Acc, Aggregate, Function, KeyValue, event_times, key_column, key_values};
@@ -437,15 +435,7 @@ impl GroupedJoin {
     /// Drops the rows the watermark released for the keys of `fired`, and emits each key
     /// whose left rows have all ended and which gained a pair since it was last emitted.
     pub fn on_timers(&mut self, fired: &[Timer], out: &mut Emitter) -> Result<(), AgentError> {
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut until: HashMap<Vec<u8>, i64> = HashMap::new();
-        for t in fired.iter().filter(|t| t.domain == TimeDomain::EventTime) {
-            let e = until.entry(t.key.clone()).or_insert_with(|| {
-                order.push(t.key.clone());
-                t.ts
-            });
-            *e = (*e).max(t.ts);
-        }
+        let (order, until) = fired_keys(fired);
         if order.is_empty() {
             return Ok(());
         }

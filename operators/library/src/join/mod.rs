@@ -518,15 +518,7 @@ impl Join {
 
     /// Emits what the watermark releases for the keys of `fired`.
     pub fn on_timers(&mut self, fired: &[Timer], out: &mut Emitter) -> Result<(), AgentError> {
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut until: HashMap<Vec<u8>, i64> = HashMap::new();
-        for t in fired.iter().filter(|t| t.domain == TimeDomain::EventTime) {
-            let e = until.entry(t.key.clone()).or_insert_with(|| {
-                order.push(t.key.clone());
-                t.ts
-            });
-            *e = (*e).max(t.ts);
-        }
+        let (order, until) = fired_keys(fired);
         if order.is_empty() {
             return Ok(());
         }
@@ -631,4 +623,19 @@ impl Join {
             columns,
         )?)
     }
+}
+
+/// The keys of the event-time timers in `fired`, in order of first appearance, and the latest
+/// time fired for each.
+fn fired_keys(fired: &[Timer]) -> (Vec<Vec<u8>>, HashMap<Vec<u8>, i64>) {
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut until: HashMap<Vec<u8>, i64> = HashMap::new();
+    for t in fired.iter().filter(|t| t.domain == TimeDomain::EventTime) {
+        let e = until.entry(t.key.clone()).or_insert_with(|| {
+            order.push(t.key.clone());
+            t.ts
+        });
+        *e = (*e).max(t.ts);
+    }
+    (order, until)
 }
