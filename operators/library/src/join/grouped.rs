@@ -27,8 +27,6 @@
 //! its aggregates are kept after that, so that a reopened group continues from them. Late rows
 //! (at or before the watermark) are not joined: left ones go to port 1, right ones to port 2.
 
-use sabot_sdk::arrow::array::BooleanArray;
-use sabot_sdk::arrow::compute::filter_record_batch;
 use sabot_sdk::arrow::datatypes::{Field, Schema};
 use sabot_sdk::changelog;
 use sabot_sdk::state::ValueState;
@@ -36,7 +34,7 @@ use sabot_sdk::timers::{self, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{JoinConfig, fired_keys};
+use super::{JoinConfig, emit_late, fired_keys};
 use crate::group::Groups;
 use crate::values::{self, Column, OutType, Value};
 use crate::window::{Acc, Aggregate, Function, KeyValue, event_times, key_column, key_values};
@@ -368,13 +366,7 @@ impl GroupedJoin {
             .filter_map(|(k, s)| s.map(|s| (k, s)))
             .collect();
         self.state.set_many(&writes)?;
-        if late.iter().any(|l| *l) {
-            out.emit_to(
-                if side == Side::Left { 1 } else { 2 },
-                filter_record_batch(batch, &BooleanArray::from(late))?,
-            );
-        }
-        Ok(())
+        emit_late(out, side == Side::Right, batch, late)
     }
 
     /// The input type of each aggregate that reads `side`, whose read columns have `types`.

@@ -480,13 +480,7 @@ impl Join {
         if let Some((l, r)) = schemas {
             out.emit(self.output(&l, &r, pairs)?);
         }
-        if late.iter().any(|l| *l) {
-            out.emit_to(
-                if right { 2 } else { 1 },
-                filter_record_batch(batch, &BooleanArray::from(late))?,
-            );
-        }
-        Ok(())
+        emit_late(out, right, batch, late)
     }
 
     /// The latest right time a left row (its time and values) matches: `upper_ms` after its
@@ -638,4 +632,21 @@ fn fired_keys(fired: &[Timer]) -> (Vec<Vec<u8>>, HashMap<Vec<u8>, i64>) {
         *e = (*e).max(t.ts);
     }
     (order, until)
+}
+
+/// Sends the rows of `batch` that `late` marks, unchanged, to port 1 (a left input's) or 2 (a
+/// right input's).
+fn emit_late(
+    out: &mut Emitter,
+    right: bool,
+    batch: &RecordBatch,
+    late: Vec<bool>,
+) -> Result<(), AgentError> {
+    if late.iter().any(|l| *l) {
+        out.emit_to(
+            if right { 2 } else { 1 },
+            filter_record_batch(batch, &BooleanArray::from(late))?,
+        );
+    }
+    Ok(())
 }
