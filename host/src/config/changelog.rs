@@ -3,8 +3,9 @@
 //! A `builtin:aggregate` (a `GROUP BY` without a window) emits a changelog — each group's new
 //! result whenever it changes, with an `_op` column saying `upsert` or `delete` (see
 //! `sabot_sdk::changelog`), and so does a `builtin:join` with `aggregates` (an interval join
-//! grouped by its key, emitting each key's result when its intervals end). The built-in filter and project keep a changelog a changelog; a
-//! window, join or top-N cannot read one, except a lookup join's right side whose `op` is `_op`;
+//! grouped by its key, emitting each key's result when its intervals end). The built-in
+//! filter and project keep a changelog a changelog; a window, join or top-N cannot read one,
+//! except a lookup join's right side whose `op` is `_op`;
 //! an aggregate or an over-aggregate reads one when its config names the changelog's key
 //! (`changelog_key`), and an over-aggregate of a changelog emits one itself; a
 //! `builtin:view` applies it; user agents receive it as it is.
@@ -33,25 +34,25 @@ fn applies_changes(spec: &PipelineSpec, agent: &str) -> bool {
     if builtin(spec, agent) != Some("join") {
         return false;
     }
-    let config: serde_json::Value =
-        serde_json::from_str(&spec.agents[agent].config).unwrap_or_default();
+    let config = config_of(spec, agent);
     config["kind"] == "lookup" && config["op"] == sabot_sdk::changelog::OP_COLUMN
+}
+
+/// The config of `agent`, as JSON (null when it is not an object).
+fn config_of(spec: &PipelineSpec, agent: &str) -> serde_json::Value {
+    serde_json::from_str(&spec.agents[agent].config).unwrap_or_default()
 }
 
 /// Whether `agent` is a join that groups its pairs by its key (its config names
 /// `aggregates`), whose output is a changelog like an updating aggregate's.
 fn groups_pairs(spec: &PipelineSpec, agent: &str) -> bool {
-    let config: serde_json::Value =
-        serde_json::from_str(&spec.agents[agent].config).unwrap_or_default();
-    config["aggregates"].is_array()
+    config_of(spec, agent)["aggregates"].is_array()
 }
 
 /// Whether `agent` is an aggregate that reads a changelog (its config names the changelog's
 /// key).
 fn reads_changes(spec: &PipelineSpec, agent: &str) -> bool {
-    let config: serde_json::Value =
-        serde_json::from_str(&spec.agents[agent].config).unwrap_or_default();
-    config["changelog_key"].is_string()
+    config_of(spec, agent)["changelog_key"].is_string()
 }
 
 /// The agents whose output is a changelog, with the aggregate (or over-aggregate of a
