@@ -1,8 +1,9 @@
 //! `cargo bench -p sabot-host --bench kafka`, against the broker of `SABOT_KAFKA_BOOTSTRAP`
 //! (start one with `. scripts/kafka.sh && sabot_kafka_start`): Kafka → a pass-through agent →
 //! Kafka, in events/s, beside a plain rdkafka consume → produce loop on the same broker and input
-//! in the same run (the baseline), with the sink exactly-once and at-least-once. Records are raw
-//! bytes (a 100-byte JSON transaction), so both sides move the same bytes. Nothing is asserted.
+//! in the same run (the baseline, with the consumer settings a Sabot source starts from), with
+//! the sink exactly-once and at-least-once. Records are raw bytes (a 100-byte JSON
+//! transaction), so both sides move the same bytes. Nothing is asserted.
 //!
 //! `SABOT_BENCH_EVENTS` sets the input size (default 1 000 000); figures are the median of
 //! `SABOT_BENCH_ROUNDS` rounds (default 3), interleaved.
@@ -46,14 +47,18 @@ fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, payload: &[u8
     }
 }
 
-/// The baseline: consume every record of `input` and produce its value to `output`.
+/// The baseline: consume every record of `input` and produce its value to `output`, with the
+/// consumer settings a Sabot source starts from.
 fn plain_loop(bootstrap: &str, input: &str, output: &str, events: u64) -> f64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench-plain")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+        .set("enable.auto.commit", "false");
+    for (k, v) in sabot_host::connectors::kafka::SOURCE_DEFAULTS {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(input, 0, Offset::Beginning)
         .unwrap();

@@ -115,6 +115,9 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false");
+        for (k, v) in super::SOURCE_DEFAULTS {
+            config.set(*k, *v);
+        }
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
