@@ -96,6 +96,27 @@ pub(crate) fn kafka_error(source: &str, what: &str, e: impl std::fmt::Display) -
     }
 }
 
+/// The consumer settings of source `name`: Sabot's own, then [`super::SOURCE_DEFAULTS`], then
+/// the pipeline's `properties` (which may override the defaults, and were checked not to touch
+/// Sabot's own).
+fn consumer_config(name: &str, spec: &KafkaSourceSpec) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &spec.bootstrap)
+        .set("group.id", spec.group_of(name))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false");
+    for (k, v) in super::SOURCE_DEFAULTS {
+        config.set(*k, *v);
+    }
+    for (k, v) in &spec.properties {
+        config.set(k, v);
+    }
+    config
+}
+
 impl KafkaSource {
     /// Connects and finds the topics' partitions (reading starts at the first batch).
     pub fn open(
@@ -107,22 +128,8 @@ impl KafkaSource {
         let schema = format::schema_of(spec).map_err(|(field, m)| {
             ConnectorError::Internal(format!("[sources.{name}] field `{field}`: {m}"))
         })?;
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &spec.bootstrap)
-            .set("group.id", spec.group_of(name))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false");
-        for (k, v) in super::SOURCE_DEFAULTS {
-            config.set(*k, *v);
-        }
-        for (k, v) in &spec.properties {
-            config.set(k, v);
-        }
         let diagnosis = Diagnosis::default();
-        let consumer: BaseConsumer<Diagnosis> = config
+        let consumer: BaseConsumer<Diagnosis> = consumer_config(name, spec)
             .create_with_context(diagnosis.clone())
             .map_err(|e| kafka_error(name, "cannot create a Kafka consumer", e))?;
         client::connect(
@@ -583,4 +590,32 @@ pub fn offsets_of(position: &serde_json::Value) -> TopicPartitionList {
         }
     }
     tpl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(properties: &str) -> KafkaSourceSpec {
+        toml::from_str(&format!(
+            "bootstrap = \"127.0.0.1:9\"\ntopics = [\"t\"]\nformat = \"raw\"\n{properties}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_source_starts_from_its_consumer_defaults_and_its_properties_override_them() {
+        let config = consumer_config("k", &spec(""));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(config.get("isolation.level"), Some("read_committed"));
+        assert_eq!(config.get("group.id"), Some("sabot-k"));
+        let config = consumer_config(
+            "k",
+            &spec(
+                "properties = { \"fetch.queue.backoff.ms\" = \"1000\", \"fetch.min.bytes\" = \"1\" }",
+            ),
+        );
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("1000"));
+        assert_eq!(config.get("fetch.min.bytes"), Some("1"));
+    }
 }
