@@ -260,6 +260,31 @@ pub(crate) fn metadata_of_consumer<C: ConsumerContext>(
     }
 }
 
+/// Waits until every record `producer` was given is acknowledged by the broker and its
+/// delivery report served, or `timeout` passes (`false`).
+///
+/// rdkafka's own `flush` serves the producer's event queue between checks, 100 ms at a time,
+/// while a `ThreadedProducer`'s polling thread already drains that queue: whenever a record
+/// is in flight, it sleeps the whole 100 ms. Here the background thread serves the reports and
+/// the count of records in flight is looked at every millisecond (after a flush that sends
+/// what lingers at once).
+pub(crate) fn acknowledged<C: ProducerContext>(
+    producer: &rdkafka::producer::ThreadedProducer<C>,
+    timeout: Duration,
+) -> bool {
+    use rdkafka::producer::Producer;
+    let deadline = Instant::now() + timeout;
+    // Returns at once; it only tells the broker threads to send what lingers.
+    let _ = producer.flush(Duration::ZERO);
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

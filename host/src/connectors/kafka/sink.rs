@@ -180,13 +180,13 @@ impl Sink for KafkaSink {
     }
 
     fn pre_commit(&mut self, _epoch: u64) -> Result<serde_json::Value, ConnectorError> {
-        self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
-            self.error(format!(
-                "records to topic `{}` were not acknowledged within {} s: {e}",
+        if !client::acknowledged(&self.producer, FLUSH_TIMEOUT) {
+            return Err(self.error(format!(
+                "records to topic `{}` were not acknowledged within {} s",
                 self.spec.topic,
                 FLUSH_TIMEOUT.as_secs()
-            ))
-        })?;
+            )));
+        }
         self.check_deliveries()?;
         Ok(serde_json::Value::Null)
     }

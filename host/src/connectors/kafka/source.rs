@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::client::{self, Diagnosis};
@@ -526,9 +526,9 @@ impl Source for KafkaSource {
     fn position(&self) -> serde_json::Value {
         // Dead letters are acknowledged before a checkpoint covers the records they replace.
         if let Some(p) = &self.dead_letter_producer
-            && let Err(e) = p.flush(METADATA_TIMEOUT)
+            && !client::acknowledged(p, METADATA_TIMEOUT)
         {
-            tracing::error!(source = %self.name, error = %e, "dead letters were not acknowledged");
+            tracing::error!(source = %self.name, timeout_s = METADATA_TIMEOUT.as_secs(), "dead letters were not acknowledged");
         }
         // Records held for the next batch are not read yet.
         let mut next = self.next.clone();
