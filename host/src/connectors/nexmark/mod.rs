@@ -16,15 +16,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMillisecondBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use nexmark::EventGenerator;
-use nexmark::config::NexmarkConfig;
-use nexmark::event::{Event, EventType};
 use serde::Deserialize;
 
 use super::{ConnectorError, Source};
+
+mod columns;
 
 /// `type = "nexmark"` in a `[sources.NAME]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -128,190 +126,43 @@ pub struct NexmarkSource {
     used: [bool; 3],
 }
 
-/// How many events of kind `port` (0 people, 1 auctions, 2 bids) come before the event at global
-/// offset `x`: the kinds repeat every 50 events, 1 person, then 3 auctions, then 46 bids.
-fn before(x: u64, port: usize) -> u64 {
-    const PER: [u64; 3] = [1, 3, 46];
-    const FIRST: [u64; 3] = [0, 1, 4];
-    (x / 50) * PER[port] + (x % 50).saturating_sub(FIRST[port]).min(PER[port])
-}
-
-/// The events of global offsets `[start, start + events)` of the kinds `used` asks for, in order
-/// per kind. Building events (their strings, mostly) is the costly part, so a large chunk is split
-/// in two halves generated on two threads.
-fn generate(base_time: u64, start: u64, events: usize, used: [bool; 3]) -> Vec<Event> {
-    if events < 2_048 || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return generate_range(base_time, start, events, used);
-    }
-    let half = events / 2;
-    std::thread::scope(|scope| {
-        let second =
-            scope.spawn(|| generate_range(base_time, start + half as u64, events - half, used));
-        let mut out = generate_range(base_time, start, half, used);
-        out.extend(second.join().expect("the generator thread does not panic"));
-        out
-    })
-}
-
-/// [`generate`] on one thread: kinds no edge takes are not generated at all.
-fn generate_range(base_time: u64, start: u64, events: usize, used: [bool; 3]) -> Vec<Event> {
-    let config = NexmarkConfig {
-        base_time,
-        ..NexmarkConfig::default()
-    };
-    if used == [true; 3] {
-        return EventGenerator::new(config)
-            .with_offset(start)
-            .take(events)
-            .collect();
-    }
-    let kinds = [EventType::Person, EventType::Auction, EventType::Bid];
-    let mut out = Vec::new();
-    for port in (0..3).filter(|p| used[*p]) {
-        let (from, to) = (before(start, port), before(start + events as u64, port));
-        out.extend(
-            EventGenerator::new(config.clone())
-                .with_type_filter(kinds[port])
-                .with_offset(from)
-                .take((to - from) as usize),
-        );
-    }
-    out
-}
-
-/// Builds the batches of one chunk: (port, batch) for each kind present, people first.
+/// The batches of one chunk: (port, batch) for each kind present, people first. Building
+/// events (their strings, mostly) is the costly part, so a large chunk is generated in two
+/// halves on two threads, each kind's halves then joined into one batch.
 fn chunk(
     base_time: u64,
     start: u64,
     events: usize,
     used: [bool; 3],
 ) -> Result<Vec<(u32, RecordBatch)>, ConnectorError> {
-    let generator = generate(base_time, start, events, used);
-    let mut people = (
-        Int64Builder::new(),
-        [(); 5].map(|_| StringBuilder::new()),
-        TimestampMillisecondBuilder::new(),
-        StringBuilder::new(),
-    );
-    let mut auctions = (
-        Int64Builder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        TimestampMillisecondBuilder::new(),
-        TimestampMillisecondBuilder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        StringBuilder::new(),
-    );
-    let mut bids = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        TimestampMillisecondBuilder::new(),
-        StringBuilder::new(),
-    );
-    let (mut np, mut na, mut nb) = (0, 0, 0);
-    for event in generator {
-        match event {
-            Event::Person(p) => {
-                np += 1;
-                people.0.append_value(p.id as i64);
-                for (b, v) in people.1.iter_mut().zip([
-                    &p.name,
-                    &p.email_address,
-                    &p.credit_card,
-                    &p.city,
-                    &p.state,
-                ]) {
-                    b.append_value(v);
-                }
-                people.2.append_value(p.date_time as i64);
-                people.3.append_value(&p.extra);
-            }
-            Event::Auction(a) => {
-                na += 1;
-                auctions.0.append_value(a.id as i64);
-                auctions.1.append_value(&a.item_name);
-                auctions.2.append_value(&a.description);
-                auctions.3.append_value(a.initial_bid as i64);
-                auctions.4.append_value(a.reserve as i64);
-                auctions.5.append_value(a.date_time as i64);
-                auctions.6.append_value(a.expires as i64);
-                auctions.7.append_value(a.seller as i64);
-                auctions.8.append_value(a.category as i64);
-                auctions.9.append_value(&a.extra);
-            }
-            Event::Bid(b) => {
-                nb += 1;
-                bids.0.append_value(b.auction as i64);
-                bids.1.append_value(b.bidder as i64);
-                bids.2.append_value(b.price as i64);
-                bids.3.append_value(&b.channel);
-                bids.4.append_value(&b.url);
-                bids.5.append_value(b.date_time as i64);
-                bids.6.append_value(&b.extra);
-            }
-        }
+    if events < 2_048 || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return Ok(columns::batches(base_time, start, events, used));
     }
-    let build = |port: u32, columns: Vec<ArrayRef>| {
-        RecordBatch::try_new(schema(port), columns)
-            .map_err(|e| ConnectorError::Internal(format!("nexmark built an invalid batch: {e}")))
-    };
+    let half = events / 2;
+    let (first, second) = std::thread::scope(|scope| {
+        let second =
+            scope.spawn(|| columns::batches(base_time, start + half as u64, events - half, used));
+        let first = columns::batches(base_time, start, half, used);
+        (
+            first,
+            second.join().expect("the generator thread does not panic"),
+        )
+    });
     let mut out = Vec::new();
-    if np > 0 {
-        let mut cols: Vec<ArrayRef> = vec![Arc::new(people.0.finish())];
-        cols.extend(
-            people
-                .1
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
-        cols.push(Arc::new(people.2.finish()));
-        cols.push(Arc::new(people.3.finish()));
-        out.push((0, build(0, cols)?));
-    }
-    if na > 0 {
-        let a = &mut auctions;
-        out.push((
-            1,
-            build(
-                1,
-                vec![
-                    Arc::new(a.0.finish()),
-                    Arc::new(a.1.finish()),
-                    Arc::new(a.2.finish()),
-                    Arc::new(a.3.finish()),
-                    Arc::new(a.4.finish()),
-                    Arc::new(a.5.finish()),
-                    Arc::new(a.6.finish()),
-                    Arc::new(a.7.finish()),
-                    Arc::new(a.8.finish()),
-                    Arc::new(a.9.finish()),
-                ],
-            )?,
-        ));
-    }
-    if nb > 0 {
-        let b = &mut bids;
-        out.push((
-            2,
-            build(
-                2,
-                vec![
-                    Arc::new(b.0.finish()),
-                    Arc::new(b.1.finish()),
-                    Arc::new(b.2.finish()),
-                    Arc::new(b.3.finish()),
-                    Arc::new(b.4.finish()),
-                    Arc::new(b.5.finish()),
-                    Arc::new(b.6.finish()),
-                ],
-            )?,
-        ));
+    for port in 0..3 {
+        let halves: Vec<&RecordBatch> = first
+            .iter()
+            .chain(&second)
+            .filter(|(p, _)| *p == port)
+            .map(|(_, b)| b)
+            .collect();
+        if halves.is_empty() {
+            continue;
+        }
+        let joined = arrow_select::concat::concat_batches(&schema(port), halves).map_err(|e| {
+            ConnectorError::Internal(format!("nexmark could not join its two halves: {e}"))
+        })?;
+        out.push((port, joined));
     }
     Ok(out)
 }
@@ -405,6 +256,183 @@ impl Source for NexmarkSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::ArrayRef;
+    use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+    use nexmark::EventGenerator;
+    use nexmark::config::NexmarkConfig;
+    use nexmark::event::{Event, EventType};
+
+    /// How many events of kind `port` (0 people, 1 auctions, 2 bids) come before the event at global
+    /// offset `x`: the kinds repeat every 50 events, 1 person, then 3 auctions, then 46 bids.
+    fn before(x: u64, port: usize) -> u64 {
+        const PER: [u64; 3] = [1, 3, 46];
+        const FIRST: [u64; 3] = [0, 1, 4];
+        (x / 50) * PER[port] + (x % 50).saturating_sub(FIRST[port]).min(PER[port])
+    }
+
+    /// The crate's events of global offsets `[start, start + events)` of the kinds `used` asks for.
+    fn generate_range(base_time: u64, start: u64, events: usize, used: [bool; 3]) -> Vec<Event> {
+        let config = NexmarkConfig {
+            base_time,
+            ..NexmarkConfig::default()
+        };
+        if used == [true; 3] {
+            return EventGenerator::new(config)
+                .with_offset(start)
+                .take(events)
+                .collect();
+        }
+        let kinds = [EventType::Person, EventType::Auction, EventType::Bid];
+        let mut out = Vec::new();
+        for port in (0..3).filter(|p| used[*p]) {
+            let (from, to) = (before(start, port), before(start + events as u64, port));
+            out.extend(
+                EventGenerator::new(config.clone())
+                    .with_type_filter(kinds[port])
+                    .with_offset(from)
+                    .take((to - from) as usize),
+            );
+        }
+        out
+    }
+
+    /// The batches the `nexmark` crate's own events make: the reference [`columns`] must equal.
+    fn reference_chunk(
+        base_time: u64,
+        start: u64,
+        events: usize,
+        used: [bool; 3],
+    ) -> Result<Vec<(u32, RecordBatch)>, ConnectorError> {
+        let generator = generate_range(base_time, start, events, used);
+        let mut people = (
+            Int64Builder::new(),
+            [(); 5].map(|_| StringBuilder::new()),
+            TimestampMillisecondBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut auctions = (
+            Int64Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            Int64Builder::new(),
+            Int64Builder::new(),
+            TimestampMillisecondBuilder::new(),
+            TimestampMillisecondBuilder::new(),
+            Int64Builder::new(),
+            Int64Builder::new(),
+            StringBuilder::new(),
+        );
+        let mut bids = (
+            Int64Builder::new(),
+            Int64Builder::new(),
+            Int64Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            TimestampMillisecondBuilder::new(),
+            StringBuilder::new(),
+        );
+        let (mut np, mut na, mut nb) = (0, 0, 0);
+        for event in generator {
+            match event {
+                Event::Person(p) => {
+                    np += 1;
+                    people.0.append_value(p.id as i64);
+                    for (b, v) in people.1.iter_mut().zip([
+                        &p.name,
+                        &p.email_address,
+                        &p.credit_card,
+                        &p.city,
+                        &p.state,
+                    ]) {
+                        b.append_value(v);
+                    }
+                    people.2.append_value(p.date_time as i64);
+                    people.3.append_value(&p.extra);
+                }
+                Event::Auction(a) => {
+                    na += 1;
+                    auctions.0.append_value(a.id as i64);
+                    auctions.1.append_value(&a.item_name);
+                    auctions.2.append_value(&a.description);
+                    auctions.3.append_value(a.initial_bid as i64);
+                    auctions.4.append_value(a.reserve as i64);
+                    auctions.5.append_value(a.date_time as i64);
+                    auctions.6.append_value(a.expires as i64);
+                    auctions.7.append_value(a.seller as i64);
+                    auctions.8.append_value(a.category as i64);
+                    auctions.9.append_value(&a.extra);
+                }
+                Event::Bid(b) => {
+                    nb += 1;
+                    bids.0.append_value(b.auction as i64);
+                    bids.1.append_value(b.bidder as i64);
+                    bids.2.append_value(b.price as i64);
+                    bids.3.append_value(&b.channel);
+                    bids.4.append_value(&b.url);
+                    bids.5.append_value(b.date_time as i64);
+                    bids.6.append_value(&b.extra);
+                }
+            }
+        }
+        let build = |port: u32, columns: Vec<ArrayRef>| {
+            RecordBatch::try_new(schema(port), columns).map_err(|e| {
+                ConnectorError::Internal(format!("nexmark built an invalid batch: {e}"))
+            })
+        };
+        let mut out = Vec::new();
+        if np > 0 {
+            let mut cols: Vec<ArrayRef> = vec![Arc::new(people.0.finish())];
+            cols.extend(
+                people
+                    .1
+                    .iter_mut()
+                    .map(|b| Arc::new(b.finish()) as ArrayRef),
+            );
+            cols.push(Arc::new(people.2.finish()));
+            cols.push(Arc::new(people.3.finish()));
+            out.push((0, build(0, cols)?));
+        }
+        if na > 0 {
+            let a = &mut auctions;
+            out.push((
+                1,
+                build(
+                    1,
+                    vec![
+                        Arc::new(a.0.finish()),
+                        Arc::new(a.1.finish()),
+                        Arc::new(a.2.finish()),
+                        Arc::new(a.3.finish()),
+                        Arc::new(a.4.finish()),
+                        Arc::new(a.5.finish()),
+                        Arc::new(a.6.finish()),
+                        Arc::new(a.7.finish()),
+                        Arc::new(a.8.finish()),
+                        Arc::new(a.9.finish()),
+                    ],
+                )?,
+            ));
+        }
+        if nb > 0 {
+            let b = &mut bids;
+            out.push((
+                2,
+                build(
+                    2,
+                    vec![
+                        Arc::new(b.0.finish()),
+                        Arc::new(b.1.finish()),
+                        Arc::new(b.2.finish()),
+                        Arc::new(b.3.finish()),
+                        Arc::new(b.4.finish()),
+                        Arc::new(b.5.finish()),
+                        Arc::new(b.6.finish()),
+                    ],
+                )?,
+            ));
+        }
+        Ok(out)
+    }
 
     fn drain(mut s: NexmarkSource) -> Vec<(u32, RecordBatch)> {
         std::iter::from_fn(|| s.next_output().unwrap())
@@ -428,24 +456,51 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_generated_on_two_threads_is_the_same_sequence() {
+    fn the_columnar_generator_gives_the_crates_million_events_value_for_value() {
+        // A million events from offset 0 in chunks of the default batch size, every kind.
+        let base = default_base_time();
+        let mut start = 0;
+        while start < 1_000_000 {
+            let n = 8_192.min(1_000_000 - start as usize);
+            assert_eq!(
+                chunk(base, start, n, [true; 3]).unwrap(),
+                reference_chunk(base, start, n, [true; 3]).unwrap(),
+                "the chunk at offset {start} differs from the crate's events"
+            );
+            start += n as u64;
+        }
+    }
+
+    #[test]
+    fn the_columnar_generator_gives_the_crates_events_of_the_kinds_asked_for_anywhere() {
+        // Offsets far into the sequence (event times past f32's exact integers), odd chunk
+        // boundaries, subsets of the kinds, and another base time.
+        for (base, start, n) in [
+            (7, 12_345, 10_000),
+            (default_base_time(), 123_456_789, 3_001),
+            (default_base_time(), 40_000_049, 50),
+        ] {
+            for used in [
+                [true; 3],
+                [false, true, true],
+                [true, false, false],
+                [false, false, true],
+            ] {
+                assert_eq!(
+                    chunk(base, start, n, used).unwrap(),
+                    reference_chunk(base, start, n, used).unwrap(),
+                    "{used:?} at offset {start}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunk_generated_on_two_threads_is_one_batch_per_kind_equal_to_one_threads() {
         for used in [[true; 3], [false, true, true], [true, false, false]] {
-            // The same events of each kind, in the same order (kinds may interleave otherwise).
-            let by_kind = |events: Vec<Event>| {
-                let mut kinds: [Vec<Event>; 3] = Default::default();
-                for e in events {
-                    let k = match &e {
-                        Event::Person(_) => 0,
-                        Event::Auction(_) => 1,
-                        Event::Bid(_) => 2,
-                    };
-                    kinds[k].push(e);
-                }
-                kinds
-            };
-            let split = by_kind(generate(7, 12_345, 10_000, used));
-            let one = by_kind(generate_range(7, 12_345, 10_000, used));
-            assert!(split == one, "{used:?}: the two-thread chunk differs");
+            let one = columns::batches(7, 12_345, 10_000, used);
+            assert_eq!(chunk(7, 12_345, 10_000, used).unwrap(), one, "{used:?}");
+            assert_eq!(one.len(), used.iter().filter(|u| **u).count());
         }
     }
 
