@@ -16,36 +16,17 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{producer, send};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sabot_host::wasm::{CompileCache, WasmRuntime};
 use sabot_host::{Pipeline, PipelineSpec, RunOptions};
-
-fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap()
-}
-
-fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, payload: &[u8]) {
-    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
-    loop {
-        match p.send(record) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-    }
-}
 
 /// The baseline: consume every record of `input` and produce its value to `output`, with the
 /// consumer settings a Sabot source starts from.
@@ -69,7 +50,10 @@ fn plain_loop(bootstrap: &str, input: &str, output: &str, events: u64) -> f64 {
     while n < events {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m.unwrap();
-            send(&p, output, m.payload().unwrap_or_default());
+            send(
+                &p,
+                BaseRecord::<(), [u8]>::to(output).payload(m.payload().unwrap_or_default()),
+            );
             n += 1;
         }
     }
@@ -141,7 +125,7 @@ fn main() {
             i % 97,
             (i * 7919 % 100_000) as f64 / 100.0
         );
-        send(&p, &input, value.as_bytes());
+        send(&p, BaseRecord::<(), str>::to(&input).payload(&value));
     }
     p.flush(Duration::from_secs(120)).unwrap();
     let runtime = WasmRuntime::new(CompileCache::new(CompileCache::default_dir())).unwrap();

@@ -19,13 +19,16 @@
     reason = "a benchmark reports its table on standard output"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{producer, send};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sabot_host::wasm::{CompileCache, WasmRuntime};
 use sabot_host::{Pipeline, PipelineSpec, RunOptions};
@@ -41,28 +44,6 @@ fn now_micros() -> u64 {
             .as_micros(),
     )
     .unwrap()
-}
-
-fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap()
-}
-
-fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, payload: &[u8]) {
-    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
-    loop {
-        match p.send(record) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_micros(100));
-            }
-        }
-    }
 }
 
 fn consumer(bootstrap: &str, group: &str, topic: &str, committed: bool) -> BaseConsumer {
@@ -102,7 +83,7 @@ fn drive(bootstrap: &str, input: &str, rate: u64, seconds: u64) -> (u64, u64) {
         let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
         while sent < due {
             let payload = format!("{:020}{}", now_micros(), " ".repeat(80));
-            send(&p, input, payload.as_bytes());
+            send(&p, BaseRecord::<(), str>::to(input).payload(&payload));
             sent += 1;
             if started.elapsed() < WARM_UP {
                 warm = sent;
@@ -145,7 +126,11 @@ fn plain_loop(bootstrap: &str, input: &str, output: &str, stop: &AtomicBool) {
     let p = producer(bootstrap);
     while !stop.load(Ordering::Relaxed) {
         if let Some(m) = consumer.poll(Duration::from_millis(10)) {
-            send(&p, output, m.unwrap().payload().unwrap_or_default());
+            send(
+                &p,
+                BaseRecord::<(), [u8]>::to(output)
+                    .payload(m.unwrap().payload().unwrap_or_default()),
+            );
         }
     }
     p.flush(Duration::from_secs(30)).unwrap();
@@ -230,8 +215,9 @@ fn main() {
             let output = format!("latency-out-{run}-{rate}-{system}");
             // Both topics exist before anything reads them.
             let p = producer(&bootstrap);
-            send(&p, &input, format!("{:020}", 0).as_bytes());
-            send(&p, &output, format!("{:020}", 0).as_bytes());
+            let marker = format!("{:020}", 0);
+            send(&p, BaseRecord::<(), str>::to(&input).payload(&marker));
+            send(&p, BaseRecord::<(), str>::to(&output).payload(&marker));
             p.flush(Duration::from_secs(30)).unwrap();
             drop(p);
             let stop = Arc::new(AtomicBool::new(false));

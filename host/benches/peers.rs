@@ -28,15 +28,16 @@
     reason = "a benchmark reports its table on standard output"
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::{create_topic, producer, send};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Partitions of the input topic (and threads each system may use).
@@ -87,36 +88,6 @@ fn measure(mut command: Command, log: &Path) -> Spent {
     }
 }
 
-fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap()
-}
-
-/// Creates `topic` with [`PARTITIONS`] partitions.
-fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let created = runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    for r in created {
-        r.unwrap();
-    }
-}
-
 /// Writes the input; returns how many rows pass the filter workload.
 fn produce_input(bootstrap: &str, topic: &str, events: u64) -> u64 {
     let p = producer(bootstrap);
@@ -140,19 +111,13 @@ fn produce_input(bootstrap: &str, topic: &str, events: u64) -> u64 {
             cents % 100
         );
         let key = card.to_string();
-        let mut record = BaseRecord::<str, str>::to(topic)
-            .key(&key)
-            .payload(&value)
-            .timestamp(ts);
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
-        }
+        send(
+            &p,
+            BaseRecord::<str, str>::to(topic)
+                .key(&key)
+                .payload(&value)
+                .timestamp(ts),
+        );
     }
     p.flush(Duration::from_secs(120)).unwrap();
     passing
@@ -214,15 +179,7 @@ fn plain_loop(bootstrap: &str, input: &str, output: &str, events: u64) {
             if let Some(key) = m.key() {
                 record = record.key(key);
             }
-            loop {
-                match p.send(record) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                }
-            }
+            send(&p, record);
             n += 1;
         }
     }
@@ -344,7 +301,7 @@ fn main() {
     let classpath = kafka_streams(repo, dir.path());
     let run = std::process::id();
     let input = format!("peers-in-{run}");
-    create_topic(&bootstrap, &input);
+    create_topic(&bootstrap, &input, PARTITIONS);
     let passing = produce_input(&bootstrap, &input, events);
 
     let mut table: Vec<(&str, &str, Spent, u64)> = Vec::new();
@@ -360,7 +317,7 @@ fn main() {
             let warm_up = u64::from(*system == "sabot");
             for r in 0..rounds + warm_up {
                 let output = format!("peers-{workload}-{system}-{run}-{r}");
-                create_topic(&bootstrap, &output);
+                create_topic(&bootstrap, &output, PARTITIONS);
                 let log = dir.path().join(format!("{output}.log"));
                 let command = match *system {
                     "plain" => {
