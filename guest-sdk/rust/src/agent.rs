@@ -85,6 +85,26 @@ pub struct Emitter {
     pub(crate) batches: Vec<(u32, RecordBatch)>,
     /// Keep batches without rows: the call is the host's question of what the agent returns.
     pub(crate) answering: bool,
+    /// What the host lets this call spend, when it cannot fence the call itself (a native
+    /// call: see [`Emitter::reserve`]).
+    pub(crate) limit: Option<CallLimit>,
+    /// The limit the call went over, for the native driver to report as such.
+    pub(crate) over: Option<Over>,
+}
+
+/// What one native call may spend: rows emitted, and wall time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallLimit {
+    pub(crate) max_rows: u64,
+    pub(crate) deadline: std::time::Instant,
+    pub(crate) deadline_ms: u64,
+}
+
+/// A [`CallLimit`] a call went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    Rows { rows: u64, max: u64 },
+    Deadline { ms: u64 },
 }
 
 impl Emitter {
@@ -99,6 +119,39 @@ impl Emitter {
         if batch.num_rows() > 0 || self.answering {
             self.batches.push((port, batch));
         }
+    }
+
+    /// Checks, before building them, that `rows` more output rows fit what the host lets this
+    /// call emit, and that the call is within its deadline. An operator whose output can grow
+    /// with the product of its inputs (a join) calls it as it goes, so that a call over its
+    /// budget fails before it holds the memory. In a component the sandbox fences memory and
+    /// time itself and this always succeeds; in a built-in the host runs natively, the error
+    /// fails the call as going over `limits.max_output_rows` or `limits.deadline_ms` does.
+    pub fn reserve(&mut self, rows: usize) -> Result<(), AgentError> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let emitted: u64 = self.batches.iter().map(|(_, b)| b.num_rows() as u64).sum();
+        let rows = emitted.saturating_add(rows as u64);
+        let over = if rows > limit.max_rows {
+            Over::Rows {
+                rows,
+                max: limit.max_rows,
+            }
+        } else if std::time::Instant::now() > limit.deadline {
+            Over::Deadline {
+                ms: limit.deadline_ms,
+            }
+        } else {
+            return Ok(());
+        };
+        self.over = Some(over);
+        Err(AgentError::internal(match over {
+            Over::Rows { rows, max } => {
+                format!("would emit {rows} rows in one call, over the {max} it may")
+            }
+            Over::Deadline { ms } => format!("ran past its deadline of {ms} ms"),
+        }))
     }
 
     /// How many batches have been emitted so far in this call.

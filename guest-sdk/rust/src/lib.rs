@@ -77,9 +77,13 @@ pub mod changelog;
 mod error;
 pub mod function;
 #[cfg(feature = "guest")]
+mod imports;
+#[cfg(feature = "guest")]
 pub mod log;
 #[cfg(feature = "guest")]
 pub mod metrics;
+#[cfg(all(feature = "guest", not(target_arch = "wasm32")))]
+pub mod native;
 #[cfg(feature = "guest")]
 #[doc(hidden)]
 pub mod runtime;

@@ -3,7 +3,8 @@
 //! Lines are tagged by the host with the pipeline, agent and instance. Anything an agent writes to
 //! standard error (a panic message, say) is captured by the host too.
 
-use crate::wit::sabot::agent::log::{Level, log};
+use crate::imports::log;
+use crate::wit::sabot::agent::log::Level;
 
 /// Logs `message` at trace level.
 pub fn trace(message: &str) {

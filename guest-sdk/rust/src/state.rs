@@ -30,7 +30,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::AgentError;
-use crate::wit::sabot::agent::state::{self as wit, EntryKey, StateError};
+use crate::imports;
+use crate::wit::sabot::agent::state::{EntryKey, StateError};
 
 /// A value of an agent's key column, usable as a state key. The encoding is the one the host
 /// partitions by: integers as little-endian bytes of their width, strings as UTF-8.
@@ -172,21 +173,21 @@ impl Store {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        wit::get_many(&self.name, keys).map_err(|e| refused(&self.name, e))
+        imports::get_many(&self.name, keys).map_err(|e| refused(&self.name, e))
     }
 
     fn put_many(&self, entries: &[(EntryKey, Vec<u8>)]) -> Result<(), AgentError> {
         if entries.is_empty() {
             return Ok(());
         }
-        wit::put_many(&self.name, entries).map_err(|e| refused(&self.name, e))
+        imports::put_many(&self.name, entries).map_err(|e| refused(&self.name, e))
     }
 
     fn delete_many(&self, keys: &[EntryKey]) -> Result<(), AgentError> {
         if keys.is_empty() {
             return Ok(());
         }
-        wit::delete_many(&self.name, keys).map_err(|e| refused(&self.name, e))
+        imports::delete_many(&self.name, keys).map_err(|e| refused(&self.name, e))
     }
 
     /// Every entry under `key`, in sub-key order.
@@ -195,7 +196,7 @@ impl Store {
         let mut out = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = wit::scan(&self.name, key, &[], after.as_deref(), PAGE)
+            let page = imports::scan(&self.name, key, &[], after.as_deref(), PAGE)
                 .map_err(|e| refused(&self.name, e))?;
             let full = page.len() == PAGE as usize;
             after = page.last().map(|(sub, _)| sub.clone());

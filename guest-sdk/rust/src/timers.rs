@@ -18,6 +18,7 @@
 use std::cell::RefCell;
 
 use crate::AgentError;
+use crate::imports;
 use crate::state::StateKey;
 use crate::wit::sabot::agent::state::StateError;
 use crate::wit::sabot::agent::timers::{self as wit, TimeDomain as WitDomain};
@@ -112,7 +113,7 @@ pub fn delete_processing_time(key: &impl StateKey, ts: i64) {
 /// The instance's current watermark: every event at or before it has arrived. `None` until
 /// the inputs have one.
 pub fn watermark() -> Option<i64> {
-    wit::watermark()
+    imports::watermark()
 }
 
 /// Sends buffered registrations and deletions to the host, in order, one call per run of the
@@ -124,9 +125,9 @@ pub fn flush() -> Result<(), AgentError> {
         let n = rest.iter().take_while(|(r, _)| r == register).count();
         let run: Vec<wit::Timer> = rest[..n].iter().map(|(_, t)| t.clone()).collect();
         let result = if *register {
-            wit::register(&run)
+            imports::register(&run)
         } else {
-            wit::delete(&run)
+            imports::delete(&run)
         };
         result.map_err(|e| match e {
             StateError::NotOwned(m) | StateError::Backend(m) => AgentError::internal(m),

@@ -32,6 +32,8 @@ pub enum CacheOutcome {
     Disabled,
     /// Already compiled by this process.
     Reused,
+    /// Not compiled: a built-in operator running natively ([`Builtins`](super::Builtins)).
+    Native,
 }
 
 /// The compile cache: a directory of `.cwasm` files.

@@ -51,7 +51,7 @@ pub fn inspect(runtime: &WasmRuntime, name: &str, bytes: &[u8]) -> ModuleInfo {
             } else {
                 WORLD.into()
             });
-            Some(module.component.clone())
+            module.component().cloned()
         }
         Err(e) => {
             info.problem = Some(e.to_string());

@@ -14,7 +14,10 @@ use super::bindings::{self, sabot::agent::types::Output};
 use super::capture::Capture;
 use super::limits::{self, Budget, BudgetExceeded};
 use super::log::LogThrottle;
-use super::{AgentMetrics, AgentModule, EPOCH_TICK, HostState, Limits, Tags, WasmRuntime};
+use super::native::NativeLive;
+use super::{
+    AgentMetrics, AgentModule, AgentPre, EPOCH_TICK, HostState, Limits, Runs, Tags, WasmRuntime,
+};
 use crate::state::StateScope;
 use crate::time::Timer;
 
@@ -131,11 +134,27 @@ impl AgentFailure {
     }
 }
 
-struct Live {
+/// A running instance: a component in its store, or a built-in operator run natively.
+enum Live {
+    Wasm(WasmLive),
+    Native(NativeLive),
+}
+
+struct WasmLive {
     store: Store<HostState>,
     handler: handler::Guest,
     time_handler: Option<time_handler::Guest>,
     stderr: Capture,
+}
+
+/// What the host asks of an agent, whichever way it runs.
+pub(super) enum Call<'a> {
+    /// `handler.process`: a batch on an input port.
+    Process(u32, &'a RecordBatch),
+    /// `time-handler.on-watermark`.
+    Watermark(i64),
+    /// `time-handler.on-timers`.
+    Timers(&'a [Timer]),
 }
 
 /// What a guest call returns before its outputs are checked and decoded.
@@ -233,11 +252,29 @@ impl AgentInstance {
             self.state.clone(),
             self.log.clone(),
         );
+        let module = self.module.clone();
+        let live = match &module.runs {
+            Runs::Component { pre, .. } => {
+                Live::Wasm(self.instantiate_component(pre, state, stderr)?)
+            }
+            Runs::Native(start) => Live::Native(NativeLive::start(*start, &self.config, state)?),
+        };
+        self.to_guest.clear();
+        self.from_guest.clear();
+        self.live = Some(live);
+        Ok(())
+    }
+
+    fn instantiate_component(
+        &self,
+        pre: &AgentPre,
+        state: HostState,
+        stderr: Capture,
+    ) -> Result<WasmLive, AgentFailure> {
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.deadline_ticks());
-        let pre = &self.module.pre;
         let loaded = pre.pre.instantiate(&mut store).and_then(|instance| {
             let handler = pre.handler.load(&mut store, &instance)?;
             let time_handler = match &pre.time_handler {
@@ -248,7 +285,7 @@ impl AgentInstance {
         });
         let (handler, time_handler) = match loaded {
             Ok(b) => b,
-            Err(e) => return Err(at_init(self.classify(e, &store, &stderr))),
+            Err(e) => return Err(at_init(Self::classify(&self.limits, e, &store, &stderr))),
         };
         let result = handler.call_init(&mut store, &self.config);
         stderr.flush();
@@ -264,22 +301,19 @@ impl AgentInstance {
                     e.message
                 )));
             }
-            Err(e) => return Err(at_init(self.classify(e, &store, &stderr))),
+            Err(e) => return Err(at_init(Self::classify(&self.limits, e, &store, &stderr))),
         }
-        self.to_guest.clear();
-        self.from_guest.clear();
-        self.live = Some(Live {
+        Ok(WasmLive {
             store,
             handler,
             time_handler,
             stderr,
-        });
-        Ok(())
+        })
     }
 
     /// Turns a wasmtime error from a call into the failure it means.
     fn classify(
-        &self,
+        caps: &Limits,
         e: wasmtime::Error,
         store: &Store<HostState>,
         stderr: &Capture,
@@ -288,17 +322,17 @@ impl AgentInstance {
         stderr.clear_tail();
         if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
             return AgentFailure::Deadline {
-                deadline_ms: self.limits.deadline_ms,
+                deadline_ms: caps.deadline_ms,
             };
         }
         if let Some(exceeded) = &store.data().limiter.exceeded {
             return AgentFailure::Memory {
-                memory_mb: self.limits.memory_mb,
+                memory_mb: caps.memory_mb,
                 detail: exceeded.message.clone(),
                 stderr: tail,
             };
         }
-        if let Some(exceeded) = limits::count_exceeded(&e, &self.limits) {
+        if let Some(exceeded) = limits::count_exceeded(&e, caps) {
             return AgentFailure::Budget(exceeded);
         }
         let mut reason = match e.downcast_ref::<wasmtime::Trap>() {
@@ -352,31 +386,17 @@ impl AgentInstance {
         port: u32,
         batch: &RecordBatch,
     ) -> Result<Vec<Emitted>, AgentFailure> {
-        let bytes = self
-            .to_guest
-            .entry(port)
-            .or_default()
-            .encode(batch)
-            .map_err(|e| AgentFailure::Error {
-                kind: "host",
-                message: format!("cannot encode the input batch as Arrow IPC: {e}"),
-                row: None,
-            });
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                self.discard();
-                return Err(e);
-            }
-        };
-        self.invoke(Some(batch.num_rows()), |live| {
-            live.handler.call_process(&mut live.store, port, &bytes)
-        })
+        self.invoke(Some(batch.num_rows()), Call::Process(port, batch))
     }
 
     /// Whether the agent exports the event-time hooks.
     pub fn has_time_handler(&self) -> bool {
         self.module.has_time_handler()
+    }
+
+    /// Whether the instance runs natively (a built-in operator), outside the sandbox.
+    pub fn is_native(&self) -> bool {
+        self.module.is_native()
     }
 
     /// Tells the agent the watermark advanced to `watermark` (nothing when it does not export
@@ -385,10 +405,7 @@ impl AgentInstance {
         if !self.has_time_handler() {
             return Ok(Vec::new());
         }
-        self.invoke(None, |live| match &live.time_handler {
-            Some(t) => t.call_on_watermark(&mut live.store, watermark),
-            None => Ok(Ok(Vec::new())),
-        })
+        self.invoke(None, Call::Watermark(watermark))
     }
 
     /// Fires `timers` (due, in time order).
@@ -396,20 +413,16 @@ impl AgentInstance {
         if !self.has_time_handler() || timers.is_empty() {
             return Ok(Vec::new());
         }
-        let timers: Vec<_> = timers.iter().map(super::timers::to_wit).collect();
-        self.invoke(None, |live| match &live.time_handler {
-            Some(t) => t.call_on_timers(&mut live.store, &timers),
-            None => Ok(Ok(Vec::new())),
-        })
+        self.invoke(None, Call::Timers(timers))
     }
 
-    /// Makes one guest call (instantiating first if the last one failed) and checks and decodes
-    /// its output; `input_rows` are the rows of a `process` call's batch. On failure the
-    /// instance is discarded.
+    /// Makes one call (instantiating first if the last one failed) and checks its output;
+    /// `input_rows` are the rows of a `process` call's batch. On failure the instance is
+    /// discarded.
     fn invoke(
         &mut self,
         input_rows: Option<usize>,
-        call: impl FnOnce(&mut Live) -> RawResult,
+        call: Call<'_>,
     ) -> Result<Vec<Emitted>, AgentFailure> {
         if self.live.is_none() {
             self.restarts += 1;
@@ -418,7 +431,19 @@ impl AgentInstance {
                 return Err(self.failed(f));
             }
         }
-        let result = self.call(input_rows, call);
+        let (started, cpu) = (Instant::now(), super::metrics::thread_cpu_time());
+        let result = match self.live.as_mut().expect("instantiated above") {
+            Live::Wasm(_) => self.call_component(call),
+            Live::Native(native) => native.call(call, &self.limits, input_rows),
+        };
+        self.metrics.calls.record(
+            started.elapsed(),
+            super::metrics::thread_cpu_time().saturating_sub(cpu),
+        );
+        let result = result.and_then(|emitted| {
+            self.check_output(input_rows, &emitted)?;
+            Ok(emitted)
+        });
         self.log.report(false);
         self.metrics
             .sandbox
@@ -429,22 +454,43 @@ impl AgentInstance {
         })
     }
 
-    fn call(
-        &mut self,
-        input_rows: Option<usize>,
-        call: impl FnOnce(&mut Live) -> RawResult,
-    ) -> Result<Vec<Emitted>, AgentFailure> {
+    /// One call of a component: the input encoded as IPC, the guest called within its deadline,
+    /// its output checked for size and decoded.
+    fn call_component(&mut self, call: Call<'_>) -> Result<Vec<Emitted>, AgentFailure> {
         let ticks = self.deadline_ticks();
-        let live = self.live.as_mut().expect("instantiated above");
+        let bytes = match call {
+            Call::Process(port, batch) => Some(
+                self.to_guest
+                    .entry(port)
+                    .or_default()
+                    .encode(batch)
+                    .map_err(|e| AgentFailure::Error {
+                        kind: "host",
+                        message: format!("cannot encode the input batch as Arrow IPC: {e}"),
+                        row: None,
+                    })?,
+            ),
+            _ => None,
+        };
+        let Some(Live::Wasm(live)) = self.live.as_mut() else {
+            unreachable!("called for a component instance");
+        };
         live.store.set_epoch_deadline(ticks);
-        let (started, cpu) = (Instant::now(), super::metrics::thread_cpu_time());
-        let result = call(live);
-        let calls = &self.metrics.calls;
-        calls.record(
-            started.elapsed(),
-            super::metrics::thread_cpu_time().saturating_sub(cpu),
-        );
-        calls.memory(self.tags.instance, live.store.data().limiter.held() as u64);
+        let result: RawResult = match (call, &live.time_handler) {
+            (Call::Process(port, _), _) => {
+                let bytes = bytes.unwrap_or_default();
+                live.handler.call_process(&mut live.store, port, &bytes)
+            }
+            (Call::Watermark(w), Some(t)) => t.call_on_watermark(&mut live.store, w),
+            (Call::Timers(timers), Some(t)) => {
+                let timers: Vec<_> = timers.iter().map(super::timers::to_wit).collect();
+                t.call_on_timers(&mut live.store, &timers)
+            }
+            (_, None) => Ok(Ok(Vec::new())),
+        };
+        self.metrics
+            .calls
+            .memory(self.tags.instance, live.store.data().limiter.held() as u64);
         live.stderr.flush();
         // A state or timer budget gone over fails the call, whatever the guest did next.
         if let Some(exceeded) = live.store.data_mut().exceeded.take() {
@@ -459,17 +505,14 @@ impl AgentInstance {
                     row: e.row,
                 });
             }
-            Err(e) => {
-                let live = self.live.as_ref().expect("still live");
-                return Err(self.classify(e, &live.store, &live.stderr));
-            }
+            Err(e) => return Err(Self::classify(&self.limits, e, &live.store, &live.stderr)),
         };
         let total: usize = outputs.iter().map(|o| o.batch.len()).sum();
         let cap = self.limits.output_bytes();
         if total > cap {
             return Err(AgentFailure::OutputTooLarge { bytes: total, cap });
         }
-        let emitted = outputs
+        outputs
             .into_iter()
             .map(|o| {
                 let port = o.port;
@@ -483,9 +526,7 @@ impl AgentInstance {
                         message: e.to_string(),
                     })
             })
-            .collect::<Result<Vec<Emitted>, AgentFailure>>()?;
-        self.check_output(input_rows, &emitted)?;
-        Ok(emitted)
+            .collect()
     }
 
     /// Refuses output over the row budget, or that expands past the byte budget when written

@@ -6,6 +6,8 @@
 //! - [`AgentInstance`]: one sandboxed instance within its budget ([`limits`]): a deadline per
 //!   call, memory and tables, output rows and bytes, error bytes, log rate, state, timers. A
 //!   trapped instance, or one over a budget, is discarded and the next call gets a fresh one.
+//! - [`native`]: the built-in operators run in the host's process, their host calls checked
+//!   as a component's are ([`Builtins`] chooses, `SABOT_BUILTINS=wasm` sandboxes them too).
 //! - One file per imported WIT interface: [`log`], [`metrics`], [`state`]. WASI is linked with nothing
 //!   granted: no preopened directories, no sockets, no environment; standard output and error are
 //!   captured ([`capture`]).
@@ -22,6 +24,7 @@ pub mod isolate;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod native;
 pub mod state;
 pub mod timers;
 
@@ -38,6 +41,7 @@ pub use cache::{CacheOutcome, CompileCache};
 pub use instance::{AgentFailure, AgentInstance, Emitted};
 pub use limits::{Budget, BudgetExceeded, Limits, LimitsOverride};
 pub use metrics::{AgentMetrics, CallSnapshot};
+pub use native::Builtins;
 
 /// The world every agent implements.
 pub const WORLD: &str = "sabot:agent/agent@0.1.0";
@@ -104,6 +108,9 @@ pub enum ModuleError {
     /// The engine could not be created.
     #[error("cannot create the WebAssembly engine: {0}")]
     Engine(String),
+    /// A setting of the runtime is not one it understands.
+    #[error("{0}")]
+    Setting(String),
     /// The compile cache directory is not safe to load native code from.
     #[error(
         "the compile cache directory {dir} is not safe to load compiled code from: {reason}; use a directory of your own that no other user can write (--cache-dir, SABOT_CACHE_DIR)"
@@ -175,6 +182,8 @@ pub struct WasmRuntime {
     /// Components compiled by this process, by sha256: loading a module twice (two agents, two
     /// pipelines, concurrent loads) compiles it once.
     compiled: Mutex<HashMap<String, Arc<Mutex<Option<Component>>>>>,
+    /// How `builtin:NAME` agents run.
+    builtins: Builtins,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -186,8 +195,18 @@ impl std::fmt::Debug for WasmRuntime {
 }
 
 impl WasmRuntime {
-    /// Creates the engine (epoch interruption on, optimising compiler) and starts its ticker.
+    /// Creates the engine (epoch interruption on, optimising compiler) and starts its ticker;
+    /// built-in operators run as `SABOT_BUILTINS` says (natively unless it says `wasm`).
     pub fn new(cache: CompileCache) -> Result<Arc<Self>, ModuleError> {
+        let builtins = Builtins::from_env().map_err(ModuleError::Setting)?;
+        Self::with_builtins(cache, builtins)
+    }
+
+    /// [`WasmRuntime::new`], with built-in operators run as `builtins` says.
+    pub fn with_builtins(
+        cache: CompileCache,
+        builtins: Builtins,
+    ) -> Result<Arc<Self>, ModuleError> {
         if let Err(reason) = cache.verify() {
             return Err(ModuleError::UntrustedCache {
                 dir: cache
@@ -232,6 +251,7 @@ impl WasmRuntime {
             linker,
             cache,
             compiled: Mutex::new(HashMap::new()),
+            builtins,
         }))
     }
 
@@ -245,6 +265,11 @@ impl WasmRuntime {
         &self.cache
     }
 
+    /// How built-in operators run.
+    pub fn builtins(&self) -> Builtins {
+        self.builtins
+    }
+
     /// Reads, compiles (or loads from the cache) and type-checks a module.
     pub fn load(&self, source: &ModuleSource) -> Result<Arc<AgentModule>, ModuleError> {
         let name = source.to_string();
@@ -253,12 +278,26 @@ impl WasmRuntime {
                 module: name.clone(),
                 source: e,
             })?,
-            ModuleSource::Builtin(op) => builtin::bytes(op)
-                .ok_or_else(|| ModuleError::UnknownBuiltin {
+            ModuleSource::Builtin(op) => {
+                let bytes = builtin::bytes(op).ok_or_else(|| ModuleError::UnknownBuiltin {
                     name: op.clone(),
                     available: builtin::names().join(", "),
-                })?
-                .to_vec(),
+                })?;
+                if self.builtins == Builtins::Native
+                    && let Some(start) = native::start(op)
+                {
+                    return Ok(Arc::new(AgentModule {
+                        name,
+                        // The component's: the version of the operator, whichever way it runs.
+                        sha256: cache::sha256_hex(bytes),
+                        size: bytes.len(),
+                        cache: CacheOutcome::Native,
+                        load_time: Duration::ZERO,
+                        runs: Runs::Native(start),
+                    }));
+                }
+                bytes.to_vec()
+            }
         };
         self.load_bytes(&name, &bytes)
     }
@@ -322,8 +361,7 @@ impl WasmRuntime {
             size: bytes.len(),
             cache: outcome,
             load_time,
-            component,
-            pre,
+            runs: Runs::Component { component, pre },
         }))
     }
 
@@ -378,14 +416,37 @@ pub struct AgentModule {
     pub cache: CacheOutcome,
     /// How long compiling (or loading from the cache) took.
     pub load_time: Duration,
-    component: Component,
-    pre: AgentPre,
+    runs: Runs,
+}
+
+/// What an instance of a module runs.
+enum Runs {
+    /// A component, in the sandbox.
+    Component { component: Component, pre: AgentPre },
+    /// A built-in operator, natively.
+    Native(native::Start),
 }
 
 impl AgentModule {
-    /// Whether the module exports the event-time hooks (`time-handler`).
+    /// Whether the module exports the event-time hooks (`time-handler`); every built-in does.
     pub fn has_time_handler(&self) -> bool {
-        self.pre.time_handler.is_some()
+        match &self.runs {
+            Runs::Component { pre, .. } => pre.time_handler.is_some(),
+            Runs::Native(_) => true,
+        }
+    }
+
+    /// The compiled component, unless it runs natively.
+    pub(crate) fn component(&self) -> Option<&Component> {
+        match &self.runs {
+            Runs::Component { component, .. } => Some(component),
+            Runs::Native(_) => None,
+        }
+    }
+
+    /// Whether it runs natively (a built-in operator) rather than as a sandboxed component.
+    pub fn is_native(&self) -> bool {
+        matches!(self.runs, Runs::Native(_))
     }
 }
 

@@ -19,6 +19,7 @@ mod kafka_faults;
 mod kafka_records;
 mod kafka_security;
 mod languages;
+mod native;
 mod nexmark;
 mod object_store;
 mod sandbox;

@@ -26,6 +26,14 @@ fn events() -> Vec<Event> {
 /// Runs `examples/nexmark/QUERY.toml` (or `QUERY.sql`, e.g. `sql/q1.sql`) on `EVENTS` events,
 /// its sink writing JSON Lines.
 fn run(query: &str) -> Vec<serde_json::Value> {
+    run_on(query, runtime())
+}
+
+/// [`run`], its built-in operators run as `runtime` runs them.
+pub fn run_on(
+    query: &str,
+    runtime: std::sync::Arc<sabot_host::wasm::WasmRuntime>,
+) -> Vec<serde_json::Value> {
     let file = if query.ends_with(".sql") {
         query.to_owned()
     } else {
@@ -58,7 +66,7 @@ fn run(query: &str) -> Vec<serde_json::Value> {
             format: None,
         });
     }
-    let summary = Pipeline::new(spec, runtime())
+    let summary = Pipeline::new(spec, runtime)
         .unwrap()
         .run(RunOptions::default())
         .unwrap();

@@ -22,9 +22,33 @@ use crate::value::{Value, binary};
 pub(crate) struct Cx<'a> {
     pub(crate) text: &'a str,
     pub(crate) batch: &'a RecordBatch,
+    /// Bytes of text the functions of this evaluation built so far (see
+    /// [`MAX_BATCH_TEXT_BYTES`](crate::functions::MAX_BATCH_TEXT_BYTES)), shared with the
+    /// evaluations of its sub-batches.
+    pub(crate) built: &'a std::cell::Cell<usize>,
 }
 
 impl Cx<'_> {
+    /// Counts `bytes` of text that function `name` is about to build against what one
+    /// evaluation may build, before it builds them.
+    pub(crate) fn charge(&self, name: &str, bytes: usize) -> Result<(), ExprError> {
+        use crate::functions::{MAX_BATCH_TEXT_BYTES, MAX_TEXT_BYTES, row_error};
+        let built = self.built.get().saturating_add(bytes);
+        self.built.set(built);
+        if built > MAX_BATCH_TEXT_BYTES {
+            return Err(row_error(
+                self,
+                format!(
+                    "{name} would build more than {} MiB of text for one batch of {} rows (the limit of one evaluation; each value may hold up to {} MiB)",
+                    MAX_BATCH_TEXT_BYTES >> 20,
+                    self.rows(),
+                    MAX_TEXT_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn rows(&self) -> usize {
         self.batch.num_rows()
     }
@@ -315,6 +339,7 @@ impl Cx<'_> {
             let cx = Cx {
                 text: self.text,
                 batch: &sub,
+                built: self.built,
             };
             let condition = match operand {
                 None => cx.eval(&when.condition)?,
@@ -383,6 +408,7 @@ impl Cx<'_> {
         let cx = Cx {
             text: self.text,
             batch: &sub,
+            built: self.built,
         };
         cx.eval(expr)?
             .into_array(indices.len())

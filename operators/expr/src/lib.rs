@@ -110,9 +110,11 @@ impl Predicate {
     /// Evaluates the predicate over `batch`: one boolean per row (`NULL` counts as false when
     /// filtering).
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ExprError> {
+        let built = std::cell::Cell::new(0);
         let cx = Cx {
             text: &self.text,
             batch,
+            built: &built,
         };
         let value = cx.eval(&self.expr)?;
         if value.data_type() != DataType::Boolean {
@@ -229,9 +231,11 @@ impl Projection {
 
     /// Computes the output columns for `batch`.
     pub fn apply(&mut self, batch: &RecordBatch) -> Result<RecordBatch, ExprError> {
+        let built = std::cell::Cell::new(0);
         let cx = Cx {
             text: &self.text,
             batch,
+            built: &built,
         };
         let rows = batch.num_rows();
         let mut fields = Vec::new();

@@ -358,6 +358,35 @@ fn text_builders_refuse_values_past_the_limit() {
 }
 
 #[test]
+fn the_text_one_batch_builds_is_bounded_before_it_is_built() {
+    // 100 rows of values just under 1 MiB each: 100 MiB for the batch, over the 64 MiB one
+    // evaluation may build. Refused, naming the function and the limit.
+    let rows = 100;
+    let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+    let many =
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["x"; rows]))]).unwrap();
+    let apply = |expr: &str| Projection::parse(expr).unwrap().apply(&many);
+    let err = apply("REPEAT(s, 1000000)").unwrap_err().to_string();
+    assert!(
+        err.contains("REPEAT would build more than 64 MiB of text for one batch of 100 rows"),
+        "{err}"
+    );
+    // The budget is the projection's, all columns together: two columns of 40 MiB are over.
+    let err = apply("REPEAT(s, 400000) AS a, RPAD(s, 100000) AS b")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("RPAD would build more than 64 MiB"), "{err}");
+    // Concatenation counts what it joins.
+    let err = apply("REPEAT(s, 600000) || REPEAT(s, 600000)")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("would build more than 64 MiB"), "{err}");
+    // Under the budget, the same functions build what they are asked.
+    let out = apply("REPEAT(s, 100000) AS a").unwrap();
+    assert_eq!(out.num_rows(), rows);
+}
+
+#[test]
 fn math_functions_keep_integers_exact_and_compute_doubles_otherwise() {
     assert_eq!(show("ABS(-id)"), vec!["1", "2", "3", "4"]);
     assert_eq!(column("ABS(-id)").1, DataType::Int64);

@@ -25,6 +25,12 @@ use crate::value::Value;
 /// an expression cannot make one row take the memory of a whole batch.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
+/// The most text the functions of one expression (or one projection, all its columns together)
+/// build for one batch: 64 MiB, the size of the most output one call of an agent may return
+/// (`limits.max_output_mb`). Checked before the text is built, so a query of values under
+/// [`MAX_TEXT_BYTES`] each cannot make a batch of them take gigabytes, sandboxed or not.
+pub const MAX_BATCH_TEXT_BYTES: usize = 64 << 20;
+
 /// Aggregates, which are not row expressions.
 const AGGREGATES: &[&str] = &[
     "SUM",
@@ -180,9 +186,11 @@ pub fn is_function(name: &str) -> bool {
     }
     let batch =
         arrow_array::RecordBatch::new_empty(std::sync::Arc::new(arrow_schema::Schema::empty()));
+    let built = std::cell::Cell::new(0);
     let cx = Cx {
         text: &name,
         batch: &batch,
+        built: &built,
     };
     // A family answers `None` only for a name it does not own, whatever the arguments.
     string::call(&cx, &name, &[]).is_some()

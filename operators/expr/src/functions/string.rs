@@ -279,6 +279,7 @@ fn group_key(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError>
         if key.len() > MAX_TEXT_BYTES {
             return Err(too_long(cx, name, key.len()));
         }
+        cx.charge(name, key.len())?;
         out.append_value(&key);
     }
     finish_text(&a, out.finish())
@@ -322,6 +323,7 @@ fn join(
                     return Err(too_long(cx, name, out.len()));
                 }
             }
+            cx.charge(name, out.len())?;
             Ok(Some(out))
         })
         .collect::<Result<StringArray, ExprError>>()?;
@@ -333,6 +335,11 @@ pub(crate) fn concat_operator(cx: &Cx<'_>, l: Value, r: Value) -> Result<Value, 
     let l = text_arg(cx, "||", 0, l, true)?;
     let r = text_arg(cx, "||", 1, r, true)?;
     let a = Aligned::new(vec![l, r], cx.rows()).map_err(|e| cx.arrow(e))?;
+    let bytes = |x: &ArrayRef| strs(x).value_data().len();
+    cx.charge(
+        "||",
+        bytes(&a.arrays[0]).saturating_add(bytes(&a.arrays[1])),
+    )?;
     let out = arrow_string::concat_elements::concat_elements_dyn(&a.arrays[0], &a.arrays[1])
         .map_err(|e| cx.arrow(e))?;
     if let Some(longest) = strs(&out).iter().flatten().map(str::len).max()
@@ -361,6 +368,7 @@ fn replace(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
             if bound > MAX_TEXT_BYTES {
                 return Err(too_long(cx, name, bound));
             }
+            cx.charge(name, bound)?;
             Ok(Some(text.replace(from, to.value(i))))
         })
         .collect::<Result<StringArray, ExprError>>()?;
@@ -427,6 +435,8 @@ fn pad(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
             if width > MAX_TEXT_BYTES {
                 return Err(too_long(cx, name, width));
             }
+            // Up to four bytes a character.
+            cx.charge(name, width.saturating_mul(4).min(MAX_TEXT_BYTES))?;
             let text: Vec<char> = s.value(i).chars().collect();
             if text.len() >= width {
                 return Ok(Some(text[..width].iter().collect::<String>()));
@@ -460,6 +470,7 @@ fn repeat(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
             if bytes > MAX_TEXT_BYTES {
                 return Err(too_long(cx, name, bytes));
             }
+            cx.charge(name, bytes)?;
             Ok(Some(s.value(i).repeat(times)))
         })
         .collect::<Result<StringArray, ExprError>>()?;
@@ -587,6 +598,7 @@ fn regexp(cx: &Cx<'_>, name: &str, args: &[Expr]) -> Result<Value, ExprError> {
                     if replaced.len() > MAX_TEXT_BYTES {
                         return Err(too_long(cx, name, replaced.len()));
                     }
+                    cx.charge(name, replaced.len())?;
                     Ok(Some(replaced))
                 })
                 .collect::<Result<StringArray, ExprError>>()?;

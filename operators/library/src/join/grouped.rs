@@ -323,6 +323,9 @@ impl GroupedJoin {
             right.retain(rw, |ts| ts - lower > watermark);
             let mut expiry = i64::MIN;
             for &row in groups.rows(key) {
+                // Each row folds every row it matches: a call's work grows with the product of
+                // the inputs, so it checks its deadline as it goes.
+                out.reserve(0)?;
                 let ts = times[row];
                 match side {
                     Side::Right => {

@@ -401,6 +401,9 @@ impl Join {
             // batch's (rows that expire earlier are kept a little longer, and never match).
             let mut expiry = i64::MIN;
             for &i in groups.rows(key) {
+                // Pairs grow with the product of the inputs: checked against the call's budget
+                // before each row adds its own.
+                out.reserve(pairs.len())?;
                 let (ts, values) = (side.times[i], side.rows[i].clone());
                 match self.kind {
                     Kind::Lookup if right => {
@@ -556,6 +559,7 @@ impl Join {
                     state.left = left_keep;
                     state.right = right_keep;
                     for (lt, l) in &left_due {
+                        out.reserve(pairs.len())?;
                         for (rt, r) in &right_due {
                             if lt.div_euclid(size) == rt.div_euclid(size) {
                                 pairs.push((l.clone(), r.clone().unwrap_or_default()));

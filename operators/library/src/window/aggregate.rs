@@ -340,7 +340,8 @@ impl<T: IntoValue> IntoValue for Option<T> {
 
 /// A user-defined aggregate, whatever its types: the SDK's
 /// [`Aggregator`](sabot_sdk::state::Aggregator) with its accumulator kept encoded in window state.
-pub trait UserAggregate {
+/// `Send`, as every operator is: the host runs the built-in ones natively, on its task threads.
+pub trait UserAggregate: Send {
     fn create(&self) -> Result<Vec<u8>, AgentError>;
     fn add(&self, acc: &mut Vec<u8>, value: Option<&Value>) -> Result<(), AgentError>;
     fn merge(&self, acc: &mut Vec<u8>, other: &[u8]) -> Result<(), AgentError>;
@@ -370,7 +371,7 @@ where
     In: FromValue,
     Acc: Serialize + serde::de::DeserializeOwned,
     Out: IntoValue,
-    A: sabot_sdk::state::Aggregator<In, Acc, Out>,
+    A: sabot_sdk::state::Aggregator<In, Acc, Out> + Send,
 {
     fn create(&self) -> Result<Vec<u8>, AgentError> {
         encode(&self.aggregator.create())

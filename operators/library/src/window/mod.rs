@@ -190,7 +190,7 @@ impl Windows {
         In: FromValue + 'static,
         Acc: Serialize + serde::de::DeserializeOwned + 'static,
         Out: IntoValue + 'static,
-        A: sabot_sdk::state::Aggregator<In, Acc, Out> + 'static,
+        A: sabot_sdk::state::Aggregator<In, Acc, Out> + Send + 'static,
     {
         self.user.push((
             name.to_owned(),
