@@ -394,11 +394,6 @@ impl AgentInstance {
         self.module.has_time_handler()
     }
 
-    /// Whether the instance runs natively (a built-in operator), outside the sandbox.
-    pub fn is_native(&self) -> bool {
-        self.module.is_native()
-    }
-
     /// Tells the agent the watermark advanced to `watermark` (nothing when it does not export
     /// the event-time hooks).
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Emitted>, AgentFailure> {
@@ -592,7 +587,7 @@ impl Drop for AgentInstance {
     }
 }
 
-fn kind_name(kind: bindings::ErrorKind) -> &'static str {
+pub(super) fn kind_name(kind: bindings::ErrorKind) -> &'static str {
     match kind {
         bindings::ErrorKind::InvalidInput => "invalid-input",
         bindings::ErrorKind::InvalidConfig => "invalid-config",

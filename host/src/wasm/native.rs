@@ -5,8 +5,10 @@
 //! two IPC copies and the Wasm call, and spares the first run the compile (10–40 s on a cold
 //! cache). Their host calls go to the same checks as a component's ([`Services`] here, over the
 //! instance's [`HostState`]): key-group ownership, the state and timer budgets, the log
-//! throttle, metrics. What a native instance does not have is the sandbox's own fences: no call
-//! deadline and no memory cap; set `SABOT_BUILTINS=wasm` to run built-ins as components.
+//! throttle, metrics. The sandbox's own fences it does not have: no memory cap, and no deadline
+//! the host can enforce from outside. The call's row budget and deadline are passed in and
+//! checked by the operators as they build output (`Emitter::reserve`: a join, per input row);
+//! set `SABOT_BUILTINS=wasm` to run built-ins as components, under every limit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +19,7 @@ use sabot_sdk::native::{
 };
 
 use super::HostState;
+use super::bindings::ErrorKind;
 use super::bindings::sabot::agent::log::{Host as _, Level as HostLevel};
 use super::bindings::sabot::agent::state::{
     EntryKey as HostEntryKey, Host as StateHost, StateError as HostStateError,
@@ -24,7 +27,7 @@ use super::bindings::sabot::agent::state::{
 use super::bindings::sabot::agent::timers::{
     Host as TimersHost, TimeDomain as HostTimeDomain, Timer as HostTimer,
 };
-use super::instance::{AgentFailure, Call, Emitted};
+use super::instance::{self, AgentFailure, Call, Emitted};
 use super::limits::{Budget, BudgetExceeded, Limits};
 use crate::time::{TimeDomain, Timer};
 
@@ -296,12 +299,13 @@ fn sdk_timer(t: &Timer) -> sabot_sdk::timers::Timer {
     }
 }
 
+/// The name of an error's kind, as a component's is named ([`instance::kind_name`]).
 fn kind_name(kind: sabot_sdk::ErrorKind) -> &'static str {
-    match kind {
-        sabot_sdk::ErrorKind::InvalidInput => "invalid-input",
-        sabot_sdk::ErrorKind::InvalidConfig => "invalid-config",
-        sabot_sdk::ErrorKind::Internal => "internal",
-    }
+    instance::kind_name(match kind {
+        sabot_sdk::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+        sabot_sdk::ErrorKind::InvalidConfig => ErrorKind::InvalidConfig,
+        sabot_sdk::ErrorKind::Internal => ErrorKind::Internal,
+    })
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -76,7 +76,19 @@ pub fn run_in(
     stop_after: Option<usize>,
     fresh: bool,
 ) -> Result<RunSummary, Error> {
-    let pipeline = s.pipeline(toml)?;
+    run_in_on(s, toml, crate::support::runtime(), stop_after, fresh)
+}
+
+/// [`run_in`], its modules loaded by `runtime` (which says how built-in operators run).
+pub fn run_in_on(
+    s: &Scratch,
+    toml: &str,
+    runtime: Arc<sabot_host::wasm::WasmRuntime>,
+    stop_after: Option<usize>,
+    fresh: bool,
+) -> Result<RunSummary, Error> {
+    let path = s.write("pipeline.toml", toml);
+    let pipeline = sabot_host::Pipeline::new(sabot_host::PipelineSpec::load(&path)?, runtime)?;
     let stop = Arc::new(AtomicBool::new(false));
     if let Some(n) = stop_after {
         let stop = stop.clone();

@@ -3,11 +3,11 @@
 //! be fenced by from outside (output rows, deadline) checked as it builds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use sabot_host::wasm::{Builtins, CacheOutcome, CompileCache, ModuleSource, WasmRuntime};
-use sabot_host::{Pipeline, PipelineSpec, RunOptions, RunSummary};
+use sabot_host::{Pipeline, PipelineSpec, RunOptions};
+
+use crate::checkpoint::run_in_on;
 
 use crate::support::{Scratch, assert_same_lines, cache_dir, sabot_measured, sorted_lines, stderr};
 
@@ -90,45 +90,6 @@ fn nexmark_queries_in_sql_give_the_same_rows_natively_and_in_the_sandbox() {
     }
 }
 
-/// Runs `toml` in `s`'s data directory on `runtime`, asking it to stop after `stop_after`
-/// complete checkpoints.
-fn run_in(
-    s: &Scratch,
-    toml: &str,
-    runtime: Arc<WasmRuntime>,
-    stop_after: Option<usize>,
-) -> RunSummary {
-    let path = s.write("pipeline.toml", toml);
-    let pipeline = Pipeline::new(PipelineSpec::load(&path).unwrap(), runtime).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    if let Some(n) = stop_after {
-        let (stop, data) = (stop.clone(), s.path("data"));
-        std::thread::spawn(move || {
-            let waited = std::time::Instant::now();
-            let complete = || {
-                std::fs::read_dir(data.join("checkpoints"))
-                    .map(|d| {
-                        d.filter_map(Result::ok)
-                            .filter(|e| e.path().join("_metadata").exists())
-                            .count()
-                    })
-                    .unwrap_or(0)
-            };
-            while complete() < n && waited.elapsed() < Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
-    pipeline
-        .run(RunOptions {
-            stop,
-            data_dir: Some(s.path("data")),
-            ..RunOptions::default()
-        })
-        .unwrap()
-}
-
 #[test]
 fn window_state_checkpointed_by_the_sandboxed_operator_resumes_natively_and_back() {
     let toml = |rate: u64| {
@@ -158,7 +119,14 @@ path = "out.jsonl"
         )
     };
     let reference = Scratch::new();
-    run_in(&reference, &toml(0), runtime_of(Builtins::Native), None);
+    run_in_on(
+        &reference,
+        &toml(0),
+        runtime_of(Builtins::Native),
+        None,
+        false,
+    )
+    .unwrap();
     let expected = sorted_lines(&reference.read("out.jsonl"));
     assert_eq!(expected.len(), 60 * 50, "one row per card and second");
     for (first, then) in [
@@ -166,9 +134,9 @@ path = "out.jsonl"
         (Builtins::Native, Builtins::Wasm),
     ] {
         let s = Scratch::new();
-        let stopped = run_in(&s, &toml(40_000), runtime_of(first), Some(3));
+        let stopped = run_in_on(&s, &toml(40_000), runtime_of(first), Some(3), false).unwrap();
         assert!(stopped.interrupted && stopped.events_in < 60_000);
-        let resumed = run_in(&s, &toml(40_000), runtime_of(then), None);
+        let resumed = run_in_on(&s, &toml(40_000), runtime_of(then), None, false).unwrap();
         assert_eq!(resumed.restored_from, stopped.final_checkpoint);
         assert_eq!(stopped.events_in + resumed.events_in, 60_000);
         assert_same_lines(
@@ -202,6 +170,46 @@ fn a_join_whose_pairs_would_pass_the_call_budget_fails_before_holding_them() {
         err.contains("agent `out_join`")
             && err.contains("limits.max_output_rows")
             && err.contains("was about to emit"),
+        "{err}"
+    );
+    assert!(
+        run.peak_rss < 1 << 30,
+        "the host stayed under 1 GiB: {} MiB",
+        run.peak_rss >> 20
+    );
+}
+
+#[test]
+fn a_native_join_folding_more_pairs_than_its_deadline_allows_is_stopped_at_the_deadline() {
+    // A grouped interval join on a column of a few values: each row folds every row of its
+    // country within an hour, so one call's work grows with the product of its inputs. The
+    // native join checks the call's deadline per input row and stops it, naming the limit.
+    let s = Scratch::new();
+    let toml = r#"
+edges = ["a -> j", "b -> j", "j -> out"]
+[sources.a]
+type = "generator"
+count = 400000
+seed = 1
+event_time = { column = "ts" }
+[sources.b]
+type = "generator"
+count = 400000
+seed = 2
+event_time = { column = "ts" }
+[agents.j]
+module = "builtin:join"
+config = { kind = "interval", key = "country", time = "ts", lower_ms = -3600000, upper_ms = 3600000, aggregates = ["count(*) AS n"] }
+limits = { deadline_ms = 200 }
+[sinks.out]
+type = "blackhole"
+"#;
+    s.write("pipeline.toml", toml);
+    let run = sabot_measured(&["run", "pipeline.toml"], s.dir.path());
+    let err = stderr(&run.output);
+    assert_eq!(run.output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("agent `j`") && err.contains("exceeded its deadline of 200 ms"),
         "{err}"
     );
     assert!(
