@@ -98,7 +98,13 @@ pub(crate) struct CallLimit {
     pub(crate) max_rows: u64,
     pub(crate) deadline: std::time::Instant,
     pub(crate) deadline_ms: u64,
+    /// Calls of [`Emitter::reserve`] so far: the clock is read on every
+    /// [`DEADLINE_CHECK_EVERY`]th, since a join reserves once per input row.
+    pub(crate) reserves: u32,
 }
+
+/// How many [`Emitter::reserve`] calls share one reading of the clock.
+const DEADLINE_CHECK_EVERY: u32 = 64;
 
 /// A [`CallLimit`] a call went over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,9 +134,12 @@ impl Emitter {
     /// time itself and this always succeeds; in a built-in the host runs natively, the error
     /// fails the call as going over `limits.max_output_rows` or `limits.deadline_ms` does.
     pub fn reserve(&mut self, rows: usize) -> Result<(), AgentError> {
-        let Some(limit) = self.limit else {
+        let Some(limit) = self.limit.as_mut() else {
             return Ok(());
         };
+        limit.reserves = limit.reserves.wrapping_add(1);
+        let read_clock = limit.reserves % DEADLINE_CHECK_EVERY == 1;
+        let limit = *limit;
         let emitted: u64 = self.batches.iter().map(|(_, b)| b.num_rows() as u64).sum();
         let rows = emitted.saturating_add(rows as u64);
         let over = if rows > limit.max_rows {
@@ -138,7 +147,7 @@ impl Emitter {
                 rows,
                 max: limit.max_rows,
             }
-        } else if std::time::Instant::now() > limit.deadline {
+        } else if read_clock && std::time::Instant::now() > limit.deadline {
             Over::Deadline {
                 ms: limit.deadline_ms,
             }

@@ -209,6 +209,7 @@ impl<A: Agent> Native<A> {
                     max_rows: budget.max_rows,
                     deadline: Instant::now() + Duration::from_millis(budget.deadline_ms),
                     deadline_ms: budget.deadline_ms,
+                    reserves: 0,
                 }),
                 ..Emitter::default()
             };

@@ -3,7 +3,8 @@
 //! A `builtin:aggregate` (a `GROUP BY` without a window) emits a changelog — each group's new
 //! result whenever it changes, with an `_op` column saying `upsert` or `delete` (see
 //! `sabot_sdk::changelog`), and so does a `builtin:join` with `aggregates` (an interval join
-//! grouped by its key, emitting each key's result when its intervals end). The built-in
+//! grouped by its key, emitting each key's result when its intervals end) unless its config
+//! says `left_unique` (each key's result is then emitted once, final). The built-in
 //! filter and project keep a changelog a changelog; a window, join or top-N cannot read one,
 //! except a lookup join's right side whose `op` is `_op`;
 //! an aggregate or an over-aggregate reads one when its config names the changelog's key
@@ -44,9 +45,11 @@ fn config_of(spec: &PipelineSpec, agent: &str) -> serde_json::Value {
 }
 
 /// Whether `agent` is a join that groups its pairs by its key (its config names
-/// `aggregates`), whose output is a changelog like an updating aggregate's.
+/// `aggregates`), whose output is a changelog like an updating aggregate's — unless its left
+/// keys are unique (`left_unique`), when each key's result is emitted once, final.
 fn groups_pairs(spec: &PipelineSpec, agent: &str) -> bool {
-    config_of(spec, agent)["aggregates"].is_array()
+    let config = config_of(spec, agent);
+    config["aggregates"].is_array() && config["left_unique"] != serde_json::Value::Bool(true)
 }
 
 /// Whether `agent` is an aggregate that reads a changelog (its config names the changelog's

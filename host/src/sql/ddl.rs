@@ -2,7 +2,9 @@
 //! connector options; and the `WATERMARK FOR` clause, which the SQL parser does not know and
 //! which is taken out of the token stream before parsing.
 
-use sqlparser::ast::{ColumnDef, CreateTable, CreateTableOptions, Expr, Ident, Spanned, SqlOption};
+use sqlparser::ast::{
+    ColumnDef, CreateTable, CreateTableOptions, Expr, Ident, Spanned, SqlOption, TableConstraint,
+};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
@@ -262,6 +264,9 @@ pub(crate) struct Table {
     pub(crate) columns: Vec<(String, String, Span)>,
     pub(crate) options: Vec<Opt>,
     pub(crate) watermark: Option<Watermark>,
+    /// `PRIMARY KEY (column) NOT ENFORCED`: a column the table's rows are declared not to
+    /// share (not checked: a query planned on it trusts it), and where it is written.
+    pub(crate) primary_key: Option<(String, Span)>,
 }
 
 /// Options whose values stay text even when they look like numbers.
@@ -379,6 +384,16 @@ pub(crate) fn table(
             ),
         ));
     }
+    let primary_key = primary_key(source, &name, create)?;
+    if let Some((key, span)) = &primary_key
+        && !columns.is_empty()
+        && !columns.iter().any(|(c, _, _)| c == key)
+    {
+        return Err(source.error(
+            *span,
+            format!("table `{name}`: the primary key `{key}` is not one of its columns"),
+        ));
+    }
     Ok(Table {
         name,
         span,
@@ -386,7 +401,61 @@ pub(crate) fn table(
         columns,
         options,
         watermark,
+        primary_key,
     })
+}
+
+/// The table's `PRIMARY KEY (column) NOT ENFORCED`, the one constraint a table takes: Sabot
+/// does not check it (as Flink, it trusts it), so it must say `NOT ENFORCED`.
+fn primary_key(
+    source: Source<'_>,
+    table: &str,
+    create: &CreateTable,
+) -> Result<Option<(String, Span)>, SqlError> {
+    let usage = "expected PRIMARY KEY (column) NOT ENFORCED";
+    let mut found = None;
+    for constraint in &create.constraints {
+        let span = constraint.span();
+        let TableConstraint::PrimaryKey(key) = constraint else {
+            return Err(source.error(
+                span,
+                format!("table `{table}`: `{constraint}` is not supported; a table takes one constraint, PRIMARY KEY (column) NOT ENFORCED"),
+            ));
+        };
+        if found.is_some() {
+            return Err(source.error(
+                span,
+                format!("table `{table}` has one primary key; this is a second"),
+            ));
+        }
+        let column = match key.columns.as_slice() {
+            [c] => {
+                match &c.column.expr {
+                    Expr::Identifier(ident) => ident.value.clone(),
+                    other => {
+                        return Err(source.error(
+                        span,
+                        format!("table `{table}`: the primary key is a column, not `{other}`; {usage}"),
+                    ));
+                    }
+                }
+            }
+            _ => {
+                return Err(source.error(
+                    span,
+                    format!("table `{table}`: a primary key of {} columns is not supported; {usage} (combine the columns into one in a view first)", key.columns.len()),
+                ));
+            }
+        };
+        if key.characteristics.and_then(|c| c.enforced) != Some(false) {
+            return Err(source.error(
+                span,
+                format!("table `{table}`: Sabot does not check that rows' keys differ, so the primary key must say so: PRIMARY KEY ({column}) NOT ENFORCED"),
+            ));
+        }
+        found = Some((column, span));
+    }
+    Ok(found)
 }
 
 fn column(

@@ -48,6 +48,9 @@ pub(super) struct IntervalJoin {
     /// The right input's columns but the key, by their names in the output (`right_NAME`
     /// where a left column has the name).
     right_columns: HashMap<String, String>,
+    /// Whether no two left rows share the key (the left table's `PRIMARY KEY … NOT
+    /// ENFORCED`): grouped by it, each key's result is final when its left row's interval ends.
+    left_unique: bool,
 }
 
 impl Planner<'_> {
@@ -420,6 +423,7 @@ impl Planner<'_> {
                 right_node: right.nodes[0].clone(),
                 left_columns: l.fields().iter().map(|f| f.name().clone()).collect(),
                 right_columns,
+                left_unique: left.unique.as_deref() == Some(key.as_str()),
             };
             self.interval_joins.insert(agent.clone(), description);
         }
@@ -443,16 +447,17 @@ impl Planner<'_> {
     /// key's pairs (`builtin:join` with `aggregates`, see `sabot_operators::join::GroupedJoin`)
     /// instead of emitting them to a `builtin:aggregate`. `input` is the join's output, or a
     /// projection of it that only selects and renames columns (keeping the key's name).
-    /// Returns the new join agent, or `None` (and nothing added) when `input` is not that or an
-    /// aggregate is not one the join folds. What the new agent replaces is left to be removed
-    /// if nothing else reads it.
+    /// Returns the new join agent, and whether its results are final (the left side's keys are
+    /// unique, so each key is emitted once and the output is append-only, not a changelog); or
+    /// `None` (and nothing added) when `input` is not that or an aggregate is not one the join
+    /// folds. What the new agent replaces is left to be removed if nothing else reads it.
     pub(super) fn group_interval_join(
         &mut self,
         input: &Stream,
         key: Option<&str>,
         aggregates: &[(String, String)],
         hint: &str,
-    ) -> Option<String> {
+    ) -> Option<(String, bool)> {
         let [node] = input.nodes.as_slice() else {
             return None;
         };
@@ -515,6 +520,10 @@ impl Planner<'_> {
         }
         let mut config = join.config.clone();
         config.insert("aggregates".into(), toml::Value::Array(specs));
+        let final_rows = join.left_unique;
+        if final_rows {
+            config.insert("left_unique".into(), true.into());
+        }
         // The grouped join keeps only the columns its aggregates read: it reads each side
         // before the projection that pruned it for the join of pairs (one hop fewer).
         let unpruned = |nodes: &[String]| match nodes {
@@ -536,7 +545,7 @@ impl Planner<'_> {
         let inputs = Stream::rows(edges, None, None);
         self.agent(&agent, "builtin:join", config, Some(&join_key), &inputs);
         self.abandoned.push(node.clone());
-        Some(agent)
+        Some((agent, final_rows))
     }
 
     /// `stream` without the columns the query does not name (its event time stays): a join

@@ -41,6 +41,9 @@ pub(super) struct Stream {
     /// When the rows are the distinct groups of tumbling windows: how to compute them from the
     /// rows before the window (see [`super::distinct`]).
     pub(super) distinct: Option<Box<Distinct>>,
+    /// A column no two rows share, as the table read declares it (`PRIMARY KEY … NOT
+    /// ENFORCED`), under its name here: kept through filters and projections that keep it.
+    pub(super) unique: Option<String>,
 }
 
 /// The columns of a windowed aggregate's results that tell each row's window.
@@ -94,6 +97,7 @@ impl Stream {
             updating: false,
             windowed: None,
             distinct: None,
+            unique: None,
         }
     }
 }
@@ -597,6 +601,7 @@ impl<'a> Planner<'a> {
                 ..w.clone()
             })
         });
+        let unique = stream.unique.as_deref().and_then(|c| kept_as(items, c));
         Ok(Stream {
             nodes: vec![agent.to_owned()],
             schema,
@@ -605,6 +610,7 @@ impl<'a> Planner<'a> {
             updating: stream.updating,
             windowed,
             distinct: None,
+            unique,
         })
     }
 

@@ -411,6 +411,8 @@ impl Planner<'_> {
             updating: false,
             windowed: windowed.or(input.windowed),
             distinct: None,
+            // A ranking keeps some of its input's rows, with their columns.
+            unique: input.unique,
         })
     }
 }

@@ -40,6 +40,12 @@ impl Planner<'_> {
                 ),
             ));
         }
+        if let Some((key, span)) = &table.primary_key {
+            return Err(self.error(
+                *span,
+                format!("table `{target}` is written: a primary key tells the planner which column no two rows of a table it reads share; a sink's rows are keyed by its 'key' option (e.g. 'key' = '{key}')"),
+            ));
+        }
         let stream = self.query(query, target)?;
         if stream.updating {
             self.check_changelog_sink(&table, &stream, target_span)?;

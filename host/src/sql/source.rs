@@ -111,6 +111,17 @@ impl Planner<'_> {
                     ));
                 }
             }
+            if let Some((key, span)) = &table.primary_key
+                && schema.field_with_name(key).is_err()
+            {
+                return Err(self.error(
+                    *span,
+                    format!(
+                        "table `{name}`: no column `{key}` for the primary key (columns: {})",
+                        field_names(schema)
+                    ),
+                ));
+            }
             if let Some(w) = &table.watermark
                 && schema.field_with_name(&w.column).is_err()
             {
@@ -144,11 +155,12 @@ impl Planner<'_> {
             self.names.insert(name.to_owned());
             name.to_owned()
         };
-        let stream = Stream::rows(
+        let mut stream = Stream::rows(
             vec![node],
             schema,
             table.watermark.as_ref().map(|w| w.column.clone()),
         );
+        stream.unique = table.primary_key.as_ref().map(|(k, _)| k.clone());
         self.read_tables.insert(name.to_owned(), stream.clone());
         Ok(stream)
     }

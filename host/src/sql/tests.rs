@@ -933,3 +933,100 @@ fn a_group_by_of_an_interval_joins_key_is_folded_into_the_join() {
         "{doc}"
     );
 }
+
+/// Orders, each with a unique id and a due time, and the payments that settle them.
+const ORDERS: &str =
+    "CREATE TABLE orders (id BIGINT, ts TIMESTAMP(3), due TIMESTAMP(3), region VARCHAR,
+        PRIMARY KEY (id) NOT ENFORCED, WATERMARK FOR ts AS ts)
+    WITH ('connector' = 'file', 'path' = 'o.jsonl');
+    CREATE TABLE payments (order_id BIGINT, at TIMESTAMP(3), paid DOUBLE, WATERMARK FOR at AS at)
+    WITH ('connector' = 'file', 'path' = 'p.jsonl');
+    CREATE TABLE totals WITH ('connector' = 'blackhole');
+    CREATE VIEW placed AS SELECT id AS order_id, ts, due, region FROM orders;
+    CREATE VIEW settled AS
+    SELECT o.order_id, FIRST_VALUE(o.region) AS region, SUM(p.paid) AS paid
+    FROM placed AS o JOIN payments AS p ON o.order_id = p.order_id AND p.at BETWEEN o.ts AND o.due
+    GROUP BY o.order_id;
+    INSERT INTO totals SELECT region, SUM(paid) AS paid FROM settled GROUP BY region;";
+
+#[test]
+fn a_join_grouped_by_its_left_tables_primary_key_emits_final_rows_an_append_only_sink_takes() {
+    let doc = ok(&format!(
+        "{ORDERS}\nINSERT INTO out SELECT order_id, region, paid FROM settled;"
+    ));
+    let join = agent_running(&doc, "builtin:join");
+    assert_eq!(join["config"]["left_unique"].as_bool(), Some(true), "{doc}");
+    // The average reads final rows: no changelog to take back.
+    let total = agent_running(&doc, "builtin:aggregate");
+    assert!(total["config"].get("changelog_key").is_none(), "{doc}");
+
+    // Without the primary key the grouped join's rows are upserts: a file cannot take them,
+    // and the aggregate after it takes an order's earlier value back.
+    let without = ORDERS.replace("PRIMARY KEY (id) NOT ENFORCED, ", "");
+    let e = err(&format!(
+        "{without}\nINSERT INTO out SELECT order_id, region, paid FROM settled;"
+    ));
+    assert!(e.message.contains("can only append"), "{e}");
+    let doc = ok(&without);
+    let join = agent_running(&doc, "builtin:join");
+    assert!(join["config"].get("left_unique").is_none(), "{doc}");
+    let total = agent_running(&doc, "builtin:aggregate");
+    assert_eq!(
+        total["config"]["changelog_key"].as_str(),
+        Some("order_id"),
+        "{doc}"
+    );
+
+    // A key that is not the join's: the join's rows are not final.
+    let other = ORDERS.replace("PRIMARY KEY (id)", "PRIMARY KEY (region)");
+    let doc = ok(&other);
+    let join = agent_running(&doc, "builtin:join");
+    assert!(join["config"].get("left_unique").is_none(), "{doc}");
+}
+
+#[test]
+fn a_primary_key_must_be_one_declared_column_not_enforced_on_a_table_that_is_read() {
+    for (from, to, says) in [
+        (
+            "PRIMARY KEY (id) NOT ENFORCED",
+            "PRIMARY KEY (id)",
+            "table `orders`: Sabot does not check that rows' keys differ, so the primary key must say so: PRIMARY KEY (id) NOT ENFORCED",
+        ),
+        (
+            "PRIMARY KEY (id) NOT ENFORCED",
+            "PRIMARY KEY (id, region) NOT ENFORCED",
+            "table `orders`: a primary key of 2 columns is not supported",
+        ),
+        (
+            "PRIMARY KEY (id) NOT ENFORCED",
+            "PRIMARY KEY (ident) NOT ENFORCED",
+            "table `orders`: the primary key `ident` is not one of its columns",
+        ),
+        (
+            "PRIMARY KEY (id) NOT ENFORCED",
+            "PRIMARY KEY (id) NOT ENFORCED, UNIQUE (region)",
+            "table `orders`: `UNIQUE (region)` is not supported; a table takes one constraint, PRIMARY KEY (column) NOT ENFORCED",
+        ),
+        (
+            "PRIMARY KEY (id) NOT ENFORCED",
+            "PRIMARY KEY (id) NOT ENFORCED, PRIMARY KEY (region) NOT ENFORCED",
+            "table `orders` has one primary key; this is a second",
+        ),
+        (
+            "CREATE TABLE totals WITH",
+            "CREATE TABLE totals (PRIMARY KEY (region) NOT ENFORCED) WITH",
+            "table `totals` is written: a primary key tells the planner which column no two rows of a table it reads share; a sink's rows are keyed by its 'key' option (e.g. 'key' = 'region')",
+        ),
+    ] {
+        let sql = ORDERS.replace(from, to);
+        let e = err(&sql);
+        assert!(e.message.contains(says), "{to}: {e}");
+        // On the line of the table that says it (the file begins with TRANSACTIONS' lines).
+        let before = sql[..sql.find(to).unwrap()].matches('\n').count();
+        assert_eq!(
+            e.line as usize,
+            TRANSACTIONS.lines().count() + 1 + before,
+            "{to}: {e}"
+        );
+    }
+}

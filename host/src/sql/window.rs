@@ -312,13 +312,13 @@ impl Planner<'_> {
             let fused = (changelog_key.is_none() && computed.is_empty())
                 .then(|| self.group_interval_join(&input, key.as_deref(), &specs, hint))
                 .flatten();
-            let agent = match fused {
-                Some(agent) => agent,
+            let (agent, final_rows) = match fused {
+                Some(fused) => fused,
                 None => {
                     config.insert("aggregates".into(), aggregate_list);
                     let agent = self.fresh(&format!("{hint}_aggregate"));
                     self.agent(&agent, "builtin:aggregate", config, key.as_deref(), &input);
-                    agent
+                    (agent, false)
                 }
             };
             let schema = input_schema.map(|schema| {
@@ -328,12 +328,15 @@ impl Planner<'_> {
                     .collect();
                 Arc::new(Schema::new(fields))
             });
+            // A join grouped by a unique left key emits each key once, final: plain rows, one
+            // per key.
             return Ok(Stream {
                 nodes: vec![agent],
                 schema,
                 time: None,
+                unique: key.clone().filter(|_| final_rows),
                 grouped: Some(Grouped { key, window: false }),
-                updating: true,
+                updating: !final_rows,
                 windowed: None,
                 distinct: None,
             });
@@ -372,6 +375,7 @@ impl Planner<'_> {
             updating: false,
             distinct: None,
             windowed: Some(windowed),
+            unique: None,
         };
         if let Some(grouped_rows) = grouped_rows
             && let Some(Windowed {

@@ -303,9 +303,9 @@ fn q4_averages_the_winning_price_per_category_in_toml_and_in_sql() {
         .iter()
         .map(|(cat, (sum, n))| format!("{cat} {:.3} {n}", *sum as f64 / *n as f64))
         .collect();
-    // The hand-written pipeline emits each auction's final price at its expiry; the SQL one
-    // keeps both aggregates up to date as bids arrive (an average taking back the highest bid an
-    // auction had before). Either way, each category's last row is the answer.
+    // Both emit each auction's final price at its expiry (in SQL, the join grouped by the
+    // auction's PRIMARY KEY) and keep the average per category up to date as prices arrive:
+    // each category's last row is the answer.
     for query in ["q4", "sql/q4.sql"] {
         let mut last: BTreeMap<i64, String> = BTreeMap::new();
         for r in run(query) {

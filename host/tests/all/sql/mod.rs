@@ -272,6 +272,32 @@ fn sql_mistakes_exit_2_naming_the_file_line_and_column_with_a_caret() {
 }
 
 #[test]
+fn a_primary_key_naming_a_column_the_connector_lacks_exits_2_pointing_at_it() {
+    let s = Scratch::new();
+    let q4 = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nexmark/sql/q4.sql"),
+    )
+    .unwrap();
+    assert!(q4.contains("PRIMARY KEY (id) NOT ENFORCED"), "{q4}");
+    s.write(
+        "q4.sql",
+        &q4.replace("PRIMARY KEY (id)", "PRIMARY KEY (ident)"),
+    );
+    for command in ["validate", "run", "explain"] {
+        let out = sabot(&[command, "q4.sql"], s.dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains(
+                "table `auction`: no column `ident` for the primary key (columns: id, item_name,"
+            ) && err.contains("CREATE TABLE auction (PRIMARY KEY (ident) NOT ENFORCED,")
+                && err.contains("^^^^^"),
+            "{command}: {err}"
+        );
+    }
+}
+
+#[test]
 fn explain_prints_the_operator_graph_of_sql_and_toml_pipelines() {
     let s = with_trades();
     s.write("trades.sql", TRADES);

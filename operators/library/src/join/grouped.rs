@@ -22,6 +22,13 @@
 //! group: its pairs are added to the aggregates so far and the key is emitted again when that
 //! row's interval ends.
 //!
+//! With `left_unique = true` (SQL: the left table declares `PRIMARY KEY (key) NOT ENFORCED`),
+//! no two left rows share a key, so a key's result is final when its left row's interval ends:
+//! it is emitted once, as a plain row (no `_op`: the output is append-only), and the key's
+//! state is dropped. A right row arriving once its key's left row is there is folded or
+//! dropped, never kept. Should a second left row of a key arrive all the same (the key is not
+//! enforced), it starts a new group whose result is emitted as another row.
+//!
 //! Each key keeps its left rows until their interval ends, its right rows until no later left
 //! row could match them (as the interval join does), and only the columns the aggregates read;
 //! its aggregates are kept after that, so that a reopened group continues from them. Late rows
@@ -133,6 +140,8 @@ pub struct GroupedJoin {
     reads: Vec<Option<(Side, usize)>>,
     left_reads: Vec<String>,
     right_reads: Vec<String>,
+    /// No two left rows share a key: results are final when emitted (see the module docs).
+    left_unique: bool,
     state: ValueState<GroupState>,
 }
 
@@ -237,6 +246,7 @@ impl GroupedJoin {
             reads,
             left_reads,
             right_reads,
+            left_unique: config.left_unique,
             state: ValueState::new(&format!("{name}.groups")),
         })
     }
@@ -328,6 +338,18 @@ impl GroupedJoin {
                 out.reserve(0)?;
                 let ts = times[row];
                 match side {
+                    Side::Right if self.left_unique && !left.is_empty() => {
+                        // The key's only left row is here: this row pairs with it now or
+                        // never, so it is not kept.
+                        let values: Vec<Option<Value>> =
+                            columns.iter().map(|c| c.get(row)).collect();
+                        for ((lt, end), l) in left.iter(lw) {
+                            if lt + lower <= ts && ts <= end {
+                                self.fold(accs, known, l, &values, lt);
+                                *pending = true;
+                            }
+                        }
+                    }
                     Side::Right => {
                         // A kept left row that ends later clears this row with its own timer.
                         let mut covered = false;
@@ -357,6 +379,10 @@ impl GroupedJoin {
                         expiry = expiry.max(end.max(ts));
                     }
                 }
+            }
+            if self.left_unique && side == Side::Left {
+                // No other left row will come for the rows kept waiting for this one.
+                *right = Rows::default();
             }
             if expiry > i64::MIN {
                 timers::register_event_time(key, expiry);
@@ -451,6 +477,10 @@ impl GroupedJoin {
                 emitted.push((state.key.clone(), accs.clone(), state.inputs.clone()));
                 state.pending = false;
             }
+            if self.left_unique && state.left.is_empty() {
+                // Final: no later left row of the key will reopen the group.
+                state.accs = None;
+            }
             if state.left.is_empty() && state.right.is_empty() && state.accs.is_none() {
                 cleared.push(key);
             } else {
@@ -486,6 +516,9 @@ impl GroupedJoin {
             ));
         }
         let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)?;
+        if self.left_unique {
+            return Ok(batch);
+        }
         Ok(changelog::with_ops(batch, &vec![false; groups.len()])?)
     }
 }

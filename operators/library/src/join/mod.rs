@@ -69,6 +69,11 @@ pub struct JoinConfig {
     /// Interval joins only: aggregates of each key's pairs, `function(left.NAME | right.NAME)
     /// [AS name]`, emitted when the key's intervals end (see [`GroupedJoin`]).
     pub aggregates: Option<Vec<String>>,
+    /// Grouped interval joins only: no two left rows share a key (SQL's `PRIMARY KEY …
+    /// NOT ENFORCED` on the left table), so each key's result is final when its left row's
+    /// interval ends and the output is append-only (see [`GroupedJoin`]).
+    #[serde(default)]
+    pub left_unique: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +172,11 @@ impl Join {
         if config.aggregates.is_some() {
             return Err(AgentError::invalid_config(
                 "a join with `aggregates` groups its pairs: run it as a GroupedJoin",
+            ));
+        }
+        if config.left_unique {
+            return Err(AgentError::invalid_config(
+                "`left_unique` applies to a join with `aggregates` (a grouped interval join): a join of pairs keeps no per-key result to finish early",
             ));
         }
         let kind = match config.kind.as_str() {
