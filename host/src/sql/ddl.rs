@@ -1,6 +1,7 @@
-//! `CREATE TABLE`: the tables a SQL pipeline reads and writes, their columns, event time and
-//! connector options; and the `WATERMARK FOR` clause, which the SQL parser does not know and
-//! which is taken out of the token stream before parsing.
+//! `CREATE TABLE`: the tables a SQL pipeline reads and writes, their columns, event time,
+//! primary key (`PRIMARY KEY (column) NOT ENFORCED`, trusted) and connector options; and the
+//! `WATERMARK FOR` clause, which the SQL parser does not know and which is taken out of the
+//! token stream before parsing.
 
 use sqlparser::ast::{
     ColumnDef, CreateTable, CreateTableOptions, Expr, Ident, Spanned, SqlOption, TableConstraint,
