@@ -1,7 +1,16 @@
-//! `cargo bench -p sabot-host --bench latency`, against the broker of `SABOT_KAFKA_BOOTSTRAP`
-//! (start one with `. scripts/kafka.sh && sabot_kafka_start`): end-to-end latency of
-//! Kafka → a pass-through agent → Kafka at a steady rate, as p50, p99 and p99.9, beside a plain
-//! rdkafka consume → produce loop measured the same way in the same run (the baseline).
+//! `cargo bench -p sabot-host --bench latency`: end-to-end latency at a steady rate, as p50, p99
+//! and p99.9, of
+//!
+//! - a generator → a pass-through Wasm agent → a blackhole sink, as the host measures it (from
+//!   the source handing a batch on to the sink having written it: `sabot_sink_latency_seconds`),
+//!   beside a plain Rust baseline measured the same way in the same run: a thread paced at the
+//!   rate handing each event through a bounded channel to a second thread (the floor of any
+//!   hand-over between threads on this machine);
+//! - with `SABOT_KAFKA_BOOTSTRAP` set (start a broker with `. scripts/kafka.sh &&
+//!   sabot_kafka_start`), Kafka → the same agent → Kafka, beside a plain rdkafka consume →
+//!   produce loop measured the same way in the same run. Every producer (the bench's, the plain
+//!   loop's, the Sabot sink's) waits `SABOT_BENCH_LINGER_MS` (default 5, librdkafka's and the
+//!   Sabot sink's default) to fill a request.
 //!
 //! A producer thread writes ~100-byte raw records at `SABOT_BENCH_RATES` events/s (default
 //! `1000,10000,100000`), each carrying the wall-clock time it was handed to the producer; a
@@ -25,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{producer, send};
+use common::{producer, producer_lingering, send};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
@@ -73,8 +82,8 @@ fn consumer(bootstrap: &str, group: &str, topic: &str, committed: bool) -> BaseC
 
 /// Writes `rate` records/s to `input` for the warm-up and `seconds`, each stamped with the time
 /// it is sent; returns how many were sent and how many of those in the warm-up.
-fn drive(bootstrap: &str, input: &str, rate: u64, seconds: u64) -> (u64, u64) {
-    let p = producer(bootstrap);
+fn drive(bootstrap: &str, input: &str, rate: u64, seconds: u64, linger: u64) -> (u64, u64) {
+    let p = producer_lingering(bootstrap, linger);
     let total = rate * seconds + rate * WARM_UP.as_secs();
     let started = Instant::now();
     let mut sent = 0;
@@ -121,9 +130,9 @@ fn collect(consumer: &BaseConsumer, expected: &AtomicU64, arrived: &AtomicU64) -
 }
 
 /// The plain loop: consume `input`, produce each record to `output`, until `stop`.
-fn plain_loop(bootstrap: &str, input: &str, output: &str, stop: &AtomicBool) {
+fn plain_loop(bootstrap: &str, input: &str, output: &str, stop: &AtomicBool, linger: u64) {
     let consumer = consumer(bootstrap, "bench-latency-plain", input, false);
-    let p = producer(bootstrap);
+    let p = producer_lingering(bootstrap, linger);
     while !stop.load(Ordering::Relaxed) {
         if let Some(m) = consumer.poll(Duration::from_millis(10)) {
             send(
@@ -143,6 +152,7 @@ fn sabot(
     output: &str,
     delivery: &str,
     stop: Arc<AtomicBool>,
+    linger: u64,
 ) {
     let toml = format!(
         r#"edges = ["k -> echo -> out"]
@@ -163,6 +173,7 @@ bootstrap = "{bootstrap}"
 topic = "{output}"
 format = "raw"
 delivery = "{delivery}"
+properties = {{ "linger.ms" = "{linger}" }}
 "#,
         plain = sabot_test_artifacts::PLAIN
     );
@@ -176,6 +187,69 @@ delivery = "{delivery}"
         .unwrap();
 }
 
+/// A generator → the pass-through agent → a blackhole at `rate` for `seconds`: the quantiles
+/// (p50, p99, p99.9, max; ms) of the latency the host measured, and the events it counted.
+fn generator(runtime: &Arc<WasmRuntime>, rate: u64, seconds: u64) -> ([f64; 4], u64) {
+    let toml = format!(
+        r#"edges = ["gen -> echo -> out"]
+[pipeline]
+name = "bench-latency-generator"
+[sources.gen]
+type = "generator"
+count = {count}
+rate = {rate}
+[agents.echo]
+module = "{plain}"
+[sinks.out]
+type = "blackhole"
+"#,
+        count = rate * seconds,
+        plain = sabot_test_artifacts::PLAIN
+    );
+    let spec = PipelineSpec::parse(&toml, std::path::Path::new("bench.toml")).unwrap();
+    let summary = Pipeline::new(spec, runtime.clone())
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    let latency = summary.stats.sink_latency();
+    let ms = |q| {
+        latency
+            .quantile(q)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    };
+    ([ms(0.5), ms(0.99), ms(0.999), ms(1.0)], latency.count())
+}
+
+/// The baseline of [`generator`]: a thread paced at `rate` (sleeping until the next event is
+/// due, as the generator does) hands each event's send time through a bounded channel to a
+/// second thread, which takes the difference; the quantiles as [`generator`] gives them.
+fn hand_over(rate: u64, seconds: u64) -> [f64; 4] {
+    let (tx, rx) = crossbeam_channel::bounded::<Instant>(16);
+    let receiver = std::thread::spawn(move || {
+        let mut latencies: Vec<u64> = rx
+            .iter()
+            .map(|sent| u64::try_from(sent.elapsed().as_micros()).unwrap())
+            .collect();
+        latencies.sort_unstable();
+        latencies
+    });
+    let total = rate * seconds;
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
+        while sent < due {
+            tx.send(Instant::now()).unwrap();
+            sent += 1;
+        }
+        let next = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    drop(tx);
+    let latencies = receiver.join().unwrap();
+    [0.5, 0.99, 0.999, 1.0].map(|q| quantile(&latencies, q))
+}
+
 /// The `q`-quantile of sorted `v`, in milliseconds.
 fn quantile(v: &[u64], q: f64) -> f64 {
     let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
@@ -183,12 +257,6 @@ fn quantile(v: &[u64], q: f64) -> f64 {
 }
 
 fn main() {
-    let Ok(bootstrap) = std::env::var("SABOT_KAFKA_BOOTSTRAP") else {
-        eprintln!(
-            "set SABOT_KAFKA_BOOTSTRAP, e.g.: . scripts/kafka.sh && sabot_kafka_start && cargo bench -p sabot-host --bench latency"
-        );
-        std::process::exit(2);
-    };
     let rates: Vec<u64> = std::env::var("SABOT_BENCH_RATES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
         .split(',')
@@ -199,10 +267,41 @@ fn main() {
         })
         .collect();
     let seconds = sabot_test_artifacts::bench_setting("SABOT_BENCH_SECONDS", 5);
+    let linger = sabot_test_artifacts::bench_setting("SABOT_BENCH_LINGER_MS", 5);
     let runtime = WasmRuntime::new(CompileCache::new(CompileCache::default_dir())).unwrap();
     let run = std::process::id();
     println!(
-        "Kafka → pass-through agent → Kafka, ~100-byte records, one partition, {seconds} s per rate after {} s of warm-up; latency from the producer's send to the consumer's receipt",
+        "generator → pass-through agent → blackhole, {seconds} s per rate; latency from the source handing a batch on to the sink having written it"
+    );
+    println!(
+        "{:<40} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    let row = |name: &str, rate: u64, q: [f64; 4]| {
+        println!(
+            "{name:<40} {rate:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            q[0], q[1], q[2], q[3]
+        );
+    };
+    for &rate in &rates {
+        row(
+            "threads handing over (baseline)",
+            rate,
+            hand_over(rate, seconds),
+        );
+        let (q, counted) = generator(&runtime, rate, seconds);
+        assert_eq!(counted, rate * seconds, "every event is counted once");
+        row("Sabot, generator → agent → blackhole", rate, q);
+    }
+    println!();
+    let Ok(bootstrap) = std::env::var("SABOT_KAFKA_BOOTSTRAP") else {
+        eprintln!(
+            "Kafka skipped: set SABOT_KAFKA_BOOTSTRAP, e.g.: . scripts/kafka.sh && sabot_kafka_start && cargo bench -p sabot-host --bench latency"
+        );
+        return;
+    };
+    println!(
+        "Kafka → pass-through agent → Kafka, ~100-byte records, one partition, {seconds} s per rate after {} s of warm-up, producers' linger.ms = {linger}; latency from the producer's send to the consumer's receipt",
         WARM_UP.as_secs()
     );
     println!(
@@ -230,8 +329,10 @@ fn main() {
                     runtime.clone(),
                 );
                 std::thread::spawn(move || match system {
-                    "plain" => plain_loop(&bootstrap, &input, &output, &stop),
-                    delivery => sabot(&runtime, &bootstrap, &input, &output, delivery, stop),
+                    "plain" => plain_loop(&bootstrap, &input, &output, &stop, linger),
+                    delivery => sabot(
+                        &runtime, &bootstrap, &input, &output, delivery, stop, linger,
+                    ),
                 })
             };
             let expected = Arc::new(AtomicU64::new(0));
@@ -258,7 +359,7 @@ fn main() {
             while arrived.load(Ordering::Acquire) < 2 {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let (sent, warm) = drive(&bootstrap, &input, rate, seconds);
+            let (sent, warm) = drive(&bootstrap, &input, rate, seconds, linger);
             expected.store(sent + 2, Ordering::Release);
             let latencies = reader.join().unwrap();
             stop.store(true, Ordering::Relaxed);

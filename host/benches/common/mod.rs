@@ -11,9 +11,17 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 
 /// An idempotent producer with librdkafka's usual `linger.ms = 5`.
 pub fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
+    producer_lingering(bootstrap, 5)
+}
+
+/// An idempotent producer that waits up to `linger_ms` to fill a request.
+pub fn producer_lingering(
+    bootstrap: &str,
+    linger_ms: u64,
+) -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms.to_string())
         .set("enable.idempotence", "true")
         .create()
         .unwrap()

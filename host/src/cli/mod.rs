@@ -830,6 +830,14 @@ pub fn summary_line(s: &RunSummary) -> String {
         progress::si(rate),
         progress::grouped(s.events_out),
     );
+    let latency = s.stats.sink_latency();
+    if let (Some(p50), Some(p99)) = (latency.quantile(0.5), latency.quantile(0.99)) {
+        line.push_str(&format!(
+            " (latency p50 {}, p99 {})",
+            progress::duration(p50),
+            progress::duration(p99)
+        ));
+    }
     if s.failed_batches > 0 {
         line.push_str(&format!(
             ", {} batch(es) failed and skipped or dead-lettered",

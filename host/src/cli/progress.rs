@@ -81,6 +81,16 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// A latency: `0.42 ms`, `12 ms`, `1.3 s`.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    match ms {
+        ms if ms >= 1e3 => format!("{:.1} s", ms / 1e3),
+        ms if ms >= 10.0 => format!("{ms:.0} ms"),
+        ms => format!("{ms:.2} ms"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +101,8 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(si(4_560_000.0), "4.56M");
         assert_eq!(si(12_300.0), "12.3K");
+        assert_eq!(duration(Duration::from_micros(420)), "0.42 ms");
+        assert_eq!(duration(Duration::from_micros(12_400)), "12 ms");
+        assert_eq!(duration(Duration::from_millis(1_340)), "1.3 s");
     }
 }

@@ -31,6 +31,8 @@ pub(crate) enum GateEvent {
     Batch {
         port: u32,
         batch: RecordBatch,
+        /// When its source handed it on.
+        born: Instant,
     },
     /// The combined watermark advanced.
     Watermark(i64),
@@ -40,9 +42,7 @@ pub(crate) enum GateEvent {
     Barrier(u64),
     /// Every channel has ended (or a sender is gone without ending): `complete` when every one
     /// of them reached the end of its input, rather than stopping.
-    End {
-        complete: bool,
-    },
+    End { complete: bool },
     /// The deadline passed with nothing to report.
     Timeout,
 }
@@ -206,11 +206,12 @@ impl InputGate {
         let c = message.channel as usize;
         let now = self.now_ms();
         match message.payload {
-            Payload::Batch(batch) => {
+            Payload::Batch(batch, born) => {
                 self.watermarks.activity(c, now);
                 self.out.push_back(GateEvent::Batch {
                     port: message.port,
                     batch,
+                    born,
                 });
             }
             Payload::Watermark(w) => {
@@ -279,6 +280,7 @@ mod tests {
         Payload::Batch(
             RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![v])) as ArrayRef)])
                 .unwrap(),
+            Instant::now(),
         )
     }
 

@@ -6,7 +6,8 @@
 //! partitioned by key for keyed agents with several instances, round-robin otherwise. Watermarks,
 //! checkpoint barriers and the end of input travel in-band on every channel, in order with the
 //! batches; each task merges its channels in an input gate that aligns barriers and combines
-//! watermarks.
+//! watermarks. Each batch carries the instant its source handed it on, from which sinks measure
+//! end-to-end latency ([`latency`]).
 //!
 //! A run resumes from the newest complete checkpoint in its data directory: sources seek to
 //! their positions, agent instances restore their state and timers (at any parallelism), sinks
@@ -15,6 +16,7 @@
 
 mod checkpointing;
 mod gate;
+pub mod latency;
 mod live;
 mod partition;
 mod router;

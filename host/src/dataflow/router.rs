@@ -7,6 +7,7 @@
 //! can stop reading one channel and let its sender wait; each message carries its channel.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use crossbeam_channel::Sender;
@@ -17,8 +18,9 @@ use crate::Error;
 /// What a message carries.
 #[derive(Debug, Clone)]
 pub(crate) enum Payload {
-    /// Rows, on an input port of the receiver.
-    Batch(RecordBatch),
+    /// Rows, on an input port of the receiver, and when their source handed them on (see
+    /// [`super::latency`]).
+    Batch(RecordBatch, Instant),
     /// No event at or before this time will come on this channel any more.
     Watermark(i64),
     /// The channel has nothing to say for a while: it must not hold watermarks back.
@@ -90,12 +92,12 @@ impl Route {
 }
 
 impl Router {
-    /// Sends `batch`, emitted on output `port`, down every edge leaving that port: to the one
-    /// instance its key belongs to, or round-robin.
-    pub fn send(&self, port: u32, batch: &RecordBatch) -> Result<(), RouteError> {
+    /// Sends `batch`, emitted on output `port` and born at `born`, down every edge leaving that
+    /// port: to the one instance its key belongs to, or round-robin.
+    pub fn send(&self, port: u32, batch: &RecordBatch, born: Instant) -> Result<(), RouteError> {
         for route in self.routes.iter().filter(|r| r.from_port == port) {
             match (&route.key, route.targets.len()) {
-                (_, 1) => route.deliver(&route.targets[0], Payload::Batch(batch.clone()))?,
+                (_, 1) => route.deliver(&route.targets[0], Payload::Batch(batch.clone(), born))?,
                 (Some(key), n) => {
                     let parts = split(batch, key, n).map_err(|m| {
                         RouteError::Partition(Error::Data(format!(
@@ -105,13 +107,13 @@ impl Router {
                     })?;
                     for (target, part) in route.targets.iter().zip(parts) {
                         if let Some(part) = part {
-                            route.deliver(target, Payload::Batch(part))?;
+                            route.deliver(target, Payload::Batch(part, born))?;
                         }
                     }
                 }
                 (None, n) => {
                     let i = route.next.fetch_add(1, Ordering::Relaxed) % n;
-                    route.deliver(&route.targets[i], Payload::Batch(batch.clone()))?;
+                    route.deliver(&route.targets[i], Payload::Batch(batch.clone(), born))?;
                 }
             }
         }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 
+use super::latency::Latency;
+
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
@@ -31,6 +33,8 @@ pub struct NodeStats {
     /// The newest watermark the node passed on, ms since the epoch ([`NO_WATERMARK`] before the
     /// first).
     pub watermark: AtomicI64,
+    /// Sinks: how long the events they wrote took from their source (see [`super::latency`]).
+    pub latency: Latency,
 }
 
 /// [`NodeStats::watermark`] before any watermark.
@@ -77,6 +81,7 @@ impl NodeStats {
             restarts: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
+            latency: Latency::default(),
         }
     }
 
@@ -157,6 +162,15 @@ impl RunStats {
     /// Rows accepted by all sinks.
     pub fn events_out(&self) -> u64 {
         self.sum(NodeKind::Sink, |n| n.rows_in.load(Ordering::Relaxed))
+    }
+
+    /// The end-to-end latency of the events every sink wrote.
+    pub fn sink_latency(&self) -> Latency {
+        let all = Latency::default();
+        for n in self.nodes.values().filter(|n| n.kind == NodeKind::Sink) {
+            all.add(&n.latency);
+        }
+        all
     }
 
     /// Batches agents failed on and that were skipped or dead-lettered.

@@ -127,7 +127,7 @@ impl SourceTask {
             last_data = Instant::now();
             idle = false;
             self.node.output(batch.num_rows());
-            if !routed(self.router.send(port, &batch))? {
+            if !routed(self.router.send(port, &batch, last_data))? {
                 return Ok(false);
             }
             // After the batch, never before it: its rows are not late.
@@ -216,12 +216,15 @@ impl SinkTask {
                 self.sink.commit(id)?;
             }
             match self.gate.next(Some(Instant::now() + SINK_POLL)) {
-                GateEvent::Batch { batch, .. } => {
+                GateEvent::Batch { batch, born, .. } => {
                     if self.control.failed() {
                         return Ok(());
                     }
                     self.sink.write(&batch)?;
                     self.node.input(batch.num_rows());
+                    self.node
+                        .latency
+                        .record(born.elapsed(), batch.num_rows() as u64);
                     self.node
                         .bytes_written
                         .store(self.sink.bytes_written(), Ordering::Relaxed);
@@ -371,10 +374,10 @@ impl AgentTask {
                 return Ok(false);
             }
             let handled = match event {
-                GateEvent::Batch { port, batch } => {
+                GateEvent::Batch { port, batch, born } => {
                     self.node.input(batch.num_rows());
                     let result = instance.process(port, &batch);
-                    self.outcome(result, Some(&batch))?
+                    self.outcome(result, Some(&batch), born)?
                 }
                 GateEvent::Watermark(w) => self.advance(&mut instance, w)?,
                 GateEvent::Untimed => {
@@ -448,17 +451,19 @@ impl AgentTask {
         Some(Instant::now() + Duration::from_millis(wait))
     }
 
-    /// Sends an agent call's output downstream, or applies the bad-input policy to its failure.
+    /// Sends an agent call's output downstream — born when its input was, or, for a timer or
+    /// watermark call, when the call began — or applies the bad-input policy to its failure.
     fn outcome(
         &self,
         result: Result<Vec<Emitted>, AgentFailure>,
         input: Option<&RecordBatch>,
+        born: Instant,
     ) -> Result<Handled, Error> {
         match result {
             Ok(outputs) => {
                 for (port, batch) in outputs {
                     self.node.output(batch.num_rows());
-                    if !routed(self.router.send(port, &batch))? {
+                    if !routed(self.router.send(port, &batch, born))? {
                         return Ok(Handled::Stop);
                     }
                 }
@@ -505,11 +510,13 @@ impl AgentTask {
                     key,
                 })
                 .collect();
-            if let Handled::Stop = self.outcome(instance.on_timers(&due), None)? {
+            let born = Instant::now();
+            if let Handled::Stop = self.outcome(instance.on_timers(&due), None, born)? {
                 return Ok(Handled::Stop);
             }
         }
-        if let Handled::Stop = self.outcome(instance.on_watermark(w), None)? {
+        let born = Instant::now();
+        if let Handled::Stop = self.outcome(instance.on_watermark(w), None, born)? {
             return Ok(Handled::Stop);
         }
         Ok(if routed(self.router.broadcast(&Payload::Watermark(w)))? {
@@ -529,7 +536,8 @@ impl AgentTask {
                 key,
             })
             .collect();
-        self.outcome(instance.on_timers(&due), None)
+        let born = Instant::now();
+        self.outcome(instance.on_timers(&due), None, born)
     }
 
     /// Writes the instance's state and timers for checkpoint `id` (`None`: the final one).

@@ -174,6 +174,33 @@ pub fn render(entries: &[std::sync::Arc<Entry>], uptime_s: f64) -> String {
                         &labels,
                         load(&n.bytes_written),
                     );
+                    out.family(
+                        "sabot_sink_latency_seconds",
+                        "summary",
+                        "End-to-end latency of the events a sink wrote, from their source handing them on (a timer's result: from its emission) to the sink having written them; quantiles over events, within 5 %.",
+                    );
+                    for q in ["0.5", "0.99", "0.999"] {
+                        let value = q
+                            .parse()
+                            .ok()
+                            .and_then(|q| n.latency.quantile(q))
+                            .map_or(f64::NAN, |d| d.as_secs_f64());
+                        out.sample(
+                            "sabot_sink_latency_seconds",
+                            &[labels[0], labels[1], ("quantile", q)],
+                            value,
+                        );
+                    }
+                    out.sample(
+                        "sabot_sink_latency_seconds_sum",
+                        &labels,
+                        n.latency.sum().as_secs_f64(),
+                    );
+                    out.sample(
+                        "sabot_sink_latency_seconds_count",
+                        &labels,
+                        n.latency.count() as f64,
+                    );
                 }
                 NodeKind::Agent => {
                     out.metric(

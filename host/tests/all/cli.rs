@@ -41,6 +41,53 @@ fn run_prints_output_and_a_one_line_summary() {
     );
 }
 
+/// The `(latency p50 X, p99 Y)` of a summary line, in milliseconds.
+fn summary_latency(line: &str) -> (f64, f64) {
+    let ms = |text: &str| -> f64 {
+        let (n, unit) = text.trim().split_once(' ').unwrap();
+        n.parse::<f64>().unwrap() * if unit.starts_with("ms") { 1.0 } else { 1e3 }
+    };
+    let inner = line
+        .split_once("(latency p50 ")
+        .unwrap_or_else(|| panic!("no latency in: {line}"))
+        .1;
+    let (p50, rest) = inner.split_once(", p99 ").unwrap();
+    (ms(p50), ms(rest.split_once(')').unwrap().0))
+}
+
+#[test]
+fn the_summary_reports_end_to_end_latency_including_every_agent_on_the_way() {
+    let s = Scratch::new();
+    // Two agents that each sleep 40 ms on every batch, at 50 rows/s: each row waits for both.
+    s.write(
+        "p.toml",
+        &format!(
+            "edges = [\"gen -> a -> b -> out\"]\n[sources.gen]\ntype = \"generator\"\ncount = 20\nrate = 50\n[agents.a]\nmodule = {m}\nconfig = {{ mode = \"sleep\", count = 40 }}\n[agents.b]\nmodule = {m}\nconfig = {{ mode = \"sleep\", count = 40 }}\n[sinks.out]\ntype = \"blackhole\"\n",
+            m = lit(MISBEHAVE)
+        ),
+    );
+    let out = sabot(&["run", "p.toml"], s.dir.path());
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("sabot: pipeline"))
+        .unwrap();
+    let (p50, p99) = summary_latency(line);
+    let elapsed_ms: f64 = line
+        .split_once(" in ")
+        .and_then(|(_, rest)| rest.split_once(" s:"))
+        .unwrap()
+        .0
+        .parse::<f64>()
+        .unwrap()
+        * 1e3;
+    // Both sleeps count (a lower bound the sleeps guarantee, within the histogram's 5 %), and
+    // no event took longer than the run.
+    assert!(p50 >= 80.0 * 0.95, "p50 {p50} ms: {line}");
+    assert!(p50 <= p99 && p99 <= elapsed_ms * 1.05, "{line}");
+}
+
 #[test]
 fn an_invalid_pipeline_exits_2_naming_file_table_and_field() {
     let s = Scratch::new();

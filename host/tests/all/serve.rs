@@ -782,6 +782,7 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
         "sabot_checkpoint_duration_seconds",
         "sabot_checkpoint_size_bytes",
         "sabot_checkpoint_age_seconds",
+        "sabot_sink_latency_seconds",
     ] {
         assert!(
             types.contains_key(family),
@@ -792,12 +793,33 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
         metrics
             .contains("sabot_agent_module_info{pipeline=\"cards\",agent=\"m\",version=\"mis@1\"")
     );
-
     // Running: cannot be deleted. Stopped (with its final checkpoint), it resumes where it was.
     assert_eq!(s.delete("/v1/pipelines/cards").0, 409);
     let (status, stopped) = s.post("/v1/pipelines/cards/stop?wait=true", "text/plain", b"");
     assert_eq!(status, 200, "{stopped}");
     assert_eq!(stopped["status"], "stopped");
+    // The sink's latency, once stopped: quantiles in order, over every event it wrote.
+    let metrics = s.text("/metrics");
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let sink = "{pipeline=\"cards\",sink=\"out\"";
+    let q = |q: &str| {
+        sample(&format!(
+            "sabot_sink_latency_seconds{sink},quantile=\"{q}\"}}"
+        ))
+    };
+    let (p50, p99, p999) = (q("0.5"), q("0.99"), q("0.999"));
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{p50} {p99} {p999}");
+    let counted = sample(&format!("sabot_sink_latency_seconds_count{sink}}}"));
+    let rows = sample(&format!("sabot_sink_rows_total{sink}}}"));
+    assert!(0.0 < counted && counted == rows, "{counted} of {rows} rows");
     assert_eq!(
         s.post("/v1/pipelines/cards/start", "text/plain", b"").0,
         200

@@ -110,14 +110,17 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// Connects a producer (idempotent: retries do not duplicate within a session).
+    /// Connects a producer (idempotent: retries do not duplicate within a session). It waits
+    /// up to 1 ms to fill a request (`linger.ms`; librdkafka's default is 5): the latency bench
+    /// measured p50 2.7 ms instead of 9.9 ms end to end at 1 000 events/s, and the throughput
+    /// bench no difference beyond its noise (README, "Latency").
     pub fn open(name: &str, spec: &KafkaSinkSpec) -> Result<Self, ConnectorError> {
         let deliveries = Deliveries::default();
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.bootstrap)
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
+            .set("linger.ms", "1");
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
