@@ -1,7 +1,7 @@
 //! End-to-end latency: how long each event takes from the moment its source hands it on to the
 //! moment a sink has written it.
 //!
-//! A batch carries the [`Instant`] its source handed it on (or, for a result an operator emits
+//! A batch carries the [`Instant`](std::time::Instant) its source handed it on (or, for a result an operator emits
 //! on a timer or watermark, the instant it emitted it). An agent's output of a batch keeps its
 //! input's instant, so queueing, barrier alignment and every agent call on the way count. Each
 //! sink records, per batch it has written, the time since then, weighted by the batch's rows: the

@@ -37,7 +37,7 @@ pub struct NodeStats {
     pub latency: Latency,
 }
 
-/// [`NodeStats::watermark`] before any watermark.
+/// `NodeStats::watermark` before any watermark.
 pub const NO_WATERMARK: i64 = i64::MIN;
 
 /// Counters of a run's checkpoints.

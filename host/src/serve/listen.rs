@@ -44,7 +44,7 @@ pub static TIMED_OUT: AtomicU64 = AtomicU64::new(0);
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves `router` on `listener` until `shutdown` completes; then stops accepting, lets open
-/// connections finish the request they are in (up to [`DRAIN`]) and returns.
+/// connections finish the request they are in (up to `DRAIN`) and returns.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
