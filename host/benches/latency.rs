@@ -2,15 +2,18 @@
 //! and p99.9, of
 //!
 //! - a generator → a pass-through Wasm agent → a blackhole sink, as the host measures it (from
-//!   the source handing a batch on to the sink having written it: `sabot_sink_latency_seconds`),
+//!   the due time of each batch's first row to the sink having written it:
+//!   `sabot_sink_latency_seconds`),
 //!   beside a plain Rust baseline measured the same way in the same run: a thread paced at the
 //!   rate handing each event through a bounded channel to a second thread (the floor of any
 //!   hand-over between threads on this machine);
 //! - with `SABOT_KAFKA_BOOTSTRAP` set (start a broker with `. scripts/kafka.sh &&
 //!   sabot_kafka_start`), Kafka → the same agent → Kafka, beside a plain rdkafka consume →
 //!   produce loop measured the same way in the same run. Every producer (the bench's, the plain
-//!   loop's, the Sabot sink's) waits `SABOT_BENCH_LINGER_MS` (default 5, librdkafka's and the
-//!   Sabot sink's default) to fill a request.
+//!   loop's, the Sabot sink's) waits `SABOT_BENCH_LINGER_MS` (default 5, librdkafka's; the
+//!   Sabot sink's default is 1) to fill a request.
+//!
+//! `SABOT_BENCH_BATCH_DELAY_MS` (default 0) is the Sabot sources' `max_batch_delay_ms`.
 //!
 //! A producer thread writes ~100-byte raw records at `SABOT_BENCH_RATES` events/s (default
 //! `1000,10000,100000`), each carrying the wall-clock time it was handed to the producer; a
@@ -145,14 +148,15 @@ fn plain_loop(bootstrap: &str, input: &str, output: &str, stop: &AtomicBool, lin
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
+/// Kafka `input` → the pass-through agent → Kafka `output`, delivering `delivery`, until `stop`;
+/// the sink lingers `linger` ms, the source holds partial batches `delay` ms.
 fn sabot(
     runtime: &Arc<WasmRuntime>,
     bootstrap: &str,
-    input: &str,
-    output: &str,
+    (input, output): (&str, &str),
     delivery: &str,
     stop: Arc<AtomicBool>,
-    linger: u64,
+    (linger, delay): (u64, u64),
 ) {
     let toml = format!(
         r#"edges = ["k -> echo -> out"]
@@ -165,6 +169,7 @@ type = "kafka"
 bootstrap = "{bootstrap}"
 topics = ["{input}"]
 format = "raw"
+max_batch_delay_ms = {delay}
 [agents.echo]
 module = "{plain}"
 [sinks.out]
@@ -189,7 +194,7 @@ properties = {{ "linger.ms" = "{linger}" }}
 
 /// A generator → the pass-through agent → a blackhole at `rate` for `seconds`: the quantiles
 /// (p50, p99, p99.9, max; ms) of the latency the host measured, and the events it counted.
-fn generator(runtime: &Arc<WasmRuntime>, rate: u64, seconds: u64) -> ([f64; 4], u64) {
+fn generator(runtime: &Arc<WasmRuntime>, rate: u64, seconds: u64, delay: u64) -> ([f64; 4], u64) {
     let toml = format!(
         r#"edges = ["gen -> echo -> out"]
 [pipeline]
@@ -198,6 +203,7 @@ name = "bench-latency-generator"
 type = "generator"
 count = {count}
 rate = {rate}
+max_batch_delay_ms = {delay}
 [agents.echo]
 module = "{plain}"
 [sinks.out]
@@ -268,10 +274,11 @@ fn main() {
         .collect();
     let seconds = sabot_test_artifacts::bench_setting("SABOT_BENCH_SECONDS", 5);
     let linger = sabot_test_artifacts::bench_setting("SABOT_BENCH_LINGER_MS", 5);
+    let delay = sabot_test_artifacts::bench_setting("SABOT_BENCH_BATCH_DELAY_MS", 0);
     let runtime = WasmRuntime::new(CompileCache::new(CompileCache::default_dir())).unwrap();
     let run = std::process::id();
     println!(
-        "generator → pass-through agent → blackhole, {seconds} s per rate; latency from the source handing a batch on to the sink having written it"
+        "generator → pass-through agent → blackhole, {seconds} s per rate, max_batch_delay_ms = {delay}; latency from the due time of each batch's first row to the sink having written it"
     );
     println!(
         "{:<40} {:>10} {:>9} {:>9} {:>9} {:>9}",
@@ -289,7 +296,7 @@ fn main() {
             rate,
             hand_over(rate, seconds),
         );
-        let (q, counted) = generator(&runtime, rate, seconds);
+        let (q, counted) = generator(&runtime, rate, seconds, delay);
         assert_eq!(counted, rate * seconds, "every event is counted once");
         row("Sabot, generator → agent → blackhole", rate, q);
     }
@@ -301,7 +308,7 @@ fn main() {
         return;
     };
     println!(
-        "Kafka → pass-through agent → Kafka, ~100-byte records, one partition, {seconds} s per rate after {} s of warm-up, producers' linger.ms = {linger}; latency from the producer's send to the consumer's receipt",
+        "Kafka → pass-through agent → Kafka, ~100-byte records, one partition, {seconds} s per rate after {} s of warm-up, producers' linger.ms = {linger}, Sabot's max_batch_delay_ms = {delay}; latency from the producer's send to the consumer's receipt",
         WARM_UP.as_secs()
     );
     println!(
@@ -331,7 +338,12 @@ fn main() {
                 std::thread::spawn(move || match system {
                     "plain" => plain_loop(&bootstrap, &input, &output, &stop, linger),
                     delivery => sabot(
-                        &runtime, &bootstrap, &input, &output, delivery, stop, linger,
+                        &runtime,
+                        &bootstrap,
+                        (&input, &output),
+                        delivery,
+                        stop,
+                        (linger, delay),
                     ),
                 })
             };

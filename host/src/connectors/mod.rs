@@ -15,6 +15,37 @@ pub mod stdout;
 
 /// Checks a generating source's `rate` setting (events per second, 0 = unlimited): the error
 /// names the field and what was expected.
+/// The longest a source may hold a partial batch to fill it (`max_batch_delay_ms`).
+pub const MAX_BATCH_DELAY_MS: u64 = 10_000;
+
+/// Checks a source's `max_batch_delay_ms` (and that its `event_time` would not take a source
+/// holding a partial batch for idle).
+fn check_batch_delay(
+    ms: u64,
+    event_time: Option<&crate::time::EventTimeSpec>,
+) -> Result<(), (String, String)> {
+    if ms > MAX_BATCH_DELAY_MS {
+        return Err((
+            "max_batch_delay_ms".into(),
+            format!(
+                "expected 0 to {MAX_BATCH_DELAY_MS} (ms a partial batch may wait for more rows), got {ms}"
+            ),
+        ));
+    }
+    if let Some(idle) = event_time.and_then(|et| et.idle_timeout_ms)
+        && ms > 0
+        && ms >= idle
+    {
+        return Err((
+            "max_batch_delay_ms".into(),
+            format!(
+                "{ms} ms is not less than event_time.idle_timeout_ms ({idle} ms): a source holding a partial batch that long would be taken for idle and its rows come late"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_rate(rate: f64) -> Result<(), (String, String)> {
     if rate.is_finite() && rate >= 0.0 {
         Ok(())
@@ -47,6 +78,13 @@ pub trait Source: Send {
     /// send everything on port 0.
     fn next_output(&mut self) -> Result<Option<(u32, RecordBatch)>, ConnectorError> {
         Ok(self.next_batch()?.map(|b| (0, b)))
+    }
+    /// When the oldest row of the batch last returned began to wait in this source — the
+    /// arrival of its first record, the time its first row was due — where that is before the
+    /// batch was returned (a source holding rows to fill a batch); `None`: when it was returned.
+    /// End-to-end latency counts from here (see `dataflow::latency`).
+    fn born(&self) -> Option<std::time::Instant> {
+        None
     }
     /// Told, before the first batch, which output ports some edge takes: a source may skip
     /// producing for the others.

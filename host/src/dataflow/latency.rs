@@ -1,11 +1,14 @@
-//! End-to-end latency: how long each event takes from the moment its source hands it on to the
-//! moment a sink has written it.
+//! End-to-end latency: how long each event takes from its source to the moment a sink has
+//! written it.
 //!
-//! A batch carries the [`Instant`](std::time::Instant) its source handed it on (or, for a result an operator emits
-//! on a timer or watermark, the instant it emitted it). An agent's output of a batch keeps its
-//! input's instant, so queueing, barrier alignment and every agent call on the way count. Each
-//! sink records, per batch it has written, the time since then, weighted by the batch's rows: the
-//! quantiles are over events, not batches.
+//! A batch carries an [`Instant`](std::time::Instant): when its oldest row began to wait in its
+//! source, where the source says (`Source::born`: a Kafka record's arrival, a rate-limited
+//! generator row's due time — so a source holding rows to fill a batch counts), else when the
+//! source handed it on; for a result an operator emits on a timer or watermark, when it emitted
+//! it. An agent's output of a batch keeps its input's instant, so queueing, barrier alignment and
+//! every agent call on the way count. Each sink records, per batch it has written, the time since
+//! then, weighted by the batch's rows: the quantiles are over events, not batches, each event
+//! counted with its batch's oldest (an upper bound for the others).
 //!
 //! [`Latency`] is a lock-free histogram of logarithmic buckets, eight per power of two from
 //! 1 µs (a quantile is within ±4.5 % of the exact value) up to about 38 hours.

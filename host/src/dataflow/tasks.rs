@@ -127,7 +127,8 @@ impl SourceTask {
             last_data = Instant::now();
             idle = false;
             self.node.output(batch.num_rows());
-            if !routed(self.router.send(port, &batch, last_data))? {
+            let born = self.source.born().unwrap_or(last_data);
+            if !routed(self.router.send(port, &batch, born))? {
                 return Ok(false);
             }
             // After the batch, never before it: its rows are not late.

@@ -177,7 +177,7 @@ pub fn render(entries: &[std::sync::Arc<Entry>], uptime_s: f64) -> String {
                     out.family(
                         "sabot_sink_latency_seconds",
                         "summary",
-                        "End-to-end latency of the events a sink wrote, from their source handing them on (a timer's result: from its emission) to the sink having written them; quantiles over events, within 5 %.",
+                        "End-to-end latency of the events a sink wrote, from when the oldest row of their batch arrived in (or was due at) its source (a timer's result: from its emission) to the sink having written them; quantiles over events, within 5 %.",
                     );
                     for q in ["0.5", "0.99", "0.999"] {
                         let value = q

@@ -37,6 +37,11 @@ pub struct GeneratorSpec {
     /// Transactions per second; `0` (the default) produces as fast as the pipeline consumes.
     #[serde(default)]
     pub rate: f64,
+    /// With a `rate`: how long the rows that are due may wait for more to fill a batch (up to
+    /// the pipeline's `batch_size`). `0` (the default) hands on what is due at once: the least
+    /// latency, and at high rates the most batches (one agent call each).
+    #[serde(default)]
+    pub max_batch_delay_ms: u64,
     /// Seed of the pseudo-random sequence.
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -109,6 +114,7 @@ impl GeneratorSpec {
             ));
         }
         super::check_rate(self.rate)?;
+        super::check_batch_delay(self.max_batch_delay_ms, self.event_time.as_ref())?;
         if self.cards == 0 {
             return Err(("cards".into(), "expected at least 1 card".into()));
         }
@@ -165,6 +171,7 @@ impl GeneratorSpec {
             pattern: None,
             resumed_at: 0,
             started: None,
+            born: None,
             schema: Self::schema(),
         }
     }
@@ -182,6 +189,8 @@ pub struct Generator {
     /// Where this run started producing (after a seek).
     resumed_at: u64,
     started: Option<Instant>,
+    /// With a rate: when the first row of the batch last returned was due.
+    born: Option<Instant>,
     merchant_names: Vec<String>,
     schema: SchemaRef,
 }
@@ -221,16 +230,30 @@ fn cents(x: f64) -> f64 {
 impl Generator {
     /// How many of the next `wanted` rows are due by now, at the configured rate. When none is,
     /// waits for the next one, but at most `MAX_WAIT`, so the caller stays responsive (to
-    /// checkpoint barriers, a stop, idleness) however slow the rate.
+    /// checkpoint barriers, a stop, idleness) however slow the rate. With `max_batch_delay_ms`,
+    /// fewer than `wanted` rows wait (0 is returned) until all `wanted` are due or the first of
+    /// them has waited that long.
     fn due(&mut self, wanted: u64) -> u64 {
         if self.spec.rate <= 0.0 {
             return wanted;
         }
         let started = *self.started.get_or_insert_with(Instant::now);
         let done = self.produced - self.resumed_at;
+        let at = |row: u64| started + Duration::from_secs_f64(row as f64 / self.spec.rate);
         let by_now = (started.elapsed().as_secs_f64() * self.spec.rate) as u64 + 1;
         if by_now > done {
-            return (by_now - done).min(wanted);
+            let rows = (by_now - done).min(wanted);
+            if rows < wanted && self.spec.max_batch_delay_ms > 0 {
+                let held = at(done) + Duration::from_millis(self.spec.max_batch_delay_ms);
+                let until = held.min(at(done + wanted - 1));
+                let now = Instant::now();
+                if now < until {
+                    std::thread::sleep((until - now).min(MAX_WAIT));
+                    return 0;
+                }
+            }
+            self.born = Some(at(done));
+            return rows;
         }
         let next = started + Duration::from_secs_f64(done as f64 / self.spec.rate);
         std::thread::sleep(next.saturating_duration_since(Instant::now()).min(MAX_WAIT));
@@ -245,6 +268,10 @@ const MAX_WAIT: Duration = Duration::from_millis(20);
 impl Source for Generator {
     fn schema(&self) -> Option<SchemaRef> {
         Some(self.schema.clone())
+    }
+
+    fn born(&self) -> Option<Instant> {
+        self.born
     }
 
     fn position(&self) -> serde_json::Value {
@@ -517,5 +544,50 @@ mod tests {
     #[test]
     fn invalid_settings_name_the_field() {
         assert_eq!(spec(1, 1.5).validate().unwrap_err().0, "fraud_rate");
+        let mut s = spec(1, 0.0);
+        s.max_batch_delay_ms = 10_001;
+        let (field, message) = s.validate().unwrap_err();
+        assert_eq!(field, "max_batch_delay_ms");
+        assert!(message.contains("expected 0 to 10000"), "{message}");
+        let s: GeneratorSpec = toml::from_str(
+            "rate = 100\nmax_batch_delay_ms = 500\nevent_time = { column = \"ts\", idle_timeout_ms = 500 }",
+        )
+        .unwrap();
+        let (field, message) = s.validate().unwrap_err();
+        assert_eq!(field, "max_batch_delay_ms");
+        assert!(
+            message.contains("not less than event_time.idle_timeout_ms (500 ms)"),
+            "{message}"
+        );
+    }
+
+    /// The sizes of the batches with rows of `s` read in batches of `batch_size`.
+    fn sizes(s: GeneratorSpec, batch_size: usize) -> Vec<usize> {
+        drain(s.open(batch_size))
+            .iter()
+            .map(RecordBatch::num_rows)
+            .filter(|n| *n > 0)
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_delay_holds_due_rows_until_the_first_has_waited_it_or_the_batch_is_full() {
+        // 1 000 rows/s, held up to 50 ms: every batch but the last has waited for the rows due
+        // in the 50 ms after its first (however late the thread wakes, never fewer).
+        let mut s = spec(400, 0.0);
+        s.rate = 1000.0;
+        s.max_batch_delay_ms = 50;
+        let held = sizes(s.clone(), 1000);
+        assert_eq!(held.iter().sum::<usize>(), 400);
+        assert!(held[..held.len() - 1].iter().all(|n| *n >= 50), "{held:?}");
+        // A full batch leaves without waiting out the delay.
+        s.max_batch_delay_ms = 10_000;
+        let full = sizes(s.clone(), 20);
+        assert!(full.iter().all(|n| *n == 20), "{full:?}");
+        // Without a delay, what is due leaves at once: more, smaller batches.
+        s.max_batch_delay_ms = 0;
+        let at_once = sizes(s, 1000);
+        assert_eq!(at_once.iter().sum::<usize>(), 400);
+        assert!(at_once.len() > held.len(), "{at_once:?} vs {held:?}");
     }
 }

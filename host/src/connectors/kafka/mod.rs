@@ -94,6 +94,11 @@ pub struct KafkaSourceSpec {
     pub dead_letter_topic: Option<String>,
     /// Event time, e.g. `event_time = { column = "_timestamp" }`.
     pub event_time: Option<crate::time::EventTimeSpec>,
+    /// How long the records that have arrived may wait for more to fill a batch (up to the
+    /// pipeline's `batch_size`). `0` (the default) hands on what has arrived at once: the least
+    /// latency, and at moderate rates the most batches (one agent call each).
+    #[serde(default)]
+    pub max_batch_delay_ms: u64,
     /// More librdkafka consumer properties (`"security.protocol" = "ssl"`, …).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -248,6 +253,7 @@ impl KafkaSourceSpec {
             }
         }
         refuse_owned(&self.properties, SOURCE_OWNED)?;
+        super::check_batch_delay(self.max_batch_delay_ms, self.event_time.as_ref())?;
         format::schema_of(self).map(|_| ())
     }
 }

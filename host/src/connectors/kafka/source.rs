@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -41,6 +41,8 @@ pub struct KafkaSource {
     /// For a bounded source: the end offsets when it started.
     end: Option<BTreeMap<Tp, i64>>,
     dead_letters: Arc<DeadLetters>,
+    /// When the first record of the batch last returned arrived (see [`Source::born`]).
+    born: Option<Instant>,
     started: bool,
     /// With event time: a watermark per partition, combined with idleness.
     watermarks: Option<PartitionWatermarks>,
@@ -212,6 +214,7 @@ impl KafkaSource {
             consumer,
             partitions,
             next: BTreeMap::new(),
+            born: None,
             end: None,
             dead_letters,
             started: false,
@@ -431,18 +434,31 @@ impl Source for KafkaSource {
             return Ok(None);
         }
         let mut records: Vec<Record> = std::mem::take(&mut self.pending);
+        // A partial batch leaves at once, or once its first record has waited
+        // `max_batch_delay_ms` for more.
+        let hold = Duration::from_millis(self.spec.max_batch_delay_ms);
+        let mut first: Option<Instant> = (!records.is_empty()).then(Instant::now);
+        self.born = None;
         while records.len() < self.batch_size && !self.done(false) {
-            let wait = if records.is_empty() {
-                POLL
-            } else {
-                Duration::ZERO
+            let wait = match first {
+                None => POLL,
+                Some(at) => (at + hold).saturating_duration_since(Instant::now()),
             };
             let Some(message) = self.consumer.poll(wait) else {
                 if records.is_empty() && self.done(true) {
                     return Ok(None);
                 }
-                break;
+                if records.is_empty() {
+                    break;
+                }
+                // Held long enough (or nothing more came in time).
+                if first.is_some_and(|at| at.elapsed() >= hold) {
+                    break;
+                }
+                continue;
             };
+            first.get_or_insert_with(Instant::now);
+            self.born = first;
             let m = match message {
                 Ok(m) => m,
                 Err(e) if client::gives_up(&e) => {
@@ -515,6 +531,10 @@ impl Source for KafkaSource {
 
     fn tracks_event_time(&self) -> bool {
         self.watermarks.is_some()
+    }
+
+    fn born(&self) -> Option<Instant> {
+        self.born
     }
 
     fn watermark(&mut self) -> Option<i64> {
@@ -617,5 +637,20 @@ mod tests {
         );
         assert_eq!(config.get("fetch.queue.backoff.ms"), Some("1000"));
         assert_eq!(config.get("fetch.min.bytes"), Some("1"));
+    }
+
+    #[test]
+    fn a_batch_delay_past_the_limit_or_the_idle_timeout_is_refused_naming_the_field() {
+        assert!(spec("max_batch_delay_ms = 10000").validate().is_ok());
+        let (field, message) = spec("max_batch_delay_ms = 60000").validate().unwrap_err();
+        assert_eq!(field, "max_batch_delay_ms");
+        assert!(message.contains("expected 0 to 10000"), "{message}");
+        let (field, message) = spec(
+            "max_batch_delay_ms = 2000\nevent_time = { column = \"timestamp\", idle_timeout_ms = 1000 }",
+        )
+        .validate()
+        .unwrap_err();
+        assert_eq!(field, "max_batch_delay_ms");
+        assert!(message.contains("would be taken for idle"), "{message}");
     }
 }
