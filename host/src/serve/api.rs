@@ -566,6 +566,9 @@ pub struct NodeView {
     pub calls: Option<u64>,
     pub call_p99_ms: Option<f64>,
     pub memory_bytes: Option<u64>,
+    /// Sinks: the p50 and p99 end-to-end latency of the events written so far, ms.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -645,6 +648,8 @@ pub fn view(entry: &Entry, detailed: bool) -> PipelineView {
                     .filter(|q| q.is_finite())
                     .map(|q| q * 1e3),
                 memory_bytes: calls.as_ref().map(|c| c.memory_bytes),
+                latency_p50_ms: n.latency.quantile(0.5).map(|d| d.as_secs_f64() * 1e3),
+                latency_p99_ms: n.latency.quantile(0.99).map(|d| d.as_secs_f64() * 1e3),
             }
         })
         .collect();

@@ -529,6 +529,24 @@ fn watermark_of(
             bootstrap()
         ))
         .unwrap();
+    // A little longer than `until`: a watermark past it would show.
+    let stats = run_until(
+        pipeline,
+        wait,
+        std::time::Duration::from_millis(300),
+        move |stats| stats.nodes["k"].watermark.load(Ordering::Relaxed) >= until,
+    );
+    stats.nodes["k"].watermark.load(Ordering::Relaxed)
+}
+
+/// Runs `pipeline` until `done` says so of its counters (or `wait` passes), then `linger` more,
+/// and stops it; its counters.
+fn run_until(
+    pipeline: sabot_host::Pipeline,
+    wait: std::time::Duration,
+    linger: std::time::Duration,
+    done: impl Fn(&sabot_host::dataflow::RunStats) -> bool + Send + 'static,
+) -> Arc<sabot_host::dataflow::RunStats> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(sabot_host::dataflow::RunStats::for_pipeline(
         pipeline.spec(),
@@ -537,14 +555,10 @@ fn watermark_of(
         let (stop, stats) = (stop.clone(), stats.clone());
         std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + wait;
-            let node = stats.nodes["k"].clone();
-            while node.watermark.load(Ordering::Relaxed) < until
-                && std::time::Instant::now() < deadline
-            {
+            while !done(&stats) && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            // A little longer: a watermark past `until` would show now.
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::thread::sleep(linger);
             stop.store(true, Ordering::SeqCst);
         })
     };
@@ -556,7 +570,7 @@ fn watermark_of(
         })
         .unwrap();
     watcher.join().unwrap();
-    stats.nodes["k"].watermark.load(Ordering::Relaxed)
+    stats
 }
 
 #[test]
@@ -617,28 +631,12 @@ fn a_batch_delay_holds_arrived_records_for_more_and_the_latency_counts_the_wait(
             bootstrap()
         ))
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(sabot_host::dataflow::RunStats::for_pipeline(
-        pipeline.spec(),
-    ));
-    let watcher = {
-        let (stop, stats) = (stop.clone(), stats.clone());
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while stats.events_out() < 20 && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            stop.store(true, Ordering::SeqCst);
-        })
-    };
-    pipeline
-        .run(sabot_host::RunOptions {
-            stop,
-            stats: Some(stats.clone()),
-            ..Default::default()
-        })
-        .unwrap();
-    watcher.join().unwrap();
+    let stats = run_until(
+        pipeline,
+        std::time::Duration::from_secs(60),
+        std::time::Duration::ZERO,
+        |stats| stats.events_out() >= 20,
+    );
     feeder.join().unwrap();
     assert_eq!(stats.events_out(), 20);
     // No batch filled up, so each left once its first record had waited 400 ms: every event's

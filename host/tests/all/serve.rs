@@ -820,6 +820,17 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
     let counted = sample(&format!("sabot_sink_latency_seconds_count{sink}}}"));
     let rows = sample(&format!("sabot_sink_rows_total{sink}}}"));
     assert!(0.0 < counted && counted == rows, "{counted} of {rows} rows");
+    // The same in the pipeline's counters.
+    let out = &s.pipeline("cards")["nodes"][2];
+    assert_eq!(out["name"], "out");
+    let (p50_ms, p99_ms) = (
+        out["latency_p50_ms"].as_f64().unwrap(),
+        out["latency_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        (p50_ms / 1e3 - p50).abs() < 1e-9 && (p99_ms / 1e3 - p99).abs() < 1e-9,
+        "{out}"
+    );
     assert_eq!(
         s.post("/v1/pipelines/cards/start", "text/plain", b"").0,
         200
