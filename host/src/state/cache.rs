@@ -101,7 +101,10 @@ impl CachedBackend {
         if g.young_bytes > self.budget / 2 {
             // Turnover: what was not used since the last one goes (written first if dirty).
             self.flush(g)?;
-            g.old = std::mem::take(&mut g.young);
+            // The next generation will hold about as many entries: sized for them up front,
+            // it does not rehash as it fills.
+            let fresh = Map::with_capacity_and_hasher(g.young.len(), Default::default());
+            g.old = std::mem::replace(&mut g.young, fresh);
             g.young_bytes = 0;
         }
         Ok(())
