@@ -1154,6 +1154,39 @@ mod tests {
     const KAFKA: &str = "[sources.k]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9092\"\ntopics = [\"in\"]\nformat = \"raw\"\n";
 
     #[test]
+    fn a_source_or_sink_field_of_the_wrong_type_is_named_with_what_it_expects() {
+        for (table, says) in [
+            (
+                "[sources.gen]\ntype = \"generator\"\nmax_batch_delay_ms = -1\n[sinks.out]\ntype = \"blackhole\"\n",
+                "field `max_batch_delay_ms`: invalid value: integer `-1`, expected u64",
+            ),
+            (
+                "[sources.gen]\ntype = \"generator\"\nevent_time = { column = 5 }\n[sinks.out]\ntype = \"blackhole\"\n",
+                "field `event_time.column`: invalid type: integer `5`, expected a string",
+            ),
+            (
+                "[sources.gen]\ntype = \"generator\"\nspeed = 3\n[sinks.out]\ntype = \"blackhole\"\n",
+                "field `speed`: unknown field `speed`, expected one of `count`, `rate`",
+            ),
+            (
+                "[sources.gen]\ntype = 3\n[sinks.out]\ntype = \"blackhole\"\n",
+                "field `type`: expected text, got a integer",
+            ),
+            (
+                "[sources.gen]\ntype = \"generator\"\n[sinks.out]\ntype = \"kafka\"\nbootstrap = \"127.0.0.1:9\"\ntopic = 5\n",
+                "field `topic`: invalid type: integer `5`, expected a string",
+            ),
+            (
+                "[sources.gen]\ntype = \"generator\"\n[sinks.out]\ntype = \"printer\"\n",
+                "unknown variant `printer`, expected one of `stdout`, `file`, `blackhole`, `kafka`",
+            ),
+        ] {
+            let err = parse(&format!("edges = [\"gen -> out\"]\n{table}")).unwrap_err();
+            assert!(err.contains(says), "{table}: {err}");
+        }
+    }
+
+    #[test]
     fn kafka_properties_that_would_break_exactly_once_are_refused_by_name() {
         for (key, why) in [
             ("group.id", "use `group"),

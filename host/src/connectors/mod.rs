@@ -205,9 +205,8 @@ impl Format {
     }
 }
 
-/// A `[sources.NAME]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+/// A `[sources.NAME]` table (its `type` says which).
+#[derive(Debug, Clone)]
 pub enum SourceSpec {
     /// The built-in transaction generator.
     Generator(generator::GeneratorSpec),
@@ -302,9 +301,8 @@ impl SourceSpec {
     }
 }
 
-/// A `[sinks.NAME]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+/// A `[sinks.NAME]` table (its `type` says which).
+#[derive(Debug, Clone)]
 pub enum SinkSpec {
     /// Standard output.
     Stdout(stdout::StdoutSpec),
@@ -314,6 +312,76 @@ pub enum SinkSpec {
     Blackhole(blackhole::BlackholeSpec),
     /// A Kafka topic (at-least-once).
     Kafka(Box<kafka::KafkaSinkSpec>),
+}
+
+/// The `type` of a `[sources.NAME]` or `[sinks.NAME]` table, taken out of it.
+fn take_type(table: &mut toml::Table) -> Result<String, String> {
+    match table.remove("type") {
+        Some(toml::Value::String(kind)) => Ok(kind),
+        Some(other) => Err(format!(
+            "field `type`: expected text, got a {}",
+            other.type_str()
+        )),
+        None => Err("missing field `type`".into()),
+    }
+}
+
+/// The rest of a source or sink table as the spec of its type. A mistake names its field:
+/// serde's own tagged enums buffer the table and lose the path (`invalid value: integer -1,
+/// expected u64` of the table, not of `rate`).
+fn typed<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let inner = inner.message().trim_end();
+        if path == "." {
+            inner.to_owned()
+        } else {
+            format!("field `{path}`: {inner}")
+        }
+    })
+}
+
+impl<'de> Deserialize<'de> for SourceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = take_type(&mut table).map_err(D::Error::custom)?;
+        match kind.as_str() {
+            "generator" => typed(table).map(SourceSpec::Generator),
+            "file" => typed(table).map(SourceSpec::File),
+            "nexmark" => typed(table).map(SourceSpec::Nexmark),
+            "kafka" => typed(table).map(SourceSpec::Kafka),
+            other => {
+                return Err(D::Error::unknown_variant(
+                    other,
+                    &["generator", "file", "nexmark", "kafka"],
+                ));
+            }
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = take_type(&mut table).map_err(D::Error::custom)?;
+        match kind.as_str() {
+            "stdout" => typed(table).map(SinkSpec::Stdout),
+            "file" => typed(table).map(SinkSpec::File),
+            "blackhole" => typed(table).map(SinkSpec::Blackhole),
+            "kafka" => typed(table).map(|k| SinkSpec::Kafka(Box::new(k))),
+            other => {
+                return Err(D::Error::unknown_variant(
+                    other,
+                    &["stdout", "file", "blackhole", "kafka"],
+                ));
+            }
+        }
+        .map_err(D::Error::custom)
+    }
 }
 
 /// Why a source or sink failed.
