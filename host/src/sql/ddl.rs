@@ -4,7 +4,8 @@
 //! token stream before parsing.
 
 use sqlparser::ast::{
-    ColumnDef, CreateTable, CreateTableOptions, Expr, Ident, Spanned, SqlOption, TableConstraint,
+    ColumnDef, ColumnOption, CreateTable, CreateTableOptions, Expr, Ident, Spanned, SqlOption,
+    TableConstraint,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -414,7 +415,31 @@ fn primary_key(
     create: &CreateTable,
 ) -> Result<Option<(String, Span)>, SqlError> {
     let usage = "expected PRIMARY KEY (column) NOT ENFORCED";
-    let mut found = None;
+    let mut found: Option<(String, Span)> = None;
+    let mut one = |column: String, span: Span, enforced: Option<bool>| {
+        if found.is_some() {
+            return Err(source.error(
+                span,
+                format!("table `{table}` has one primary key; this is a second"),
+            ));
+        }
+        if enforced != Some(false) {
+            return Err(source.error(
+                span,
+                format!("table `{table}`: Sabot does not check that rows' keys differ, so the primary key must say so: PRIMARY KEY ({column}) NOT ENFORCED"),
+            ));
+        }
+        found = Some((column, span));
+        Ok(())
+    };
+    for c in &create.columns {
+        for o in &c.options {
+            if let ColumnOption::PrimaryKey(key) = &o.option {
+                let enforced = key.characteristics.and_then(|c| c.enforced);
+                one(c.name.value.clone(), c.name.span, enforced)?;
+            }
+        }
+    }
     for constraint in &create.constraints {
         let span = constraint.span();
         let TableConstraint::PrimaryKey(key) = constraint else {
@@ -423,12 +448,6 @@ fn primary_key(
                 format!("table `{table}`: `{constraint}` is not supported; a table takes one constraint, PRIMARY KEY (column) NOT ENFORCED"),
             ));
         };
-        if found.is_some() {
-            return Err(source.error(
-                span,
-                format!("table `{table}` has one primary key; this is a second"),
-            ));
-        }
         let column = match key.columns.as_slice() {
             [c] => {
                 match &c.column.expr {
@@ -448,13 +467,7 @@ fn primary_key(
                 ));
             }
         };
-        if key.characteristics.and_then(|c| c.enforced) != Some(false) {
-            return Err(source.error(
-                span,
-                format!("table `{table}`: Sabot does not check that rows' keys differ, so the primary key must say so: PRIMARY KEY ({column}) NOT ENFORCED"),
-            ));
-        }
-        found = Some((column, span));
+        one(column, span, key.characteristics.and_then(|c| c.enforced))?;
     }
     Ok(found)
 }
@@ -484,10 +497,14 @@ fn column(
             ));
         }
     };
-    if !c.options.is_empty() {
+    // `id BIGINT PRIMARY KEY NOT ENFORCED` is the table's primary key (see `primary_key`).
+    if c.options
+        .iter()
+        .any(|o| !matches!(o.option, ColumnOption::PrimaryKey(_)))
+    {
         return Err(source.error(
             c.name.span,
-            format!("table `{table}`, column `{}`: column options (NOT NULL, DEFAULT, …) are not supported", c.name.value),
+            format!("table `{table}`, column `{}`: column options (NOT NULL, DEFAULT, …) are not supported; a column takes PRIMARY KEY NOT ENFORCED", c.name.value),
         ));
     }
     Ok((c.name.value.clone(), ty.to_owned(), c.name.span))

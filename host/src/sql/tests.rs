@@ -982,6 +982,16 @@ fn a_join_grouped_by_its_left_tables_primary_key_emits_final_rows_an_append_only
     let doc = ok(&other);
     let join = agent_running(&doc, "builtin:join");
     assert!(join["config"].get("left_unique").is_none(), "{doc}");
+
+    // The key declared on its column is the same key.
+    let inline = ORDERS
+        .replace("PRIMARY KEY (id) NOT ENFORCED, ", "")
+        .replace("(id BIGINT,", "(id BIGINT PRIMARY KEY NOT ENFORCED,");
+    let doc = ok(&format!(
+        "{inline}\nINSERT INTO out SELECT order_id, region, paid FROM settled;"
+    ));
+    let join = agent_running(&doc, "builtin:join");
+    assert_eq!(join["config"]["left_unique"].as_bool(), Some(true), "{doc}");
 }
 
 #[test]
@@ -1013,6 +1023,21 @@ fn a_primary_key_must_be_one_declared_column_not_enforced_on_a_table_that_is_rea
             "table `orders` has one primary key; this is a second",
         ),
         (
+            "(id BIGINT,",
+            "(id BIGINT PRIMARY KEY,",
+            "table `orders`: Sabot does not check that rows' keys differ, so the primary key must say so: PRIMARY KEY (id) NOT ENFORCED",
+        ),
+        (
+            "(id BIGINT,",
+            "(id BIGINT PRIMARY KEY NOT ENFORCED,",
+            "table `orders` has one primary key; this is a second",
+        ),
+        (
+            "(id BIGINT,",
+            "(id BIGINT NOT NULL,",
+            "table `orders`, column `id`: column options (NOT NULL, DEFAULT, …) are not supported; a column takes PRIMARY KEY NOT ENFORCED",
+        ),
+        (
             "CREATE TABLE totals WITH",
             "CREATE TABLE totals (PRIMARY KEY (region) NOT ENFORCED) WITH",
             "table `totals` is written: a primary key tells the planner which column no two rows of a table it reads share; a sink's rows are keyed by its 'key' option (e.g. 'key' = 'region')",
@@ -1021,8 +1046,14 @@ fn a_primary_key_must_be_one_declared_column_not_enforced_on_a_table_that_is_rea
         let sql = ORDERS.replace(from, to);
         let e = err(&sql);
         assert!(e.message.contains(says), "{to}: {e}");
-        // On the line of the table that says it (the file begins with TRANSACTIONS' lines).
-        let before = sql[..sql.find(to).unwrap()].matches('\n').count();
+        // On the line of the text that says it (the file begins with TRANSACTIONS' lines): a
+        // second primary key is the one written after the first.
+        let at = if says.ends_with("this is a second") && to.starts_with("(id") {
+            "PRIMARY KEY (id) NOT ENFORCED, WATERMARK"
+        } else {
+            to
+        };
+        let before = sql[..sql.find(at).unwrap()].matches('\n').count();
         assert_eq!(
             e.line as usize,
             TRANSACTIONS.lines().count() + 1 + before,
