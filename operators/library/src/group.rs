@@ -33,13 +33,17 @@ impl<K: Hash + Eq + Clone> Groups<K> {
 
     /// Adds `row` to `key`'s group.
     pub fn push(&mut self, key: &K, row: usize) {
-        let at = match self.index.get(key) {
-            Some(at) => *at,
-            None => {
-                self.order.push(key.clone());
-                self.index.insert(key.clone(), self.order.len() - 1);
-                self.order.len() - 1
-            }
+        let at = match self.pushed.last() {
+            // Runs of one key (a window's rows, sorted input) skip the hash.
+            Some(&(last, _)) if self.order[last] == *key => last,
+            _ => match self.index.get(key) {
+                Some(at) => *at,
+                None => {
+                    self.order.push(key.clone());
+                    self.index.insert(key.clone(), self.order.len() - 1);
+                    self.order.len() - 1
+                }
+            },
         };
         self.pushed.push((at, row));
         self.grouped.take();

@@ -40,8 +40,8 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use sabot_sdk::arrow::array::{ArrayRef, BooleanArray, Int64Array};
-use sabot_sdk::arrow::compute::filter_record_batch;
+use sabot_sdk::arrow::array::{ArrayRef, BooleanArray, Int64Array, UInt32Array};
+use sabot_sdk::arrow::compute::{filter_record_batch, take};
 use sabot_sdk::arrow::datatypes::{DataType, Field, Schema};
 use sabot_sdk::state::{MapState, StateKey};
 use sabot_sdk::timers::{self, Timer};
@@ -254,22 +254,16 @@ impl Top {
         if groups.order.is_empty() {
             return Ok(());
         }
-        let (schema, columns) = SideSchema::read(batch, None, "a top-N")?;
-        let order_index = schema
-            .names
-            .iter()
-            .position(|c| *c == self.order)
-            .expect("the order column was read");
         let pairs: Vec<(Vec<u8>, i64)> = groups
             .order
             .iter()
             .map(|(k, w)| (k.state_key(), *w))
             .collect();
         let stored = self.windows.get_many(&pairs)?;
-        let mut writes = Vec::with_capacity(pairs.len());
-        for (((key, window), pair), stored) in groups.order.iter().zip(&pairs).zip(stored) {
-            // A row worse than the last one kept (when as many as the limit are) cannot make
-            // the cut, and neither can one outside the batch's own best.
+        // Of each window's rows, those that could make the cut: rows worse than the last one
+        // kept (when as many as the limit are) cannot, nor can one outside the batch's own best.
+        let mut kept: Vec<Vec<usize>> = Vec::with_capacity(pairs.len());
+        for ((key, window), stored) in groups.order.iter().zip(&stored) {
             let bar = stored
                 .as_ref()
                 .filter(|c| c.rows.len() >= self.limit && self.ranking != Ranking::DenseRank)
@@ -286,8 +280,39 @@ impl Top {
                     values.push(v);
                 }
             }
-            let rows = self.batch_best(rows, &values);
-
+            kept.push(self.batch_best(rows, &values));
+        }
+        // Only the rows kept are read, column by column.
+        let mut taken: Vec<usize> = kept.iter().flatten().copied().collect();
+        if taken.is_empty() {
+            return Ok(());
+        }
+        taken.sort_unstable();
+        taken.dedup();
+        let indices = UInt32Array::from_iter_values(taken.iter().map(|r| *r as u32));
+        let small = RecordBatch::try_new(
+            batch.schema(),
+            batch
+                .columns()
+                .iter()
+                .map(|c| take(c, &indices, None))
+                .collect::<Result<Vec<_>, _>>()?,
+        )?;
+        let (schema, columns) = SideSchema::read(&small, None, "a top-N")?;
+        let order_index = schema
+            .names
+            .iter()
+            .position(|c| *c == self.order)
+            .expect("the order column was read");
+        let at = |row: usize| taken.binary_search(&row).expect("a kept row was taken");
+        let mut writes = Vec::with_capacity(pairs.len());
+        for ((((key, window), pair), stored), rows) in
+            groups.order.iter().zip(&pairs).zip(stored).zip(kept)
+        {
+            if rows.is_empty() {
+                // Nothing of this batch makes the window's cut: its candidates stand.
+                continue;
+            }
             let fresh = || Candidates {
                 schema: schema.clone(),
                 order: order_index,
@@ -311,7 +336,7 @@ impl Top {
             // ahead).
             candidates.rows.extend(
                 rows.iter()
-                    .map(|r| columns.iter().map(|c| c.get(*r)).collect()),
+                    .map(|r| columns.iter().map(|c| c.get(at(*r))).collect()),
             );
             candidates
                 .rows
