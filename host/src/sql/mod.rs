@@ -17,20 +17,20 @@
 //! HAVING COUNT(*) > 3;
 //! ```
 //!
-//! - [`ddl`]: `CREATE TABLE` (connector options, columns, `WATERMARK FOR`).
-//! - [`plan`]: queries to chains of built-in agents (`filter`, `window`, `project`).
-//! - [`source`]: reading tables (sources) and views; [`sink`]: `INSERT INTO`, materialized
+//! - `ddl`: `CREATE TABLE` (connector options, columns, `WATERMARK FOR`).
+//! - `plan`: queries to chains of built-in agents (`filter`, `window`, `project`).
+//! - `source`: reading tables (sources) and views; `sink`: `INSERT INTO`, materialized
 //!   views, and where an updating query may go.
-//! - [`window`]: windowed aggregates (`window`).
-//! - [`join`]: temporal, lookup, interval and window joins (`join`).
-//! - [`rank`]: top-N per window (`top`).
-//! - [`over`]: windows of rows (`OVER`, `over`).
-//! - [`distinct`]: a window join of two queries of distinct groups planned as a join of their
+//! - `window`: windowed aggregates (`window`).
+//! - `join`: temporal, lookup, interval and window joins (`join`).
+//! - `rank`: top-N per window (`top`).
+//! - `over`: windows of rows (`OVER`, `over`).
+//! - `distinct`: a window join of two queries of distinct groups planned as a join of their
 //!   rows, then one window.
-//! - [`fuse`]: chains of projections merged into one after planning.
-//! - [`function`]: `CREATE FUNCTION`, calls of agents as scalar functions.
-//! - [`table_function`]: agents as table functions (`FROM f(TABLE t PARTITION BY k)`).
-//! - [`error`]: errors with line, column and a caret under the mistake.
+//! - `fuse`: chains of projections merged into one after planning.
+//! - `function`: `CREATE FUNCTION`, calls of agents as scalar functions.
+//! - `table_function`: agents as table functions (`FROM f(TABLE t PARTITION BY k)`).
+//! - `error`: errors with line, column and a caret under the mistake.
 
 mod ddl;
 mod distinct;

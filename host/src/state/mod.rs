@@ -136,7 +136,7 @@ pub struct StateBudget {
     pub stores: usize,
     /// Timers registered at once.
     pub timers: usize,
-    /// What the timers hold: their keys, and [`TIMER_OVERHEAD`](crate::time::TIMER_OVERHEAD) each.
+    /// What the timers hold: their keys, and [`TIMER_OVERHEAD`] each.
     pub timer_bytes: u64,
 }
 

@@ -8,7 +8,7 @@
 //! ## A swap
 //!
 //! 1. `swap` checks the module (uploaded, implements the world), makes it the agent's current
-//!    [`Version`] and asks for a checkpoint now.
+//!    [`Version`](crate::dataflow::Version) and asks for a checkpoint now.
 //! 2. Each instance switches at that barrier — state and timers stay in the host — and reports.
 //! 3. The monitor: when an instance could not start the new version, every instance goes back
 //!    to the old one at the next barrier (*rolled back*). When all started, the version is on
