@@ -1039,8 +1039,8 @@ pub(super) fn encode_key(key: &str, key_type: Option<&str>) -> Result<Vec<u8>, A
     }
 }
 
-/// A stored value in the readings that may apply: hex always; UTF-8 and JSON (the JS, Python and
-/// Go SDKs' encoding) when it is; an unsigned and a zig-zag varint (postcard, the Rust SDK's
+/// A stored value in the readings that may apply: hex always; UTF-8 and JSON (every SDK's
+/// encoding) when it is; an unsigned and a zig-zag varint (postcard, the built-in operators'
 /// encoding of integers) when the bytes are exactly one.
 fn describe_value(bytes: &[u8]) -> serde_json::Value {
     let mut v = serde_json::json!({ "hex": hex::encode(bytes), "bytes": bytes.len() });

@@ -378,3 +378,86 @@ path = "transactions.jsonl"
         );
     }
 }
+
+/// A keyed pipeline runs the Rust `misbehave` agent (`state` mode: every state primitive) and
+/// is swapped under load to the same logic in JavaScript, then Python, then Go, then back to Rust:
+/// each version reads the state the previous language wrote (JSON, the encoding every SDK
+/// shares), so every card's count, sum, mean, list and map carry on across all four swaps,
+/// exactly once.
+#[test]
+fn a_hot_swap_between_languages_keeps_every_kind_of_state_rust_js_python_go_rust() {
+    use crate::serve::{Server, TOKEN, assert_exactly_once, module, stateful};
+    use sabot_test_artifacts::{MISBEHAVE, component_variant};
+    use std::time::Duration;
+
+    const EVENTS: u64 = 200_000;
+    let sabot_bin = Path::new(env!("CARGO_BIN_EXE_sabot"));
+    let s = Server::start(&[]);
+    let rust = module(MISBEHAVE);
+    assert_eq!(s.upload("mis", "1", &rust).0, 201);
+    assert_eq!(s.upload("mis", "2", &component_variant(&rust, "v2")).0, 201);
+    for (name, language) in [
+        ("js", Language::JavaScript),
+        ("py", Language::Python),
+        ("go", Language::Go),
+    ] {
+        let bytes = std::fs::read(languages::keep_state(language, sabot_bin)).unwrap();
+        assert_eq!(s.upload(name, "1", &bytes).0, 201, "{language}");
+    }
+    s.create(&stateful("polyglot", "mis@1", EVENTS, 20_000), true);
+    let rows_in = || {
+        s.pipeline("polyglot")["nodes"][1]["rows_in"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let chain = ["mis@1", "js@1", "py@1", "go@1", "mis@2"];
+    for (i, pair) in chain.windows(2).enumerate() {
+        let (from, to) = (pair[0], pair[1]);
+        let at = 25_000 * (i as u64 + 1);
+        s.wait_for("rows through the agent", Duration::from_secs(90), || {
+            rows_in() > at
+        });
+        let out = s.cli(&["swap", "polyglot", "m", to], Some(TOKEN));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{from} → {to}: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains(&format!("{from} → {to}")), "{said}");
+        let p = s.pipeline("polyglot");
+        assert_eq!(p["status"], "running", "{from} → {to} under load: {p:#}");
+        assert_eq!(p["nodes"][1]["version"], to);
+    }
+    let done = s.wait_status("polyglot", "finished", Duration::from_secs(180));
+    assert_eq!(
+        done["restarts"], 0,
+        "no version failed on another's state: {done:#}"
+    );
+    let swaps = done["swaps"].as_array().unwrap();
+    assert!(
+        swaps.len() == 4 && swaps.iter().all(|w| w["state"] == "active"),
+        "{swaps:#?}"
+    );
+    let output = s.data().join("pipelines/polyglot/out/result.jsonl");
+    assert_exactly_once(&output, EVENTS);
+    // Each card's last row: the list holds every amount, the map at least one merchant, and the
+    // mean is the sum over the count — whichever language wrote which part of them.
+    let mut last = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(&output).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        last.insert(row["card_id"].as_i64().unwrap(), row);
+    }
+    assert!(last.len() > 400, "{} cards", last.len());
+    for (card, row) in &last {
+        let seen = row["seen"].as_u64().unwrap();
+        assert_eq!(row["amounts"].as_u64(), Some(seen), "card {card}: {row}");
+        let merchants = row["merchants"].as_u64().unwrap();
+        assert!((1..=seen).contains(&merchants), "card {card}: {row}");
+        let (sum, mean) = (row["sum"].as_f64().unwrap(), row["mean"].as_f64().unwrap());
+        assert!(
+            (mean - sum / seen as f64).abs() <= 1e-9 * sum.abs().max(1.0),
+            "card {card}: {row}"
+        );
+    }
+}

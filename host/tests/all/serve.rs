@@ -292,7 +292,7 @@ path = "out/result.jsonl"
 /// increase (a duplicate repeats one, a replay goes back), and their final values add up to
 /// every event (a lost event, or state lost in a swap, falls short).
 #[track_caller]
-fn assert_exactly_once(output: &Path, events: u64) {
+pub(crate) fn assert_exactly_once(output: &Path, events: u64) {
     let text = std::fs::read_to_string(output).unwrap();
     let mut last: BTreeMap<i64, u64> = BTreeMap::new();
     for line in text.lines() {
@@ -739,12 +739,13 @@ fn pipelines_are_defined_run_observed_queried_and_kept_inside_their_directory() 
         "{tables}"
     );
 
-    // Queryable state: a card's count, read while the pipeline runs, only grows.
+    // Queryable state: a card's count (JSON, as every SDK writes it), read while the pipeline runs,
+    // only grows.
     let read = || -> u64 {
         let (status, v) = s.get("/v1/pipelines/cards/tables/m/seen?key=7&key_type=int64");
         assert_eq!(status, 200, "{v}");
         if v["found"] == true {
-            v["value"]["varint"].as_u64().unwrap()
+            v["value"]["json"].as_u64().unwrap()
         } else {
             0
         }

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use sabot_sdk::arrow::array::{ArrayRef, BooleanArray, Int64Array, UInt32Array};
 use sabot_sdk::arrow::compute::{filter_record_batch, take};
 use sabot_sdk::arrow::datatypes::{DataType, Field, Schema};
-use sabot_sdk::state::{MapState, StateKey};
+use sabot_sdk::state::{MapState, Postcard, StateKey};
 use sabot_sdk::timers::{self, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,7 @@ pub struct Top {
     limit: usize,
     ranking: Ranking,
     rank_column: Option<String>,
-    windows: MapState<i64, Candidates>,
+    windows: MapState<i64, Candidates, Postcard>,
 }
 
 impl Top {
@@ -164,7 +164,7 @@ impl Top {
             limit: usize::try_from(config.limit).unwrap_or(usize::MAX),
             ranking,
             rank_column: config.rank_column,
-            windows: MapState::new(&format!("{name}.windows")),
+            windows: MapState::with_codec(&format!("{name}.windows"), Postcard),
         })
     }
 

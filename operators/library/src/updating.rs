@@ -38,7 +38,7 @@ use std::sync::Arc;
 use sabot_sdk::arrow::array::ArrayRef;
 use sabot_sdk::arrow::datatypes::{Field, Schema};
 use sabot_sdk::changelog;
-use sabot_sdk::state::ValueState;
+use sabot_sdk::state::{Postcard, ValueState};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
@@ -71,9 +71,9 @@ pub struct UpdatingAggregate {
     key: Option<String>,
     time: Option<String>,
     aggregates: Vec<Aggregate>,
-    groups: ValueState<WindowState>,
+    groups: ValueState<WindowState, Postcard>,
     changelog_key: Option<String>,
-    contributions: ValueState<Contribution>,
+    contributions: ValueState<Contribution, Postcard>,
 }
 
 impl UpdatingAggregate {
@@ -101,8 +101,8 @@ impl UpdatingAggregate {
             aggregates,
             key: config.key,
             time: config.time,
-            groups: ValueState::new(&format!("{name}.groups")),
-            contributions: ValueState::new(&format!("{name}.contributions")),
+            groups: ValueState::with_codec(&format!("{name}.groups"), Postcard),
+            contributions: ValueState::with_codec(&format!("{name}.contributions"), Postcard),
             changelog_key: config.changelog_key,
         })
     }

@@ -205,6 +205,22 @@ pub mod languages {
         })
     }
 
+    /// The Rust `misbehave` guest's `state` mode in `language`, over the same stores with the
+    /// same values (`tests/guests/languages/`: `js/keep_state.js`, `python/keep_state.py`,
+    /// `go-keep-state/`), built once per process.
+    pub fn keep_state(language: Language, sabot: &Path) -> &'static Path {
+        static BUILT: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        BUILT[slot(language)].get_or_init(|| {
+            let guests = super::workspace().join("tests/guests/languages");
+            let (source, name) = match language {
+                Language::JavaScript => (guests.join("js/keep_state.js"), "keep_state_js"),
+                Language::Python => (guests.join("python/keep_state.py"), "keep_state_py"),
+                Language::Go => (guests.join("go-keep-state"), "keep_state_go"),
+            };
+            build(language, &source, name, sabot)
+        })
+    }
+
     /// The timers agent of `tests/guests/languages/` in `language` (timers, log and metrics
     /// through the SDK), built once per process.
     pub fn timed(language: Language, sabot: &Path) -> &'static Path {

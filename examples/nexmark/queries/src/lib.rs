@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use sabot_sdk::arrow::array::{ArrayRef, Float64Array, Int64Array, TimestampMillisecondArray};
-use sabot_sdk::state::ValueState;
+use sabot_sdk::state::{Postcard, ValueState};
 use sabot_sdk::timers::{self, Timer};
 use sabot_sdk::{Agent, AgentError, Config, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
@@ -63,9 +63,11 @@ struct Best {
 pub struct Nexmark {
     query: Query,
     window_ms: i64,
-    open: ValueState<Open>,
-    best: ValueState<Best>,
-    averages: ValueState<(i64, i64)>,
+    // Postcard, not the default JSON: no agent in another language takes this state over, and
+    // it is the compact encoding.
+    open: ValueState<Open, Postcard>,
+    best: ValueState<Best, Postcard>,
+    averages: ValueState<(i64, i64), Postcard>,
 }
 
 fn ints<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [i64], AgentError> {
@@ -108,9 +110,9 @@ impl Agent for Nexmark {
         Ok(Nexmark {
             query,
             window_ms: s.window_ms,
-            open: ValueState::new("open"),
-            best: ValueState::new("best"),
-            averages: ValueState::new("average"),
+            open: ValueState::with_codec("open", Postcard),
+            best: ValueState::with_codec("best", Postcard),
+            averages: ValueState::with_codec("average", Postcard),
         })
     }
 

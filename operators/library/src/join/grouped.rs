@@ -36,7 +36,7 @@
 
 use sabot_sdk::arrow::datatypes::{Field, Schema};
 use sabot_sdk::changelog;
-use sabot_sdk::state::ValueState;
+use sabot_sdk::state::{Postcard, ValueState};
 use sabot_sdk::timers::{self, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
@@ -142,7 +142,7 @@ pub struct GroupedJoin {
     right_reads: Vec<String>,
     /// No two left rows share a key: results are final when emitted (see the module docs).
     left_unique: bool,
-    state: ValueState<GroupState>,
+    state: ValueState<GroupState, Postcard>,
 }
 
 impl GroupedJoin {
@@ -247,7 +247,7 @@ impl GroupedJoin {
             left_reads,
             right_reads,
             left_unique: config.left_unique,
-            state: ValueState::new(&format!("{name}.groups")),
+            state: ValueState::with_codec(&format!("{name}.groups"), Postcard),
         })
     }
 

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use sabot_sdk::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
 use sabot_sdk::arrow::compute::filter_record_batch;
 use sabot_sdk::arrow::datatypes::{DataType, Schema};
-use sabot_sdk::state::ValueState;
+use sabot_sdk::state::{Postcard, ValueState};
 use sabot_sdk::timers::{self, TimeDomain, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
@@ -149,7 +149,7 @@ pub struct Join {
     right_time: Option<String>,
     op: Option<String>,
     upper_column: Option<String>,
-    state: ValueState<KeyState>,
+    state: ValueState<KeyState, Postcard>,
 }
 
 /// A batch read into rows, with its schema.
@@ -228,7 +228,7 @@ impl Join {
             time: config.time,
             op: config.op,
             upper_column: config.upper_column,
-            state: ValueState::new(&format!("{name}.keys")),
+            state: ValueState::with_codec(&format!("{name}.keys"), Postcard),
         })
     }
 

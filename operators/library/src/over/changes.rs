@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use sabot_sdk::changelog;
-use sabot_sdk::state::ValueState;
+use sabot_sdk::state::{Postcard, ValueState};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
 
@@ -59,8 +59,8 @@ pub struct ChangingOver {
     functions: Functions,
     preceding: usize,
     changelog_key: String,
-    partitions: ValueState<Partition>,
-    places: ValueState<Place>,
+    partitions: ValueState<Partition, Postcard>,
+    places: ValueState<Place, Postcard>,
 }
 
 impl ChangingOver {
@@ -79,8 +79,8 @@ impl ChangingOver {
             functions,
             preceding,
             changelog_key,
-            partitions: ValueState::new(&format!("{name}.partitions")),
-            places: ValueState::new(&format!("{name}.places")),
+            partitions: ValueState::with_codec(&format!("{name}.partitions"), Postcard),
+            places: ValueState::with_codec(&format!("{name}.places"), Postcard),
         })
     }
 

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use sabot_sdk::arrow::array::BooleanArray;
 use sabot_sdk::arrow::compute::filter_record_batch;
-use sabot_sdk::state::{MapState, StateKey, ValueState};
+use sabot_sdk::state::{MapState, Postcard, StateKey, ValueState};
 use sabot_sdk::timers::{self, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
@@ -42,16 +42,16 @@ type Run = (SideSchema, Vec<OutType>, Vec<(Values, Values)>);
 /// An over-aggregate of an append-only stream.
 pub struct OrderedOver {
     functions: Functions,
-    pending: MapState<i64, Pending>,
-    history: ValueState<History>,
+    pending: MapState<i64, Pending, Postcard>,
+    history: ValueState<History, Postcard>,
 }
 
 impl OrderedOver {
     pub(super) fn new(name: &str, config: &OverConfig) -> Result<Self, AgentError> {
         Ok(OrderedOver {
             functions: Functions::new(config)?,
-            pending: MapState::new(&format!("{name}.pending")),
-            history: ValueState::new(&format!("{name}.history")),
+            pending: MapState::with_codec(&format!("{name}.pending"), Postcard),
+            history: ValueState::with_codec(&format!("{name}.history"), Postcard),
         })
     }
 

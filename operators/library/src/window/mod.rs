@@ -39,7 +39,7 @@ use std::sync::Arc;
 use sabot_sdk::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
 use sabot_sdk::arrow::compute::filter_record_batch;
 use sabot_sdk::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use sabot_sdk::state::{MapState, StateKey, ValueState};
+use sabot_sdk::state::{MapState, Postcard, StateKey, ValueState};
 use sabot_sdk::timers::{self, TimeDomain, Timer};
 use sabot_sdk::{AgentError, Emitter, RecordBatch};
 use serde::{Deserialize, Serialize};
@@ -102,8 +102,8 @@ pub struct Windows {
     time: String,
     key: Option<String>,
     aggregates: Vec<Aggregate>,
-    fixed: MapState<i64, WindowState>,
-    sessions: ValueState<Vec<Session<WindowState>>>,
+    fixed: MapState<i64, WindowState, Postcard>,
+    sessions: ValueState<Vec<Session<WindowState>>, Postcard>,
     ports: (u32, u32),
     key_name: String,
     /// User-defined aggregates: name, input column, aggregator. Their accumulators follow the
@@ -167,8 +167,8 @@ impl Windows {
             time: config.time,
             key: config.key,
             aggregates,
-            fixed: MapState::new(&format!("{name}.windows")),
-            sessions: ValueState::new(&format!("{name}.sessions")),
+            fixed: MapState::with_codec(&format!("{name}.windows"), Postcard),
+            sessions: ValueState::with_codec(&format!("{name}.sessions"), Postcard),
             ports: (0, 1),
             user: Vec::new(),
         })

@@ -214,10 +214,11 @@ impl Agent for Misbehave {
             "state-flood" => {
                 let value = vec![5u8; self.settings.bytes];
                 let base = self.seen as i64 * self.settings.count as i64;
-                let entries: Vec<(i64, Vec<u8>)> = (0..self.settings.count as i64)
-                    .map(|i| (base + i, value.clone()))
+                // Raw: each value is exactly `bytes` bytes in the host.
+                let entries: Vec<sabot_sdk::state::RawWrite<i64>> = (0..self.settings.count as i64)
+                    .map(|i| (base + i, Vec::new(), Some(value.clone())))
                     .collect();
-                sabot_sdk::state::ValueState::<Vec<u8>>::new("flood").set_many(&entries)?;
+                sabot_sdk::state::RawState::new("flood").write_many(&entries)?;
                 out.emit(batch);
             }
             "timer-flood" => {

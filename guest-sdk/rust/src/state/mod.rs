@@ -23,7 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -32,6 +31,12 @@ use serde::de::DeserializeOwned;
 use crate::AgentError;
 use crate::imports;
 use crate::wit::sabot::agent::state::{EntryKey, StateError};
+
+mod codec;
+mod derived;
+
+pub use codec::{Codec, Json, Postcard};
+pub use derived::{AggregatingState, Aggregator, ListState, ReducingState};
 
 /// A value of an agent's key column, usable as a state key. The encoding is the one the host
 /// partitions by: integers as little-endian bytes of their width, strings as UTF-8.
@@ -81,18 +86,54 @@ impl<T: StateKey + ?Sized> StateKey for &T {
     }
 }
 
-fn encode<T: Serialize + ?Sized>(store: &str, value: &T) -> Result<Vec<u8>, AgentError> {
-    postcard::to_allocvec(value)
-        .map_err(|e| AgentError::internal(format!("state `{store}`: cannot encode a value: {e}")))
+/// A store's codec, with errors that name the store.
+#[derive(Clone, Copy)]
+struct Coded<'a, C> {
+    store: &'a str,
+    codec: C,
 }
 
-fn decode<T: DeserializeOwned>(store: &str, bytes: &[u8]) -> Result<T, AgentError> {
-    postcard::from_bytes(bytes).map_err(|e| {
+impl<C: Codec> Coded<'_, C> {
+    fn value<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, AgentError> {
+        self.codec.encode(value).map_err(|e| {
+            AgentError::internal(format!(
+                "state `{}`: cannot encode a value as {}: {e}",
+                self.store,
+                C::NAME
+            ))
+        })
+    }
+
+    fn field<T: Serialize + ?Sized>(&self, field: &T) -> Result<Vec<u8>, AgentError> {
+        self.codec.encode_field(field).map_err(|e| {
+            AgentError::internal(format!(
+                "state `{}`: cannot encode a map field as {}: {e}",
+                self.store,
+                C::NAME
+            ))
+        })
+    }
+
+    fn read<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, AgentError> {
+        self.codec
+            .decode(bytes)
+            .map_err(|e| self.unreadable("value", e))
+    }
+
+    fn read_field<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, AgentError> {
+        self.codec
+            .decode_field(bytes)
+            .map_err(|e| self.unreadable("map field", e))
+    }
+
+    fn unreadable(&self, what: &str, e: String) -> AgentError {
         AgentError::internal(format!(
-            "state `{store}`: a stored value does not decode as the type this agent expects ({e}); \
-             was the state written by a version of the agent with another type?"
+            "state `{}`: a stored {what} does not decode as {} into the type this agent expects \
+             ({e}); was the state written with another type or another codec?",
+            self.store,
+            C::NAME
         ))
-    })
+    }
 }
 
 fn refused(store: &str, e: StateError) -> AgentError {
@@ -208,20 +249,36 @@ impl Store {
     }
 }
 
-/// One value per key.
-pub struct ValueState<T> {
+/// One value per key, encoded by `C` ([`Json`] unless given: what every SDK reads).
+pub struct ValueState<T, C = Json> {
     store: Store,
+    codec: C,
     _value: PhantomData<fn() -> T>,
 }
 
 impl<T: Serialize + DeserializeOwned> ValueState<T> {
-    /// The value state named `name`.
+    /// The value state named `name`, its values JSON.
     pub fn new(name: &str) -> Self {
+        Self::with_codec(name, Json)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> ValueState<T, C> {
+    /// The value state named `name`, its values encoded by `codec`.
+    pub fn with_codec(name: &str, codec: C) -> Self {
         ValueState {
             store: Store {
                 name: name.to_owned(),
             },
+            codec,
             _value: PhantomData,
+        }
+    }
+
+    fn coded(&self) -> Coded<'_, C> {
+        Coded {
+            store: &self.store.name,
+            codec: self.codec,
         }
     }
 
@@ -233,24 +290,26 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     /// The values for `keys`, in order, in one crossing.
     pub fn get_many<K: StateKey>(&self, keys: &[K]) -> Result<Vec<Option<T>>, AgentError> {
         let keys: Vec<EntryKey> = keys.iter().map(|k| entry(k, Vec::new())).collect();
+        let coded = self.coded();
         self.store
             .get_many(&keys)?
             .into_iter()
-            .map(|v| v.map(|b| decode(&self.store.name, &b)).transpose())
+            .map(|v| v.map(|b| coded.read(&b)).transpose())
             .collect()
     }
 
     /// Sets the value for `key`.
     pub fn set(&self, key: &impl StateKey, value: &T) -> Result<(), AgentError> {
         self.store
-            .put_many(&[(entry(key, Vec::new()), encode(&self.store.name, value)?)])
+            .put_many(&[(entry(key, Vec::new()), self.coded().value(value)?)])
     }
 
     /// Sets many values in one crossing (a later entry for the same key wins).
     pub fn set_many<K: StateKey>(&self, entries: &[(K, T)]) -> Result<(), AgentError> {
+        let coded = self.coded();
         let entries = entries
             .iter()
-            .map(|(k, v)| Ok((entry(k, Vec::new()), encode(&self.store.name, v)?)))
+            .map(|(k, v)| Ok((entry(k, Vec::new()), coded.value(v)?)))
             .collect::<Result<Vec<_>, AgentError>>()?;
         self.store.put_many(&entries)
     }
@@ -267,90 +326,107 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     }
 }
 
-/// A map per key: `field → value`.
-pub struct MapState<F, V> {
+/// A map per key: `field → value`, encoded by `C` ([`Json`] unless given: a string field as its
+/// UTF-8 text, as the other SDKs keep theirs).
+pub struct MapState<F, V, C = Json> {
     store: Store,
+    codec: C,
     _types: PhantomData<fn() -> (F, V)>,
 }
 
 impl<F: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<F, V> {
-    /// The map state named `name`.
+    /// The map state named `name`, its fields and values JSON.
     pub fn new(name: &str) -> Self {
+        Self::with_codec(name, Json)
+    }
+}
+
+impl<F, V, C> MapState<F, V, C>
+where
+    F: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+    C: Codec,
+{
+    /// The map state named `name`, its fields and values encoded by `codec`.
+    pub fn with_codec(name: &str, codec: C) -> Self {
         MapState {
             store: Store {
                 name: name.to_owned(),
             },
+            codec,
             _types: PhantomData,
+        }
+    }
+
+    fn coded(&self) -> Coded<'_, C> {
+        Coded {
+            store: &self.store.name,
+            codec: self.codec,
         }
     }
 
     /// The value of `field` in `key`'s map.
     pub fn get(&self, key: &impl StateKey, field: &F) -> Result<Option<V>, AgentError> {
-        let sub = encode(&self.store.name, field)?;
-        let mut values = self.store.get_many(&[entry(key, sub)])?;
-        values
-            .pop()
-            .flatten()
-            .map(|b| decode(&self.store.name, &b))
-            .transpose()
+        let coded = self.coded();
+        let mut values = self.store.get_many(&[entry(key, coded.field(field)?)])?;
+        values.pop().flatten().map(|b| coded.read(&b)).transpose()
     }
 
     /// Sets `field` in `key`'s map.
     pub fn put(&self, key: &impl StateKey, field: &F, value: &V) -> Result<(), AgentError> {
-        let sub = encode(&self.store.name, field)?;
+        let coded = self.coded();
         self.store
-            .put_many(&[(entry(key, sub), encode(&self.store.name, value)?)])
+            .put_many(&[(entry(key, coded.field(field)?), coded.value(value)?)])
     }
 
     /// Removes `field` from `key`'s map.
     pub fn remove(&self, key: &impl StateKey, field: &F) -> Result<(), AgentError> {
-        let sub = encode(&self.store.name, field)?;
+        let sub = self.coded().field(field)?;
         self.store.delete_many(&[entry(key, sub)])
     }
 
     /// The values of many `(key, field)` pairs, in order, in one crossing.
     pub fn get_many<K: StateKey>(&self, pairs: &[(K, F)]) -> Result<Vec<Option<V>>, AgentError> {
+        let coded = self.coded();
         let keys = pairs
             .iter()
-            .map(|(k, f)| Ok(entry(k, encode(&self.store.name, f)?)))
+            .map(|(k, f)| Ok(entry(k, coded.field(f)?)))
             .collect::<Result<Vec<_>, AgentError>>()?;
         self.store
             .get_many(&keys)?
             .into_iter()
-            .map(|v| v.map(|b| decode(&self.store.name, &b)).transpose())
+            .map(|v| v.map(|b| coded.read(&b)).transpose())
             .collect()
     }
 
     /// Sets many `(key, field) → value` entries in one crossing (a later one for the same pair
     /// wins).
     pub fn put_many<K: StateKey>(&self, entries: &[(K, F, V)]) -> Result<(), AgentError> {
+        let coded = self.coded();
         let entries = entries
             .iter()
-            .map(|(k, f, v)| {
-                Ok((
-                    entry(k, encode(&self.store.name, f)?),
-                    encode(&self.store.name, v)?,
-                ))
-            })
+            .map(|(k, f, v)| Ok((entry(k, coded.field(f)?), coded.value(v)?)))
             .collect::<Result<Vec<_>, AgentError>>()?;
         self.store.put_many(&entries)
     }
 
     /// Removes many `(key, field)` entries in one crossing.
     pub fn remove_many<K: StateKey>(&self, pairs: &[(K, F)]) -> Result<(), AgentError> {
+        let coded = self.coded();
         let keys = pairs
             .iter()
-            .map(|(k, f)| Ok(entry(k, encode(&self.store.name, f)?)))
+            .map(|(k, f)| Ok(entry(k, coded.field(f)?)))
             .collect::<Result<Vec<_>, AgentError>>()?;
         self.store.delete_many(&keys)
     }
 
-    /// Every `(field, value)` of `key`'s map.
+    /// Every `(field, value)` of `key`'s map, in the order of the fields' bytes.
     pub fn entries(&self, key: &impl StateKey) -> Result<Vec<(F, V)>, AgentError> {
+        let coded = self.coded();
         self.store
             .scan_all(&key.state_key())?
             .into_iter()
-            .map(|(f, v)| Ok((decode(&self.store.name, &f)?, decode(&self.store.name, &v)?)))
+            .map(|(f, v)| Ok((coded.read_field(&f)?, coded.read(&v)?)))
             .collect()
     }
 
@@ -412,233 +488,5 @@ impl RawState {
         }
         self.store.put_many(&puts)?;
         self.store.delete_many(&deletes)
-    }
-}
-
-/// A list per key, kept as one value: suited to short lists.
-pub struct ListState<T> {
-    inner: ValueState<Vec<T>>,
-}
-
-impl<T: Serialize + DeserializeOwned> ListState<T> {
-    /// The list state named `name`.
-    pub fn new(name: &str) -> Self {
-        ListState {
-            inner: ValueState::new(name),
-        }
-    }
-
-    /// `key`'s list (empty when there is none).
-    pub fn get(&self, key: &impl StateKey) -> Result<Vec<T>, AgentError> {
-        Ok(self.inner.get(key)?.unwrap_or_default())
-    }
-
-    /// Appends `value` to `key`'s list.
-    pub fn add(&self, key: &impl StateKey, value: T) -> Result<(), AgentError> {
-        let mut list = self.get(key)?;
-        list.push(value);
-        self.inner.set(key, &list)
-    }
-
-    /// Appends values to many lists in one read and one write crossing.
-    pub fn add_many<K: StateKey>(&self, entries: Vec<(K, T)>) -> Result<(), AgentError> {
-        let mut by_key: HashMap<Vec<u8>, (K, Vec<T>)> = HashMap::new();
-        for (k, v) in entries {
-            by_key
-                .entry(k.state_key())
-                .or_insert_with(|| (k, Vec::new()))
-                .1
-                .push(v);
-        }
-        let keys: Vec<&K> = by_key.values().map(|(k, _)| k).collect();
-        let current = self.inner.get_many(&keys)?;
-        let updated: Vec<(Vec<u8>, Vec<T>)> = by_key
-            .into_iter()
-            .zip(current)
-            .map(|((bytes, (_, added)), old)| {
-                let mut list = old.unwrap_or_default();
-                list.extend(added);
-                (bytes, list)
-            })
-            .collect();
-        self.inner.set_many(&updated)
-    }
-
-    /// Replaces `key`'s list.
-    pub fn update(&self, key: &impl StateKey, values: &Vec<T>) -> Result<(), AgentError> {
-        self.inner.set(key, values)
-    }
-
-    /// Removes `key`'s list.
-    pub fn clear(&self, key: &impl StateKey) -> Result<(), AgentError> {
-        self.inner.clear(key)
-    }
-}
-
-/// One value per key, folded with a reduce function as values are added.
-pub struct ReducingState<T> {
-    inner: ValueState<T>,
-    reduce: fn(T, T) -> T,
-}
-
-impl<T: Serialize + DeserializeOwned> ReducingState<T> {
-    /// The reducing state named `name`, combining values with `reduce`.
-    pub fn new(name: &str, reduce: fn(T, T) -> T) -> Self {
-        ReducingState {
-            inner: ValueState::new(name),
-            reduce,
-        }
-    }
-
-    /// The reduced value for `key`.
-    pub fn get(&self, key: &impl StateKey) -> Result<Option<T>, AgentError> {
-        self.inner.get(key)
-    }
-
-    /// Folds `value` into `key`'s value.
-    pub fn add(&self, key: &impl StateKey, value: T) -> Result<(), AgentError> {
-        let next = match self.inner.get(key)? {
-            Some(old) => (self.reduce)(old, value),
-            None => value,
-        };
-        self.inner.set(key, &next)
-    }
-
-    /// Folds many values in one read and one write crossing; returns each touched key's new value.
-    pub fn add_many<K: StateKey>(&self, entries: Vec<(K, T)>) -> Result<Vec<(K, T)>, AgentError>
-    where
-        T: Clone,
-    {
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut folded: HashMap<Vec<u8>, (K, T)> = HashMap::new();
-        for (k, v) in entries {
-            let bytes = k.state_key();
-            match folded.remove(&bytes) {
-                Some((k0, acc)) => {
-                    folded.insert(bytes, (k0, (self.reduce)(acc, v)));
-                }
-                None => {
-                    order.push(bytes.clone());
-                    folded.insert(bytes, (k, v));
-                }
-            }
-        }
-        let keys: Vec<&K> = order.iter().map(|b| &folded[b].0).collect();
-        let current = self.inner.get_many(&keys)?;
-        let mut out = Vec::with_capacity(order.len());
-        for (bytes, old) in order.into_iter().zip(current) {
-            let (k, added) = folded.remove(&bytes).expect("every ordered key was folded");
-            let value = match old {
-                Some(old) => (self.reduce)(old, added),
-                None => added,
-            };
-            out.push((k, value));
-        }
-        let writes: Vec<(Vec<u8>, T)> = out
-            .iter()
-            .map(|(k, v)| (k.state_key(), v.clone()))
-            .collect();
-        self.inner.set_many(&writes)?;
-        Ok(out)
-    }
-
-    /// Removes `key`'s value.
-    pub fn clear(&self, key: &impl StateKey) -> Result<(), AgentError> {
-        self.inner.clear(key)
-    }
-}
-
-/// How an [`AggregatingState`] folds inputs into an accumulator and reads a result from it.
-pub trait Aggregator<In, Acc, Out> {
-    /// The accumulator of a key with no input yet.
-    fn create(&self) -> Acc;
-    /// Folds one input into the accumulator.
-    fn add(&self, acc: &mut Acc, input: In);
-    /// The result the accumulator stands for.
-    fn result(&self, acc: &Acc) -> Out;
-    /// Folds `other` (the accumulator of inputs that came after `acc`'s) into `acc`: what
-    /// session windows need when two sessions merge. Aggregators that cannot merge leave the
-    /// default, which refuses.
-    fn merge(&self, acc: &mut Acc, other: Acc) -> Result<(), AgentError> {
-        let _ = (acc, other);
-        Err(AgentError::invalid_config(
-            "this aggregator cannot merge accumulators (implement Aggregator::merge), so it cannot run in session windows",
-        ))
-    }
-}
-
-/// An accumulator per key, fed inputs, read as results (a running mean, say).
-pub struct AggregatingState<In, Acc, Out, A: Aggregator<In, Acc, Out>> {
-    inner: ValueState<Acc>,
-    aggregator: A,
-    _types: PhantomData<fn(In) -> Out>,
-}
-
-impl<In, Acc, Out, A> AggregatingState<In, Acc, Out, A>
-where
-    Acc: Serialize + DeserializeOwned,
-    A: Aggregator<In, Acc, Out>,
-{
-    /// The aggregating state named `name`.
-    pub fn new(name: &str, aggregator: A) -> Self {
-        AggregatingState {
-            inner: ValueState::new(name),
-            aggregator,
-            _types: PhantomData,
-        }
-    }
-
-    /// The result for `key`, if it has had any input.
-    pub fn get(&self, key: &impl StateKey) -> Result<Option<Out>, AgentError> {
-        Ok(self.inner.get(key)?.map(|acc| self.aggregator.result(&acc)))
-    }
-
-    /// Feeds inputs to many keys in one read and one write crossing; returns each touched key's
-    /// result after its inputs.
-    pub fn add_many<K: StateKey>(&self, inputs: Vec<(K, In)>) -> Result<Vec<(K, Out)>, AgentError> {
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut grouped: HashMap<Vec<u8>, (K, Vec<In>)> = HashMap::new();
-        for (k, v) in inputs {
-            let bytes = k.state_key();
-            match grouped.get_mut(&bytes) {
-                Some((_, list)) => list.push(v),
-                None => {
-                    order.push(bytes.clone());
-                    grouped.insert(bytes, (k, vec![v]));
-                }
-            }
-        }
-        let keys: Vec<&K> = order.iter().map(|b| &grouped[b].0).collect();
-        let current = self.inner.get_many(&keys)?;
-        let mut writes = Vec::with_capacity(order.len());
-        let mut out = Vec::with_capacity(order.len());
-        for (bytes, acc) in order.into_iter().zip(current) {
-            let (k, values) = grouped
-                .remove(&bytes)
-                .expect("every ordered key was grouped");
-            let mut acc = acc.unwrap_or_else(|| self.aggregator.create());
-            for v in values {
-                self.aggregator.add(&mut acc, v);
-            }
-            out.push((k, self.aggregator.result(&acc)));
-            writes.push((bytes, acc));
-        }
-        self.inner.set_many(&writes)?;
-        Ok(out)
-    }
-
-    /// Feeds one input to `key`.
-    pub fn add(&self, key: &impl StateKey, input: In) -> Result<(), AgentError> {
-        let mut acc = self
-            .inner
-            .get(key)?
-            .unwrap_or_else(|| self.aggregator.create());
-        self.aggregator.add(&mut acc, input);
-        self.inner.set(key, &acc)
-    }
-
-    /// Removes `key`'s accumulator.
-    pub fn clear(&self, key: &impl StateKey) -> Result<(), AgentError> {
-        self.inner.clear(key)
     }
 }
