@@ -102,6 +102,12 @@ impl<T: Copy> Rows<T> {
         self.values.truncate(kept * width);
     }
 
+    /// Drops the last row pushed.
+    fn pop(&mut self, width: usize) {
+        self.times.pop();
+        self.values.truncate(self.times.len() * width);
+    }
+
     fn is_empty(&self) -> bool {
         self.times.is_empty()
     }
@@ -338,18 +344,6 @@ impl GroupedJoin {
                 out.reserve(0)?;
                 let ts = times[row];
                 match side {
-                    Side::Right if self.left_unique && !left.is_empty() => {
-                        // The key's only left row is here: this row pairs with it now or
-                        // never, so it is not kept.
-                        let values: Vec<Option<Value>> =
-                            columns.iter().map(|c| c.get(row)).collect();
-                        for ((lt, end), l) in left.iter(lw) {
-                            if lt + lower <= ts && ts <= end {
-                                self.fold(accs, known, l, &values, lt);
-                                *pending = true;
-                            }
-                        }
-                    }
                     Side::Right => {
                         // A kept left row that ends later clears this row with its own timer.
                         let mut covered = false;
@@ -362,7 +356,11 @@ impl GroupedJoin {
                                 *pending = true;
                             }
                         }
-                        if !covered {
+                        if self.left_unique && !left.is_empty() {
+                            // The key's only left row is here: this row paired with it now or
+                            // never, so it is not kept.
+                            right.pop(rw);
+                        } else if !covered {
                             expiry = expiry.max(ts - lower);
                         }
                     }
