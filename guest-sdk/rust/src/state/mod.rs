@@ -490,3 +490,31 @@ impl RawState {
         self.store.delete_many(&deletes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_that_does_not_decode_names_the_store_the_codec_and_the_cause() {
+        let json = Coded {
+            store: "seen",
+            codec: Json,
+        };
+        // Postcard's bytes of the string "card-7", read as JSON.
+        let e = json.read::<String>(b"\x06card-7").unwrap_err().to_string();
+        assert!(
+            e.contains("state `seen`") && e.contains("as JSON") && e.contains("another codec"),
+            "{e}"
+        );
+        let postcard = Coded {
+            store: "merchants",
+            codec: Postcard,
+        };
+        let e = postcard.read_field::<u64>(b"").unwrap_err().to_string();
+        assert!(
+            e.contains("state `merchants`") && e.contains("map field") && e.contains("postcard"),
+            "{e}"
+        );
+    }
+}
