@@ -342,45 +342,50 @@ fn typed<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String
     })
 }
 
+/// A source or sink table deserialized by its `type`: `build` makes the spec of a known kind
+/// from the rest of the table, and says `None` for a kind that is not one of `kinds`.
+fn by_type<'de, D, S>(
+    d: D,
+    kinds: &'static [&'static str],
+    build: impl FnOnce(&str, toml::Table) -> Option<Result<S, String>>,
+) -> Result<S, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let mut table = toml::Table::deserialize(d)?;
+    let kind = take_type(&mut table).map_err(D::Error::custom)?;
+    match build(&kind, table) {
+        Some(spec) => spec.map_err(D::Error::custom),
+        None => Err(D::Error::unknown_variant(&kind, kinds)),
+    }
+}
+
 impl<'de> Deserialize<'de> for SourceSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let kind = take_type(&mut table).map_err(D::Error::custom)?;
-        match kind.as_str() {
-            "generator" => typed(table).map(SourceSpec::Generator),
-            "file" => typed(table).map(SourceSpec::File),
-            "nexmark" => typed(table).map(SourceSpec::Nexmark),
-            "kafka" => typed(table).map(SourceSpec::Kafka),
-            other => {
-                return Err(D::Error::unknown_variant(
-                    other,
-                    &["generator", "file", "nexmark", "kafka"],
-                ));
-            }
-        }
-        .map_err(D::Error::custom)
+        by_type(d, &["generator", "file", "nexmark", "kafka"], |kind, t| {
+            Some(match kind {
+                "generator" => typed(t).map(SourceSpec::Generator),
+                "file" => typed(t).map(SourceSpec::File),
+                "nexmark" => typed(t).map(SourceSpec::Nexmark),
+                "kafka" => typed(t).map(SourceSpec::Kafka),
+                _ => return None,
+            })
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for SinkSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let kind = take_type(&mut table).map_err(D::Error::custom)?;
-        match kind.as_str() {
-            "stdout" => typed(table).map(SinkSpec::Stdout),
-            "file" => typed(table).map(SinkSpec::File),
-            "blackhole" => typed(table).map(SinkSpec::Blackhole),
-            "kafka" => typed(table).map(|k| SinkSpec::Kafka(Box::new(k))),
-            other => {
-                return Err(D::Error::unknown_variant(
-                    other,
-                    &["stdout", "file", "blackhole", "kafka"],
-                ));
-            }
-        }
-        .map_err(D::Error::custom)
+        by_type(d, &["stdout", "file", "blackhole", "kafka"], |kind, t| {
+            Some(match kind {
+                "stdout" => typed(t).map(SinkSpec::Stdout),
+                "file" => typed(t).map(SinkSpec::File),
+                "blackhole" => typed(t).map(SinkSpec::Blackhole),
+                "kafka" => typed(t).map(|k| SinkSpec::Kafka(Box::new(k))),
+                _ => return None,
+            })
+        })
     }
 }
 
