@@ -44,6 +44,14 @@ impl RocksBackend {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.increase_parallelism(2);
         options.set_write_buffer_size(64 << 20);
+        // Most reads of keyed state miss (a key's first event, a window's first row): bloom
+        // filters, in the memtable and in every table file, answer those without a search.
+        options.set_memtable_prefix_bloom_ratio(0.01);
+        options.set_memtable_whole_key_filtering(true);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_whole_key_filtering(true);
+        options.set_block_based_table_factory(&table);
         let db = DB::open(&options, path).map_err(|e| failed("open", path, e))?;
         let has_data = db.iterator(IteratorMode::Start).next().is_some();
         Ok(RocksBackend {

@@ -209,6 +209,8 @@ fn every_window_kind_matches_a_brute_force_reference_on_out_of_order_input() {
     let kinds = [
         Kind::Tumbling(100),
         Kind::Sliding(100, 25),
+        // A size that is not a multiple of the slide: panes of gcd(100, 40) = 20 ms.
+        Kind::Sliding(100, 40),
         Kind::Session(20),
     ];
     for (i, kind) in kinds.into_iter().enumerate() {
@@ -346,7 +348,8 @@ path = "late.jsonl"
 
 #[test]
 fn a_user_agent_windows_with_the_library_and_a_user_defined_aggregate() {
-    for kind in [Kind::Tumbling(100), Kind::Session(20)] {
+    // Sliding windows with a user-defined aggregate are kept per window, not as panes.
+    for kind in [Kind::Tumbling(100), Kind::Sliding(100, 25), Kind::Session(20)] {
         let rows = input(99);
         let (reference_rows, expected_late) = reference(&rows, kind, 0);
         // `key start end n=… sum=… min=… max=… …` → `key start end n min max spread`.

@@ -24,12 +24,18 @@
 //!   (`"per_minute:1 -> late"`), instead of being dropped silently. A sliding-window event late
 //!   for some of its windows still counts in the others.
 //!
-//! Window state is keyed state (a `MapState` per key for tumbling and sliding windows, a
-//! `ValueState` of sessions for session windows) and windows close on event-time timers: both are
-//! host-managed and checkpointed like any agent's.
+//! Window state is keyed state (a `MapState` of windows per key for tumbling windows; for
+//! sliding ones a `ValueState` of *panes* per key — the slices of time, `gcd(size, slide)` long,
+//! whose events share the same windows — merged into each window as it closes; a `ValueState`
+//! of sessions for session windows) and windows close on event-time timers: both are
+//! host-managed and checkpointed like any agent's. Sliding windows with a `collect` or a
+//! user-defined aggregate are kept per window instead (their results depend on arrival order, or
+//! need a merge the aggregator may not have). Merging panes adds float sums in another order
+//! than one event after the other: a float `sum` or `mean` may differ in its last bits.
 
 mod aggregate;
 mod assign;
+mod panes;
 
 use std::collections::HashMap;
 
@@ -47,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use crate::values::{self, OutType};
 pub use aggregate::{Acc, Aggregate, Erased, FromValue, Function, IntoValue, UserAggregate};
 pub use assign::{Assigner, Session, add_session};
+pub use panes::{Pane, Panes};
 
 /// The `config` of a window operator.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +110,9 @@ pub struct Windows {
     key: Option<String>,
     aggregates: Vec<Aggregate>,
     fixed: MapState<i64, WindowState, Postcard>,
+    /// Sliding windows' panes (see [`panes`]): `Some` for sliding windows whose aggregates all
+    /// merge without regard to arrival order (not `collect`, not user-defined ones).
+    panes: Option<ValueState<Panes, Postcard>>,
     sessions: ValueState<Vec<Session<WindowState>>, Postcard>,
     ports: (u32, u32),
     key_name: String,
@@ -160,6 +170,9 @@ impl Windows {
             .iter()
             .map(|a| Aggregate::parse(a))
             .collect::<Result<Vec<_>, _>>()?;
+        let panes = (matches!(assigner, Assigner::Sliding { .. })
+            && aggregates.iter().all(|a| a.function != Function::Collect))
+        .then(|| ValueState::with_codec(&format!("{name}.panes"), Postcard));
         Ok(Windows {
             assigner,
             lateness: config.allowed_lateness_ms,
@@ -168,6 +181,7 @@ impl Windows {
             key: config.key,
             aggregates,
             fixed: MapState::with_codec(&format!("{name}.windows"), Postcard),
+            panes,
             sessions: ValueState::with_codec(&format!("{name}.sessions"), Postcard),
             ports: (0, 1),
             user: Vec::new(),
@@ -192,6 +206,8 @@ impl Windows {
         Out: IntoValue + 'static,
         A: sabot_sdk::state::Aggregator<In, Acc, Out> + Send + 'static,
     {
+        // Panes merge accumulators, which an aggregator need not support.
+        self.panes = None;
         self.user.push((
             name.to_owned(),
             column.map(str::to_owned),
@@ -266,8 +282,8 @@ impl Windows {
                 types: types.clone(),
             })
         };
-        let add = |state: &mut WindowState, row: usize| -> Result<(), AgentError> {
-            for (i, (acc, col)) in state.accs.iter_mut().zip(&columns).enumerate() {
+        let add = |accs: &mut [Acc], row: usize| -> Result<(), AgentError> {
+            for (i, (acc, col)) in accs.iter_mut().zip(&columns).enumerate() {
                 match acc {
                     Acc::User(bytes) => {
                         self.user[i - builtin].2.add(bytes, col.get(row).as_ref())?
@@ -297,7 +313,7 @@ impl Windows {
                 let sessions = sessions.get_or_insert_with(Vec::new);
                 for &row in groups.rows(&key) {
                     let mut state = fresh(&key)?;
-                    add(&mut state, row)?;
+                    add(&mut state.accs, row)?;
                     let mut failed = None;
                     add_session(sessions, times[row], times[row] + gap, state, |a, b| {
                         if let Err(e) = self.merge_states(a, b) {
@@ -314,6 +330,54 @@ impl Windows {
                 writes.push((key, std::mem::take(sessions)));
             }
             self.sessions.set_many(&writes)?;
+        } else if let (Some(store), Assigner::Sliding { size, slide }) =
+            (&self.panes, self.assigner)
+        {
+            let width = panes::width(size, slide);
+            let mut groups = Groups::new();
+            for (row, key) in keys.iter().enumerate() {
+                let (first, last) = panes::ends(times[row].div_euclid(width) * width, size, slide);
+                if self.close(first) <= watermark {
+                    // Late for some of its windows; it still counts in those not yet emitted.
+                    late[row] = true;
+                    if self.close(last) <= watermark {
+                        continue;
+                    }
+                }
+                groups.push(key, row);
+            }
+            let order = groups.order.clone();
+            let current = store.get_many(&order)?;
+            let mut writes = Vec::with_capacity(order.len());
+            for (key, state) in order.into_iter().zip(current) {
+                let mut state = match state {
+                    Some(s) => s,
+                    None => {
+                        let WindowState { types, .. } = fresh(&key)?;
+                        Panes {
+                            key: key.clone(),
+                            types,
+                            panes: Vec::new(),
+                        }
+                    }
+                };
+                for &row in groups.rows(&key) {
+                    let start = times[row].div_euclid(width) * width;
+                    let (accs, made) = state.pane(start, || fresh(&key).map(|s| s.accs))?;
+                    add(accs, row)?;
+                    if made {
+                        // A new pane: the timers of its windows still open (a timer is kept
+                        // once however often it is registered).
+                        for (_, end) in self.assigner.windows(start) {
+                            if self.close(end) > watermark {
+                                timers::register_event_time(&key, self.close(end));
+                            }
+                        }
+                    }
+                }
+                writes.push((key, state));
+            }
+            store.set_many(&writes)?;
         } else {
             let mut groups = Groups::new();
             for (row, key) in keys.iter().enumerate() {
@@ -342,7 +406,7 @@ impl Windows {
                     }
                 };
                 for &row in groups.rows(&(key.clone(), start)) {
-                    add(&mut state, row)?;
+                    add(&mut state.accs, row)?;
                 }
                 writes.push((key, start, state));
             }
@@ -399,6 +463,9 @@ impl Windows {
                     self.sessions.clear(&key)?;
                 }
             }
+            Assigner::Sliding { size, .. } if self.panes.is_some() => {
+                rows = self.close_panes(&due, size)?;
+            }
             Assigner::Tumbling { size } | Assigner::Sliding { size, .. } => {
                 let pairs: Vec<(Vec<u8>, i64)> = due
                     .iter()
@@ -418,6 +485,61 @@ impl Windows {
         }
         out.emit_to(self.ports.0, self.results(rows)?);
         Ok(())
+    }
+
+    /// The sliding windows `due` closes, from their panes; drops the panes no window still to
+    /// close needs.
+    fn close_panes(
+        &self,
+        due: &[&Timer],
+        size: i64,
+    ) -> Result<Vec<(i64, i64, WindowState)>, AgentError> {
+        let store = self.panes.as_ref().expect("called for panes");
+        // The keys in order of first firing, and the latest window end each fired.
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut latest: Vec<i64> = Vec::new();
+        let mut index: HashMap<&[u8], usize> = HashMap::new();
+        let ends: Vec<(usize, i64)> = due
+            .iter()
+            .map(|t| {
+                let at = *index.entry(&t.key).or_insert_with(|| {
+                    order.push(t.key.clone());
+                    latest.push(i64::MIN);
+                    order.len() - 1
+                });
+                let end = t.ts + 1 - self.lateness;
+                latest[at] = latest[at].max(end);
+                (at, end)
+            })
+            .collect();
+        let mut all = store.get_many(&order)?;
+        let mut rows = Vec::new();
+        for (at, end) in ends {
+            let Some(panes) = &all[at] else { continue };
+            if let Some(accs) = panes.window(end, size) {
+                let state = WindowState {
+                    key: panes.key.clone(),
+                    accs,
+                    types: panes.types.clone(),
+                };
+                rows.push((end - size, end, state));
+            }
+        }
+        let (mut writes, mut clears) = (Vec::new(), Vec::new());
+        for ((key, panes), until) in order.into_iter().zip(all.iter_mut()).zip(latest) {
+            let Some(mut panes) = panes.take() else {
+                continue;
+            };
+            panes.expire(until, size);
+            if panes.panes.is_empty() {
+                clears.push(key);
+            } else {
+                writes.push((key, panes));
+            }
+        }
+        store.set_many(&writes)?;
+        store.clear_many(&clears)?;
+        Ok(rows)
     }
 
     fn results(&self, rows: Vec<(i64, i64, WindowState)>) -> Result<RecordBatch, AgentError> {
