@@ -349,7 +349,11 @@ path = "late.jsonl"
 #[test]
 fn a_user_agent_windows_with_the_library_and_a_user_defined_aggregate() {
     // Sliding windows with a user-defined aggregate are kept per window, not as panes.
-    for kind in [Kind::Tumbling(100), Kind::Sliding(100, 25), Kind::Session(20)] {
+    for kind in [
+        Kind::Tumbling(100),
+        Kind::Sliding(100, 25),
+        Kind::Session(20),
+    ] {
         let rows = input(99);
         let (reference_rows, expected_late) = reference(&rows, kind, 0);
         // `key start end n=… sum=… min=… max=… …` → `key start end n min max spread`.
