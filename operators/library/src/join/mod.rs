@@ -410,6 +410,8 @@ impl Join {
             // An interval join clears a key's rows when the watermark passes the last of the
             // batch's (rows that expire earlier are kept a little longer, and never match).
             let mut expiry = i64::MIN;
+            // The window timer last registered for this key (a window's rows share one).
+            let mut registered = None;
             for &i in groups.rows(key) {
                 // Pairs grow with the product of the inputs: checked against the call's budget
                 // before each row adds its own.
@@ -469,7 +471,10 @@ impl Join {
                         } else {
                             state.left.push((ts, values));
                         }
-                        timers::register_event_time(key, end - 1);
+                        if registered != Some(end) {
+                            timers::register_event_time(key, end - 1);
+                            registered = Some(end);
+                        }
                     }
                 }
             }
@@ -532,7 +537,7 @@ impl Join {
         let states = self.state.get_many(&order)?;
         let mut pairs = Vec::new();
         let mut schemas = None;
-        let mut writes = Vec::new();
+        let (mut writes, mut clears) = (Vec::new(), Vec::new());
         for (key, state) in order.into_iter().zip(states) {
             let Some(mut state) = state else { continue };
             let t = until[&key];
@@ -584,8 +589,15 @@ impl Join {
             {
                 schemas = Some((l.clone(), r.clone()));
             }
-            writes.push((key, state));
+            let buffers = matches!(self.kind, Kind::Interval { .. } | Kind::Window { .. });
+            if buffers && state.left.is_empty() && state.right.is_empty() {
+                // Nothing left to match: the key holds no state until its next row.
+                clears.push(key);
+            } else {
+                writes.push((key, state));
+            }
         }
+        self.state.clear_many(&clears)?;
         self.state.set_many(&writes)?;
         if let Some((l, r)) = schemas {
             out.emit(self.output(&l, &r, pairs)?);
