@@ -26,7 +26,7 @@ use arrow_array::RecordBatch;
 use sabot_host::connectors::Source;
 use sabot_host::connectors::generator::GeneratorSpec;
 use sabot_host::wasm::{
-    AgentInstance, AgentMetrics, CompileCache, Limits, ModuleSource, Tags, WasmRuntime,
+    AgentInstance, AgentMetrics, Builtins, CompileCache, Limits, ModuleSource, Tags, WasmRuntime,
 };
 use sabot_host::{Pipeline, PipelineSpec, RunOptions};
 
@@ -60,7 +60,11 @@ fn rows_per_sec(
 fn main() {
     let events = sabot_test_artifacts::bench_setting("SABOT_BENCH_EVENTS", 5_000_000);
     let cache_dir = tempfile::tempdir().unwrap();
-    let runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
+    let cache = || CompileCache::new(Some(cache_dir.path().into()));
+    // Built-in operators as sandboxed components (what the Wasm rows measure, whatever
+    // `SABOT_BUILTINS` says), and as the host runs them by default: natively.
+    let runtime = WasmRuntime::with_builtins(cache(), Builtins::Wasm).unwrap();
+    let native_runtime = WasmRuntime::with_builtins(cache(), Builtins::Native).unwrap();
 
     println!("# Sabot foundation benchmarks ({BATCH}-row batches)\n");
 
@@ -70,12 +74,17 @@ fn main() {
         .load(&ModuleSource::Builtin("filter".into()))
         .unwrap();
     let cold = started.elapsed();
-    let warm_runtime = WasmRuntime::new(CompileCache::new(Some(cache_dir.path().into()))).unwrap();
+    let warm_runtime = WasmRuntime::with_builtins(cache(), Builtins::Wasm).unwrap();
     let started = Instant::now();
     let warm_module = warm_runtime
         .load(&ModuleSource::Builtin("filter".into()))
         .unwrap();
     let warm = started.elapsed();
+    let started = Instant::now();
+    let native_module = native_runtime
+        .load(&ModuleSource::Builtin("filter".into()))
+        .unwrap();
+    let native_start = started.elapsed();
     println!(
         "## Module start (builtin:filter, {:.1} MiB component)\n",
         module.size as f64 / (1 << 20) as f64
@@ -88,10 +97,16 @@ fn main() {
         cold.as_secs_f64() * 1e3
     );
     println!(
-        "| warm (compile cache, {:?}) | {:.1} ms | {:.1}× faster |\n",
+        "| warm (compile cache, {:?}) | {:.1} ms | {:.1}× faster |",
         warm_module.cache,
         warm.as_secs_f64() * 1e3,
         cold.as_secs_f64() / warm.as_secs_f64()
+    );
+    println!(
+        "| native built-in (the default, {:?}) | {:.2} ms | {:.0}× faster |\n",
+        native_module.cache,
+        native_start.as_secs_f64() * 1e3,
+        cold.as_secs_f64() / native_start.as_secs_f64()
     );
 
     // 1. Native vs Wasm filter.
@@ -119,6 +134,25 @@ fn main() {
             .sum()
     });
     assert_eq!(native_kept, wasm_kept, "native and Wasm filters disagree");
+    let mut builtin = AgentInstance::start(
+        native_runtime.clone(),
+        native_module,
+        serde_json::json!({ "where": PREDICATE }).to_string(),
+        Limits::default(),
+        Tags::default(),
+        Arc::new(AgentMetrics::default()),
+        sabot_host::state::StateScope::standalone("bench"),
+    )
+    .unwrap();
+    let (builtin_rate, builtin_kept) = rows_per_sec(5, &input, |b| {
+        builtin
+            .process(0, b)
+            .unwrap()
+            .iter()
+            .map(|(_, o)| o.num_rows())
+            .sum()
+    });
+    assert_eq!(native_kept, builtin_kept, "the native built-in disagrees");
     println!(
         "## Filter `{PREDICATE}` ({} rows, best of 5)\n",
         input.len() * BATCH
@@ -130,9 +164,14 @@ fn main() {
         native / 1e6
     );
     println!(
-        "| Wasm agent, IPC both ways | {:.2} M | {:.2}× |\n",
+        "| Wasm agent (the built-in as a component), IPC both ways | {:.2} M | {:.2}× |",
         wasm / 1e6,
         wasm / native
+    );
+    println!(
+        "| the built-in run natively by the host (the default) | {:.2} M | {:.2}× |\n",
+        builtin_rate / 1e6,
+        builtin_rate / native
     );
 
     // Where the time goes: the IPC framing on the host side alone, and an agent that passes
@@ -187,7 +226,7 @@ fn main() {
     );
 
     // 2. Whole pipelines.
-    let run = |agent: bool| {
+    let run = |agent: bool, runtime: &Arc<WasmRuntime>| {
         let text = if agent {
             format!(
                 "edges = [\"gen -> f -> out\"]\n[pipeline]\nbatch_size = {BATCH}\n[sources.gen]\ntype = \"generator\"\ncount = {events}\n[agents.f]\nmodule = \"builtin:filter\"\nconfig = {{ where = \"{PREDICATE}\" }}\n[sinks.out]\ntype = \"blackhole\"\n"
@@ -202,8 +241,9 @@ fn main() {
         let summary = pipeline.run(RunOptions::default()).unwrap();
         summary.events_in as f64 / summary.elapsed.as_secs_f64()
     };
-    let baseline = run(false);
-    let with_agent = run(true);
+    let baseline = run(false, &runtime);
+    let with_agent = run(true, &runtime);
+    let with_builtin = run(true, &native_runtime);
     println!("## Pipeline, {events} events\n");
     println!("| pipeline | events/s | ratio |");
     println!("|---|---|---|");
@@ -215,6 +255,11 @@ fn main() {
         "| generator → filter agent (Wasm) → blackhole | {:.2} M | {:.2}× |",
         with_agent / 1e6,
         with_agent / baseline
+    );
+    println!(
+        "| generator → `builtin:filter` (native, the default) → blackhole | {:.2} M | {:.2}× |",
+        with_builtin / 1e6,
+        with_builtin / baseline
     );
 
     // 4. Keyed state.
