@@ -1,16 +1,29 @@
-//! The memory backend: an ordered map per agent. Fast, and gone when the process ends.
+//! The memory backend: a hash map per agent for what is read and written key by key, and the
+//! same keys in order for scans. Fast, and gone when the process ends.
+//!
+//! Keyed state is mostly point reads and overwrites of keys already there (a count per card):
+//! those touch only the hash map. The ordered set changes only when a key appears or goes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use super::{BackendError, StateBackend};
+
+/// A key, shared by the map and the ordered set.
+type Key = Arc<[u8]>;
+
+#[derive(Debug, Default)]
+struct Entries {
+    values: HashMap<Key, Vec<u8>, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    order: BTreeSet<Key>,
+}
 
 /// State kept in memory.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    entries: RwLock<Entries>,
     /// Bytes of keys and values kept.
     bytes: AtomicU64,
 }
@@ -18,17 +31,21 @@ pub struct MemoryBackend {
 impl MemoryBackend {
     /// A backend holding `entries`.
     pub fn from_entries(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
-        let map: BTreeMap<Vec<u8>, Vec<u8>> = entries.into_iter().collect();
-        let bytes = map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        MemoryBackend {
-            map: RwLock::new(map),
-            bytes: AtomicU64::new(bytes),
-        }
+        let backend = MemoryBackend::default();
+        let writes = entries.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        backend
+            .write(writes)
+            .expect("writing to memory does not fail");
+        backend
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many entries are kept.
     pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.read().values.len()
     }
 
     /// Whether nothing is kept.
@@ -39,24 +56,35 @@ impl MemoryBackend {
 
 impl StateBackend for MemoryBackend {
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        Ok(keys.iter().map(|k| map.get(k).cloned()).collect())
+        let entries = self.read();
+        Ok(keys
+            .iter()
+            .map(|k| entries.values.get(k.as_slice()).cloned())
+            .collect())
     }
 
     fn write(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), BackendError> {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let Entries { values, order } = &mut *entries;
         let mut bytes = self.bytes.load(Ordering::Relaxed);
         for (k, v) in writes {
             let key_len = k.len() as u64;
             match v {
                 Some(v) => {
                     bytes += key_len + v.len() as u64;
-                    if let Some(old) = map.insert(k, v) {
+                    if let Some(old) = values.get_mut(k.as_slice()) {
+                        // An overwrite: the key is in the order already.
                         bytes -= key_len + old.len() as u64;
+                        *old = v;
+                    } else {
+                        let key: Key = k.into();
+                        order.insert(key.clone());
+                        values.insert(key, v);
                     }
                 }
                 None => {
-                    if let Some(old) = map.remove(&k) {
+                    if let Some(old) = values.remove(k.as_slice()) {
+                        order.remove(k.as_slice());
                         bytes -= key_len + old.len() as u64;
                     }
                 }
@@ -67,11 +95,17 @@ impl StateBackend for MemoryBackend {
     }
 
     fn snapshot(&self, dir: &std::path::Path) -> Result<(), BackendError> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        if map.is_empty() {
+        let entries = self.read();
+        if entries.order.is_empty() {
             return Ok(()); // restoring finds no file: empty state
         }
-        super::snapshot::write_memory_snapshot(dir, map.iter())
+        super::snapshot::write_memory_snapshot(
+            dir,
+            entries
+                .order
+                .iter()
+                .map(|k| (k.as_ref(), entries.values[k.as_ref()].as_slice())),
+        )
     }
 
     fn size_bytes(&self) -> u64 {
@@ -84,16 +118,60 @@ impl StateBackend for MemoryBackend {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<super::Entries, BackendError> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let entries = self.read();
         let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
         };
-        Ok(map
-            .range((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
+        Ok(entries
+            .order
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take_while(|k| k.starts_with(prefix))
             .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|k| (k.to_vec(), entries.values[k.as_ref()].clone()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overwrites_deletes_and_scans_agree_with_an_ordered_map() {
+        let memory = MemoryBackend::default();
+        let mut reference = std::collections::BTreeMap::new();
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..2_000 {
+            let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..rng.usize(1..20))
+                .map(|_| {
+                    let key = vec![rng.u8(0..3), rng.u8(0..40)];
+                    (
+                        key,
+                        (rng.u8(0..4) > 0).then(|| vec![rng.u8(..); rng.usize(0..9)]),
+                    )
+                })
+                .collect();
+            for (k, v) in &writes {
+                match v {
+                    Some(v) => reference.insert(k.clone(), v.clone()),
+                    None => reference.remove(k),
+                };
+            }
+            memory.write(writes).unwrap();
+            let prefix = [rng.u8(0..3)];
+            let after = rng.bool().then(|| vec![prefix[0], rng.u8(0..40)]);
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = reference
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+                .take(7)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(memory.scan(&prefix, after.as_deref(), 7).unwrap(), expected);
+        }
+        let bytes: usize = reference.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert_eq!(memory.size_bytes(), bytes as u64);
+        assert_eq!(memory.len(), reference.len());
     }
 }

@@ -28,7 +28,7 @@ fn io(action: &str, path: &Path, e: std::io::Error) -> BackendError {
 /// Writes `entries` as a memory snapshot into `dir`.
 pub(super) fn write_memory_snapshot<'a>(
     dir: &Path,
-    entries: impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)>,
+    entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Result<(), BackendError> {
     let path = dir.join(MEMORY_FILE);
     let file = File::create(&path).map_err(|e| io("create", &path, e))?;
