@@ -290,8 +290,20 @@ fn main() {
     for q in &queries {
         sabot(&runtime, &pipeline(q), 10_000);
     }
+    // q3 and q8 read people and auctions only, 8 % of the sequence: they run 5× the events, so
+    // that a run reads enough rows to outlast starting and stopping the pipeline.
+    let events_of = |q: &str| {
+        if matches!(q, "q3" | "q8") {
+            events * 5
+        } else {
+            events
+        }
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    println!("# Nexmark, {events} events per query, {cores} cores\n");
+    println!(
+        "# Nexmark, {events} events per query (q3, q8: {}), {cores} cores\n",
+        events * 5
+    );
     println!("Medians of 3 runs. Per core = events/s ÷ {cores} (the pipeline uses every core).\n");
     println!("| query | Sabot events/s | per core | native Rust events/s | ratio |");
     println!("|---|---|---|---|---|");
@@ -302,8 +314,8 @@ fn main() {
     for q in &queries {
         let (mut s, mut n) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            s.push(sabot(&runtime, &pipeline(q), events));
-            n.push(native(q, events as usize));
+            s.push(sabot(&runtime, &pipeline(q), events_of(q)));
+            n.push(native(q, events_of(q) as usize));
         }
         let (s, n) = (median(s), median(n));
         println!(
@@ -331,6 +343,7 @@ fn main() {
         let (mut s, mut t) = (Vec::new(), Vec::new());
         for round in 0..5 {
             // Alternate which goes first, so neither gains from running second.
+            let events = events_of(q);
             if round % 2 == 0 {
                 s.push(sabot(&runtime, &format!("sql/{q}.sql"), events));
                 t.push(sabot(&runtime, q, events));
