@@ -26,7 +26,8 @@ use arrow_array::RecordBatch;
 use sabot_host::connectors::Source;
 use sabot_host::connectors::generator::GeneratorSpec;
 use sabot_host::wasm::{
-    AgentInstance, AgentMetrics, Builtins, CompileCache, Limits, ModuleSource, Tags, WasmRuntime,
+    AgentInstance, AgentMetrics, AgentModule, Builtins, CompileCache, Limits, ModuleSource, Tags,
+    WasmRuntime,
 };
 use sabot_host::{Pipeline, PipelineSpec, RunOptions};
 
@@ -114,44 +115,30 @@ fn main() {
     let predicate = sabot_expr::Predicate::parse(PREDICATE).unwrap();
     let (native, native_kept) =
         rows_per_sec(5, &input, |b| predicate.filter(b).unwrap().num_rows());
-    let config = serde_json::json!({ "where": PREDICATE }).to_string();
-    let mut instance = AgentInstance::start(
-        runtime.clone(),
-        module.clone(),
-        config,
-        Limits::default(),
-        Tags::default(),
-        Arc::new(AgentMetrics::default()),
-        sabot_host::state::StateScope::standalone("bench"),
-    )
-    .unwrap();
-    let (wasm, wasm_kept) = rows_per_sec(5, &input, |b| {
-        instance
-            .process(0, b)
-            .unwrap()
-            .iter()
-            .map(|(_, o)| o.num_rows())
-            .sum()
-    });
+    // The filter as an agent of `runtime`: rows/s and rows kept.
+    let filter_agent = |runtime: &Arc<WasmRuntime>, module: Arc<AgentModule>| {
+        let mut instance = AgentInstance::start(
+            runtime.clone(),
+            module,
+            serde_json::json!({ "where": PREDICATE }).to_string(),
+            Limits::default(),
+            Tags::default(),
+            Arc::new(AgentMetrics::default()),
+            sabot_host::state::StateScope::standalone("bench"),
+        )
+        .unwrap();
+        rows_per_sec(5, &input, |b| {
+            instance
+                .process(0, b)
+                .unwrap()
+                .iter()
+                .map(|(_, o)| o.num_rows())
+                .sum()
+        })
+    };
+    let (wasm, wasm_kept) = filter_agent(&runtime, module.clone());
     assert_eq!(native_kept, wasm_kept, "native and Wasm filters disagree");
-    let mut builtin = AgentInstance::start(
-        native_runtime.clone(),
-        native_module,
-        serde_json::json!({ "where": PREDICATE }).to_string(),
-        Limits::default(),
-        Tags::default(),
-        Arc::new(AgentMetrics::default()),
-        sabot_host::state::StateScope::standalone("bench"),
-    )
-    .unwrap();
-    let (builtin_rate, builtin_kept) = rows_per_sec(5, &input, |b| {
-        builtin
-            .process(0, b)
-            .unwrap()
-            .iter()
-            .map(|(_, o)| o.num_rows())
-            .sum()
-    });
+    let (builtin_rate, builtin_kept) = filter_agent(&native_runtime, native_module);
     assert_eq!(native_kept, builtin_kept, "the native built-in disagrees");
     println!(
         "## Filter `{PREDICATE}` ({} rows, best of 5)\n",
