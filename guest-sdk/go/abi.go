@@ -17,7 +17,8 @@ import (
 var (
 	arena []any
 	mark  int
-	// The return area of an export or import call (the largest result is 24 bytes).
+	// The return area of an export or import call (the largest result, packed-state.get-many's, is
+	// 28 bytes).
 	retArea [4]uint64
 )
 
@@ -192,7 +193,7 @@ func reply(outs []wireOutput, err *AgentError) uint32 {
 	return writeOutputs(outs)
 }
 
-//go:wasmexport sabot:agent/handler@0.1.0#init
+//go:wasmexport sabot:agent/handler@0.1.1#init
 func exportInit(ptr, n uint32) uint32 {
 	enter()
 	err := runInit(string(bytesAt(ptr, n)))
@@ -204,20 +205,20 @@ func exportInit(ptr, n uint32) uint32 {
 	return r
 }
 
-//go:wasmexport sabot:agent/handler@0.1.0#process
+//go:wasmexport sabot:agent/handler@0.1.1#process
 func exportProcess(port, ptr, n uint32) uint32 {
 	enter()
 	// A copy: the batch may outlive the call (an agent may keep it), the scratch buffer may not.
 	return reply(runProcess(port, append([]byte(nil), bytesAt(ptr, n)...)))
 }
 
-//go:wasmexport sabot:agent/time-handler@0.1.0#on-watermark
+//go:wasmexport sabot:agent/time-handler@0.1.1#on-watermark
 func exportOnWatermark(watermark int64) uint32 {
 	enter()
 	return reply(runOnWatermark(watermark))
 }
 
-//go:wasmexport sabot:agent/time-handler@0.1.0#on-timers
+//go:wasmexport sabot:agent/time-handler@0.1.1#on-timers
 func exportOnTimers(ptr, n uint32) uint32 {
 	enter()
 	timers := make([]Timer, n)
@@ -234,37 +235,37 @@ func exportOnTimers(ptr, n uint32) uint32 {
 
 // ---- imports
 
-//go:wasmimport sabot:agent/log@0.1.0 log
+//go:wasmimport sabot:agent/log@0.1.1 log
 func hostLog(level uint32, ptr, n uint32)
 
-//go:wasmimport sabot:agent/metrics@0.1.0 counter-add
+//go:wasmimport sabot:agent/metrics@0.1.1 counter-add
 func hostCounterAdd(ptr, n uint32, delta int64)
 
-//go:wasmimport sabot:agent/metrics@0.1.0 gauge-set
+//go:wasmimport sabot:agent/metrics@0.1.1 gauge-set
 func hostGaugeSet(ptr, n uint32, value float64)
 
-//go:wasmimport sabot:agent/metrics@0.1.0 histogram-record
+//go:wasmimport sabot:agent/metrics@0.1.1 histogram-record
 func hostHistogramRecord(ptr, n uint32, value float64)
 
-//go:wasmimport sabot:agent/state@0.1.0 get-many
-func hostGetMany(storePtr, storeLen, keysPtr, keysLen, ret uint32)
+//go:wasmimport sabot:agent/packed-state@0.1.1 get-many
+func hostGetMany(storePtr, storeLen, bytesPtr, bytesLen, endsPtr, endsLen, ret uint32)
 
-//go:wasmimport sabot:agent/state@0.1.0 put-many
-func hostPutMany(storePtr, storeLen, entriesPtr, entriesLen, ret uint32)
+//go:wasmimport sabot:agent/packed-state@0.1.1 put-many
+func hostPutMany(storePtr, storeLen, bytesPtr, bytesLen, endsPtr, endsLen, ret uint32)
 
-//go:wasmimport sabot:agent/state@0.1.0 delete-many
-func hostDeleteMany(storePtr, storeLen, keysPtr, keysLen, ret uint32)
+//go:wasmimport sabot:agent/packed-state@0.1.1 delete-many
+func hostDeleteMany(storePtr, storeLen, bytesPtr, bytesLen, endsPtr, endsLen, ret uint32)
 
-//go:wasmimport sabot:agent/state@0.1.0 scan
+//go:wasmimport sabot:agent/state@0.1.1 scan
 func hostScan(storePtr, storeLen, keyPtr, keyLen, prefixPtr, prefixLen, afterSome, afterPtr, afterLen, limit, ret uint32)
 
-//go:wasmimport sabot:agent/timers@0.1.0 register
+//go:wasmimport sabot:agent/timers@0.1.1 register
 func hostRegister(ptr, n, ret uint32)
 
-//go:wasmimport sabot:agent/timers@0.1.0 delete
+//go:wasmimport sabot:agent/timers@0.1.1 delete
 func hostDelete(ptr, n, ret uint32)
 
-//go:wasmimport sabot:agent/timers@0.1.0 watermark
+//go:wasmimport sabot:agent/timers@0.1.1 watermark
 func hostWatermark(ret uint32)
 
 func str(s string) (uint32, uint32) {
@@ -272,18 +273,39 @@ func str(s string) (uint32, uint32) {
 	return keep(b), uint32(len(b))
 }
 
-// entryKeys lays out `list<entry-key>`.
-func entryKeys(keys [][]byte, sub []byte) (uint32, uint32) {
-	list := alloc(uint32(16 * len(keys)))
-	subPtr := keep(sub)
-	for i, k := range keys {
-		at := list + uint32(16*i)
-		putU32(at, keep(k))
-		putU32(at+4, uint32(len(k)))
-		putU32(at+8, subPtr)
-		putU32(at+12, uint32(len(sub)))
+// packed lays out packed-state's `packed` record: the strings end to end, and where each ends.
+type packed struct {
+	bytes []byte
+	ends  []uint32
+}
+
+func (p *packed) push(b []byte) {
+	p.bytes = append(p.bytes, b...)
+	p.ends = append(p.ends, uint32(len(p.bytes)))
+}
+
+// lower keeps the lists alive for the host and returns their addresses and lengths.
+func (p *packed) lower() (uint32, uint32, uint32, uint32) {
+	var ends uint32
+	if len(p.ends) > 0 {
+		arena = append(arena, p.ends)
+		ends = uint32(uintptr(unsafe.Pointer(&p.ends[0])))
 	}
-	return list, uint32(len(keys))
+	return keep(p.bytes), uint32(len(p.bytes)), ends, uint32(len(p.ends))
+}
+
+// packedKeys packs `(key, sub)` for every key: two strings per entry.
+func packedKeys(keys [][]byte, sub []byte) *packed {
+	size := len(sub) * len(keys)
+	for _, k := range keys {
+		size += len(k)
+	}
+	p := &packed{bytes: make([]byte, 0, size), ends: make([]uint32, 0, 2*len(keys))}
+	for _, k := range keys {
+		p.push(k)
+		p.push(sub)
+	}
+	return p
 }
 
 // stateResult reads `result<_, state-error>` at r (its payload at r+4).
@@ -302,47 +324,63 @@ func stateResult(store string, r uint32) error {
 }
 
 func stateGetMany(store string, keys [][]byte, sub []byte) ([][]byte, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
 	sp, sl := str(store)
-	kp, kl := entryKeys(keys, sub)
+	bp, bl, ep, el := packedKeys(keys, sub).lower()
 	r := retPtr()
-	hostGetMany(sp, sl, kp, kl, r)
+	hostGetMany(sp, sl, bp, bl, ep, el, r)
 	if err := stateResult(store, r); err != nil {
 		return nil, err
 	}
-	list, n := u32At(r+4), u32At(r+8)
-	out := make([][]byte, n)
+	// values: packed (bytes, ends), then found: list<bool>.
+	values := bytesAt(u32At(r+4), u32At(r+8))
+	ends := unsafe.Slice((*uint32)(unsafe.Pointer(uintptr(u32At(r+12)))), u32At(r+16))
+	found := bytesAt(u32At(r+20), u32At(r+24))
+	// One copy of every value found, sliced per entry.
+	own := append([]byte(nil), values...)
+	out := make([][]byte, len(found))
+	start := uint32(0)
 	for i := range out {
-		at := list + uint32(12*i)
-		if u8At(at) == 1 {
-			out[i] = append(make([]byte, 0, u32At(at+8)), bytesAt(u32At(at+4), u32At(at+8))...)
+		end := ends[i]
+		if found[i] == 1 {
+			out[i] = own[start:end:end]
 		}
+		start = end
 	}
 	return out, nil
 }
 
 func statePutMany(store string, keys [][]byte, sub []byte, values [][]byte) error {
-	sp, sl := str(store)
-	list := alloc(uint32(24 * len(keys)))
-	subPtr := keep(sub)
-	for i, k := range keys {
-		at := list + uint32(24*i)
-		putU32(at, keep(k))
-		putU32(at+4, uint32(len(k)))
-		putU32(at+8, subPtr)
-		putU32(at+12, uint32(len(sub)))
-		putU32(at+16, keep(values[i]))
-		putU32(at+20, uint32(len(values[i])))
+	if len(keys) == 0 {
+		return nil
 	}
+	sp, sl := str(store)
+	size := len(sub) * len(keys)
+	for i, k := range keys {
+		size += len(k) + len(values[i])
+	}
+	p := &packed{bytes: make([]byte, 0, size), ends: make([]uint32, 0, 3*len(keys))}
+	for i, k := range keys {
+		p.push(k)
+		p.push(sub)
+		p.push(values[i])
+	}
+	bp, bl, ep, el := p.lower()
 	r := retPtr()
-	hostPutMany(sp, sl, list, uint32(len(keys)), r)
+	hostPutMany(sp, sl, bp, bl, ep, el, r)
 	return stateResult(store, r)
 }
 
 func stateDeleteMany(store string, keys [][]byte, sub []byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
 	sp, sl := str(store)
-	kp, kl := entryKeys(keys, sub)
+	bp, bl, ep, el := packedKeys(keys, sub).lower()
 	r := retPtr()
-	hostDeleteMany(sp, sl, kp, kl, r)
+	hostDeleteMany(sp, sl, bp, bl, ep, el, r)
 	return stateResult(store, r)
 }
 

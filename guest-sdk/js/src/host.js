@@ -1,12 +1,14 @@
 // What the host offers an agent: logging, metrics, keyed state and timers, over the imports of
 // `wit/worlds.wit`. Every call crosses the sandbox boundary: call these per batch, not per row.
 
-import { log as hostLog } from 'sabot:agent/log@0.1.0';
-import { counterAdd, gaugeSet, histogramRecord } from 'sabot:agent/metrics@0.1.0';
-import { getMany, putMany, deleteMany, scan } from 'sabot:agent/state@0.1.0';
-import { register, delete as deleteTimers, watermark as hostWatermark } from 'sabot:agent/timers@0.1.0';
+import { log as hostLog } from 'sabot:agent/log@0.1.1';
+import { counterAdd, gaugeSet, histogramRecord } from 'sabot:agent/metrics@0.1.1';
+import { getMany, putMany, deleteMany } from 'sabot:agent/packed-state@0.1.1';
+import { scan } from 'sabot:agent/state@0.1.1';
+import { register, delete as deleteTimers, watermark as hostWatermark } from 'sabot:agent/timers@0.1.1';
 import { AgentError } from './error.js';
 import { stateKey } from './table.js';
+import { pack, unpackValues } from './packed.js';
 
 /** Structured log lines, tagged by the host with the pipeline, agent and instance. */
 export const log = {
@@ -70,21 +72,23 @@ export class ValueState {
 
   /** The values of `keys`, in order (`undefined` where there is none): one host call. */
   getMany(keys) {
-    const entries = keys.map((k) => ({ key: stateKey(k), sub: EMPTY }));
-    const found = stateCall(this.name, () => getMany(this.name, entries));
-    return found.map((v) => (v === undefined || v === null ? undefined : this.codec.decode(v)));
+    if (keys.length === 0) return [];
+    const packed = pack(keys.flatMap((k) => [stateKey(k), EMPTY]));
+    return unpackValues(stateCall(this.name, () => getMany(this.name, packed)), this.codec);
   }
 
   /** Writes `entries`, `[key, value]` pairs: one host call. */
   setMany(entries) {
-    const list = entries.map(([k, v]) => [{ key: stateKey(k), sub: EMPTY }, this.codec.encode(v)]);
-    stateCall(this.name, () => putMany(this.name, list));
+    if (entries.length === 0) return;
+    const packed = pack(entries.flatMap(([k, v]) => [stateKey(k), EMPTY, this.codec.encode(v)]));
+    stateCall(this.name, () => putMany(this.name, packed));
   }
 
   /** Deletes the values of `keys`: one host call. */
   deleteMany(keys) {
-    const list = keys.map((k) => ({ key: stateKey(k), sub: EMPTY }));
-    stateCall(this.name, () => deleteMany(this.name, list));
+    if (keys.length === 0) return;
+    const packed = pack(keys.flatMap((k) => [stateKey(k), EMPTY]));
+    stateCall(this.name, () => deleteMany(this.name, packed));
   }
 
   get(key) {
@@ -109,24 +113,25 @@ export class MapState {
 
   /** The values of `[key, field]` pairs, in order (`undefined` where there is none). */
   getMany(pairs) {
-    const entries = pairs.map(([k, f]) => ({ key: stateKey(k), sub: encoder.encode(f) }));
-    const found = stateCall(this.name, () => getMany(this.name, entries));
-    return found.map((v) => (v === undefined || v === null ? undefined : this.codec.decode(v)));
+    if (pairs.length === 0) return [];
+    const packed = pack(pairs.flatMap(([k, f]) => [stateKey(k), encoder.encode(f)]));
+    return unpackValues(stateCall(this.name, () => getMany(this.name, packed)), this.codec);
   }
 
   /** Writes `[key, field, value]` triples. */
   putMany(triples) {
-    const list = triples.map(([k, f, v]) => [
-      { key: stateKey(k), sub: encoder.encode(f) },
-      this.codec.encode(v),
-    ]);
-    stateCall(this.name, () => putMany(this.name, list));
+    if (triples.length === 0) return;
+    const packed = pack(
+      triples.flatMap(([k, f, v]) => [stateKey(k), encoder.encode(f), this.codec.encode(v)]),
+    );
+    stateCall(this.name, () => putMany(this.name, packed));
   }
 
   /** Deletes `[key, field]` pairs. */
   removeMany(pairs) {
-    const list = pairs.map(([k, f]) => ({ key: stateKey(k), sub: encoder.encode(f) }));
-    stateCall(this.name, () => deleteMany(this.name, list));
+    if (pairs.length === 0) return;
+    const packed = pack(pairs.flatMap(([k, f]) => [stateKey(k), encoder.encode(f)]));
+    stateCall(this.name, () => deleteMany(this.name, packed));
   }
 
   /** Every `[field, value]` of `key`, in field order. */

@@ -144,3 +144,17 @@ test('a function module appends its result, answers an empty batch, and names wh
   assert.equal(spreads.get(1), -Infinity, 'an empty list: result of the fresh accumulator');
   assert.equal(spreads.get(2), null, 'a NULL list: NULL');
 });
+
+test('state calls pack every key, sub-key and value of a batch into one buffer and one offsets array', async () => {
+  const { pack, unpackValues } = await import('../src/packed.js');
+  const enc = new TextEncoder();
+  const packed = pack([stateKey(7n), new Uint8Array(0), enc.encode('12'), stateKey('card-8'), enc.encode('shop'), enc.encode('"x"')]);
+  assert.ok(packed.bytes instanceof Uint8Array && packed.ends instanceof Uint32Array);
+  assert.deepEqual([...packed.ends], [8, 8, 10, 16, 20, 23]);
+  assert.equal(new TextDecoder().decode(packed.bytes.subarray(16, 20)), 'shop');
+  // What the host answers: the values found end to end, and which entries were there.
+  const json = { decode: (b) => JSON.parse(new TextDecoder().decode(b)) };
+  const found = { values: { bytes: enc.encode('12"x"'), ends: new Uint32Array([2, 2, 5]) }, found: [true, false, true] };
+  assert.deepEqual(unpackValues(found, json), [12, undefined, 'x']);
+  assert.deepEqual(unpackValues({ values: { bytes: new Uint8Array(0), ends: new Uint32Array(0) }, found: [] }, json), []);
+});

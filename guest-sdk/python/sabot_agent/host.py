@@ -5,6 +5,7 @@ the bindings componentize-py generates (``wit_world``); they exist only inside a
 """
 
 import json
+from itertools import accumulate
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -70,6 +71,19 @@ def _json_decode(data: bytes) -> Any:
     return json.loads(data)
 
 
+def _pack(strings: List[bytes]):
+    """packed-state's ``packed`` record of ``strings``: the bytes end to end, and where each ends
+    (one buffer and one list per call, whatever the number of entries)."""
+    return _wit("packed_state").Packed(b"".join(strings), list(accumulate(map(len, strings))))
+
+
+def _unpack(found, decode: Callable[[bytes], Any]) -> List[Any]:
+    """The values a ``get-many`` found, decoded; ``None`` where an entry is absent."""
+    data, ends = found.values.bytes, found.values.ends
+    starts = [0] + ends[:-1]
+    return [decode(data[a:b]) if there else None for a, b, there in zip(starts, ends, found.found)]
+
+
 def _state_call(store: str, f: Callable[[], Any]) -> Any:
     from componentize_py_types import Err
 
@@ -94,23 +108,24 @@ class ValueState:
 
     def get_many(self, keys: Sequence[Key]) -> List[Any]:
         """The values of ``keys``, in order (``None`` where there is none): one host call."""
-        wstate = _wit("state")
-        entries = [wstate.EntryKey(state_key(k), b"") for k in keys]
-        found = _state_call(self.name, lambda: wstate.get_many(self.name, entries))
-        dec = self._decode
-        return [None if v is None else dec(v) for v in found]
+        if not keys:
+            return []
+        packed = _pack([s for k in keys for s in (state_key(k), b"")])
+        found = _state_call(self.name, lambda: _wit("packed_state").get_many(self.name, packed))
+        return _unpack(found, self._decode)
 
     def set_many(self, entries: Iterable[Tuple[Key, Any]]) -> None:
         """Writes ``(key, value)`` pairs: one host call."""
-        wstate = _wit("state")
         enc = self._encode
-        items = [(wstate.EntryKey(state_key(k), b""), enc(v)) for k, v in entries]
-        _state_call(self.name, lambda: wstate.put_many(self.name, items))
+        strings = [s for k, v in entries for s in (state_key(k), b"", enc(v))]
+        if strings:
+            packed = _pack(strings)
+            _state_call(self.name, lambda: _wit("packed_state").put_many(self.name, packed))
 
     def delete_many(self, keys: Sequence[Key]) -> None:
-        wstate = _wit("state")
-        items = [wstate.EntryKey(state_key(k), b"") for k in keys]
-        _state_call(self.name, lambda: wstate.delete_many(self.name, items))
+        if keys:
+            packed = _pack([s for k in keys for s in (state_key(k), b"")])
+            _state_call(self.name, lambda: _wit("packed_state").delete_many(self.name, packed))
 
     def get(self, key: Key) -> Any:
         return self.get_many([key])[0]
@@ -132,20 +147,23 @@ class MapState:
         self._decode = decode
 
     def get_many(self, pairs: Sequence[Tuple[Key, str]]) -> List[Any]:
-        wstate = _wit("state")
-        entries = [wstate.EntryKey(state_key(k), f.encode()) for k, f in pairs]
-        found = _state_call(self.name, lambda: wstate.get_many(self.name, entries))
-        return [None if v is None else self._decode(v) for v in found]
+        if not pairs:
+            return []
+        packed = _pack([s for k, f in pairs for s in (state_key(k), f.encode())])
+        found = _state_call(self.name, lambda: _wit("packed_state").get_many(self.name, packed))
+        return _unpack(found, self._decode)
 
     def put_many(self, triples: Iterable[Tuple[Key, str, Any]]) -> None:
-        wstate = _wit("state")
-        items = [(wstate.EntryKey(state_key(k), f.encode()), self._encode(v)) for k, f, v in triples]
-        _state_call(self.name, lambda: wstate.put_many(self.name, items))
+        enc = self._encode
+        strings = [s for k, f, v in triples for s in (state_key(k), f.encode(), enc(v))]
+        if strings:
+            packed = _pack(strings)
+            _state_call(self.name, lambda: _wit("packed_state").put_many(self.name, packed))
 
     def remove_many(self, pairs: Sequence[Tuple[Key, str]]) -> None:
-        wstate = _wit("state")
-        items = [wstate.EntryKey(state_key(k), f.encode()) for k, f in pairs]
-        _state_call(self.name, lambda: wstate.delete_many(self.name, items))
+        if pairs:
+            packed = _pack([s for k, f in pairs for s in (state_key(k), f.encode())])
+            _state_call(self.name, lambda: _wit("packed_state").delete_many(self.name, packed))
 
     def entries(self, key: Key) -> List[Tuple[str, Any]]:
         """Every ``(field, value)`` of ``key``, in field order."""

@@ -43,7 +43,7 @@ def bind(module: ModuleType):
 
     # Imported now, while componentize-py pre-initialises the app: an interface first imported
     # later is missing from the component.
-    from wit_world.imports import log, metrics, state  # noqa: F401
+    from wit_world.imports import log, metrics, packed_state, state  # noqa: F401
 
     definition = find_agent(module)
     kinds = {

@@ -14,7 +14,8 @@ use crate::timers::Timer;
 use crate::{Agent, AgentError, Emitter, RecordBatch};
 
 pub use crate::wit::sabot::agent::log::Level;
-pub use crate::wit::sabot::agent::state::{EntryKey, StateError};
+pub use crate::wit::sabot::agent::packed_state::{Packed, Values};
+pub use crate::wit::sabot::agent::state::StateError;
 pub use crate::wit::sabot::agent::timers::{TimeDomain as WitTimeDomain, Timer as WitTimer};
 
 /// `(sub-key, value)` pairs, as `state.scan` returns them.
@@ -34,16 +35,12 @@ pub trait Services: Send {
     fn gauge_set(&mut self, name: &str, value: f64);
     /// `metrics.histogram-record`.
     fn histogram_record(&mut self, name: &str, value: f64);
-    /// `state.get-many`.
-    fn get_many(
-        &mut self,
-        store: &str,
-        keys: &[EntryKey],
-    ) -> Result<Vec<Option<Vec<u8>>>, StateError>;
-    /// `state.put-many`.
-    fn put_many(&mut self, store: &str, entries: &[(EntryKey, Vec<u8>)]) -> Result<(), StateError>;
-    /// `state.delete-many`.
-    fn delete_many(&mut self, store: &str, keys: &[EntryKey]) -> Result<(), StateError>;
+    /// `packed-state.get-many`.
+    fn get_many(&mut self, store: &str, keys: &Packed) -> Result<Values, StateError>;
+    /// `packed-state.put-many`.
+    fn put_many(&mut self, store: &str, entries: &Packed) -> Result<(), StateError>;
+    /// `packed-state.delete-many`.
+    fn delete_many(&mut self, store: &str, keys: &Packed) -> Result<(), StateError>;
     /// `state.scan`.
     fn scan(
         &mut self,
@@ -107,16 +104,13 @@ pub(crate) mod calls {
     pub(crate) fn histogram_record(name: &str, value: f64) {
         with(|s| s.histogram_record(name, value))
     }
-    pub(crate) fn get_many(
-        store: &str,
-        keys: &[EntryKey],
-    ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+    pub(crate) fn packed_get_many(store: &str, keys: &Packed) -> Result<Values, StateError> {
         with(|s| s.get_many(store, keys))
     }
-    pub(crate) fn put_many(store: &str, entries: &[(EntryKey, Vec<u8>)]) -> Result<(), StateError> {
+    pub(crate) fn packed_put_many(store: &str, entries: &Packed) -> Result<(), StateError> {
         with(|s| s.put_many(store, entries))
     }
-    pub(crate) fn delete_many(store: &str, keys: &[EntryKey]) -> Result<(), StateError> {
+    pub(crate) fn packed_delete_many(store: &str, keys: &Packed) -> Result<(), StateError> {
         with(|s| s.delete_many(store, keys))
     }
     pub(crate) fn scan(

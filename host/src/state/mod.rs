@@ -394,9 +394,19 @@ impl StateScope {
         store: &str,
         keys: &[EntryKey],
     ) -> Result<Vec<Option<Vec<u8>>>, Refusal> {
+        self.get_entries(store, keys.iter().map(|(k, s)| (&k[..], &s[..])))
+    }
+
+    /// The values of `(key, sub-key)` entries of `store`, in order: `get-many` of either
+    /// state interface, without owning the keys.
+    pub fn get_entries<'k>(
+        &self,
+        store: &str,
+        keys: impl IntoIterator<Item = (&'k [u8], &'k [u8])>,
+    ) -> Result<Vec<Option<Vec<u8>>>, Refusal> {
         self.check_store(store)?;
         let keys = keys
-            .iter()
+            .into_iter()
             .map(|(key, sub)| Ok(entry_key(store, self.group(key)?, key, sub)))
             .collect::<Result<Vec<_>, Refusal>>()?;
         self.backend.get_many(&keys).map_err(Self::backend_error)
@@ -408,7 +418,22 @@ impl StateScope {
         store: &str,
         writes: Vec<(EntryKey, Option<Vec<u8>>)>,
     ) -> Result<(), Refusal> {
+        let (keys, values): (Vec<EntryKey>, Vec<Option<Vec<u8>>>) = writes.into_iter().unzip();
+        self.write_entries(
+            store,
+            keys.iter().map(|(k, s)| (&k[..], &s[..])).zip(values),
+        )
+    }
+
+    /// Writes (`Some`) and deletes (`None`) `(key, sub-key)` entries of `store`, all or none:
+    /// `put-many` and `delete-many` of either state interface, without owning the keys.
+    pub fn write_entries<'k>(
+        &self,
+        store: &str,
+        writes: impl IntoIterator<Item = ((&'k [u8], &'k [u8]), Option<Vec<u8>>)>,
+    ) -> Result<(), Refusal> {
         self.check_store(store)?;
+        let writes: Vec<_> = writes.into_iter().collect();
         let incoming = writes
             .iter()
             .map(|((key, sub), value)| {
@@ -429,7 +454,7 @@ impl StateScope {
                         v.len()
                     )));
                 }
-                Ok((entry_key(store, self.group(&key)?, &key, &sub), value))
+                Ok((entry_key(store, self.group(key)?, key, sub), value))
             })
             .collect::<Result<Vec<_>, Refusal>>()?;
         self.backend.write(writes).map_err(Self::backend_error)

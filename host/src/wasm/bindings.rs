@@ -6,6 +6,10 @@
 wasmtime::component::bindgen!({
     world: "timed-agent",
     path: "../wit",
+    imports: {
+        // Lists that break the packing are the SDK's bug: they trap, naming what is wrong.
+        "sabot:agent/packed-state": trappable,
+    },
 });
 
 pub use exports::sabot::agent::handler::GuestIndices as HandlerIndices;

@@ -2,9 +2,10 @@
 //! emit WASI preview-1 core modules (Go's `wasip1` target), not components.
 //!
 //! The module must implement the agent world's canonical ABI by hand (the Go SDK does): export
-//! `sabot:agent/handler@0.1.0#init` and friends and `cabi_realloc`, import
-//! `sabot:agent/state@0.1.0` and friends. [`componentize`] embeds the WIT of the world it targets
-//! (compiled into this binary, so the two cannot drift) and wraps the module with the WASI
+//! `sabot:agent/handler@0.1.1#init` and friends and `cabi_realloc`, import
+//! `sabot:agent/packed-state@0.1.1` and friends. [`componentize`] embeds the WIT of the world it
+//! targets, at the version the module's `handler` exports name (`0.1.0` or `0.1.1`: both are
+//! compiled into this binary, so the two cannot drift) and wraps the module with the WASI
 //! preview-1 *reactor* adapter of the wasmtime release the host runs, so its WASI calls reach the
 //! host's WASI preview 2.
 //!
@@ -20,9 +21,13 @@ use wasm_encoder::{ConstExpr, ExportKind, Function, GlobalType, Instruction, Val
 use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::{Resolve, SourceMap};
 
-/// The agent contract, as compiled into this binary: `wit/*.wit`.
-pub const WIT: [(&str, &str); 7] = [
+/// The agent contract, as compiled into this binary: `wit/*.wit`, its newest version.
+pub const WIT: &[(&str, &str)] = &[
     ("handler.wit", include_str!("../../../wit/handler.wit")),
+    (
+        "packed-state.wit",
+        include_str!("../../../wit/packed-state.wit"),
+    ),
     ("log.wit", include_str!("../../../wit/log.wit")),
     ("metrics.wit", include_str!("../../../wit/metrics.wit")),
     ("state.wit", include_str!("../../../wit/state.wit")),
@@ -30,6 +35,37 @@ pub const WIT: [(&str, &str); 7] = [
     ("types.wit", include_str!("../../../wit/types.wit")),
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
+
+/// The contract's first version, `wit/0.1.0/*.wit`, as released: modules built against it
+/// (their exports named `…@0.1.0#…`) are componentized against it.
+pub const WIT_0_1_0: &[(&str, &str)] = &[
+    (
+        "handler.wit",
+        include_str!("../../../wit/0.1.0/handler.wit"),
+    ),
+    ("log.wit", include_str!("../../../wit/0.1.0/log.wit")),
+    (
+        "metrics.wit",
+        include_str!("../../../wit/0.1.0/metrics.wit"),
+    ),
+    ("state.wit", include_str!("../../../wit/0.1.0/state.wit")),
+    ("timers.wit", include_str!("../../../wit/0.1.0/timers.wit")),
+    ("types.wit", include_str!("../../../wit/0.1.0/types.wit")),
+    ("worlds.wit", include_str!("../../../wit/0.1.0/worlds.wit")),
+];
+
+/// The contract version `core` was built against: the one its `handler` exports name.
+fn contract_of(core: &[u8]) -> &'static [(&'static str, &'static str)] {
+    let built_against_0_1_0 = wasmparser::Parser::new(0)
+        .parse_all(core)
+        .filter_map(|payload| match payload {
+            Ok(wasmparser::Payload::ExportSection(reader)) => Some(reader),
+            _ => None,
+        })
+        .flat_map(|reader| reader.into_iter().flatten())
+        .any(|export| export.name.starts_with("sabot:agent/handler@0.1.0#"));
+    if built_against_0_1_0 { WIT_0_1_0 } else { WIT }
+}
 
 /// Why a core module could not be made a component.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +104,8 @@ pub fn componentize(core: &[u8], module: &str, world: &str) -> Result<Vec<u8>, C
         });
     }
     let mut sources = SourceMap::new();
-    for (name, text) in WIT {
-        sources.push(std::path::Path::new(name), text);
+    for (name, text) in contract_of(core) {
+        sources.push(std::path::Path::new(name), *text);
     }
     let mut resolve = Resolve::default();
     let group = sources.parse().unwrap_or_else(|(_, e)| {

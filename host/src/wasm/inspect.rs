@@ -44,13 +44,10 @@ pub fn inspect(runtime: &WasmRuntime, name: &str, bytes: &[u8]) -> ModuleInfo {
         exports: Vec::new(),
         sdk_version: sdk_version(bytes),
     };
+    let mut timed = None;
     let component = match runtime.load_bytes(name, bytes) {
         Ok(module) => {
-            info.world = Some(if module.has_time_handler() {
-                TIMED_WORLD.into()
-            } else {
-                WORLD.into()
-            });
+            timed = Some(module.has_time_handler());
             module.component().cloned()
         }
         Err(e) => {
@@ -72,7 +69,23 @@ pub fn inspect(runtime: &WasmRuntime, name: &str, bytes: &[u8]) -> ModuleInfo {
             .map(|(n, _)| n.to_owned())
             .collect();
     }
+    info.world = timed.map(|timed| {
+        let world = if timed { TIMED_WORLD } else { WORLD };
+        built_against(world, &info.exports)
+    });
     info
+}
+
+/// `world` at the contract version the component's `handler` export names (`agent@0.1.0` for a
+/// component built before `0.1.1`), or as the host names it when the export has no version.
+fn built_against(world: &str, exports: &[String]) -> String {
+    let version = exports
+        .iter()
+        .find_map(|e| e.strip_prefix("sabot:agent/handler@"));
+    match (version, world.split_once('@')) {
+        (Some(version), Some((name, _))) => format!("{name}@{version}"),
+        _ => world.to_owned(),
+    }
 }
 
 /// The contents of the `sabot-sdk` custom section, searched in every nested module.

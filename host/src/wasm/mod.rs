@@ -8,9 +8,9 @@
 //!   trapped instance, or one over a budget, is discarded and the next call gets a fresh one.
 //! - [`native`]: the built-in operators run in the host's process, their host calls checked
 //!   as a component's are ([`Builtins`] chooses, `SABOT_BUILTINS=wasm` sandboxes them too).
-//! - One file per imported WIT interface: [`log`], [`metrics`], [`state`]. WASI is linked with nothing
-//!   granted: no preopened directories, no sockets, no environment; standard output and error are
-//!   captured ([`capture`]).
+//! - One file per imported WIT interface: [`log`], [`metrics`], [`state`] (with `packed-state`),
+//!   [`timers`]. WASI is linked with nothing granted: no preopened directories, no sockets, no
+//!   environment; standard output and error are captured ([`capture`]).
 
 mod bindings;
 pub mod builtin;
@@ -43,12 +43,13 @@ pub use limits::{Budget, BudgetExceeded, Limits, LimitsOverride};
 pub use metrics::{AgentMetrics, CallSnapshot};
 pub use native::Builtins;
 
-/// The world every agent implements.
-pub const WORLD: &str = "sabot:agent/agent@0.1.0";
+/// The world every agent implements, at the contract's newest version (components built against
+/// an earlier `0.1` version run too: the host links them semver-compatibly).
+pub const WORLD: &str = "sabot:agent/agent@0.1.1";
 /// The world of agents that also work in event time (timers, watermarks).
-pub const TIMED_WORLD: &str = "sabot:agent/timed-agent@0.1.0";
+pub const TIMED_WORLD: &str = "sabot:agent/timed-agent@0.1.1";
 /// The interface every agent exports.
-pub const HANDLER: &str = "sabot:agent/handler@0.1.0";
+pub const HANDLER: &str = "sabot:agent/handler@0.1.1";
 
 /// How often the epoch advances: the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -102,7 +103,7 @@ pub enum ModuleError {
     Invalid { module: String, message: String },
     /// A valid component that does not implement the agent world.
     #[error(
-        "module {module} does not implement the {WORLD} world: {message} (build agents with sabot-sdk's export_agent!)"
+        "module {module} does not implement the {WORLD} world, nor an earlier 0.1 version of it: {message} (build agents with sabot-sdk's export_agent!)"
     )]
     WrongWorld { module: String, message: String },
     /// The engine could not be created.

@@ -14,16 +14,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sabot_sdk::native::{
-    Budget as CallBudget, Entries, EntryKey, Failure, Level, NativeAgent, Services, StateError,
-    WitTimeDomain, WitTimer,
+    Budget as CallBudget, Entries, Failure, Level, NativeAgent, Packed, Services, StateError,
+    Values, WitTimeDomain, WitTimer,
 };
 
 use super::HostState;
 use super::bindings::ErrorKind;
 use super::bindings::sabot::agent::log::{Host as _, Level as HostLevel};
-use super::bindings::sabot::agent::state::{
-    EntryKey as HostEntryKey, Host as StateHost, StateError as HostStateError,
-};
+use super::bindings::sabot::agent::state::{Host as StateHost, StateError as HostStateError};
 use super::bindings::sabot::agent::timers::{
     Host as TimersHost, TimeDomain as HostTimeDomain, Timer as HostTimer,
 };
@@ -86,10 +84,12 @@ impl NativeHost {
     }
 }
 
-fn entry_key(k: &EntryKey) -> HostEntryKey {
-    HostEntryKey {
-        key: k.key.clone(),
-        sub: k.sub.clone(),
+/// A packed call's result for a native operator: lists that break the packing (a bug in the
+/// SDK, which a component's call traps on) fail the call.
+fn native_packed<T>(result: super::state::PackedResult<T>) -> Result<T, StateError> {
+    match result {
+        Ok(r) => r.map_err(to_sdk),
+        Err(bug) => Err(StateError::Backend(bug.to_string())),
     }
 }
 
@@ -136,26 +136,27 @@ impl Services for NativeHost {
         self.host().metrics.histogram_record(name, value);
     }
 
-    fn get_many(
-        &mut self,
-        store: &str,
-        keys: &[EntryKey],
-    ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
-        let keys = keys.iter().map(entry_key).collect();
-        StateHost::get_many(&mut *self.host(), store.to_owned(), keys).map_err(to_sdk)
+    fn get_many(&mut self, store: &str, keys: &Packed) -> Result<Values, StateError> {
+        let (bytes, ends, found) =
+            native_packed(self.host().packed_get_many(store, &keys.bytes, &keys.ends))?;
+        Ok(Values {
+            values: Packed { bytes, ends },
+            found,
+        })
     }
 
-    fn put_many(&mut self, store: &str, entries: &[(EntryKey, Vec<u8>)]) -> Result<(), StateError> {
-        let entries = entries
-            .iter()
-            .map(|(k, v)| (entry_key(k), v.clone()))
-            .collect();
-        StateHost::put_many(&mut *self.host(), store.to_owned(), entries).map_err(to_sdk)
+    fn put_many(&mut self, store: &str, entries: &Packed) -> Result<(), StateError> {
+        native_packed(
+            self.host()
+                .packed_put_many(store, &entries.bytes, &entries.ends),
+        )
     }
 
-    fn delete_many(&mut self, store: &str, keys: &[EntryKey]) -> Result<(), StateError> {
-        let keys = keys.iter().map(entry_key).collect();
-        StateHost::delete_many(&mut *self.host(), store.to_owned(), keys).map_err(to_sdk)
+    fn delete_many(&mut self, store: &str, keys: &Packed) -> Result<(), StateError> {
+        native_packed(
+            self.host()
+                .packed_delete_many(store, &keys.bytes, &keys.ends),
+        )
     }
 
     fn scan(

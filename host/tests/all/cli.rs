@@ -298,10 +298,10 @@ fn inspect_describes_an_agent() {
     let text = stdout(&out);
     assert!(text.contains("kind:     component"), "{text}");
     assert!(
-        text.contains("world:    sabot:agent/timed-agent@0.1.0"),
+        text.contains("world:    sabot:agent/timed-agent@0.1.1"),
         "{text}"
     );
-    assert!(text.contains("sabot:agent/time-handler@0.1.0"), "{text}");
+    assert!(text.contains("sabot:agent/time-handler@0.1.1"), "{text}");
     assert!(
         text.contains(&format!(
             "sdk:      sabot-sdk {}",
@@ -309,23 +309,33 @@ fn inspect_describes_an_agent() {
         )),
         "{text}"
     );
-    assert!(text.contains("sabot:agent/handler@0.1.0"), "{text}");
-    assert!(text.contains("sabot:agent/types@0.1.0"), "{text}");
+    assert!(text.contains("sabot:agent/handler@0.1.1"), "{text}");
+    assert!(text.contains("sabot:agent/types@0.1.1"), "{text}");
+    // Its batched state calls go through the packed interface of 0.1.1.
+    assert!(text.contains("sabot:agent/packed-state@0.1.1"), "{text}");
 
     let json = sabot(
         &["inspect", "--json", FRAUD_RULES],
         std::path::Path::new("."),
     );
     let info: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(info["world"], "sabot:agent/timed-agent@0.1.0");
+    assert_eq!(info["world"], "sabot:agent/timed-agent@0.1.1");
 
-    // A component of the plain world, without the event-time hooks.
+    // A component of the plain world, without the event-time hooks, built against the frozen
+    // first version of the contract: the version it was built against is the one shown.
     let json = sabot(
         &["inspect", "--json", sabot_test_artifacts::PLAIN],
         std::path::Path::new("."),
     );
     let info: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(info["world"], "sabot:agent/agent@0.1.0");
+    assert!(
+        info["imports"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("sabot:agent/state@0.1.0")),
+        "{info:#}"
+    );
 }
 
 #[test]

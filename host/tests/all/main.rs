@@ -7,6 +7,7 @@ mod checkpoint;
 mod cli;
 mod cluster;
 mod container;
+mod contract;
 mod control_plane;
 mod crash;
 mod files;

@@ -211,8 +211,8 @@ fn a_component_of_another_world_is_refused_naming_what_is_missing() {
     let err = runtime().load_bytes("empty.wasm", &empty).unwrap_err();
     assert!(matches!(err, ModuleError::WrongWorld { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("sabot:agent/agent@0.1.0"), "{message}");
-    assert!(message.contains("sabot:agent/handler@0.1.0"), "{message}");
+    assert!(message.contains("sabot:agent/agent@0.1.1"), "{message}");
+    assert!(message.contains("sabot:agent/handler@0.1.1"), "{message}");
 
     let wants_http =
         wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func)))))"#)

@@ -381,7 +381,7 @@ fn modules_are_stored_by_content_tagged_immutably_and_refused_with_reasons() {
         body["error"]
             .as_str()
             .unwrap()
-            .contains("does not implement the sabot:agent/agent@0.1.0 world"),
+            .contains("does not implement the sabot:agent/agent@0.1.1 world"),
         "{body}"
     );
 

@@ -20,6 +20,16 @@ pub trait Codec: Copy {
     /// The bytes of a value.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, String>;
 
+    /// Appends `value`'s encoding to `out` (a batch of values encodes into one buffer).
+    fn encode_into<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        out.extend_from_slice(&self.encode(value)?);
+        Ok(())
+    }
+
     /// A value from its bytes.
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String>;
 
@@ -48,6 +58,14 @@ impl Codec for Json {
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, String> {
         serde_json::to_vec(value).map_err(|e| e.to_string())
+    }
+
+    fn encode_into<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        serde_json::to_writer(out, value).map_err(|e| e.to_string())
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String> {
@@ -81,6 +99,15 @@ impl Codec for Postcard {
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, String> {
         postcard::to_allocvec(value).map_err(|e| e.to_string())
+    }
+
+    fn encode_into<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        *out = postcard::to_extend(value, std::mem::take(out)).map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String> {

@@ -1,4 +1,4 @@
-//! Keyed state kept by the host: `wit/state.wit`.
+//! Keyed state kept by the host: `wit/state.wit` and `wit/packed-state.wit`.
 //!
 //! The primitives Flink users know, typed with serde: [`ValueState`], [`MapState`],
 //! [`ListState`], [`ReducingState`] and [`AggregatingState`]. Each is named (its *store*) and
@@ -30,10 +30,13 @@ use serde::de::DeserializeOwned;
 
 use crate::AgentError;
 use crate::imports;
-use crate::wit::sabot::agent::state::{EntryKey, StateError};
+use crate::wit::sabot::agent::state::StateError;
 
 mod codec;
 mod derived;
+mod packed;
+
+pub(crate) use packed::{Packed, Values};
 
 pub use codec::{Codec, Json, Postcard};
 pub use derived::{AggregatingState, Aggregator, ListState, ReducingState};
@@ -43,6 +46,12 @@ pub use derived::{AggregatingState, Aggregator, ListState, ReducingState};
 pub trait StateKey {
     /// The key's bytes.
     fn state_key(&self) -> Vec<u8>;
+
+    /// Appends the key's bytes to `out` (what a batch of state calls does for every key: the
+    /// provided form allocates the key first; the SDK's own keys write in place).
+    fn write_state_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.state_key());
+    }
 }
 
 macro_rules! int_keys {
@@ -51,38 +60,37 @@ macro_rules! int_keys {
             fn state_key(&self) -> Vec<u8> {
                 self.to_le_bytes().to_vec()
             }
+
+            fn write_state_key(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
         }
     )*};
 }
 int_keys!(i8, i16, i32, i64, u8, u16, u32, u64);
 
-impl StateKey for str {
-    fn state_key(&self) -> Vec<u8> {
-        self.as_bytes().to_vec()
-    }
-}
+macro_rules! byte_keys {
+    ($($t:ty),*) => {$(
+        impl StateKey for $t {
+            fn state_key(&self) -> Vec<u8> {
+                AsRef::<[u8]>::as_ref(self).to_vec()
+            }
 
-impl StateKey for String {
-    fn state_key(&self) -> Vec<u8> {
-        self.as_bytes().to_vec()
-    }
+            fn write_state_key(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(AsRef::<[u8]>::as_ref(self));
+            }
+        }
+    )*};
 }
-
-impl StateKey for [u8] {
-    fn state_key(&self) -> Vec<u8> {
-        self.to_vec()
-    }
-}
-
-impl StateKey for Vec<u8> {
-    fn state_key(&self) -> Vec<u8> {
-        self.clone()
-    }
-}
+byte_keys!(str, String, [u8], Vec<u8>);
 
 impl<T: StateKey + ?Sized> StateKey for &T {
     fn state_key(&self) -> Vec<u8> {
         (**self).state_key()
+    }
+
+    fn write_state_key(&self, out: &mut Vec<u8>) {
+        (**self).write_state_key(out);
     }
 }
 
@@ -94,14 +102,23 @@ struct Coded<'a, C> {
 }
 
 impl<C: Codec> Coded<'_, C> {
-    fn value<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, AgentError> {
-        self.codec.encode(value).map_err(|e| {
-            AgentError::internal(format!(
-                "state `{}`: cannot encode a value as {}: {e}",
-                self.store,
-                C::NAME
-            ))
-        })
+    /// Appends `value`'s encoding to `packed` as its next string.
+    fn value_into<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        packed: &mut Packed,
+    ) -> Result<(), AgentError> {
+        self.codec
+            .encode_into(value, &mut packed.bytes)
+            .map_err(|e| {
+                AgentError::internal(format!(
+                    "state `{}`: cannot encode a value as {}: {e}",
+                    self.store,
+                    C::NAME
+                ))
+            })?;
+        packed.end();
+        Ok(())
     }
 
     fn field<T: Serialize + ?Sized>(&self, field: &T) -> Result<Vec<u8>, AgentError> {
@@ -144,11 +161,13 @@ fn refused(store: &str, e: StateError) -> AgentError {
     }
 }
 
-fn entry(key: &impl StateKey, sub: Vec<u8>) -> EntryKey {
-    EntryKey {
-        key: key.state_key(),
-        sub,
+/// Single-value entries (no sub-key) of `keys`, packed.
+fn single_entries<K: StateKey>(keys: &[K]) -> Packed {
+    let mut packed = Packed::with_capacity(2 * keys.len(), 8 * keys.len());
+    for k in keys {
+        packed.push_entry(k);
     }
+    packed
 }
 
 /// The state key of each row of a key column, as the host partitions by it: integers as the
@@ -204,31 +223,37 @@ pub fn column_keys(column: &dyn arrow_array::Array) -> Result<Vec<Vec<u8>>, Agen
 /// `(sub-key, value)` pairs, as a scan returns them.
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The raw calls, with errors mapped.
+/// The raw calls, with errors mapped: `packed-state` for batches, `state` for scans.
 struct Store {
     name: String,
 }
 
 impl Store {
-    fn get_many(&self, keys: &[EntryKey]) -> Result<Vec<Option<Vec<u8>>>, AgentError> {
+    /// The values of `keys` (key, sub-key: two strings per entry).
+    fn get_many(&self, keys: &Packed) -> Result<Values, AgentError> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Values {
+                values: Packed::with_capacity(0, 0),
+                found: Vec::new(),
+            });
         }
-        imports::get_many(&self.name, keys).map_err(|e| refused(&self.name, e))
+        imports::packed_get_many(&self.name, keys).map_err(|e| refused(&self.name, e))
     }
 
-    fn put_many(&self, entries: &[(EntryKey, Vec<u8>)]) -> Result<(), AgentError> {
+    /// Writes `entries` (key, sub-key, value: three strings per entry).
+    fn put_many(&self, entries: &Packed) -> Result<(), AgentError> {
         if entries.is_empty() {
             return Ok(());
         }
-        imports::put_many(&self.name, entries).map_err(|e| refused(&self.name, e))
+        imports::packed_put_many(&self.name, entries).map_err(|e| refused(&self.name, e))
     }
 
-    fn delete_many(&self, keys: &[EntryKey]) -> Result<(), AgentError> {
+    /// Deletes `keys` (key, sub-key: two strings per entry).
+    fn delete_many(&self, keys: &Packed) -> Result<(), AgentError> {
         if keys.is_empty() {
             return Ok(());
         }
-        imports::delete_many(&self.name, keys).map_err(|e| refused(&self.name, e))
+        imports::packed_delete_many(&self.name, keys).map_err(|e| refused(&self.name, e))
     }
 
     /// Every entry under `key`, in sub-key order.
@@ -289,40 +314,41 @@ impl<T: Serialize + DeserializeOwned, C: Codec> ValueState<T, C> {
 
     /// The values for `keys`, in order, in one crossing.
     pub fn get_many<K: StateKey>(&self, keys: &[K]) -> Result<Vec<Option<T>>, AgentError> {
-        let keys: Vec<EntryKey> = keys.iter().map(|k| entry(k, Vec::new())).collect();
         let coded = self.coded();
         self.store
-            .get_many(&keys)?
-            .into_iter()
-            .map(|v| v.map(|b| coded.read(&b)).transpose())
+            .get_many(&single_entries(keys))?
+            .iter()
+            .map(|v| v.map(|b| coded.read(b)).transpose())
             .collect()
     }
 
     /// Sets the value for `key`.
     pub fn set(&self, key: &impl StateKey, value: &T) -> Result<(), AgentError> {
-        self.store
-            .put_many(&[(entry(key, Vec::new()), self.coded().value(value)?)])
+        let mut packed = Packed::with_capacity(3, 32);
+        packed.push_entry(key);
+        self.coded().value_into(value, &mut packed)?;
+        self.store.put_many(&packed)
     }
 
     /// Sets many values in one crossing (a later entry for the same key wins).
     pub fn set_many<K: StateKey>(&self, entries: &[(K, T)]) -> Result<(), AgentError> {
         let coded = self.coded();
-        let entries = entries
-            .iter()
-            .map(|(k, v)| Ok((entry(k, Vec::new()), coded.value(v)?)))
-            .collect::<Result<Vec<_>, AgentError>>()?;
-        self.store.put_many(&entries)
+        let mut packed = Packed::with_capacity(3 * entries.len(), 24 * entries.len());
+        for (k, v) in entries {
+            packed.push_entry(k);
+            coded.value_into(v, &mut packed)?;
+        }
+        self.store.put_many(&packed)
     }
 
     /// Removes the value for `key`.
     pub fn clear(&self, key: &impl StateKey) -> Result<(), AgentError> {
-        self.store.delete_many(&[entry(key, Vec::new())])
+        self.clear_many(std::slice::from_ref(key))
     }
 
     /// Removes the values of many keys in one crossing.
     pub fn clear_many<K: StateKey>(&self, keys: &[K]) -> Result<(), AgentError> {
-        let keys: Vec<EntryKey> = keys.iter().map(|k| entry(k, Vec::new())).collect();
-        self.store.delete_many(&keys)
+        self.store.delete_many(&single_entries(keys))
     }
 }
 
@@ -368,34 +394,54 @@ where
     /// The value of `field` in `key`'s map.
     pub fn get(&self, key: &impl StateKey, field: &F) -> Result<Option<V>, AgentError> {
         let coded = self.coded();
-        let mut values = self.store.get_many(&[entry(key, coded.field(field)?)])?;
-        values.pop().flatten().map(|b| coded.read(&b)).transpose()
+        let mut packed = Packed::with_capacity(2, 16);
+        packed.push_key(key);
+        packed.push(&coded.field(field)?);
+        let values = self.store.get_many(&packed)?;
+        values
+            .iter()
+            .next()
+            .flatten()
+            .map(|b| coded.read(b))
+            .transpose()
     }
 
     /// Sets `field` in `key`'s map.
     pub fn put(&self, key: &impl StateKey, field: &F, value: &V) -> Result<(), AgentError> {
         let coded = self.coded();
-        self.store
-            .put_many(&[(entry(key, coded.field(field)?), coded.value(value)?)])
+        let mut packed = Packed::with_capacity(3, 32);
+        packed.push_key(key);
+        packed.push(&coded.field(field)?);
+        coded.value_into(value, &mut packed)?;
+        self.store.put_many(&packed)
     }
 
     /// Removes `field` from `key`'s map.
     pub fn remove(&self, key: &impl StateKey, field: &F) -> Result<(), AgentError> {
-        let sub = self.coded().field(field)?;
-        self.store.delete_many(&[entry(key, sub)])
+        let mut packed = Packed::with_capacity(2, 16);
+        packed.push_key(key);
+        packed.push(&self.coded().field(field)?);
+        self.store.delete_many(&packed)
+    }
+
+    /// The `(key, field)` entries of `pairs`, packed.
+    fn pairs<K: StateKey>(&self, pairs: &[(K, F)]) -> Result<Packed, AgentError> {
+        let coded = self.coded();
+        let mut packed = Packed::with_capacity(2 * pairs.len(), 24 * pairs.len());
+        for (k, f) in pairs {
+            packed.push_key(k);
+            packed.push(&coded.field(f)?);
+        }
+        Ok(packed)
     }
 
     /// The values of many `(key, field)` pairs, in order, in one crossing.
     pub fn get_many<K: StateKey>(&self, pairs: &[(K, F)]) -> Result<Vec<Option<V>>, AgentError> {
         let coded = self.coded();
-        let keys = pairs
-            .iter()
-            .map(|(k, f)| Ok(entry(k, coded.field(f)?)))
-            .collect::<Result<Vec<_>, AgentError>>()?;
         self.store
-            .get_many(&keys)?
-            .into_iter()
-            .map(|v| v.map(|b| coded.read(&b)).transpose())
+            .get_many(&self.pairs(pairs)?)?
+            .iter()
+            .map(|v| v.map(|b| coded.read(b)).transpose())
             .collect()
     }
 
@@ -403,21 +449,18 @@ where
     /// wins).
     pub fn put_many<K: StateKey>(&self, entries: &[(K, F, V)]) -> Result<(), AgentError> {
         let coded = self.coded();
-        let entries = entries
-            .iter()
-            .map(|(k, f, v)| Ok((entry(k, coded.field(f)?), coded.value(v)?)))
-            .collect::<Result<Vec<_>, AgentError>>()?;
-        self.store.put_many(&entries)
+        let mut packed = Packed::with_capacity(3 * entries.len(), 32 * entries.len());
+        for (k, f, v) in entries {
+            packed.push_key(k);
+            packed.push(&coded.field(f)?);
+            coded.value_into(v, &mut packed)?;
+        }
+        self.store.put_many(&packed)
     }
 
     /// Removes many `(key, field)` entries in one crossing.
     pub fn remove_many<K: StateKey>(&self, pairs: &[(K, F)]) -> Result<(), AgentError> {
-        let coded = self.coded();
-        let keys = pairs
-            .iter()
-            .map(|(k, f)| Ok(entry(k, coded.field(f)?)))
-            .collect::<Result<Vec<_>, AgentError>>()?;
-        self.store.delete_many(&keys)
+        self.store.delete_many(&self.pairs(pairs)?)
     }
 
     /// Every `(field, value)` of `key`'s map, in the order of the fields' bytes.
@@ -433,16 +476,13 @@ where
     /// Removes every field of `key`'s map.
     pub fn clear(&self, key: &impl StateKey) -> Result<(), AgentError> {
         let k = key.state_key();
-        let subs: Vec<EntryKey> = self
-            .store
-            .scan_all(&k)?
-            .into_iter()
-            .map(|(sub, _)| EntryKey {
-                key: k.clone(),
-                sub,
-            })
-            .collect();
-        self.store.delete_many(&subs)
+        let fields = self.store.scan_all(&k)?;
+        let mut packed = Packed::with_capacity(2 * fields.len(), 0);
+        for (sub, _) in &fields {
+            packed.push(&k);
+            packed.push(sub);
+        }
+        self.store.delete_many(&packed)
     }
 }
 
@@ -471,19 +511,30 @@ impl RawState {
         &self,
         entries: &[(K, Vec<u8>)],
     ) -> Result<Vec<Option<Vec<u8>>>, AgentError> {
-        let keys: Vec<EntryKey> = entries.iter().map(|(k, s)| entry(k, s.clone())).collect();
-        self.store.get_many(&keys)
+        let mut packed = Packed::with_capacity(2 * entries.len(), 0);
+        for (k, sub) in entries {
+            packed.push_key(k);
+            packed.push(sub);
+        }
+        let values = self.store.get_many(&packed)?;
+        Ok(values.iter().map(|v| v.map(<[u8]>::to_vec)).collect())
     }
 
     /// Applies many writes `(key, sub-key, value)` in one crossing each way: `Some` puts,
     /// `None` deletes. Puts go first, then deletes, so give each entry once.
     pub fn write_many<K: StateKey>(&self, writes: &[RawWrite<K>]) -> Result<(), AgentError> {
-        let mut puts = Vec::new();
-        let mut deletes = Vec::new();
+        let mut puts = Packed::with_capacity(0, 0);
+        let mut deletes = Packed::with_capacity(0, 0);
         for (k, sub, value) in writes {
-            match value {
-                Some(v) => puts.push((entry(k, sub.clone()), v.clone())),
-                None => deletes.push(entry(k, sub.clone())),
+            let packed = if value.is_some() {
+                &mut puts
+            } else {
+                &mut deletes
+            };
+            packed.push_key(k);
+            packed.push(sub);
+            if let Some(v) = value {
+                packed.push(v);
             }
         }
         self.store.put_many(&puts)?;

@@ -16,6 +16,8 @@
 //!   mean (`AggregatingState`), distinct merchants (`MapState`) and amounts (`ListState`), and
 //!   emits one row per card of the batch with the values after it;
 //!   (with `count`: traps before touching state after `count` batches per instance);
+//! - `tally`: counts the batches it handles in `ValueState<u64>` `tally` under the key `all`
+//!   (the `plain` guest's `tally`, built against `0.1.0`), and passes each on;
 //! - `count`: counts rows per `card_id` in a `ReducingState` (one batched read and write per
 //!   batch) and passes the batch on;
 //! - `steal`: reads state for keys 0..64 whatever its input, which other instances own;
@@ -154,6 +156,15 @@ impl Agent for Misbehave {
                     panic!("misbehave traps after {} batches", self.settings.count);
                 }
                 out.emit(self.keep_state(&batch)?)
+            }
+            "tally" => {
+                // The `plain` guest's `tally`, through `packed-state@0.1.1`: what one writes,
+                // the other reads (a swap between them keeps the count).
+                let tally: sabot_sdk::state::ValueState<u64> =
+                    sabot_sdk::state::ValueState::new("tally");
+                let n = tally.get(&"all")?.unwrap_or(0) + 1;
+                tally.set(&"all", &n)?;
+                out.emit(batch);
             }
             "count" => {
                 // The batched path alone: one read and one write crossing per batch.
