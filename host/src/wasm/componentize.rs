@@ -21,38 +21,21 @@ use wasm_encoder::{ConstExpr, ExportKind, Function, GlobalType, Instruction, Val
 use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::{Resolve, SourceMap};
 
+/// `(file name, text)` of the WIT files `$file` in `wit/$dir`, compiled into this binary.
+macro_rules! contract {
+    ($dir:literal: $($file:literal),* $(,)?) => {
+        &[$(($file, include_str!(concat!("../../../wit/", $dir, $file)))),*]
+    };
+}
+
 /// The agent contract, as compiled into this binary: `wit/*.wit`, its newest version.
-pub const WIT: &[(&str, &str)] = &[
-    ("handler.wit", include_str!("../../../wit/handler.wit")),
-    (
-        "packed-state.wit",
-        include_str!("../../../wit/packed-state.wit"),
-    ),
-    ("log.wit", include_str!("../../../wit/log.wit")),
-    ("metrics.wit", include_str!("../../../wit/metrics.wit")),
-    ("state.wit", include_str!("../../../wit/state.wit")),
-    ("timers.wit", include_str!("../../../wit/timers.wit")),
-    ("types.wit", include_str!("../../../wit/types.wit")),
-    ("worlds.wit", include_str!("../../../wit/worlds.wit")),
-];
+pub const WIT: &[(&str, &str)] = contract!("": "handler.wit", "packed-state.wit", "log.wit",
+    "metrics.wit", "state.wit", "timers.wit", "types.wit", "worlds.wit");
 
 /// The contract's first version, `wit/0.1.0/*.wit`, as released: modules built against it
 /// (their exports named `…@0.1.0#…`) are componentized against it.
-pub const WIT_0_1_0: &[(&str, &str)] = &[
-    (
-        "handler.wit",
-        include_str!("../../../wit/0.1.0/handler.wit"),
-    ),
-    ("log.wit", include_str!("../../../wit/0.1.0/log.wit")),
-    (
-        "metrics.wit",
-        include_str!("../../../wit/0.1.0/metrics.wit"),
-    ),
-    ("state.wit", include_str!("../../../wit/0.1.0/state.wit")),
-    ("timers.wit", include_str!("../../../wit/0.1.0/timers.wit")),
-    ("types.wit", include_str!("../../../wit/0.1.0/types.wit")),
-    ("worlds.wit", include_str!("../../../wit/0.1.0/worlds.wit")),
-];
+pub const WIT_0_1_0: &[(&str, &str)] = contract!("0.1.0/": "handler.wit", "log.wit",
+    "metrics.wit", "state.wit", "timers.wit", "types.wit", "worlds.wit");
 
 /// The contract version `core` was built against: the one its `handler` exports name.
 fn contract_of(core: &[u8]) -> &'static [(&'static str, &'static str)] {

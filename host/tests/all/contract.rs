@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sabot_test_artifacts::{MISBEHAVE, PLAIN, component_variant};
 
-use crate::serve::{Server, TOKEN, module};
+use crate::serve::{Server, module};
 
 /// A pipeline's one agent keeps a tally of the batches it handled, swapped under load from the
 /// `plain` guest (built against `0.1.0`) to the `misbehave` guest (the Rust SDK, `0.1.1`) and
@@ -46,16 +46,7 @@ type = "blackhole"
         s.wait_for("batches through the agent", Duration::from_secs(60), || {
             batches_in() > at
         });
-        let out = s.cli(&["swap", "tally", "t", to], Some(TOKEN));
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{from} → {to}: {said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let p = s.pipeline("tally");
-        assert_eq!(p["status"], "running", "{from} → {to}: {p:#}");
-        assert_eq!(p["nodes"][1]["version"], to);
+        s.swap_running("tally", "t", from, to);
     }
     s.wait_for(
         "batches after the last swap",

@@ -386,7 +386,7 @@ path = "transactions.jsonl"
 /// exactly once.
 #[test]
 fn a_hot_swap_between_languages_keeps_every_kind_of_state_rust_js_python_go_rust() {
-    use crate::serve::{Server, TOKEN, assert_exactly_once, module, stateful};
+    use crate::serve::{Server, assert_exactly_once, module, stateful};
     use sabot_test_artifacts::{MISBEHAVE, component_variant};
     use std::time::Duration;
 
@@ -417,17 +417,7 @@ fn a_hot_swap_between_languages_keeps_every_kind_of_state_rust_js_python_go_rust
         s.wait_for("rows through the agent", Duration::from_secs(90), || {
             rows_in() > at
         });
-        let out = s.cli(&["swap", "polyglot", "m", to], Some(TOKEN));
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{from} → {to}: {said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(said.contains(&format!("{from} → {to}")), "{said}");
-        let p = s.pipeline("polyglot");
-        assert_eq!(p["status"], "running", "{from} → {to} under load: {p:#}");
-        assert_eq!(p["nodes"][1]["version"], to);
+        s.swap_running("polyglot", "m", from, to);
     }
     let done = s.wait_status("polyglot", "finished", Duration::from_secs(180));
     assert_eq!(

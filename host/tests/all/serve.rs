@@ -210,6 +210,23 @@ impl Server {
         }
     }
 
+    /// Swaps `agent` of the running `pipeline` from version `from` to `to` with `sabot swap`,
+    /// and checks the pipeline kept running on `to`.
+    #[track_caller]
+    pub(crate) fn swap_running(&self, pipeline: &str, agent: &str, from: &str, to: &str) {
+        let out = self.cli(&["swap", pipeline, agent, to], Some(TOKEN));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{from} → {to}: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains(&format!("{from} → {to}")), "{said}");
+        let p = self.pipeline(pipeline);
+        assert_eq!(p["status"], "running", "{from} → {to} under load: {p:#}");
+        assert_eq!(p["nodes"][1]["version"], to);
+    }
+
     pub(crate) fn data(&self) -> PathBuf {
         self.scratch.path("data")
     }
