@@ -46,12 +46,11 @@ impl BatchEncoder {
         self.current = None;
     }
 
-    /// Encodes `batch` as the next message(s) of this port's stream, appending to `out`.
-    pub fn encode_into(
-        &mut self,
-        batch: &RecordBatch,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ArrowError> {
+    /// Encodes `batch` as the next message(s) of this port's stream, as the parts they are
+    /// made of: the metadata Arrow writes, then the batch's own buffers (shared, not copied) and
+    /// their padding. Written end to end, the parts are what [`BatchEncoder::encode_into`]
+    /// appends.
+    pub fn encode_parts(&mut self, batch: &RecordBatch) -> Result<Vec<Buffer>, ArrowError> {
         let schema = batch.schema();
         let same = match &self.current {
             Some((sent, _)) => Arc::ptr_eq(sent, &schema) || **sent == *schema,
@@ -61,7 +60,16 @@ impl BatchEncoder {
             self.current = Some((schema.clone(), StreamEncoder::try_new(&schema)?));
         }
         let (_, encoder) = self.current.as_mut().expect("encoder set above");
-        let buffers = encoder.encode(batch)?;
+        encoder.encode(batch)
+    }
+
+    /// Encodes `batch` as the next message(s) of this port's stream, appending to `out`.
+    pub fn encode_into(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ArrowError> {
+        let buffers = self.encode_parts(batch)?;
         out.reserve(buffers.iter().map(Buffer::len).sum());
         for buffer in &buffers {
             out.extend_from_slice(buffer.as_slice());

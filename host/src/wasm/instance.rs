@@ -9,9 +9,10 @@ use arrow_array::RecordBatch;
 use sabot_sdk::ipc::{BatchDecoder, BatchEncoder};
 use wasmtime::Store;
 
-use super::bindings::exports::sabot::agent::{handler, time_handler};
+use super::bindings::exports::sabot::agent::time_handler;
 use super::bindings::{self, sabot::agent::types::Output};
 use super::capture::Capture;
+use super::crossing::{IpcMessage, ProcessFunc};
 use super::limits::{self, Budget, BudgetExceeded};
 use super::log::LogThrottle;
 use super::native::NativeLive;
@@ -142,7 +143,8 @@ enum Live {
 
 struct WasmLive {
     store: Store<HostState>,
-    handler: handler::Guest,
+    /// `handler.process`, taking the batch as the parts of its IPC message (one copy).
+    process: ProcessFunc,
     time_handler: Option<time_handler::Guest>,
     stderr: Capture,
 }
@@ -277,13 +279,17 @@ impl AgentInstance {
         store.set_epoch_deadline(self.deadline_ticks());
         let loaded = pre.pre.instantiate(&mut store).and_then(|instance| {
             let handler = pre.handler.load(&mut store, &instance)?;
+            let process = instance
+                .get_func(&mut store, pre.process)
+                .ok_or_else(|| wasmtime::Error::msg("the component has no `process` export"))?
+                .typed(&store)?;
             let time_handler = match &pre.time_handler {
                 Some(t) => Some(t.load(&mut store, &instance)?),
                 None => None,
             };
-            Ok((handler, time_handler))
+            Ok((handler, process, time_handler))
         });
-        let (handler, time_handler) = match loaded {
+        let (handler, process, time_handler) = match loaded {
             Ok(b) => b,
             Err(e) => return Err(at_init(Self::classify(&self.limits, e, &store, &stderr))),
         };
@@ -305,7 +311,7 @@ impl AgentInstance {
         }
         Ok(WasmLive {
             store,
-            handler,
+            process,
             time_handler,
             stderr,
         })
@@ -453,12 +459,13 @@ impl AgentInstance {
     /// its output checked for size and decoded.
     fn call_component(&mut self, call: Call<'_>) -> Result<Vec<Emitted>, AgentFailure> {
         let ticks = self.deadline_ticks();
-        let bytes = match call {
+        let message = match call {
             Call::Process(port, batch) => Some(
                 self.to_guest
                     .entry(port)
                     .or_default()
-                    .encode(batch)
+                    .encode_parts(batch)
+                    .map(IpcMessage::new)
                     .map_err(|e| AgentFailure::Error {
                         kind: "host",
                         message: format!("cannot encode the input batch as Arrow IPC: {e}"),
@@ -472,10 +479,10 @@ impl AgentInstance {
         };
         live.store.set_epoch_deadline(ticks);
         let result: RawResult = match (call, &live.time_handler) {
-            (Call::Process(port, _), _) => {
-                let bytes = bytes.unwrap_or_default();
-                live.handler.call_process(&mut live.store, port, &bytes)
-            }
+            (Call::Process(port, _), _) => live
+                .process
+                .call(&mut live.store, (port, message.unwrap_or_default()))
+                .map(|(result,)| result),
             (Call::Watermark(w), Some(t)) => t.call_on_watermark(&mut live.store, w),
             (Call::Timers(timers), Some(t)) => {
                 let timers: Vec<_> = timers.iter().map(super::timers::to_wit).collect();

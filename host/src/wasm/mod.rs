@@ -17,6 +17,7 @@ pub mod builtin;
 pub mod cache;
 pub mod capture;
 pub mod componentize;
+mod crossing;
 pub mod function;
 pub mod inspect;
 mod instance;
@@ -348,11 +349,19 @@ impl WasmRuntime {
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let handler = bindings::HandlerIndices::new(&pre).map_err(wrong_world)?;
+        // `process` again, to call it with the batch lowered in place (`crossing`).
+        let process = component
+            .get_export_index(None, HANDLER)
+            .and_then(|h| component.get_export_index(Some(&h), "process"))
+            .ok_or_else(|| {
+                wrong_world(wasmtime::Error::msg(format!("no `process` in `{HANDLER}`")))
+            })?;
         // Optional: a component of the plain `agent` world has no event-time hooks.
         let time_handler = bindings::TimeHandlerIndices::new(&pre).ok();
         let pre = AgentPre {
             pre,
             handler,
+            process,
             time_handler,
         };
         tracing::debug!(module = %name, sha256 = %hash, cache = ?outcome, ms = load_time.as_millis() as u64, "module ready");
@@ -455,6 +464,8 @@ impl AgentModule {
 struct AgentPre {
     pre: wasmtime::component::InstancePre<HostState>,
     handler: bindings::HandlerIndices,
+    /// `handler.process`, called through [`crossing::ProcessFunc`].
+    process: wasmtime::component::ComponentExportIndex,
     time_handler: Option<bindings::TimeHandlerIndices>,
 }
 
