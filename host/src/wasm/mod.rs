@@ -6,6 +6,7 @@
 //! - [`AgentInstance`]: one sandboxed instance within its budget ([`limits`]): a deadline per
 //!   call, memory and tables, output rows and bytes, error bytes, log rate, state, timers. A
 //!   trapped instance, or one over a budget, is discarded and the next call gets a fresh one.
+//! - `crossing`: a batch's IPC written straight into the instance's memory, one copy.
 //! - [`native`]: the built-in operators run in the host's process, their host calls checked
 //!   as a component's are ([`Builtins`] chooses, `SABOT_BUILTINS=wasm` sandboxes them too).
 //! - One file per imported WIT interface: [`log`], [`metrics`], [`state`] (with `packed-state`),
