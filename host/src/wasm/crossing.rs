@@ -50,6 +50,14 @@ impl IpcMessage {
             at += part.len();
         }
     }
+
+    /// Allocates the list in the guest and writes the message into it; returns where it starts.
+    fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<usize> {
+        let ptr = cx.realloc(0, 0, 1, self.len)?;
+        // `realloc` has checked that `ptr..ptr + len` lies within the guest's memory.
+        self.write_to(&mut cx.as_slice_mut()[ptr..ptr + self.len]);
+        Ok(ptr)
+    }
 }
 
 // SAFETY: the representation is `list<u8>`'s own (`[u8]`'s lowered form, ABI and type check),
@@ -90,16 +98,6 @@ unsafe impl Lower for IpcMessage {
         *cx.get::<4>(offset) = u32::try_from(ptr)?.to_le_bytes();
         *cx.get::<4>(offset + 4) = u32::try_from(self.len)?.to_le_bytes();
         Ok(())
-    }
-}
-
-impl IpcMessage {
-    /// Allocates the list in the guest and writes the message into it; returns where it starts.
-    fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<usize> {
-        let ptr = cx.realloc(0, 0, 1, self.len)?;
-        // `realloc` has checked that `ptr..ptr + len` lies within the guest's memory.
-        self.write_to(&mut cx.as_slice_mut()[ptr..ptr + self.len]);
-        Ok(ptr)
     }
 }
 
