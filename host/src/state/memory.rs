@@ -15,21 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use smallvec::SmallVec;
 
-use super::{BackendError, StateBackend};
+use super::{BackendError, Lookup, Put, StateBackend};
 
 /// A key in the hash map: up to 24 bytes inline.
 type Key = SmallVec<[u8; 24]>;
 /// A value in the hash map: up to 16 bytes inline.
 type Value = SmallVec<[u8; 16]>;
-
-/// `bytes` inline when they fit, else the allocation they came in.
-fn inline<const N: usize>(bytes: Vec<u8>) -> SmallVec<[u8; N]> {
-    if bytes.len() <= N {
-        SmallVec::from_slice(&bytes)
-    } else {
-        SmallVec::from_vec(bytes)
-    }
-}
 
 #[derive(Debug, Default)]
 struct Entries {
@@ -72,6 +63,40 @@ impl MemoryBackend {
     }
 }
 
+impl Entries {
+    /// Puts (`Some`) or deletes (`None`) one entry, keeping `bytes` (of keys and values) up to
+    /// date.
+    fn apply(&mut self, bytes: &mut u64, key: &[u8], value: Option<&[u8]>) {
+        let key_len = key.len() as u64;
+        match value {
+            Some(v) => {
+                *bytes += key_len + v.len() as u64;
+                if let Some(old) = self.values.get_mut(key) {
+                    // An overwrite: the key is in the order already.
+                    *bytes -= key_len + old.len() as u64;
+                    if old.capacity() >= v.len() && old.capacity() <= 2 * v.len().max(16) {
+                        old.clear();
+                        old.extend_from_slice(v);
+                    } else {
+                        // Not one that shrank a lot: what is kept stays what is counted.
+                        *old = SmallVec::from_slice(v);
+                    }
+                } else {
+                    self.order.insert(key.into());
+                    self.values
+                        .insert(SmallVec::from_slice(key), SmallVec::from_slice(v));
+                }
+            }
+            None => {
+                if let Some(old) = self.values.remove(key) {
+                    self.order.remove(key);
+                    *bytes -= key_len + old.len() as u64;
+                }
+            }
+        }
+    }
+}
+
 impl StateBackend for MemoryBackend {
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
         let entries = self.read();
@@ -81,32 +106,28 @@ impl StateBackend for MemoryBackend {
             .collect())
     }
 
+    fn get_each(
+        &self,
+        keys: &mut dyn FnMut(&mut Lookup<'_>),
+        found: &mut dyn FnMut(Option<&[u8]>),
+    ) -> Result<(), BackendError> {
+        let entries = self.read();
+        keys(&mut |k| found(entries.values.get(k).map(|v| v.as_slice())));
+        Ok(())
+    }
+
     fn write(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), BackendError> {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        let Entries { values, order } = &mut *entries;
-        let mut bytes = self.bytes.load(Ordering::Relaxed);
-        for (k, v) in writes {
-            let key_len = k.len() as u64;
-            match v {
-                Some(v) => {
-                    bytes += key_len + v.len() as u64;
-                    if let Some(old) = values.get_mut(k.as_slice()) {
-                        // An overwrite: the key is in the order already.
-                        bytes -= key_len + old.len() as u64;
-                        *old = inline(v);
-                    } else {
-                        order.insert(k.as_slice().into());
-                        values.insert(inline(k), inline(v));
-                    }
-                }
-                None => {
-                    if let Some(old) = values.remove(k.as_slice()) {
-                        order.remove(k.as_slice());
-                        bytes -= key_len + old.len() as u64;
-                    }
-                }
+        self.write_each(&mut |put| {
+            for (k, v) in &writes {
+                put(k, v.as_deref());
             }
-        }
+        })
+    }
+
+    fn write_each(&self, writes: &mut dyn FnMut(&mut Put<'_>)) -> Result<(), BackendError> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut bytes = self.bytes.load(Ordering::Relaxed);
+        writes(&mut |k, v| entries.apply(&mut bytes, k, v));
         self.bytes.store(bytes, Ordering::Relaxed);
         Ok(())
     }
@@ -155,7 +176,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overwrites_deletes_and_scans_agree_with_an_ordered_map() {
+    fn overwrites_deletes_reads_and_scans_agree_with_an_ordered_map() {
         let memory = MemoryBackend::default();
         let mut reference = std::collections::BTreeMap::new();
         let mut rng = fastrand::Rng::with_seed(3);
@@ -177,7 +198,33 @@ mod tests {
                     None => reference.remove(k),
                 };
             }
-            memory.write(writes).unwrap();
+            if rng.bool() {
+                memory.write(writes).unwrap();
+            } else {
+                memory
+                    .write_each(&mut |put| {
+                        for (k, v) in &writes {
+                            put(k, v.as_deref());
+                        }
+                    })
+                    .unwrap();
+            }
+            // Lent values are the owned ones.
+            let keys: Vec<Vec<u8>> = (0..8)
+                .map(|_| {
+                    let mut key = vec![rng.u8(0..3), rng.u8(0..40)];
+                    key.resize(if key[1] % 5 == 0 { 30 } else { 2 }, key[1]);
+                    key
+                })
+                .collect();
+            let mut lent = Vec::new();
+            memory
+                .get_each(
+                    &mut |lookup| keys.iter().for_each(|k| lookup(k)),
+                    &mut |v| lent.push(v.map(<[u8]>::to_vec)),
+                )
+                .unwrap();
+            assert_eq!(lent, memory.get_many(&keys).unwrap());
             let prefix = [rng.u8(0..3)];
             let after = rng.bool().then(|| vec![prefix[0], rng.u8(0..40)]);
             let expected: Vec<(Vec<u8>, Vec<u8>)> = reference

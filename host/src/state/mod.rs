@@ -56,12 +56,40 @@ pub struct StoreEntry {
     pub position: Vec<u8>,
 }
 
+/// Looks up one backend key: what [`StateBackend::get_each`] lends its caller.
+pub type Lookup<'a> = dyn FnMut(&[u8]) + 'a;
+/// Puts (`Some`) or deletes (`None`) one backend key: what [`StateBackend::write_each`] lends
+/// its caller.
+pub type Put<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
+
 /// A store of ordered byte keys and values.
 pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// The values of `keys`, in order.
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError>;
     /// Applies writes in order: `Some` puts, `None` deletes.
     fn write(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), BackendError>;
+    /// [`StateBackend::get_many`] without owning keys or values: `keys` calls `lookup` once per
+    /// key, in order, and each lookup hands the value found (or `None`) to `found` before it
+    /// returns. The provided form copies both into [`StateBackend::get_many`]'s lists.
+    fn get_each(
+        &self,
+        keys: &mut dyn FnMut(&mut Lookup<'_>),
+        found: &mut dyn FnMut(Option<&[u8]>),
+    ) -> Result<(), BackendError> {
+        let mut owned = Vec::new();
+        keys(&mut |k| owned.push(k.to_vec()));
+        for value in self.get_many(&owned)? {
+            found(value.as_deref());
+        }
+        Ok(())
+    }
+    /// [`StateBackend::write`] without owning keys or values: `writes` calls `put` once per
+    /// write, in order. The provided form copies them into [`StateBackend::write`]'s list.
+    fn write_each(&self, writes: &mut dyn FnMut(&mut Put<'_>)) -> Result<(), BackendError> {
+        let mut owned = Vec::new();
+        writes(&mut |k, v| owned.push((k.to_vec(), v.map(<[u8]>::to_vec))));
+        self.write(owned)
+    }
     /// The entries whose keys start with `prefix` and sort after `after` (when given), in key
     /// order, at most `limit`.
     fn scan(
@@ -87,20 +115,24 @@ pub const MAX_VALUE: usize = 64 << 20;
 
 /// The backend key of an entry (see the module docs).
 pub fn entry_key(store: &str, group: u32, key: &[u8], sub: &[u8]) -> Vec<u8> {
-    let mut out = key_prefix(store, group, key);
-    out.extend_from_slice(sub);
+    let mut out = Vec::with_capacity(2 + 1 + store.len() + 4 + key.len() + sub.len());
+    write_entry_key(&mut out, store, group, key, sub);
     out
 }
 
-/// The backend key prefix of every entry of `key` in `store`.
-pub fn key_prefix(store: &str, group: u32, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + 1 + store.len() + 4 + key.len());
+/// Appends the backend key of an entry to `out`.
+pub fn write_entry_key(out: &mut Vec<u8>, store: &str, group: u32, key: &[u8], sub: &[u8]) {
     out.extend_from_slice(&(group as u16).to_be_bytes());
     out.push(store.len() as u8);
     out.extend_from_slice(store.as_bytes());
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
-    out
+    out.extend_from_slice(sub);
+}
+
+/// The backend key prefix of every entry of `key` in `store`.
+pub fn key_prefix(store: &str, group: u32, key: &[u8]) -> Vec<u8> {
+    entry_key(store, group, key, &[])
 }
 
 /// Why an agent's state call was refused: what `state-error` carries to the guest.
@@ -394,22 +426,44 @@ impl StateScope {
         store: &str,
         keys: &[EntryKey],
     ) -> Result<Vec<Option<Vec<u8>>>, Refusal> {
-        self.get_entries(store, keys.iter().map(|(k, s)| (&k[..], &s[..])))
+        let mut values = Vec::with_capacity(keys.len());
+        self.get_each(store, keys.iter().map(|(k, s)| (&k[..], &s[..])), |v| {
+            values.push(v.map(<[u8]>::to_vec))
+        })?;
+        Ok(values)
     }
 
-    /// The values of `(key, sub-key)` entries of `store`, in order: `get-many` of either
-    /// state interface, without owning the keys.
-    pub fn get_entries<'k>(
+    /// Hands the value of each `(key, sub-key)` entry of `store` (or `None`) to `found`, in
+    /// order, all or none: every key is checked before any is read. The backend keys are
+    /// composed one at a time into one buffer, and the values are lent where the backend
+    /// keeps them, so a backend that overrides [`StateBackend::get_each`] allocates nothing
+    /// per entry.
+    pub fn get_each<'k>(
         &self,
         store: &str,
-        keys: impl IntoIterator<Item = (&'k [u8], &'k [u8])>,
-    ) -> Result<Vec<Option<Vec<u8>>>, Refusal> {
+        keys: impl IntoIterator<Item = (&'k [u8], &'k [u8]), IntoIter: Clone>,
+        mut found: impl FnMut(Option<&[u8]>),
+    ) -> Result<(), Refusal> {
         self.check_store(store)?;
-        let keys = keys
-            .into_iter()
-            .map(|(key, sub)| Ok(entry_key(store, self.group(key)?, key, sub)))
-            .collect::<Result<Vec<_>, Refusal>>()?;
-        self.backend.get_many(&keys).map_err(Self::backend_error)
+        // Two passes over the keys rather than a list of them: a batch's list would be a fresh
+        // allocation of hundreds of KB per call.
+        let keys = keys.into_iter();
+        for (key, _) in keys.clone() {
+            self.group(key)?;
+        }
+        let mut buffer = Vec::new();
+        self.backend
+            .get_each(
+                &mut |lookup| {
+                    for (key, sub) in keys.clone() {
+                        buffer.clear();
+                        write_entry_key(&mut buffer, store, key_group(key), key, sub);
+                        lookup(&buffer);
+                    }
+                },
+                &mut found,
+            )
+            .map_err(Self::backend_error)
     }
 
     /// `put-many` (values) and `delete-many` (`None`s).
@@ -418,46 +472,56 @@ impl StateScope {
         store: &str,
         writes: Vec<(EntryKey, Option<Vec<u8>>)>,
     ) -> Result<(), Refusal> {
-        let (keys, values): (Vec<EntryKey>, Vec<Option<Vec<u8>>>) = writes.into_iter().unzip();
         self.write_entries(
             store,
-            keys.iter().map(|(k, s)| (&k[..], &s[..])).zip(values),
+            writes
+                .iter()
+                .map(|((k, s), v)| ((&k[..], &s[..]), v.as_deref())),
         )
     }
 
     /// Writes (`Some`) and deletes (`None`) `(key, sub-key)` entries of `store`, all or none:
-    /// `put-many` and `delete-many` of either state interface, without owning the keys.
+    /// `put-many` and `delete-many` of either state interface, without owning the keys or the
+    /// values (a backend that overrides [`StateBackend::write_each`] copies each once, into
+    /// where it keeps it).
     pub fn write_entries<'k>(
         &self,
         store: &str,
-        writes: impl IntoIterator<Item = ((&'k [u8], &'k [u8]), Option<Vec<u8>>)>,
+        writes: impl IntoIterator<Item = ((&'k [u8], &'k [u8]), Option<&'k [u8]>), IntoIter: Clone>,
     ) -> Result<(), Refusal> {
         self.check_store(store)?;
-        let writes: Vec<_> = writes.into_iter().collect();
+        // Passes over the writes rather than a list of them, as in `get_each`.
+        let writes = writes.into_iter();
         let incoming = writes
-            .iter()
+            .clone()
             .map(|((key, sub), value)| {
-                value.as_ref().map_or(0, |v| {
+                value.map_or(0, |v| {
                     (v.len() + key.len() + sub.len() + store.len() + 7) as u64
                 })
             })
             .fold(0, u64::saturating_add);
         self.check_size(store, incoming)?;
-        let writes = writes
-            .into_iter()
-            .map(|((key, sub), value)| {
-                if let Some(v) = &value
-                    && v.len() > MAX_VALUE
-                {
-                    return Err(Refusal::TooLarge(format!(
-                        "a value of {} bytes is over the limit of {MAX_VALUE}",
-                        v.len()
-                    )));
+        for ((key, _), value) in writes.clone() {
+            if let Some(v) = value
+                && v.len() > MAX_VALUE
+            {
+                return Err(Refusal::TooLarge(format!(
+                    "a value of {} bytes is over the limit of {MAX_VALUE}",
+                    v.len()
+                )));
+            }
+            self.group(key)?;
+        }
+        let mut buffer = Vec::new();
+        self.backend
+            .write_each(&mut |put| {
+                for ((key, sub), value) in writes.clone() {
+                    buffer.clear();
+                    write_entry_key(&mut buffer, store, key_group(key), key, sub);
+                    put(&buffer, value);
                 }
-                Ok((entry_key(store, self.group(key)?, key, sub), value))
             })
-            .collect::<Result<Vec<_>, Refusal>>()?;
-        self.backend.write(writes).map_err(Self::backend_error)
+            .map_err(Self::backend_error)
     }
 
     /// Up to `limit` entries of every key of `store` this instance owns, in backend-key order
@@ -696,5 +760,37 @@ mod tests {
             s.get_many("", &[(k, vec![])]),
             Err(Refusal::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_batch_with_one_key_another_instance_owns_reads_and_writes_nothing() {
+        let backend = Arc::new(MemoryBackend::default());
+        let s = StateScope::new(backend.clone(), "a", 0, 4, true);
+        let mine = (0i64..)
+            .map(|k| k.to_le_bytes().to_vec())
+            .find(|k| instance_of(key_group(k), 4) == 0)
+            .unwrap();
+        let theirs = (0i64..)
+            .map(|k| k.to_le_bytes().to_vec())
+            .find(|k| instance_of(key_group(k), 4) != 0)
+            .unwrap();
+        let batch = [(&mine[..], &b""[..]), (&theirs[..], &b""[..])];
+        let err = s
+            .write_entries("v", batch.iter().map(|&k| (k, Some(&b"1"[..]))))
+            .unwrap_err();
+        assert!(matches!(err, Refusal::NotOwned(_)), "{err:?}");
+        assert!(backend.is_empty(), "a refused batch wrote its first entry");
+        let mut handed = 0;
+        let err = s.get_each("v", batch, |_| handed += 1).unwrap_err();
+        assert!(matches!(err, Refusal::NotOwned(_)), "{err:?}");
+        assert_eq!(handed, 0, "a refused read handed out values");
+        s.write_entries("v", [((&mine[..], &b"s"[..]), Some(&b"1"[..]))])
+            .unwrap();
+        let mut values = Vec::new();
+        s.get_each("v", [(&mine[..], &b"s"[..]), (&mine[..], &b""[..])], |v| {
+            values.push(v.map(<[u8]>::to_vec))
+        })
+        .unwrap();
+        assert_eq!(values, vec![Some(b"1".to_vec()), None]);
     }
 }

@@ -80,7 +80,7 @@ fn unpack<'p>(
     bytes: &'p [u8],
     ends: &'p [u32],
     width: usize,
-) -> wasmtime::Result<impl Iterator<Item = &'p [u8]>> {
+) -> wasmtime::Result<impl Iterator<Item = &'p [u8]> + Clone> {
     if !ends.len().is_multiple_of(width) {
         wasmtime::bail!(
             "packed-state.{call}: {} strings is not a whole number of entries of {width} \
@@ -116,8 +116,8 @@ fn unpack<'p>(
 
 /// `(key, sub-key)` pairs of a packed list of two strings per entry.
 fn pairs<'p>(
-    mut strings: impl Iterator<Item = &'p [u8]>,
-) -> impl Iterator<Item = (&'p [u8], &'p [u8])> {
+    mut strings: impl Iterator<Item = &'p [u8]> + Clone,
+) -> impl Iterator<Item = (&'p [u8], &'p [u8])> + Clone {
     std::iter::from_fn(move || Some((strings.next()?, strings.next()?)))
 }
 
@@ -135,23 +135,21 @@ impl HostState {
         ends: &[u32],
     ) -> PackedResult<(Vec<u8>, Vec<u32>, Vec<bool>)> {
         let keys = pairs(unpack("get-many", bytes, ends, 2)?);
-        let found = match self.state.get_entries(store, keys) {
-            Ok(found) => found,
-            Err(r) => return Ok(Err(self.refused(r))),
-        };
-        let mut values = Vec::with_capacity(found.iter().flatten().map(Vec::len).sum());
-        let mut value_ends = Vec::with_capacity(found.len());
-        let present = found
-            .iter()
-            .map(|value| {
-                if let Some(v) = value {
-                    values.extend_from_slice(v);
-                }
-                value_ends.push(values.len() as u32);
-                value.is_some()
-            })
-            .collect();
-        Ok(Ok((values, value_ends, present)))
+        let entries = ends.len() / 2;
+        let mut values = Vec::new();
+        let mut value_ends = Vec::with_capacity(entries);
+        let mut present = Vec::with_capacity(entries);
+        let read = self.state.get_each(store, keys, |value| {
+            if let Some(v) = value {
+                values.extend_from_slice(v);
+            }
+            value_ends.push(values.len() as u32);
+            present.push(value.is_some());
+        });
+        Ok(match read {
+            Ok(()) => Ok((values, value_ends, present)),
+            Err(r) => Err(self.refused(r)),
+        })
     }
 
     /// `packed-state.put-many`.
@@ -162,10 +160,10 @@ impl HostState {
         ends: &[u32],
     ) -> PackedResult<()> {
         let mut strings = unpack("put-many", bytes, ends, 3)?;
-        let writes = std::iter::from_fn(|| {
+        let writes = std::iter::from_fn(move || {
             let key = strings.next()?;
             let sub = strings.next()?;
-            Some(((key, sub), Some(strings.next()?.to_vec())))
+            Some(((key, sub), Some(strings.next()?)))
         });
         Ok(self
             .state

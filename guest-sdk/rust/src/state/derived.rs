@@ -1,7 +1,7 @@
 //! The primitives built on [`ValueState`]: a list, a reduced value and an aggregate per key,
 //! each kept as one value and encoded by its codec ([`Json`] unless given).
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -44,23 +44,24 @@ impl<T: Serialize + DeserializeOwned, C: Codec> ListState<T, C> {
 
     /// Appends values to many lists in one read and one write crossing.
     pub fn add_many<K: StateKey>(&self, entries: Vec<(K, T)>) -> Result<(), AgentError> {
-        let mut by_key: HashMap<Vec<u8>, (K, Vec<T>)> = HashMap::new();
-        for (k, v) in entries {
-            by_key
-                .entry(k.state_key())
-                .or_insert_with(|| (k, Vec::new()))
-                .1
-                .push(v);
-        }
-        let keys: Vec<&K> = by_key.values().map(|(k, _)| k).collect();
+        let (keys, added): (Vec<K>, Vec<Vec<T>>) = fold_by_key(
+            entries,
+            |v| vec![v],
+            |mut list, v| {
+                list.push(v);
+                list
+            },
+        )
+        .into_iter()
+        .unzip();
         let current = self.inner.get_many(&keys)?;
-        let updated: Vec<(Vec<u8>, Vec<T>)> = by_key
-            .into_iter()
-            .zip(current)
-            .map(|((bytes, (_, added)), old)| {
+        let updated: Vec<(&K, Vec<T>)> = keys
+            .iter()
+            .zip(current.into_iter().zip(added))
+            .map(|(k, (old, added))| {
                 let mut list = old.unwrap_or_default();
                 list.extend(added);
-                (bytes, list)
+                (k, list)
             })
             .collect();
         self.inner.set_many(&updated)
@@ -115,40 +116,19 @@ impl<T: Serialize + DeserializeOwned, C: Codec> ReducingState<T, C> {
     }
 
     /// Folds many values in one read and one write crossing; returns each touched key's new value.
-    pub fn add_many<K: StateKey>(&self, entries: Vec<(K, T)>) -> Result<Vec<(K, T)>, AgentError>
-    where
-        T: Clone,
-    {
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut folded: HashMap<Vec<u8>, (K, T)> = HashMap::new();
-        for (k, v) in entries {
-            let bytes = k.state_key();
-            match folded.remove(&bytes) {
-                Some((k0, acc)) => {
-                    folded.insert(bytes, (k0, (self.reduce)(acc, v)));
-                }
-                None => {
-                    order.push(bytes.clone());
-                    folded.insert(bytes, (k, v));
-                }
-            }
-        }
-        let keys: Vec<&K> = order.iter().map(|b| &folded[b].0).collect();
+    pub fn add_many<K: StateKey>(&self, entries: Vec<(K, T)>) -> Result<Vec<(K, T)>, AgentError> {
+        let folded = fold_by_key(entries, |v| v, self.reduce);
+        let keys: Vec<&K> = folded.iter().map(|(k, _)| k).collect();
         let current = self.inner.get_many(&keys)?;
-        let mut out = Vec::with_capacity(order.len());
-        for (bytes, old) in order.into_iter().zip(current) {
-            let (k, added) = folded.remove(&bytes).expect("every ordered key was folded");
-            let value = match old {
-                Some(old) => (self.reduce)(old, added),
-                None => added,
-            };
-            out.push((k, value));
-        }
-        let writes: Vec<(Vec<u8>, T)> = out
-            .iter()
-            .map(|(k, v)| (k.state_key(), v.clone()))
+        let out: Vec<(K, T)> = folded
+            .into_iter()
+            .zip(current)
+            .map(|((k, added), old)| match old {
+                Some(old) => (k, (self.reduce)(old, added)),
+                None => (k, added),
+            })
             .collect();
-        self.inner.set_many(&writes)?;
+        self.inner.set_many(&out)?;
         Ok(out)
     }
 
@@ -218,35 +198,34 @@ where
     /// Feeds inputs to many keys in one read and one write crossing; returns each touched key's
     /// result after its inputs.
     pub fn add_many<K: StateKey>(&self, inputs: Vec<(K, In)>) -> Result<Vec<(K, Out)>, AgentError> {
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut grouped: HashMap<Vec<u8>, (K, Vec<In>)> = HashMap::new();
-        for (k, v) in inputs {
-            let bytes = k.state_key();
-            match grouped.get_mut(&bytes) {
-                Some((_, list)) => list.push(v),
-                None => {
-                    order.push(bytes.clone());
-                    grouped.insert(bytes, (k, vec![v]));
-                }
-            }
-        }
-        let keys: Vec<&K> = order.iter().map(|b| &grouped[b].0).collect();
+        let grouped = fold_by_key(
+            inputs,
+            |v| vec![v],
+            |mut list, v| {
+                list.push(v);
+                list
+            },
+        );
+        let keys: Vec<&K> = grouped.iter().map(|(k, _)| k).collect();
         let current = self.inner.get_many(&keys)?;
-        let mut writes = Vec::with_capacity(order.len());
-        let mut out = Vec::with_capacity(order.len());
-        for (bytes, acc) in order.into_iter().zip(current) {
-            let (k, values) = grouped
-                .remove(&bytes)
-                .expect("every ordered key was grouped");
+        let mut keys = Vec::with_capacity(grouped.len());
+        let mut accs = Vec::with_capacity(grouped.len());
+        for ((k, values), acc) in grouped.into_iter().zip(current) {
             let mut acc = acc.unwrap_or_else(|| self.aggregator.create());
             for v in values {
                 self.aggregator.add(&mut acc, v);
             }
-            out.push((k, self.aggregator.result(&acc)));
-            writes.push((bytes, acc));
+            keys.push(k);
+            accs.push(acc);
         }
+        let writes: Vec<(&K, Acc)> = keys.iter().zip(accs).collect();
         self.inner.set_many(&writes)?;
-        Ok(out)
+        let results: Vec<Out> = writes
+            .iter()
+            .map(|(_, acc)| self.aggregator.result(acc))
+            .collect();
+        drop(writes);
+        Ok(keys.into_iter().zip(results).collect())
     }
 
     /// Feeds one input to `key`.
@@ -262,5 +241,93 @@ where
     /// Removes `key`'s accumulator.
     pub fn clear(&self, key: &impl StateKey) -> Result<(), AgentError> {
         self.inner.clear(key)
+    }
+}
+
+/// `entries` folded per key, the keys in the order they first came: `first` starts a key's
+/// accumulator from its first value and `fold` adds each later one. One hash lookup per entry and
+/// no allocation per key: each key's bytes are written once, into one buffer, and looked up there.
+fn fold_by_key<K: StateKey, V, A>(
+    entries: Vec<(K, V)>,
+    first: impl Fn(V) -> A,
+    fold: impl Fn(A, V) -> A,
+) -> Vec<(K, A)> {
+    // The table lives for one call, over keys the agent's own input chose.
+    let hasher = foldhash::fast::RandomState::default();
+    let mut table: hashbrown::HashTable<usize> = hashbrown::HashTable::with_capacity(entries.len());
+    let mut groups: Vec<(K, Option<A>)> = Vec::with_capacity(entries.len());
+    // Every distinct key's bytes, one after the other: key `i` is `bytes[ends[i - 1]..ends[i]]`.
+    let mut bytes: Vec<u8> = Vec::with_capacity(8 * entries.len());
+    let mut ends: Vec<usize> = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        let start = bytes.len();
+        k.write_state_key(&mut bytes);
+        let key_of = |i: usize| &bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+        let hash = hasher.hash_one(&bytes[start..]);
+        match table.find(hash, |&i| key_of(i) == &bytes[start..]) {
+            Some(&i) => {
+                bytes.truncate(start);
+                let acc = &mut groups[i].1;
+                *acc = Some(fold(acc.take().expect("every group holds its value"), v));
+            }
+            None => {
+                let i = groups.len();
+                ends.push(bytes.len());
+                groups.push((k, Some(first(v))));
+                table.insert_unique(hash, i, |&j| {
+                    let start = if j == 0 { 0 } else { ends[j - 1] };
+                    hasher.hash_one(&bytes[start..ends[j]])
+                });
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(k, acc)| (k, acc.expect("every group holds its value")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_fold_per_key_in_arrival_order_keys_in_order_of_first_arrival() {
+        // Keys whose bytes are prefixes of each other, and empty: each its own group.
+        let entries: Vec<(Vec<u8>, char)> = [
+            (&b"ab"[..], 'x'),
+            (b"a", 'y'),
+            (b"", 'z'),
+            (b"ab", 'w'),
+            (b"abc", 'v'),
+            (b"a", 'u'),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v))
+        .collect();
+        let folded = fold_by_key(entries, String::from, |mut s, c| {
+            s.push(c);
+            s
+        });
+        let folded: Vec<(&[u8], &str)> = folded.iter().map(|(k, s)| (&k[..], &s[..])).collect();
+        assert_eq!(
+            folded,
+            vec![(&b"ab"[..], "xw"), (b"a", "yu"), (b"", "z"), (b"abc", "v")]
+        );
+    }
+
+    #[test]
+    fn many_long_keys_fold_like_a_map() {
+        // Keys of 30 bytes: past the room the key bytes start with, so that buffer grows.
+        let key = |i: u64| format!("card-{:025}", (i * 7919) % 3_001).into_bytes();
+        let entries: Vec<(Vec<u8>, u64)> = (0..20_000).map(|i| (key(i), i)).collect();
+        let mut expected = std::collections::BTreeMap::new();
+        for (k, v) in &entries {
+            *expected.entry(k.clone()).or_insert(0) += v;
+        }
+        let folded = fold_by_key(entries, |v| v, |a, b| a + b);
+        assert_eq!(folded.len(), expected.len());
+        let got: std::collections::BTreeMap<Vec<u8>, u64> = folded.into_iter().collect();
+        assert_eq!(got, expected);
     }
 }
