@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use crate::support::Scratch;
+use crate::support::{Scratch, sabot, stderr};
 
 /// The broker's address.
 pub(crate) fn bootstrap() -> String {
@@ -877,4 +877,59 @@ fn consume_hex(topic: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Records are produced into an epoch's transaction as they come; an epoch that outlives three
+/// quarters of `transaction.timeout.ms` has its transaction aborted by the sink, which then
+/// produces every epoch from its spill at commit. Either way, each record once, read committed.
+#[test]
+fn an_epoch_longer_than_the_transaction_timeout_allows_is_produced_from_its_spill_exactly_once() {
+    let output = topic("long-epochs");
+    let s = Scratch::new();
+    s.write(
+        "p.toml",
+        &format!(
+            r#"edges = ["gen -> out"]
+[pipeline]
+name = "long-epochs"
+batch_size = 50
+[pipeline.checkpoint]
+interval_ms = 1900
+[sources.gen]
+type = "generator"
+count = 3000
+rate = 1000
+[sinks.out]
+type = "kafka"
+bootstrap = "{b}"
+topic = "{output}"
+properties = {{ "transaction.timeout.ms" = "2000" }}
+"#,
+            b = bootstrap()
+        ),
+    );
+    let out = sabot(
+        &["run", "p.toml", "--log-level", "sabot_host=info"],
+        &s.path(""),
+    );
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("outlasted three quarters of transaction.timeout.ms"),
+        "a 1.9 s epoch outlives 1.5 s of streaming: {log}"
+    );
+    let mut ids: Vec<i64> = kcat_consume(&output)
+        .iter()
+        .map(|(_, v)| {
+            serde_json::from_str::<Value>(v).unwrap()["txn_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..3000).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
 }

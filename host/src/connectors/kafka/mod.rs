@@ -324,17 +324,20 @@ impl KafkaSinkSpec {
         refuse_owned(&self.properties, SINK_OWNED)
     }
 
+    /// The `transaction.timeout.ms` of `properties`, however it is spelled: `(key, value)`.
+    pub(crate) fn transaction_timeout(&self) -> Option<(&String, &String)> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k.to_ascii_lowercase().replace('_', ".") == "transaction.timeout.ms")
+    }
+
     /// Checks what depends on the checkpoint interval: an exactly-once sink's transaction
     /// stays open from one checkpoint to the next, so its timeout must outlast the interval.
     pub fn validate_with_checkpoints(&self, interval_ms: u64) -> Result<(), (String, String)> {
         if self.delivery != Delivery::ExactlyOnce {
             return Ok(());
         }
-        let Some((key, value)) = self
-            .properties
-            .iter()
-            .find(|(k, _)| k.to_ascii_lowercase().replace('_', ".") == "transaction.timeout.ms")
-        else {
+        let Some((key, value)) = self.transaction_timeout() else {
             return Ok(());
         };
         match value.trim().parse::<u64>() {

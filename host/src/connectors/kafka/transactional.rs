@@ -2,12 +2,22 @@
 //! the checkpoint completes, together with a record of which epoch it was.
 //!
 //! - `write`: batches are spilled to an Arrow IPC file under the run's data directory
-//!   (`sinks/NAME/`), nothing is sent.
+//!   (`sinks/NAME/`), and, while no earlier epoch waits for its commit, also produced at once
+//!   into a transaction open for the current epoch ("streamed"), so that a commit has little
+//!   left to send.
 //! - `pre_commit(n)`: the spill is synced and becomes epoch `n`'s; the list of epochs not yet
-//!   known to be committed goes into the checkpoint.
-//! - `commit(n)`: for each such epoch, in order: begin a transaction, produce its records, add
-//!   the offset `n` of the commit topic's partition 0 for the consumer group named like the
-//!   `transactional.id` (`send_offsets_to_transaction`), commit the transaction, delete the spill.
+//!   known to be committed goes into the checkpoint. An open transaction now belongs to `n`;
+//!   later batches are only spilled until it commits.
+//! - `commit(n)`: for each such epoch, in order: the transaction holding its streamed records,
+//!   or a new one, gets the records not streamed yet (read back from the spill) and the offset
+//!   `n` of the commit topic's partition 0 for the consumer group named like the
+//!   `transactional.id` (`send_offsets_to_transaction`); it commits, and the spill is deleted.
+//!   Should that commit fail (the broker aborted the transaction), the transaction is aborted
+//!   and the whole epoch produced again from its spill: the spill, not the open transaction,
+//!   is what an epoch is.
+//! - An epoch that outlasts three quarters of `transaction.timeout.ms` (the broker aborts older
+//!   transactions) has its transaction aborted by the sink, and streaming stops for the rest of
+//!   the run: every epoch is then produced from its spill at its commit.
 //! - `recover`: that group's committed offset, read with `require_stable` (pending transactional
 //!   offsets resolved first), is the last epoch whose transaction committed; epochs of the
 //!   checkpoint after it are committed again from their spills. The stable `transactional.id`
@@ -36,6 +46,18 @@ use crate::connectors::{ConnectorError, Sink};
 /// How long transactional calls and the epoch lookup may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long an epoch's records may be streamed into one transaction: three quarters of
+/// `transaction.timeout.ms` (the sink's, else librdkafka's default of a minute), leaving the
+/// rest for the checkpoint to complete. A value that does not read turns streaming off (and
+/// the pipeline's validation refuses it).
+fn stream_for(spec: &KafkaSinkSpec) -> Duration {
+    let timeout_ms = match spec.transaction_timeout() {
+        Some((_, v)) => v.trim().parse::<u64>().unwrap_or(0),
+        None => 60_000,
+    };
+    Duration::from_millis(timeout_ms / 4 * 3)
+}
+
 /// An exactly-once Kafka sink.
 pub struct TransactionalSink {
     name: String,
@@ -54,6 +76,22 @@ pub struct TransactionalSink {
     )>,
     /// Pre-committed epochs not yet known to be committed, with their segments.
     pending: Vec<(u64, Vec<PathBuf>)>,
+    /// Batches spilled in the current epoch.
+    batches: usize,
+    /// The open transaction, when records are streamed into it.
+    open: Option<OpenTransaction>,
+    /// How long an epoch's records may be streamed into one transaction: three quarters of its
+    /// `transaction.timeout.ms`; zero once streaming is off.
+    stream_for: Duration,
+}
+
+/// A transaction records were produced into as they came.
+struct OpenTransaction {
+    /// The epoch it holds records of, once pre-committed (`None`: the current epoch).
+    epoch: Option<u64>,
+    /// How many of that epoch's first batches it holds.
+    streamed: usize,
+    began: std::time::Instant,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -130,6 +168,9 @@ impl TransactionalSink {
             segments: Vec::new(),
             writer: None,
             pending: Vec::new(),
+            batches: 0,
+            open: None,
+            stream_for: stream_for(spec),
         };
         sink.ensure_commit_topic()?;
         Ok(sink)
@@ -230,29 +271,59 @@ impl TransactionalSink {
         Ok(())
     }
 
-    /// Produces one epoch's records, and the epoch as its group's offset, in one transaction.
+    /// Produces one epoch's records, and the epoch as its group's offset, in one transaction:
+    /// the open one when it holds the epoch's first batches (only the rest are sent), else a
+    /// new one. A streamed transaction that fails to commit is aborted, and the epoch produced
+    /// again in full.
     fn commit_epoch(&mut self, epoch: u64, segments: &[PathBuf]) -> Result<(), ConnectorError> {
         let _span = tracing::debug_span!("kafka.commit", sink = %self.name, epoch).entered();
+        let streamed = match self.open.take() {
+            Some(open) if open.epoch == Some(epoch) => Some(open.streamed),
+            Some(_) => {
+                // Records of another epoch: never committed with this one.
+                self.abort_open();
+                None
+            }
+            None => None,
+        };
+        if let Some(streamed) = streamed {
+            match self.finish_transaction(epoch, segments, streamed) {
+                Ok(sent) => {
+                    self.committed(epoch, segments, streamed + sent);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(sink = %self.name, epoch, error = %e, "the epoch's transaction did not commit; producing the epoch again from its spill");
+                    self.producer.abort_transaction(TIMEOUT).map_err(|abort| {
+                        self.broker(
+                            &format!("cannot abort the failed transaction of epoch {epoch} ({e})"),
+                            abort,
+                        )
+                    })?;
+                }
+            }
+        }
         self.producer
             .begin_transaction()
             .map_err(|e| self.broker("cannot begin a transaction", e))?;
+        let sent = self.finish_transaction(epoch, segments, 0)?;
+        self.committed(epoch, segments, sent);
+        Ok(())
+    }
+
+    /// Sends an epoch's batches after the first `skip` and the epoch's offset into the open
+    /// transaction, and commits it. Returns how many records it sent.
+    fn finish_transaction(
+        &self,
+        epoch: u64,
+        segments: &[PathBuf],
+        skip: usize,
+    ) -> Result<usize, ConnectorError> {
         let mut sent = 0usize;
-        for segment in segments {
-            let file = std::fs::File::open(segment).map_err(|e| Self::io("open", segment, e))?;
-            let reader =
-                arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)
-                    .map_err(|e| ConnectorError::Write {
-                        sink: self.name.clone(),
-                        message: format!("{}: {e}", segment.display()),
-                    })?;
-            for batch in reader {
-                let batch = batch.map_err(|e| ConnectorError::Write {
-                    sink: self.name.clone(),
-                    message: format!("{}: {e}", segment.display()),
-                })?;
-                sent += self.send(&batch)?;
-            }
-        }
+        self.read_spill(segments, skip, |batch| {
+            sent += self.send(batch)?;
+            Ok(())
+        })?;
         let mut offsets = TopicPartitionList::new();
         offsets
             .add_partition_offset(&self.commit_topic, 0, Offset::Offset(epoch as i64))
@@ -275,11 +346,99 @@ impl TransactionalSink {
                 e,
             )
         })?;
+        Ok(sent)
+    }
+
+    fn committed(&self, epoch: u64, segments: &[PathBuf], records: usize) {
         for segment in segments {
             let _ = std::fs::remove_file(segment);
         }
-        tracing::debug!(sink = %self.name, epoch, records = sent, "committed an epoch to Kafka");
+        tracing::debug!(sink = %self.name, epoch, records, "committed an epoch to Kafka");
+    }
+
+    /// Hands the batches of `segments` after the first `skip` to `each`, in order.
+    fn read_spill(
+        &self,
+        segments: &[PathBuf],
+        mut skip: usize,
+        mut each: impl FnMut(&RecordBatch) -> Result<(), ConnectorError>,
+    ) -> Result<(), ConnectorError> {
+        for segment in segments {
+            let file = std::fs::File::open(segment).map_err(|e| Self::io("open", segment, e))?;
+            let reader =
+                arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)
+                    .map_err(|e| ConnectorError::Write {
+                        sink: self.name.clone(),
+                        message: format!("{}: {e}", segment.display()),
+                    })?;
+            for batch in reader {
+                let batch = batch.map_err(|e| ConnectorError::Write {
+                    sink: self.name.clone(),
+                    message: format!("{}: {e}", segment.display()),
+                })?;
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                each(&batch)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Aborts the open transaction, if any: what it held is in the spills.
+    fn abort_open(&mut self) {
+        if self.open.take().is_some()
+            && let Err(e) = self.producer.abort_transaction(TIMEOUT)
+        {
+            tracing::warn!(sink = %self.name, error = %e, "cannot abort the open transaction; the next producer of this sink fences it");
+        }
+    }
+
+    /// Aborts the current epoch's transaction once it has lived three quarters of `transaction.timeout.ms`
+    /// (before the broker does), and turns streaming off: an epoch that long is produced from
+    /// its spill at its commit, and so are the rest of the run's.
+    fn expire_open(&mut self) {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| open.epoch.is_none() && open.began.elapsed() >= self.stream_for)
+        {
+            tracing::info!(sink = %self.name, stream_for = ?self.stream_for, "an epoch outlasted three quarters of transaction.timeout.ms: its transaction is aborted, and records are no longer produced before their checkpoint completes");
+            self.abort_open();
+            self.stream_for = Duration::ZERO;
+        }
+    }
+
+    /// Opens a transaction for the current epoch when none is open and no earlier epoch waits
+    /// for its commit, and sends it the epoch's batches spilled so far. Returns whether the
+    /// next batch is to be streamed.
+    fn stream(&mut self) -> Result<bool, ConnectorError> {
+        self.expire_open();
+        if let Some(open) = &self.open {
+            return Ok(open.epoch.is_none() && open.streamed == self.batches);
+        }
+        if !self.pending.is_empty() || self.stream_for.is_zero() {
+            return Ok(false);
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.broker("cannot begin a transaction", e))?;
+        self.open = Some(OpenTransaction {
+            epoch: None,
+            streamed: 0,
+            began: std::time::Instant::now(),
+        });
+        if self.batches > 0 {
+            // The epoch's batches so far, from its spill (the open segment closed for it).
+            self.close_segment()?;
+            let segments = self.segments.clone();
+            self.read_spill(&segments, 0, |batch| self.send(batch).map(drop))?;
+            if let Some(open) = &mut self.open {
+                open.streamed = self.batches;
+            }
+        }
+        Ok(true)
     }
 
     fn send(&self, batch: &RecordBatch) -> Result<usize, ConnectorError> {
@@ -365,6 +524,8 @@ impl Sink for TransactionalSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        // Before the batch is spilled: opening a transaction sends the epoch's spill so far.
+        let streaming = self.stream()?;
         if self
             .writer
             .as_ref()
@@ -394,13 +555,28 @@ impl Sink for TransactionalSink {
         writer.write(batch).map_err(|e| ConnectorError::Write {
             sink: self.name.clone(),
             message: e.to_string(),
-        })
+        })?;
+        if streaming {
+            self.send(batch)?;
+            if let Some(open) = &mut self.open {
+                open.streamed += 1;
+            }
+        }
+        self.batches += 1;
+        Ok(())
     }
 
     fn pre_commit(&mut self, epoch: u64) -> Result<serde_json::Value, ConnectorError> {
+        self.expire_open();
         self.close_segment()?;
         let segments = std::mem::take(&mut self.segments);
         self.pending.push((epoch, segments));
+        self.batches = 0;
+        if let Some(open) = &mut self.open
+            && open.epoch.is_none()
+        {
+            open.epoch = Some(epoch);
+        }
         Ok(self.pending_value())
     }
 
@@ -420,6 +596,8 @@ impl Sink for TransactionalSink {
     }
 
     fn abort(&mut self, keep_pending: bool) {
+        self.abort_open();
+        self.batches = 0;
         self.writer = None;
         for s in self.segments.drain(..) {
             let _ = std::fs::remove_file(s);
