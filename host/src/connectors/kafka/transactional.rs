@@ -277,8 +277,12 @@ impl TransactionalSink {
     /// again in full.
     fn commit_epoch(&mut self, epoch: u64, segments: &[PathBuf]) -> Result<(), ConnectorError> {
         let _span = tracing::debug_span!("kafka.commit", sink = %self.name, epoch).entered();
-        let streamed = match self.open.take() {
-            Some(open) if open.epoch == Some(epoch) => Some(open.streamed),
+        let streamed = match &self.open {
+            Some(open) if open.epoch == Some(epoch) => {
+                let streamed = open.streamed;
+                self.open = None;
+                Some(streamed)
+            }
             Some(_) => {
                 // Records of another epoch: never committed with this one.
                 self.abort_open();
