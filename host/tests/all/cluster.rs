@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::kafka::{SCHEMA, bootstrap, create_topic, kcat_consume, kcat_produce, topic};
+use crate::kafka::{SCHEMA, bootstrap, create_topic, kcat_consume, kcat_produce, topic, txn_ids};
 use crate::object_store::{BUCKET, S3Server};
 use crate::scaleout::{counts, keyed};
 use crate::serve::{Server, module};
@@ -405,14 +405,7 @@ topic = "{output}"
     assert_eq!(status, 200, "{body}");
 
     // Every generated transaction once, none skipped: 0..n without a gap or a repeat.
-    let mut ids: Vec<i64> = kcat_consume(&output)
-        .iter()
-        .map(|(_, v)| {
-            serde_json::from_str::<Value>(v).unwrap()["txn_id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let mut ids = txn_ids(kcat_consume(&output).iter().map(|(_, v)| v.as_str()));
     let n = ids.len();
     assert!(
         n > 2_000,

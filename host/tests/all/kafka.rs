@@ -106,6 +106,18 @@ pub(crate) fn transactions(n: u64) -> Vec<String> {
         .collect()
 }
 
+/// The `txn_id` of each JSON record, in order.
+pub(crate) fn txn_ids<'a>(records: impl IntoIterator<Item = &'a str>) -> Vec<i64> {
+    records
+        .into_iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(r).unwrap()["txn_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
 pub(crate) const SCHEMA: &str = "schema = { txn_id = \"int64\", card_id = \"int64\", merchant_id = \"utf8\", amount = \"float64\" }";
 
 #[test]
@@ -220,15 +232,7 @@ path = "out.jsonl"
         })
         .unwrap();
     assert_eq!(first.events_in + second.events_in, 60_000);
-    let mut ids: Vec<i64> = s
-        .read("out.jsonl")
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["txn_id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let mut ids = txn_ids(s.read("out.jsonl").lines());
     ids.sort_unstable();
     assert_eq!(
         ids,
@@ -918,14 +922,7 @@ properties = {{ "transaction.timeout.ms" = "2000" }}
         log.contains("outlasted three quarters of transaction.timeout.ms"),
         "a 1.9 s epoch outlives 1.5 s of streaming: {log}"
     );
-    let mut ids: Vec<i64> = kcat_consume(&output)
-        .iter()
-        .map(|(_, v)| {
-            serde_json::from_str::<Value>(v).unwrap()["txn_id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let mut ids = txn_ids(kcat_consume(&output).iter().map(|(_, v)| v.as_str()));
     ids.sort_unstable();
     assert_eq!(
         ids,

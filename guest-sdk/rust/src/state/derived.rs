@@ -208,24 +208,25 @@ where
         );
         let keys: Vec<&K> = grouped.iter().map(|(k, _)| k).collect();
         let current = self.inner.get_many(&keys)?;
-        let mut keys = Vec::with_capacity(grouped.len());
-        let mut accs = Vec::with_capacity(grouped.len());
-        for ((k, values), acc) in grouped.into_iter().zip(current) {
-            let mut acc = acc.unwrap_or_else(|| self.aggregator.create());
-            for v in values {
-                self.aggregator.add(&mut acc, v);
-            }
-            keys.push(k);
-            accs.push(acc);
-        }
-        let writes: Vec<(&K, Acc)> = keys.iter().zip(accs).collect();
-        self.inner.set_many(&writes)?;
-        let results: Vec<Out> = writes
-            .iter()
-            .map(|(_, acc)| self.aggregator.result(acc))
+        let writes: Vec<(K, Acc)> = grouped
+            .into_iter()
+            .zip(current)
+            .map(|((k, values), acc)| {
+                let mut acc = acc.unwrap_or_else(|| self.aggregator.create());
+                for v in values {
+                    self.aggregator.add(&mut acc, v);
+                }
+                (k, acc)
+            })
             .collect();
-        drop(writes);
-        Ok(keys.into_iter().zip(results).collect())
+        self.inner.set_many(&writes)?;
+        Ok(writes
+            .into_iter()
+            .map(|(k, acc)| {
+                let result = self.aggregator.result(&acc);
+                (k, result)
+            })
+            .collect())
     }
 
     /// Feeds one input to `key`.
@@ -256,28 +257,26 @@ fn fold_by_key<K: StateKey, V, A>(
     let hasher = foldhash::fast::RandomState::default();
     let mut table: hashbrown::HashTable<usize> = hashbrown::HashTable::with_capacity(entries.len());
     let mut groups: Vec<(K, Option<A>)> = Vec::with_capacity(entries.len());
-    // Every distinct key's bytes, one after the other: key `i` is `bytes[ends[i - 1]..ends[i]]`.
+    // Every distinct key's bytes, one after the other: key `i` is `bytes[ends[i]..ends[i + 1]]`.
     let mut bytes: Vec<u8> = Vec::with_capacity(8 * entries.len());
-    let mut ends: Vec<usize> = Vec::with_capacity(entries.len());
+    let mut ends: Vec<usize> = Vec::with_capacity(entries.len() + 1);
+    ends.push(0);
     for (k, v) in entries {
         let start = bytes.len();
         k.write_state_key(&mut bytes);
-        let key_of = |i: usize| &bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
         let hash = hasher.hash_one(&bytes[start..]);
-        match table.find(hash, |&i| key_of(i) == &bytes[start..]) {
+        match table.find(hash, |&i| bytes[ends[i]..ends[i + 1]] == bytes[start..]) {
             Some(&i) => {
                 bytes.truncate(start);
                 let acc = &mut groups[i].1;
                 *acc = Some(fold(acc.take().expect("every group holds its value"), v));
             }
             None => {
-                let i = groups.len();
                 ends.push(bytes.len());
-                groups.push((k, Some(first(v))));
-                table.insert_unique(hash, i, |&j| {
-                    let start = if j == 0 { 0 } else { ends[j - 1] };
-                    hasher.hash_one(&bytes[start..ends[j]])
+                table.insert_unique(hash, groups.len(), |&j| {
+                    hasher.hash_one(&bytes[ends[j]..ends[j + 1]])
                 });
+                groups.push((k, Some(first(v))));
             }
         }
     }
