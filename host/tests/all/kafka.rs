@@ -930,3 +930,66 @@ properties = {{ "transaction.timeout.ms" = "2000" }}
         "every record exactly once"
     );
 }
+
+#[test]
+fn a_bounded_source_stops_at_the_ends_it_found_while_a_producer_keeps_writing() {
+    let t = topic("bounded-flood");
+    create_topic(&t, 2);
+    for partition in 0..2 {
+        produce_times(&t, partition, 0..15_000);
+    }
+    // Records past the ends (ts = -1) keep arriving, in bursts, all through the run: the
+    // source's batch fetches take some of them with the last records before the ends.
+    let flooding = Arc::new(AtomicBool::new(true));
+    let feeder = {
+        let (t, flooding) = (t.clone(), flooding.clone());
+        std::thread::spawn(move || {
+            while flooding.load(Ordering::Relaxed) {
+                for partition in 0..2 {
+                    produce_times(&t, partition, std::iter::repeat_n(-1, 2_000));
+                }
+            }
+        })
+    };
+    // The flood is on before the run starts.
+    while kcat_read(&t, "%o\n").lines().count() < 32_000 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let s = Scratch::new();
+    let started = std::time::Instant::now();
+    s.run(&format!(
+        "edges = [\"k -> out\"]\n[pipeline]\nname = \"kafka-bounded-flood\"\nbatch_size = 1000\n[sources.k]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopics = [\"{t}\"]\nschema = {{ ts = \"int64\" }}\nmetadata = true\nbounded = true\n[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+        bootstrap()
+    ))
+    .unwrap();
+    let took = started.elapsed();
+    flooding.store(false, Ordering::Relaxed);
+    feeder.join().unwrap();
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    // Each partition's records were read once each, in offset order, from offset 0 without a
+    // gap: every record written before the run, and only a prefix of those written during it.
+    let mut offsets: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut times: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for line in s.read("out.jsonl").lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let p = row["_partition"].as_i64().unwrap();
+        offsets
+            .entry(p)
+            .or_default()
+            .push(row["_offset"].as_i64().unwrap());
+        times
+            .entry(p)
+            .or_default()
+            .push(row["ts"].as_i64().unwrap());
+    }
+    for p in 0..2 {
+        let read = &offsets[&p];
+        assert!(read.len() > 15_000, "partition {p}: {} records", read.len());
+        assert!(
+            read.iter().enumerate().all(|(i, o)| *o == i as i64),
+            "partition {p}: the offsets read are not 0, 1, 2, …"
+        );
+        let before: Vec<i64> = times[&p].iter().copied().filter(|t| *t >= 0).collect();
+        assert_eq!(before, (0..15_000).collect::<Vec<_>>(), "partition {p}");
+    }
+}

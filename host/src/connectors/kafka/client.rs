@@ -89,6 +89,13 @@ impl Diagnosis {
     pub(crate) fn last(&self) -> Option<(Cause, String)> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// The last failure reported that retrying cannot mend (credentials, TLS), if any.
+    pub(crate) fn final_failure(&self) -> Option<String> {
+        self.last()
+            .filter(|(cause, _)| cause.is_final())
+            .map(|(_, message)| message)
+    }
 }
 
 impl ClientContext for Diagnosis {

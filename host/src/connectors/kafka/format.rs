@@ -200,7 +200,7 @@ impl AvroSpec {
 /// Where a record came from.
 #[derive(Debug, Clone)]
 pub struct Origin {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: Option<i64>,
@@ -218,6 +218,8 @@ impl std::fmt::Display for Origin {
 
 /// One record read from Kafka.
 pub struct Record {
+    /// Its partition's index in the source's assignment.
+    pub slot: usize,
     pub origin: Origin,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
@@ -767,6 +769,7 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, v)| Record {
+                slot: 0,
                 origin: Origin {
                     topic: "t".into(),
                     partition: 0,

@@ -6,6 +6,7 @@
 //! single-object encoding), Arrow IPC (`arrow-ipc`), or raw bytes.
 
 pub(crate) mod client;
+mod fetch;
 pub mod format;
 mod msgpack;
 mod sink;

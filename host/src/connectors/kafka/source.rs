@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::client::{self, Diagnosis};
+use super::fetch::{FetchQueue, Fetched};
 use super::format::{self, Origin, Record};
 use super::{KafkaSourceSpec, Named, StartAt};
 use crate::connectors::{ConnectorError, DeadLetters, OnError, Source};
@@ -28,18 +29,40 @@ const POLL: Duration = Duration::from_millis(100);
 /// A partition: topic and number.
 type Tp = (String, i32);
 
+/// A partition assigned to the source, with where reading it stands.
+struct Partition {
+    topic: Arc<str>,
+    number: i32,
+    /// The next offset to read (once read from, or sought to).
+    next: Option<i64>,
+    /// For a bounded source: the end offset when it started.
+    end: Option<i64>,
+}
+
+impl Partition {
+    fn is(&self, topic: &str, number: i32) -> bool {
+        self.number == number && &*self.topic == topic
+    }
+}
+
 /// A running Kafka source.
 pub struct KafkaSource {
     name: String,
     spec: KafkaSourceSpec,
     batch_size: usize,
     schema: Option<SchemaRef>,
+    /// The consumer's queue, read a batch at a time (dropped before the consumer).
+    queue: FetchQueue,
     consumer: BaseConsumer<Diagnosis>,
-    partitions: Vec<Tp>,
-    /// The next offset of each partition (only those read from, or sought to).
-    next: BTreeMap<Tp, i64>,
-    /// For a bounded source: the end offsets when it started.
-    end: Option<BTreeMap<Tp, i64>>,
+    /// What librdkafka reported about the consumer's connections.
+    diagnosis: Diagnosis,
+    /// The partitions assigned, in a fixed order: a record's [`Record::slot`] indexes it.
+    partitions: Vec<Partition>,
+    /// Checkpointed offsets of partitions not assigned (topics or partitions no longer read),
+    /// carried on in every position.
+    elsewhere: BTreeMap<Tp, i64>,
+    /// For a bounded source: whether the end offsets are known (after it started).
+    bounded_from_start: bool,
     dead_letters: Arc<DeadLetters>,
     /// When the first record of the batch last returned arrived (see [`Source::born`]).
     born: Option<Instant>,
@@ -57,7 +80,7 @@ pub struct KafkaSource {
 /// over partitions that are not idle) by a [`WatermarkTracker`].
 struct PartitionWatermarks {
     column: String,
-    index: BTreeMap<Tp, usize>,
+    /// One per assigned partition, by slot.
     generators: Vec<BoundedOutOfOrderness>,
     tracker: WatermarkTracker,
 }
@@ -169,7 +192,7 @@ impl KafkaSource {
                 })?;
             let all: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
             match &spec.partitions {
-                None => partitions.extend(all.iter().map(|p| (topic.clone(), *p))),
+                None => partitions.extend(all.iter().map(|p| (topic.as_str(), *p))),
                 Some(wanted) => {
                     for p in wanted {
                         if !all.contains(p) {
@@ -183,11 +206,14 @@ impl KafkaSource {
                                 ),
                             ));
                         }
-                        partitions.push((topic.clone(), *p));
+                        partitions.push((topic.as_str(), *p));
                     }
                 }
             }
         }
+        let queue = FetchQueue::of(&consumer).ok_or_else(|| {
+            kafka_error(name, "cannot read from Kafka", "the consumer has no queue")
+        })?;
         let dead_letter_producer =
             match &spec.dead_letter_topic {
                 Some(_) => {
@@ -211,16 +237,17 @@ impl KafkaSource {
             spec: spec.clone(),
             batch_size,
             schema,
+            queue,
             consumer,
-            partitions,
-            next: BTreeMap::new(),
+            diagnosis,
+            partitions: assigned(&partitions),
+            elsewhere: BTreeMap::new(),
+            bounded_from_start: false,
             born: None,
-            end: None,
             dead_letters,
             started: false,
             watermarks: spec.event_time.as_ref().map(|et| PartitionWatermarks {
                 column: et.column.clone(),
-                index: BTreeMap::new(),
                 generators: Vec::new(),
                 tracker: WatermarkTracker::new(0, et.idle_timeout_ms, now_ms()),
             }),
@@ -230,24 +257,25 @@ impl KafkaSource {
     /// Assigns every partition, at its checkpointed offset or the start position.
     fn start(&mut self) -> Result<(), ConnectorError> {
         let mut tpl = TopicPartitionList::new();
-        for tp in &self.partitions {
-            let offset = match (self.next.get(tp), self.spec.start) {
-                (Some(o), _) => Offset::Offset(*o),
+        for p in &self.partitions {
+            let offset = match (p.next, self.spec.start) {
+                (Some(o), _) => Offset::Offset(o),
                 (None, StartAt::Named(Named::Earliest)) => Offset::Beginning,
                 (None, StartAt::Named(Named::Latest)) => Offset::End,
                 (None, StartAt::Timestamp { timestamp_ms }) => Offset::Offset(timestamp_ms),
             };
-            tpl.add_partition_offset(&tp.0, tp.1, offset)
+            tpl.add_partition_offset(&p.topic, p.number, offset)
                 .map_err(|e| kafka_error(&self.name, "cannot assign a partition", e))?;
         }
         if let StartAt::Timestamp { .. } = self.spec.start {
             // Offsets by time for the partitions without a checkpointed offset.
             let mut by_time = TopicPartitionList::new();
             for e in tpl.elements() {
-                if !self
-                    .next
-                    .contains_key(&(e.topic().to_owned(), e.partition()))
-                {
+                let sought = self
+                    .partitions
+                    .iter()
+                    .any(|p| p.is(e.topic(), e.partition()) && p.next.is_some());
+                if !sought {
                     by_time
                         .add_partition_offset(e.topic(), e.partition(), e.offset())
                         .map_err(|e| kafka_error(&self.name, "cannot look up offsets", e))?;
@@ -265,28 +293,21 @@ impl KafkaSource {
             }
         }
         if self.spec.bounded {
-            let mut end = BTreeMap::new();
-            for tp in &self.partitions {
+            for p in &mut self.partitions {
                 let (_, high) = self
                     .consumer
-                    .fetch_watermarks(&tp.0, tp.1, METADATA_TIMEOUT)
+                    .fetch_watermarks(&p.topic, p.number, METADATA_TIMEOUT)
                     .map_err(|e| {
                         kafka_error(&self.name, "cannot read the end of a partition", e)
                     })?;
-                end.insert(tp.clone(), high);
+                p.end = Some(high);
             }
-            self.end = Some(end);
+            self.bounded_from_start = true;
         }
         self.consumer
             .assign(&tpl)
             .map_err(|e| kafka_error(&self.name, "cannot assign the partitions", e))?;
         if let (Some(w), Some(et)) = (&mut self.watermarks, &self.spec.event_time) {
-            w.index = self
-                .partitions
-                .iter()
-                .enumerate()
-                .map(|(i, tp)| (tp.clone(), i))
-                .collect();
             w.generators =
                 vec![BoundedOutOfOrderness::new(et.max_out_of_orderness_ms); self.partitions.len()];
             w.tracker = WatermarkTracker::new(self.partitions.len(), et.idle_timeout_ms, now_ms());
@@ -318,13 +339,11 @@ impl KafkaSource {
         let mut row = 0;
         let mut touched = std::collections::BTreeSet::new();
         for (record, n) in records.iter().zip(rows) {
-            let tp = (record.origin.topic.clone(), record.origin.partition);
-            if let Some(&p) = w.index.get(&tp) {
-                for t in times[row..row + n].iter().flatten() {
-                    w.generators[p].observe(*t);
-                }
-                touched.insert(p);
+            let p = record.slot;
+            for t in times[row..row + n].iter().flatten() {
+                w.generators[p].observe(*t);
             }
+            touched.insert(p);
             row += n;
         }
         for p in touched {
@@ -341,17 +360,18 @@ impl KafkaSource {
     /// Whether a bounded source has read everything it was bounded to; with `markers`, also
     /// counting where the consumer stands past transaction markers (after a quiet poll).
     fn done(&self, markers: bool) -> bool {
-        let Some(end) = &self.end else { return false };
-        end.iter().all(|(tp, high)| {
-            let read = self.next.get(tp).is_some_and(|o| o >= high);
-            read || *high == 0 || (markers && self.position(tp).is_some_and(|o| o >= *high))
-        })
+        self.bounded_from_start
+            && self.partitions.iter().all(|p| {
+                let high = p.end.unwrap_or(0);
+                let read = p.next.is_some_and(|o| o >= high);
+                read || high == 0 || (markers && self.position(p).is_some_and(|o| o >= high))
+            })
     }
 
     /// Where the consumer is in a partition (past transaction markers too).
-    fn position(&self, tp: &Tp) -> Option<i64> {
+    fn position(&self, p: &Partition) -> Option<i64> {
         let assignment = self.consumer.position().ok()?;
-        let e = assignment.find_partition(&tp.0, tp.1)?;
+        let e = assignment.find_partition(&p.topic, p.number)?;
         match e.offset() {
             Offset::Offset(o) => Some(o),
             _ => None,
@@ -439,12 +459,24 @@ impl Source for KafkaSource {
         let hold = Duration::from_millis(self.spec.max_batch_delay_ms);
         let mut first: Option<Instant> = (!records.is_empty()).then(Instant::now);
         self.born = None;
+        let mut slot = 0;
+        let mut fetched = Fetched::default();
         while records.len() < self.batch_size && !self.done(false) {
-            let wait = match first {
-                None => POLL,
-                Some(at) => (at + hold).saturating_duration_since(Instant::now()),
+            let (wait, max) = match first {
+                // Waiting for a batch's first record: back with the first that comes.
+                None => (POLL, 1),
+                // Then as many as are there, or arrive while the first may wait.
+                Some(_) if hold.is_zero() => (Duration::ZERO, self.batch_size - records.len()),
+                Some(at) => (
+                    (at + hold).saturating_duration_since(Instant::now()),
+                    self.batch_size - records.len(),
+                ),
             };
-            let Some(message) = self.consumer.poll(wait) else {
+            fetched.clear();
+            if self.queue.fetch(wait, max, &mut fetched) == 0 {
+                if let Some(reason) = self.diagnosis.final_failure() {
+                    return Err(kafka_error(&self.name, "cannot read from Kafka", reason));
+                }
                 if records.is_empty() && self.done(true) {
                     return Ok(None);
                 }
@@ -456,32 +488,62 @@ impl Source for KafkaSource {
                     break;
                 }
                 continue;
-            };
+            }
             first.get_or_insert_with(Instant::now);
             self.born = first;
-            let m = match message {
-                Ok(m) => m,
-                Err(e) if client::gives_up(&e) => {
-                    return Err(kafka_error(&self.name, "cannot read from Kafka", e));
+            let mut reported = false;
+            for m in fetched.iter() {
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) if client::gives_up(&e) => {
+                        return Err(kafka_error(&self.name, "cannot read from Kafka", e));
+                    }
+                    Err(e) => {
+                        // librdkafka reconnects by itself (a broker restarting, a leader moving).
+                        tracing::warn!(source = %self.name, error = %e, "Kafka reported an error; reading on");
+                        reported = true;
+                        continue;
+                    }
+                };
+                // Records come in runs from one partition: the last one's slot is checked first.
+                if !self
+                    .partitions
+                    .get(slot)
+                    .is_some_and(|p| p.is(m.topic(), m.partition()))
+                {
+                    let Some(found) = self
+                        .partitions
+                        .iter()
+                        .position(|p| p.is(m.topic(), m.partition()))
+                    else {
+                        tracing::warn!(source = %self.name, topic = m.topic(), partition = m.partition(), "skipped a record of a partition not assigned to the source");
+                        continue;
+                    };
+                    slot = found;
                 }
-                Err(e) => {
-                    // librdkafka reconnects by itself (a broker restarting, a leader moving).
-                    tracing::warn!(source = %self.name, error = %e, "Kafka reported an error; reading on");
+                let partition = &mut self.partitions[slot];
+                partition.next = Some(m.offset() + 1);
+                let at_end = partition.end.is_some_and(|end| m.offset() + 1 >= end);
+                records.push(Record {
+                    slot,
+                    origin: Origin {
+                        topic: partition.topic.clone(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp(),
+                    },
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
+                // A bounded source stops at its end offsets: what was fetched past them is
+                // not read (and not counted in its position).
+                if at_end && self.done(false) {
                     break;
                 }
-            };
-            let tp = (m.topic().to_owned(), m.partition());
-            self.next.insert(tp, m.offset() + 1);
-            records.push(Record {
-                origin: Origin {
-                    topic: m.topic().to_owned(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp: m.timestamp().to_millis(),
-                },
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-            });
+            }
+            if reported {
+                break;
+            }
         }
         loop {
             if records.is_empty() {
@@ -551,19 +613,26 @@ impl Source for KafkaSource {
             tracing::error!(source = %self.name, timeout_s = METADATA_TIMEOUT.as_secs(), "dead letters were not acknowledged");
         }
         // Records held for the next batch are not read yet.
-        let mut next = self.next.clone();
+        let mut next: Vec<Option<i64>> = self.partitions.iter().map(|p| p.next).collect();
         for r in &self.pending {
-            let tp = (r.origin.topic.clone(), r.origin.partition);
-            next.entry(tp)
-                .and_modify(|n| *n = (*n).min(r.origin.offset))
-                .or_insert(r.origin.offset);
+            let n = &mut next[r.slot];
+            *n = Some(n.map_or(r.origin.offset, |n| n.min(r.origin.offset)));
         }
         let mut offsets: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for ((topic, partition), next) in &next {
+        let assigned = self
+            .partitions
+            .iter()
+            .zip(next)
+            .filter_map(|(p, n)| Some((&*p.topic, p.number, n?)));
+        let elsewhere = self
+            .elsewhere
+            .iter()
+            .map(|((t, p), n)| (t.as_str(), *p, *n));
+        for (topic, partition, next) in assigned.chain(elsewhere) {
             offsets
-                .entry(topic.clone())
+                .entry(topic.to_owned())
                 .or_default()
-                .insert(partition.to_string(), *next);
+                .insert(partition.to_string(), next);
         }
         serde_json::json!({ "offsets": offsets })
     }
@@ -586,11 +655,39 @@ impl Source for KafkaSource {
                         self.name
                     )));
                 };
-                self.next.insert((topic.clone(), p), n);
+                match self.partitions.iter_mut().find(|a| a.is(topic, p)) {
+                    Some(assigned) => assigned.next = Some(n),
+                    None => {
+                        self.elsewhere.insert((topic.clone(), p), n);
+                    }
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The partitions `(topic, number)`, none read yet.
+fn assigned(partitions: &[(&str, i32)]) -> Vec<Partition> {
+    let mut topics: Vec<Arc<str>> = Vec::new();
+    partitions
+        .iter()
+        .map(|&(topic, number)| {
+            let topic = match topics.iter().find(|t| &***t == topic) {
+                Some(t) => t.clone(),
+                None => {
+                    topics.push(topic.into());
+                    topics.last().expect("pushed").clone()
+                }
+            };
+            Partition {
+                topic,
+                number,
+                next: None,
+                end: None,
+            }
+        })
+        .collect()
 }
 
 /// The next offsets in a source position (`{"offsets": {TOPIC: {PARTITION: NEXT}}}`), as a list
