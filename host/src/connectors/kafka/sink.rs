@@ -79,14 +79,18 @@ where
     C::DeliveryOpaque: Default,
 {
     for r in records {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            });
+        let mut record = BaseRecord::with_opaque_to(topic, Default::default());
+        // A header list is librdkafka's allocation, freed with the record: only when needed.
+        if !r.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            record = record.headers(headers);
         }
-        let mut record = BaseRecord::with_opaque_to(topic, Default::default()).headers(headers);
         if let Some(value) = &r.value {
             record = record.payload(value.as_slice());
         }
