@@ -500,7 +500,10 @@ impl Source for KafkaSource {
                     }
                     Err(e) => {
                         // librdkafka reconnects by itself (a broker restarting, a leader moving).
-                        tracing::warn!(source = %self.name, error = %e, "Kafka reported an error; reading on");
+                        // One line per fetch, as it was one per poll, however many errors came.
+                        if !reported {
+                            tracing::warn!(source = %self.name, error = %e, "Kafka reported an error; reading on");
+                        }
                         reported = true;
                         continue;
                     }
