@@ -720,12 +720,13 @@ pub fn encode(
             }
         }
     };
+    let mut keys = keys.map(Vec::into_iter);
     Ok(values
         .into_iter()
         .enumerate()
         .map(|(i, value)| Outgoing {
             value: Some(value),
-            key: keys.as_ref().and_then(|k| k[i].clone()),
+            key: keys.as_mut().and_then(|k| k.next().flatten()),
             partition: partitions.as_ref().and_then(|p| p[i]),
             headers: header_values
                 .iter()

@@ -9,6 +9,7 @@ pub(crate) mod client;
 mod fetch;
 pub mod format;
 mod msgpack;
+mod produce;
 mod sink;
 mod source;
 mod transactional;

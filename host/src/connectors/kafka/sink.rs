@@ -7,14 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::KafkaSinkSpec;
 use super::client::{self, Diagnosis};
-use super::format;
+use super::produce::{self, TopicHandle};
 use crate::connectors::{ConnectorError, Sink};
 
 /// How long a checkpoint waits for outstanding records to be acknowledged.
@@ -48,67 +47,12 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Sends `record`, waiting while librdkafka's local queue is full.
-pub(super) fn send_retrying<C: ProducerContext>(
-    producer: &ThreadedProducer<C>,
-    mut record: BaseRecord<'_, str, [u8], C::DeliveryOpaque>,
-) -> Result<(), KafkaError>
-where
-    C::DeliveryOpaque: Default,
-{
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                // Wait for deliveries to drain the queue.
-                record = back;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
-
-/// Sends `records` to `topic`: value, key, partition and headers as encoded.
-pub(super) fn send_all<C: ProducerContext>(
-    producer: &ThreadedProducer<C>,
-    topic: &str,
-    records: &[format::Outgoing],
-) -> Result<(), KafkaError>
-where
-    C::DeliveryOpaque: Default,
-{
-    for r in records {
-        let mut record = BaseRecord::with_opaque_to(topic, Default::default());
-        // A header list is librdkafka's allocation, freed with the record: only when needed.
-        if !r.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            record = record.headers(headers);
-        }
-        if let Some(value) = &r.value {
-            record = record.payload(value.as_slice());
-        }
-        if let Some(k) = &r.key {
-            record = record.key(k.as_str());
-        }
-        if let Some(p) = r.partition {
-            record = record.partition(p);
-        }
-        send_retrying(producer, record)?;
-    }
-    Ok(())
-}
-
 /// A running Kafka sink.
 pub struct KafkaSink {
     name: String,
     spec: KafkaSinkSpec,
+    /// Before `producer`: released first.
+    topic: TopicHandle,
     producer: ThreadedProducer<Deliveries>,
     deliveries: Deliveries,
 }
@@ -141,9 +85,15 @@ impl KafkaSink {
             &spec.bootstrap,
             &spec.properties,
         )?;
+        let topic =
+            TopicHandle::new(&producer, &spec.topic).map_err(|message| ConnectorError::Broker {
+                node: format!("sink `{name}`"),
+                message,
+            })?;
         Ok(KafkaSink {
             name: name.to_owned(),
             spec: spec.clone(),
+            topic,
             producer,
             deliveries,
         })
@@ -181,7 +131,7 @@ impl Sink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         self.check_deliveries()?;
         let records = self.spec.encode(batch).map_err(|m| self.error(m))?;
-        send_all(&self.producer, &self.spec.topic, &records)
+        produce::send_all(&self.producer, &self.topic, &records)
             .map_err(|e| self.error(format!("cannot send to topic `{}`: {e}", self.spec.topic)))?;
         Ok(())
     }

@@ -41,6 +41,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::KafkaSinkSpec;
 use super::client::{self, Diagnosis};
+use super::produce::TopicHandle;
 use crate::connectors::{ConnectorError, Sink};
 
 /// How long transactional calls and the epoch lookup may take.
@@ -64,6 +65,8 @@ pub struct TransactionalSink {
     spec: KafkaSinkSpec,
     commit_topic: String,
     dir: PathBuf,
+    /// Before `producer`: released first.
+    topic: TopicHandle,
     producer: ThreadedProducer<Diagnosis>,
     /// A consumer of the sink's epoch group (`sabot-PIPELINE-SINK`): its group metadata goes
     /// into each transaction, and it reads the group's committed epoch.
@@ -158,12 +161,15 @@ impl TransactionalSink {
         producer
             .init_transactions(TIMEOUT)
             .map_err(|e| broker("cannot initialise transactions", &e))?;
+        let topic =
+            TopicHandle::new(&producer, &spec.topic).map_err(|e| broker("cannot produce", &e))?;
         let sink = TransactionalSink {
             name: name.to_owned(),
             spec: spec.clone(),
             commit_topic,
             epochs,
             dir: dir.to_owned(),
+            topic,
             producer,
             segments: Vec::new(),
             writer: None,
@@ -453,7 +459,7 @@ impl TransactionalSink {
                 sink: self.name.clone(),
                 message,
             })?;
-        super::sink::send_all(&self.producer, &self.spec.topic, &records)
+        super::produce::send_all(&self.producer, &self.topic, &records)
             .map_err(|e| self.broker(&format!("cannot send to topic `{}`", self.spec.topic), e))?;
         Ok(records.len())
     }
