@@ -66,10 +66,11 @@ impl Server {
             .recv_timeout(Duration::from_secs(30))
             .expect("the server says where it listens");
         // A server with `SABOT_TLS_CERT`: the test's client trusts the CA in `SABOT_CA_CERT`
-        // (a variable the server does not read).
+        // (a variable the server does not read). The client waits longer than any request
+        // deadline a test gives the server: the server's deadlines are what tests measure.
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)));
+            .timeout_global(Some(Duration::from_secs(240)));
         if let Some((_, ca)) = env.iter().find(|(k, _)| *k == "SABOT_CA_CERT") {
             let pem = std::fs::read(ca).unwrap();
             let certs: Vec<_> = ureq::tls::parse_pem(&pem)
