@@ -392,10 +392,7 @@ fn a_hot_swap_between_languages_keeps_every_kind_of_state_rust_js_python_go_rust
 
     const EVENTS: u64 = 200_000;
     let sabot_bin = Path::new(env!("CARGO_BIN_EXE_sabot"));
-    // Compiling the Go and Python components took 27 s on a busy 2-core machine, past the
-    // default 30 s request deadline once queued: a long deadline, so that the uploads are not
-    // what this test measures.
-    let s = Server::start(&[("SABOT_REQUEST_TIMEOUT_MS", "180000")]);
+    let s = Server::start(&[]);
     let rust = module(MISBEHAVE);
     assert_eq!(s.upload("mis", "1", &rust).0, 201);
     assert_eq!(s.upload("mis", "2", &component_variant(&rust, "v2")).0, 201);

@@ -41,6 +41,11 @@ impl Server {
             .env("SABOT_PROBATION_MS", "600")
             .env("SABOT_CHECKPOINT_MS", "200")
             .env("SABOT_LOG", "warn")
+            // Compiling an upload took 27 s on a busy 2-core CI machine (a Go component, a
+            // module made to compile slowly), past the server's default 30 s request deadline:
+            // a long one unless the test sets its own, so that uploads are not what tests
+            // measure by accident.
+            .env("SABOT_REQUEST_TIMEOUT_MS", "120000")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()

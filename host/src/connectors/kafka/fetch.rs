@@ -75,10 +75,6 @@ pub(super) struct Fetched {
     messages: Vec<*mut rdsys::rd_kafka_message_t>,
 }
 
-// SAFETY: a fetched message is plain memory owned by this list until it is destroyed, which
-// librdkafka allows from any thread.
-unsafe impl Send for Fetched {}
-
 impl Fetched {
     /// The records in the order they were fetched.
     pub(super) fn iter(&self) -> impl Iterator<Item = Result<Fetch<'_>, KafkaError>> {
