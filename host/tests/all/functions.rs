@@ -427,9 +427,7 @@ fn a_user_defined_aggregate_from_every_sdk_gives_the_median_of_each_window() {
 
 #[test]
 fn a_function_module_that_spins_or_hogs_when_asked_for_types_is_stopped_and_bounded() {
-    // A JavaScript component takes a while to compile on a busy machine: a long request
-    // deadline, so that the upload is not what this test measures.
-    let s = crate::serve::Server::start(&[("SABOT_REQUEST_TIMEOUT_MS", "120000")]);
+    let s = crate::serve::Server::start(&[]);
     let pid = s.child.id();
     let bytes = std::fs::read(languages::hostile_function_js()).unwrap();
     let (status, body) = s.upload("hostile", "1.0.0", &bytes);
